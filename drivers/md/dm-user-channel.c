@@ -1,0 +1,523 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-user: the channel file operations of /dev/dm-user/<name>.
+ *
+ * Every open() is a channel. read() hands the daemon the next request: the
+ * header, then for a write the data. write() takes the answer: the header,
+ * then for a successful read the data. Either may be split into pieces of
+ * any size; one call never spans two messages. The rules for locks are at
+ * the top of dm-user-target.c; this file owns dm_user_channel.io_lock,
+ * which serialises the calls of one channel and is never taken on the map
+ * path.
+ */
+
+#include <linux/bio.h>
+#include <linux/device-mapper.h>
+#include <linux/fs.h>
+#include <linux/module.h>
+#include <linux/poll.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/uio.h>
+
+#include "dm-user.h"
+#include "dm-user-compat.h"
+
+#define DM_USER_HDR_SIZE	sizeof(struct dm_user_message)
+
+void dm_user_target_release(struct kref *kref)
+{
+	struct dm_user_target *t = container_of(kref, struct dm_user_target,
+						 kref);
+
+	kfree(t);
+}
+
+static bool dm_user_nonblocking(struct kiocb *iocb)
+{
+	return (iocb->ki_flags & IOCB_NOWAIT) ||
+	       (iocb->ki_filp->f_flags & O_NONBLOCK);
+}
+
+static int dm_user_lock_channel(struct dm_user_channel *ch, bool nonblock)
+{
+	if (nonblock)
+		return mutex_trylock(&ch->io_lock) ? 0 : -EAGAIN;
+	return mutex_lock_interruptible(&ch->io_lock);
+}
+
+/* Marks @req busy so that teardown leaves its pages alone. */
+static void dm_user_pin_locked(struct dm_user_target *t,
+			       struct dm_user_request *req)
+{
+	lockdep_assert_held(&t->lock);
+	req->busy = true;
+	atomic_inc(&t->nr_busy);
+}
+
+/*
+ * Ends a copy started by dm_user_pin_locked(). Returns true if teardown
+ * aborted the request meanwhile; it is then on @done, to be completed.
+ */
+static bool dm_user_unpin_locked(struct dm_user_target *t,
+				 struct dm_user_request *req,
+				 struct list_head *done)
+{
+	lockdep_assert_held(&t->lock);
+	req->busy = false;
+	if (!req->aborted)
+		return false;
+	dm_user_detach_locked(t, req, done, BLK_STS_IOERR);
+	return true;
+}
+
+/*
+ * Completes @done, then drops the busy count taken by the pin: in this
+ * order, so that the destructor, which waits for the count, never returns
+ * before the bio it aborted has been completed.
+ */
+static void dm_user_finish_copy(struct dm_user_target *t,
+				struct list_head *done)
+{
+	dm_user_complete_list(done);
+	if (atomic_dec_and_test(&t->nr_busy))
+		wake_up(&t->busy_wq);
+}
+
+/* ------------------------------------------------------------------------
+ * open and release
+ */
+
+static int dm_user_open(struct inode *inode, struct file *file)
+{
+	/* misc_open() holds misc_mtx, so the target cannot be torn down. */
+	struct miscdevice *misc = file->private_data;
+	struct dm_user_target *t = container_of(misc, struct dm_user_target,
+						 misc);
+	struct dm_user_channel *ch;
+	unsigned long irq_flags;
+
+	ch = kzalloc(sizeof(*ch), GFP_KERNEL);
+	if (!ch)
+		return -ENOMEM;
+	mutex_init(&ch->io_lock);
+	INIT_LIST_HEAD(&ch->owned);
+	INIT_LIST_HEAD(&ch->node);
+	ch->target = t;
+
+	spin_lock_irqsave(&t->lock, irq_flags);
+	if (t->dead) {
+		spin_unlock_irqrestore(&t->lock, irq_flags);
+		kfree(ch);
+		return -ENOTBLK;
+	}
+	kref_get(&t->kref);
+	list_add_tail(&ch->node, &t->channels);
+	t->nr_channels++;
+	spin_unlock_irqrestore(&t->lock, irq_flags);
+
+	file->private_data = ch;
+	stream_open(inode, file);
+	/* read() and write() honour IOCB_NOWAIT, so io_uring need not punt. */
+	file->f_mode |= FMODE_NOWAIT;
+	return 0;
+}
+
+static int dm_user_release(struct inode *inode, struct file *file)
+{
+	struct dm_user_channel *ch = file->private_data;
+	struct dm_user_target *t = ch->target;
+	struct dm_user_request *req, *next;
+	unsigned long irq_flags;
+	LIST_HEAD(done);
+
+	/*
+	 * No call on this channel is running, so none of its requests is
+	 * busy. Its unanswered requests fail; when it was the last channel,
+	 * so does everything still queued, since nobody is left to read it.
+	 */
+	spin_lock_irqsave(&t->lock, irq_flags);
+	list_del_init(&ch->node);
+	t->nr_channels--;
+	list_for_each_entry_safe(req, next, &ch->owned, list)
+		dm_user_detach_locked(t, req, &done, BLK_STS_IOERR);
+	if (!t->nr_channels) {
+		list_for_each_entry_safe(req, next, &t->queue, list)
+			dm_user_detach_locked(t, req, &done, BLK_STS_IOERR);
+		list_for_each_entry_safe(req, next, &t->backlog, list)
+			dm_user_detach_locked(t, req, &done, BLK_STS_IOERR);
+	}
+	spin_unlock_irqrestore(&t->lock, irq_flags);
+
+	dm_user_complete_list(&done);
+	kref_put(&t->kref, dm_user_target_release);
+	kfree(ch);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * read(): requests to the daemon
+ */
+
+static size_t dm_user_data_len_to_user(struct dm_user_request *req)
+{
+	return req->op == DM_USER_OP_WRITE ? req->msg.len : 0;
+}
+
+/*
+ * Takes the next queued request for @ch, waiting for one unless
+ * @nonblock. Called and returns with the target lock held.
+ */
+static int dm_user_take_request_locked(struct dm_user_target *t,
+				       struct dm_user_channel *ch,
+				       bool nonblock)
+	__must_hold(&t->lock)
+{
+	struct dm_user_request *req;
+	int r;
+
+	for (;;) {
+		if (t->dead)
+			return -ENOTBLK;
+		req = list_first_entry_or_null(&t->queue,
+					       struct dm_user_request, list);
+		if (req)
+			break;
+		if (nonblock)
+			return -EAGAIN;
+		spin_unlock_irq(&t->lock);
+		r = wait_event_interruptible_exclusive(t->wq,
+						       READ_ONCE(t->dead) ||
+						       !list_empty(&t->queue));
+		spin_lock_irq(&t->lock);
+		if (r) {
+			/* Pass an exclusive wake-up on to another reader. */
+			if (!list_empty(&t->queue))
+				wake_up(&t->wq);
+			return r;
+		}
+	}
+
+	list_move_tail(&req->list, &ch->owned);
+	t->nr_queued--;
+	t->nr_inflight++;
+	req->state = DM_USER_REQ_SENDING;
+	req->owner = ch;
+	req->msg.seq = t->next_seq++;
+	req->sent = 0;
+	req->data_iter = req->bio->bi_iter;
+	ch->sending = req;
+	/* Leave no request unseen if more than one is waiting. */
+	if (!list_empty(&t->queue))
+		wake_up(&t->wq);
+	return 0;
+}
+
+/* Copies what fits of @req's header and data to @to. */
+static size_t dm_user_copy_to_user(struct dm_user_request *req,
+				   struct iov_iter *to)
+{
+	size_t total = DM_USER_HDR_SIZE + dm_user_data_len_to_user(req);
+	size_t copied = 0;
+
+	if (req->sent < DM_USER_HDR_SIZE) {
+		size_t n = min_t(size_t, DM_USER_HDR_SIZE - req->sent,
+				 iov_iter_count(to));
+		size_t done = copy_to_iter((u8 *)&req->msg + req->sent, n, to);
+
+		req->sent += done;
+		copied += done;
+		if (done < n)
+			return copied;
+	}
+
+	while (req->sent < total && iov_iter_count(to)) {
+		struct bio_vec bv = bio_iter_iovec(req->bio, req->data_iter);
+		size_t n = min_t(size_t, bv.bv_len, iov_iter_count(to));
+		size_t done = copy_page_to_iter(bv.bv_page, bv.bv_offset, n,
+						to);
+
+		bio_advance_iter_single(req->bio, &req->data_iter, done);
+		req->sent += done;
+		copied += done;
+		if (done < n)
+			break;
+	}
+	return copied;
+}
+
+static ssize_t dm_user_read_iter(struct kiocb *iocb, struct iov_iter *to)
+{
+	struct dm_user_channel *ch = iocb->ki_filp->private_data;
+	struct dm_user_target *t = ch->target;
+	bool nonblock = dm_user_nonblocking(iocb);
+	struct dm_user_request *req;
+	size_t copied;
+	LIST_HEAD(done);
+	int r;
+
+	if (!iov_iter_count(to))
+		return 0;
+
+	r = dm_user_lock_channel(ch, nonblock);
+	if (r)
+		return r;
+
+	spin_lock_irq(&t->lock);
+	if (!ch->sending) {
+		r = dm_user_take_request_locked(t, ch, nonblock);
+		if (r) {
+			spin_unlock_irq(&t->lock);
+			mutex_unlock(&ch->io_lock);
+			return r;
+		}
+	}
+	req = ch->sending;
+	dm_user_pin_locked(t, req);
+	spin_unlock_irq(&t->lock);
+
+	copied = dm_user_copy_to_user(req, to);
+
+	spin_lock_irq(&t->lock);
+	if (!dm_user_unpin_locked(t, req, &done) &&
+	    req->sent == DM_USER_HDR_SIZE + dm_user_data_len_to_user(req)) {
+		/* Fully read: now, and only now, it can be answered. */
+		ch->sending = NULL;
+		req->state = DM_USER_REQ_WAITING;
+		hash_add(t->answer_hash, &req->hash_node, req->msg.seq);
+	}
+	spin_unlock_irq(&t->lock);
+	dm_user_finish_copy(t, &done);
+
+	mutex_unlock(&ch->io_lock);
+	return copied ? copied : -EFAULT;
+}
+
+/* ------------------------------------------------------------------------
+ * write(): answers from the daemon
+ */
+
+static void dm_user_bad_answer(struct dm_user_target *t,
+			       const struct dm_user_message *ans,
+			       const char *why)
+{
+	DMERR_LIMIT("%s: rejected answer for seq %llu (type %llu, len %llu): %s",
+		    t->name, ans->seq, ans->type, ans->len, why);
+}
+
+static struct dm_user_request *dm_user_find_locked(struct dm_user_target *t,
+						   u64 seq)
+{
+	struct dm_user_request *req;
+
+	hash_for_each_possible(t->answer_hash, req, hash_node, seq)
+		if (req->msg.seq == seq)
+			return req;
+	return NULL;
+}
+
+/*
+ * Validates the complete answer header in ch->answer, followed by @rest
+ * more bytes in this write. Returns the request, now receiving or detached
+ * onto @done, or an ERR_PTR.
+ */
+static struct dm_user_request *
+dm_user_accept_answer_locked(struct dm_user_target *t,
+			     struct dm_user_channel *ch, size_t rest,
+			     struct list_head *done)
+{
+	const struct dm_user_message *ans = &ch->answer;
+	struct dm_user_request *req;
+	blk_status_t status;
+	u64 need;
+
+	req = dm_user_find_locked(t, ans->seq);
+	if (!req) {
+		dm_user_bad_answer(t, ans, "no such request waiting for an answer");
+		return ERR_PTR(-EINVAL);
+	}
+	if (req->owner != ch) {
+		dm_user_bad_answer(t, ans, "request was read on another channel");
+		return ERR_PTR(-EINVAL);
+	}
+	switch (ans->type) {
+	case DM_USER_RESP_SUCCESS:
+		status = BLK_STS_OK;
+		break;
+	case DM_USER_RESP_ERROR:
+		status = BLK_STS_IOERR;
+		break;
+	case DM_USER_RESP_UNSUPPORTED:
+		status = BLK_STS_NOTSUPP;
+		break;
+	default:
+		dm_user_bad_answer(t, ans, "unknown response type");
+		return ERR_PTR(-EINVAL);
+	}
+
+	need = (req->op == DM_USER_OP_READ && status == BLK_STS_OK) ?
+		req->msg.len : 0;
+	if (need && ans->len != need) {
+		dm_user_bad_answer(t, ans, "length differs from the request's");
+		return ERR_PTR(-EINVAL);
+	}
+	if (!need && ans->len && ans->len != req->msg.len) {
+		dm_user_bad_answer(t, ans, "length differs from the request's");
+		return ERR_PTR(-EINVAL);
+	}
+	if (rest > need) {
+		dm_user_bad_answer(t, ans, "more data than the request needs");
+		return ERR_PTR(-EINVAL);
+	}
+
+	if (!need) {
+		dm_user_detach_locked(t, req, done, status);
+		return req;
+	}
+	hash_del(&req->hash_node);
+	req->state = DM_USER_REQ_RECEIVING;
+	req->received = 0;
+	req->data_iter = req->bio->bi_iter;
+	ch->receiving = req;
+	return req;
+}
+
+/* Copies answer data from @from into @req's pages. */
+static size_t dm_user_copy_from_user(struct dm_user_request *req,
+				     struct iov_iter *from)
+{
+	size_t copied = 0;
+
+	while (req->received < req->msg.len && iov_iter_count(from)) {
+		struct bio_vec bv = bio_iter_iovec(req->bio, req->data_iter);
+		size_t n = min_t(size_t, bv.bv_len, iov_iter_count(from));
+		size_t done = copy_page_from_iter(bv.bv_page, bv.bv_offset, n,
+						  from);
+
+		bio_advance_iter_single(req->bio, &req->data_iter, done);
+		req->received += done;
+		copied += done;
+		if (done < n)
+			break;
+	}
+	return copied;
+}
+
+static ssize_t dm_user_write_iter(struct kiocb *iocb, struct iov_iter *from)
+{
+	struct dm_user_channel *ch = iocb->ki_filp->private_data;
+	struct dm_user_target *t = ch->target;
+	struct dm_user_request *req;
+	size_t consumed = 0;
+	ssize_t ret = 0;
+	LIST_HEAD(done);
+	int r;
+
+	if (!iov_iter_count(from))
+		return 0;
+
+	r = dm_user_lock_channel(ch, dm_user_nonblocking(iocb));
+	if (r)
+		return r;
+
+	spin_lock_irq(&t->lock);
+	if (t->dead) {
+		ret = -ENOTBLK;
+		goto out_unlock;
+	}
+
+	req = ch->receiving;
+	if (!req) {
+		size_t n = min_t(size_t, DM_USER_HDR_SIZE - ch->answer_bytes,
+				 iov_iter_count(from));
+
+		spin_unlock_irq(&t->lock);
+		if (!copy_from_iter_full((u8 *)&ch->answer + ch->answer_bytes,
+					 n, from)) {
+			ret = -EFAULT;
+			goto out;
+		}
+		ch->answer_bytes += n;
+		consumed = n;
+		if (ch->answer_bytes < DM_USER_HDR_SIZE)
+			goto out;
+
+		/* Header complete: whatever happens, the next write starts anew. */
+		ch->answer_bytes = 0;
+		spin_lock_irq(&t->lock);
+		if (t->dead) {
+			ret = -ENOTBLK;
+			goto out_unlock;
+		}
+		req = dm_user_accept_answer_locked(t, ch, iov_iter_count(from),
+						   &done);
+		if (IS_ERR(req)) {
+			ret = PTR_ERR(req);
+			consumed = 0;
+			goto out_unlock;
+		}
+		if (req->state != DM_USER_REQ_RECEIVING) {
+			/* Answer without data: already detached. */
+			spin_unlock_irq(&t->lock);
+			dm_user_complete_list(&done);
+			goto out;
+		}
+	} else if (iov_iter_count(from) > req->msg.len - req->received) {
+		dm_user_bad_answer(t, &ch->answer,
+				   "more data than the request needs");
+		ret = -EINVAL;
+		goto out_unlock;
+	}
+
+	if (!iov_iter_count(from))
+		goto out_unlock;
+
+	dm_user_pin_locked(t, req);
+	spin_unlock_irq(&t->lock);
+
+	consumed += dm_user_copy_from_user(req, from);
+
+	spin_lock_irq(&t->lock);
+	if (!dm_user_unpin_locked(t, req, &done) &&
+	    req->received == req->msg.len)
+		dm_user_detach_locked(t, req, &done, BLK_STS_OK);
+	spin_unlock_irq(&t->lock);
+	dm_user_finish_copy(t, &done);
+	goto out;
+
+out_unlock:
+	spin_unlock_irq(&t->lock);
+out:
+	mutex_unlock(&ch->io_lock);
+	if (consumed)
+		return consumed;
+	return ret ? ret : -EFAULT;
+}
+
+/* ------------------------------------------------------------------------
+ * poll()
+ */
+
+static __poll_t dm_user_poll(struct file *file, poll_table *wait)
+{
+	struct dm_user_channel *ch = file->private_data;
+	struct dm_user_target *t = ch->target;
+	__poll_t mask = EPOLLOUT | EPOLLWRNORM;
+
+	poll_wait(file, &t->wq, wait);
+
+	if (READ_ONCE(t->dead))
+		return EPOLLERR | EPOLLHUP;
+	if (READ_ONCE(ch->sending) || !list_empty(&t->queue))
+		mask |= EPOLLIN | EPOLLRDNORM;
+	return mask;
+}
+
+const struct file_operations dm_user_fops = {
+	.owner = THIS_MODULE,
+	.open = dm_user_open,
+	.release = dm_user_release,
+	.read_iter = dm_user_read_iter,
+	.write_iter = dm_user_write_iter,
+	.poll = dm_user_poll,
+};

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * dm-user: internal definitions shared by the target glue (dm-user-target.c)
+ * and the channel file operations (dm-user-channel.c).
+ *
+ * The locking rules are at the top of dm-user-target.c.
+ */
+#ifndef DM_USER_INTERNAL_H
+#define DM_USER_INTERNAL_H
+
+#include <linux/blk_types.h>
+#include <linux/hashtable.h>
+#include <linux/kref.h>
+#include <linux/list.h>
+#include <linux/miscdevice.h>
+#include <linux/mutex.h>
+#include <linux/sizes.h>
+#include <linux/spinlock.h>
+#include <linux/types.h>
+#include <linux/wait.h>
+#include <uapi/linux/dm-user.h>
+
+#define DM_MSG_PREFIX "user"
+
+/* Longest <name>; the misc node is /dev/dm-user/<name>. */
+#define DM_USER_NAME_MAX	64
+#define DM_USER_MISC_PREFIX	"dm-user/"
+
+/*
+ * Largest read or write handed to a daemon in one request, in sectors:
+ * 1 MiB, the largest chunk Android's snapuserd expects, so a daemon can size
+ * its buffer once.
+ */
+#define DM_USER_MAX_IO_SECTORS	2048
+
+#define DM_USER_DEFAULT_MAX_QUEUED	1024
+#define DM_USER_MAX_MAX_QUEUED		SZ_1M
+
+#define DM_USER_HASH_BITS	8
+
+/* Operations counted in status and switchable by feature words. */
+enum dm_user_op {
+	DM_USER_OP_READ,
+	DM_USER_OP_WRITE,
+	DM_USER_OP_FLUSH,
+	DM_USER_OP_DISCARD,
+	DM_USER_OP_WRITE_ZEROES,
+	DM_USER_OP_SECURE_ERASE,
+	DM_USER_NR_OPS,
+};
+
+struct dm_user_op_stats {
+	u64 requests;
+	u64 bytes;
+	u64 errors;
+};
+
+struct dm_user_channel;
+
+/* Where a request is; each state names the list or pointer that holds it. */
+enum dm_user_req_state {
+	DM_USER_REQ_QUEUED,	/* target->queue */
+	DM_USER_REQ_BACKLOG,	/* target->backlog */
+	DM_USER_REQ_SENDING,	/* owner->owned, owner->sending */
+	DM_USER_REQ_WAITING,	/* owner->owned, target->answer_hash */
+	DM_USER_REQ_RECEIVING,	/* owner->owned, owner->receiving */
+};
+
+/*
+ * One request: the per-bio data of the bio it carries, so that queueing a
+ * request never allocates memory.
+ */
+struct dm_user_request {
+	/* On the target's queue or backlog, or on the owner's list. */
+	struct list_head list;
+	/* In the target's hash while it waits for its answer. */
+	struct hlist_node hash_node;
+	struct bio *bio;
+	/* Channel that read it; NULL while queued. */
+	struct dm_user_channel *owner;
+	/* The header sent to the daemon. */
+	struct dm_user_message msg;
+	enum dm_user_op op;
+	enum dm_user_req_state state;
+	/* Bytes of header and data copied to the daemon so far. */
+	size_t sent;
+	/* Bytes of answer data copied from the daemon so far. */
+	size_t received;
+	/* Position in the bio's data of the next byte to copy. */
+	struct bvec_iter data_iter;
+	blk_status_t answer_status;
+	/* A channel is copying to or from the bio's pages without the lock. */
+	bool busy;
+	/* Failed by teardown while busy: the busy channel completes it. */
+	bool aborted;
+};
+
+struct dm_user_target {
+	struct kref kref;
+	/* Node in the global list of live targets, for name uniqueness. */
+	struct list_head registry_node;
+	char name[DM_USER_NAME_MAX + 1];
+	char misc_name[sizeof(DM_USER_MISC_PREFIX) + DM_USER_NAME_MAX];
+	struct miscdevice misc;
+
+	/* Table parameters, fixed for the life of the target. */
+	sector_t begin;
+	sector_t len;
+	unsigned int block_size;
+	unsigned int max_queued;
+	unsigned long disabled_ops;	/* bit per enum dm_user_op */
+	/* Feature words in the order given, for an exact table round trip. */
+	unsigned int nr_features;
+	u8 feature_order[8];
+
+	/* Moves requests; see the locking rules in dm-user-target.c. */
+	spinlock_t lock;
+	struct list_head queue;		/* waiting for a channel to read them */
+	struct list_head backlog;	/* over the cap, not yet visible */
+	unsigned int nr_queued;
+	unsigned int nr_backlog;
+	unsigned int nr_inflight;	/* read by a channel, not completed */
+	u64 next_seq;
+	DECLARE_HASHTABLE(answer_hash, DM_USER_HASH_BITS);
+	struct list_head channels;
+	unsigned int nr_channels;
+	bool suspending;
+	bool dead;
+	struct dm_user_op_stats stats[DM_USER_NR_OPS];
+
+	/* Readers wait here for requests; poll() too. */
+	wait_queue_head_t wq;
+	/* Teardown waits here for channels copying request data. */
+	atomic_t nr_busy;
+	wait_queue_head_t busy_wq;
+};
+
+struct dm_user_channel {
+	struct dm_user_target *target;
+	struct list_head node;		/* in target->channels */
+	/* Serialises this channel's read() and write() calls. */
+	struct mutex io_lock;
+	/* Requests this channel has taken and not completed (target lock). */
+	struct list_head owned;
+	/* Request partly read by the daemon (target lock). */
+	struct dm_user_request *sending;
+	/* Request whose answer data is partly written (target lock). */
+	struct dm_user_request *receiving;
+	/* Answer header being assembled from split writes (io_lock). */
+	struct dm_user_message answer;
+	size_t answer_bytes;
+};
+
+/* dm-user-channel.c */
+extern const struct file_operations dm_user_fops;
+void dm_user_target_release(struct kref *kref);
+
+/* dm-user-target.c */
+void dm_user_detach_locked(struct dm_user_target *t,
+			   struct dm_user_request *req, struct list_head *done,
+			   blk_status_t status);
+void dm_user_complete_list(struct list_head *done);
+
+#endif /* DM_USER_INTERNAL_H */

@@ -1,0 +1,41 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# Install the Debian 12 packages dm-user's build, tests, demo and benchmark
+# need. Idempotent: packages already present are not downloaded again, and
+# nothing is done at all when every package is installed.
+set -eu
+
+# The 6.12 kernel comes from bookworm's security/updates archive as a
+# meta-package that follows the newest 6.12 build.
+pkgs="build-essential make gcc gcc-multilib libc6-dev-i386 bc kmod
+ linux-image-amd64 linux-headers-amd64
+ linux-image-6.12-amd64 linux-headers-6.12-amd64
+ linux-source-6.1
+ qemu-system-x86 busybox-static cpio xz-utils
+ dmsetup libdevmapper-dev libaio-dev liburing-dev pkg-config
+ fio e2fsprogs sparse
+ nbdkit nbd-client"
+
+missing=""
+for p in $pkgs; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+	     grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+
+if [ -z "$missing" ]; then
+	exit 0
+fi
+
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps: need root to install:$missing" >&2
+	exit 1
+fi
+
+echo "install-deps: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing
