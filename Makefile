@@ -26,7 +26,7 @@ VM = $(SRC)/tools/dm-user/vm
 DEPS = $(SRC)/tools/dm-user/install-deps.sh
 
 .PHONY: all module modules-all tools deps check demo bench lint checkpatch \
-	clean install
+	clean install payload guest-payload
 
 all: module
 
@@ -57,6 +57,65 @@ modules-all:
 tools:
 	$(MAKE) -C $(SRC)/tools/dm-user O=$(BUILD)/tools
 	$(MAKE) -C $(SRC)/tools/testing/selftests/dm-user O=$(BUILD)/tools
+
+# Everything a guest needs: selftests, daemon, runner, one module per kernel.
+PAYLOAD = $(BUILD)/payload
+
+payload: modules-all tools
+	rm -rf $(PAYLOAD)
+	$(MAKE) -C $(SRC)/tools/testing/selftests/dm-user O=$(BUILD)/tools \
+		install INSTALL_PATH=$(PAYLOAD)
+	cp $(BUILD)/tools/dmuserd $(VM)/guest-tests.sh $(PAYLOAD)/
+	for k in $$($(VM)/kernels.sh); do \
+		mkdir -p $(PAYLOAD)/$$k && \
+		cp $(BUILD)/$$k/dm-user.ko $(PAYLOAD)/$$k/ || exit 1; \
+	done
+
+check: deps
+	$(MAKE) --no-print-directory payload
+	$(VM)/check.sh $(PAYLOAD) tests.list
+
+# demo and bench boot one 6.12 guest with the daemon and a guest script.
+GUEST_KVER = $$($(VM)/kernels.sh 6.12)
+
+guest-payload: tools
+	@k=$(GUEST_KVER) && $(MAKE) --no-print-directory module KVER=$$k && \
+	rm -rf $(BUILD)/guest && mkdir -p $(BUILD)/guest && \
+	cp $(BUILD)/tools/dmuserd $(SRC)/tools/dm-user/guest/*.sh $(BUILD)/guest/
+
+demo: deps
+	@$(MAKE) --no-print-directory guest-payload
+	@k=$(GUEST_KVER); $(VM)/run-guest.sh -k $$k -m $(BUILD)/$$k/dm-user.ko \
+		-p $(BUILD)/guest -t 600 -- ./demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory guest-payload
+	@k=$(GUEST_KVER); $(VM)/run-guest.sh -k $$k -m $(BUILD)/$$k/dm-user.ko \
+		-p $(BUILD)/guest -t 1800 -- ./bench.sh
+
+# checkpatch.pl comes from the linux-source-6.1 package, extracted once.
+CHECKPATCH = $(BUILD)/scripts/checkpatch.pl
+$(CHECKPATCH):
+	mkdir -p $(BUILD)
+	tar -xf /usr/src/linux-source-6.1.tar.xz -C $(BUILD) \
+		--strip-components=1 linux-source-6.1/scripts/checkpatch.pl \
+		linux-source-6.1/scripts/spelling.txt \
+		linux-source-6.1/scripts/const_structs.checkpatch
+	touch $@
+
+checkpatch: $(CHECKPATCH)
+	$(CHECKPATCH) --strict --no-tree --quiet -f \
+		$(SRC)/drivers/md/*.[ch] $(SRC)/include/uapi/linux/dm-user.h
+
+lint: checkpatch
+	@for k in $$($(VM)/kernels.sh); do \
+		touch $(BUILD)/$$k/module/drivers/md/*.c 2>/dev/null; \
+		$(MAKE) --no-print-directory module KVER=$$k W=1 C=1 \
+			2>&1 | tee $(BUILD)/lint-$$k.log; \
+		if grep -E "warning|error" $(BUILD)/lint-$$k.log; then \
+			echo "lint: warnings for $$k" >&2; exit 1; fi; \
+	done
+	@echo "lint: checkpatch, W=1 and sparse clean"
 
 clean:
 	rm -rf $(BUILD)

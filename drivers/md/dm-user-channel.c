@@ -221,9 +221,14 @@ static size_t dm_user_copy_to_user(struct dm_user_request *req,
 	size_t copied = 0;
 
 	if (req->sent < DM_USER_HDR_SIZE) {
+		/*
+		 * The header lives in the bio's slab object, which hardened
+		 * usercopy rightly refuses to expose; copy it via the stack.
+		 */
+		struct dm_user_message msg = req->msg;
 		size_t n = min_t(size_t, DM_USER_HDR_SIZE - req->sent,
 				 iov_iter_count(to));
-		size_t done = copy_to_iter((u8 *)&req->msg + req->sent, n, to);
+		size_t done = copy_to_iter((u8 *)&msg + req->sent, n, to);
 
 		req->sent += done;
 		copied += done;

@@ -1,0 +1,36 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# Print the guest kernel releases dm-user is tested on: the newest installed
+# 6.1 and 6.12 Debian kernels that have both an image (to boot) and headers
+# (to build dm-user.ko against). Usage: kernels.sh [6.1|6.12]
+set -eu
+
+newest() {
+	# "6.1" must not match 6.12, so anchor the series on the following dot.
+	best=""
+	for img in /boot/vmlinuz-"$1".*; do
+		[ -e "$img" ] || continue
+		rel=${img#/boot/vmlinuz-}
+		[ -d "/lib/modules/$rel/build" ] || continue
+		best="$best$rel
+"
+	done
+	# sort -V orders 6.1.0-9 before 6.1.0-56, which plain sort does not.
+	printf '%s' "$best" | sort -V | tail -n 1
+}
+
+case $# in
+0) series="6.1 6.12" ;;
+1) series=$1 ;;
+*) echo "usage: kernels.sh [6.1|6.12]" >&2; exit 2 ;;
+esac
+
+for s in $series; do
+	rel=$(newest "$s")
+	if [ -z "$rel" ]; then
+		echo "kernels.sh: no installed $s kernel with both /boot/vmlinuz-$s.* and /lib/modules/<rel>/build (run tools/dm-user/install-deps.sh)" >&2
+		exit 1
+	fi
+	echo "$rel"
+done

@@ -1,0 +1,122 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Build the base busybox initramfs for one guest kernel release:
+#   mkinitramfs.sh <release> <out.cpio.gz>
+# It holds busybox, the host tools the tests and benchmarks use (with their
+# shared libraries), the block/dm kernel modules and the module indexes. It has
+# no /init: run-guest.sh adds that, the modules under test and the payload as
+# a second cpio, so this image only changes with the release or this script.
+set -eu
+
+if [ $# -ne 2 ]; then
+	echo "usage: mkinitramfs.sh <release> <out.cpio.gz>" >&2
+	exit 2
+fi
+rel=$1
+out=$2
+moddir=/lib/modules/$rel
+die() { echo "mkinitramfs: $*" >&2; exit 1; }
+
+[ -d "$moddir/kernel" ] || die "no modules for $rel in $moddir"
+for t in busybox cpio gzip ldd depmod modprobe xz; do
+	command -v "$t" >/dev/null || die "host tool '$t' not found (run tools/dm-user/install-deps.sh)"
+done
+
+root=$(mktemp -d "${TMPDIR:-/tmp}/dmuser-initramfs.XXXXXX")
+trap 'rm -rf "$root"' EXIT
+
+# Same merged-/usr layout as the Debian host, so binaries (and test programs
+# the other scripts build on the host) find their loader and libraries at the
+# paths the host linker recorded.
+mkdir -p "$root"/usr/bin "$root"/usr/sbin "$root"/usr/lib "$root"/usr/lib64 \
+	"$root"/proc "$root"/sys "$root"/dev "$root"/tmp "$root"/run \
+	"$root"/mnt "$root"/etc "$root"/root "$root"/var
+for d in bin sbin lib lib64; do ln -s "usr/$d" "$root/$d"; done
+
+install -m 755 "$(command -v busybox)" "$root/usr/bin/busybox"
+for a in $(busybox --list-full); do
+	case $a in */busybox) ;; */*) ln -sf /usr/bin/busybox "$root/$a" ;; esac
+done
+
+# Copy a file to the same path in the image (replacing a busybox link, which
+# cp would otherwise follow and overwrite busybox with) plus every shared
+# library ldd resolves for it, the dynamic loader included.
+copy_with_libs() {
+	local f=$1 lib
+	[ -e "$f" ] || die "$f not found (run tools/dm-user/install-deps.sh)"
+	mkdir -p "$root$(dirname "$f")"
+	rm -f "$root$f"
+	cp -L "$f" "$root$f"
+	if ldd "$f" 2>/dev/null | grep -q 'not found'; then
+		die "unresolved libraries for $f: $(ldd "$f" | grep 'not found' | tr -d '\t' | tr '\n' ' ')"
+	fi
+	for lib in $(ldd "$f" 2>/dev/null | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (0x.*/\1/p'); do
+		[ -e "$root$lib" ] && continue
+		mkdir -p "$root$(dirname "$lib")"
+		cp -L "$lib" "$root$lib"
+	done
+}
+
+for b in dmsetup fio mke2fs mkfs.ext4 e2fsck fsck.ext4 nbd-client nbdkit; do
+	p=$(command -v "$b") || die "host binary '$b' not found (run tools/dm-user/install-deps.sh)"
+	copy_with_libs "$p"
+done
+# util-linux's blkdiscard has options (-z, -s) busybox's lacks; optional.
+if p=$(command -v blkdiscard) && [ ! -L "$p" ]; then copy_with_libs "$p"; fi
+
+plugdir=/usr/lib/x86_64-linux-gnu/nbdkit/plugins
+plug=$(dpkg -L nbdkit 2>/dev/null | grep '/nbdkit-memory-plugin\.so$' | head -n 1) ||
+	true
+copy_with_libs "${plug:-$plugdir/nbdkit-memory-plugin.so}"
+
+# Test programs are linked on the host against these; ship them with their
+# dependencies so they run in the guest.
+for l in libdevmapper.so.1.02.1 liburing.so.2 libaio.so.1; do
+	copy_with_libs "/lib/x86_64-linux-gnu/$l"
+done
+[ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$root/etc/"
+echo "root:x:0:0:root:/root:/bin/sh" >"$root/etc/passwd"
+echo "root:x:0:" >"$root/etc/group"
+
+# Kernel modules with everything modprobe would load first. ublk_drv only
+# exists from 6.0 on and is not built in Debian's 6.1.
+mods="dm-mod dm-zero brd null_blk loop nbd ext4 crc32c_generic"
+modprobe -S "$rel" -q -R ublk_drv >/dev/null 2>&1 && mods="$mods ublk_drv"
+paths=$(for m in $mods; do
+	modprobe -S "$rel" --show-depends "$m" ||
+		die "modprobe --show-depends $m failed for $rel"
+done | awk '$1 == "insmod" { print $2 }' | sort -u)
+[ -n "$paths" ] || die "no module files found for $rel"
+
+# 6.12 ships .ko.xz. Busybox's insmod/modprobe get those loaded only by the
+# kernel's own decompression (CONFIG_MODULE_DECOMPRESS, 6.12 only) after a first
+# attempt that logs "Invalid ELF header magic": decompress them here instead,
+# so loading is quiet and depmod below indexes plain .ko names.
+for p in $paths; do
+	dst=$root/usr${p%.xz}
+	mkdir -p "$(dirname "$dst")"
+	case $p in
+	*.ko.xz) xz -dc "$p" >"$dst" ;;
+	*) cp "$p" "$dst" ;;
+	esac
+done
+mdst=$root/usr/lib/modules/$rel
+for f in modules.order modules.builtin modules.builtin.modinfo; do
+	[ -f "$moddir/$f" ] && cp "$moddir/$f" "$mdst/"
+done
+# Rather than copying the host's indexes and rewriting .ko.xz names, let depmod
+# regenerate modules.dep/.alias/.symbols (text and .bin) for exactly the files
+# in the image, so every index agrees with what is there.
+sed -i 's/\.ko\.xz/.ko/g' "$mdst/modules.order"
+depmod -b "$root" "$rel" || die "depmod for $rel in the image failed"
+for f in modules.dep modules.alias modules.symbols modules.order modules.builtin; do
+	[ -s "$mdst/$f" ] || [ "$f" = modules.symbols ] ||
+		die "$f missing in the image for $rel"
+done
+
+mkdir -p "$(dirname "$out")"
+(cd "$root" && find . -mindepth 1 | LC_ALL=C sort |
+	cpio --quiet -o -H newc -R 0:0 | gzip -1) >"$out.tmp" ||
+	die "writing $out failed"
+mv "$out.tmp" "$out"

@@ -1,0 +1,93 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# Shared by the dm-user shell tests: create a device, serve it with the
+# reference daemon, clean up whatever happens, report in kselftest terms
+# (exit 0 pass, 1 fail, 4 skip). Runs under busybox sh in the guest.
+
+KSFT_SKIP=4
+TEST_DIR=$(cd "$(dirname "$0")" && pwd)
+DMUSERD=${DMUSERD:-$TEST_DIR/dmuserd}
+DMU_IO=${DMU_IO:-$TEST_DIR/dmu_io}
+export DM_DISABLE_UDEV=1
+
+DEVS=""
+DAEMONS=""
+
+_log() { echo "# $*"; }
+
+_fail() {
+	echo "# FAIL: $*"
+	exit 1
+}
+
+_skip() {
+	echo "# SKIP: $*"
+	exit $KSFT_SKIP
+}
+
+_cleanup_test() {
+	for p in $DAEMONS; do
+		kill "$p" 2>/dev/null
+	done
+	for p in $DAEMONS; do
+		wait "$p" 2>/dev/null
+	done
+	for d in $DEVS; do
+		umount "/mnt/$d" 2>/dev/null
+		dmsetup remove --retry "$d" >/dev/null 2>&1
+	done
+}
+
+_prep_test() {
+	[ "$(id -u)" = 0 ] || _skip "needs root"
+	dmsetup targets | grep -q '^user ' || _skip "the user target is not loaded"
+	trap _cleanup_test EXIT
+}
+
+# _create_dev <name> <sectors> [<#features> <feature>...]
+_create_dev() {
+	_name=$1
+	_sectors=$2
+	shift 2
+	dmsetup create "$_name" --table "0 $_sectors user 0 $_sectors $_name $*" ||
+		_fail "dmsetup create $_name"
+	DEVS="$DEVS $_name"
+}
+
+# _start_daemon <name> <dmuserd options...>: serves /dev/dm-user/<name> and
+# waits until every channel is open (the daemon writes its pid file then).
+_start_daemon() {
+	_name=$1
+	shift
+	rm -f "/tmp/$_name.pid"
+	"$DMUSERD" -p "/tmp/$_name.pid" "$@" "/dev/dm-user/$_name" &
+	DAEMON_PID=$!
+	DAEMONS="$DAEMONS $DAEMON_PID"
+	_i=0
+	while [ ! -s "/tmp/$_name.pid" ]; do
+		kill -0 "$DAEMON_PID" 2>/dev/null || _fail "dmuserd for $_name exited"
+		_i=$((_i + 1))
+		[ $_i -lt 100 ] || _fail "dmuserd for $_name not ready in 10 s"
+		sleep 0.1
+	done
+}
+
+# _stop_daemon <pid>: SIGTERM, and the daemon must exit cleanly.
+_stop_daemon() {
+	kill "$1" || _fail "kill $1"
+	wait "$1"
+	_st=$?
+	DAEMONS=$(echo "$DAEMONS" | sed "s/ $1\$//; s/ $1 / /")
+	[ "$_st" = 0 ] || _fail "dmuserd exited with status $_st"
+}
+
+# _stat <file> <key>: a counter from dmuserd's --stats file.
+_stat() {
+	awk -v k="$2" '$1 == k { print $2 }' "$1"
+}
+
+_queue_attr() {
+	_mm=$(dmsetup info -c --noheadings -o major,minor "$1" | tr -d ' ')
+	cat "/sys/dev/block/$_mm/queue/$2"
+}

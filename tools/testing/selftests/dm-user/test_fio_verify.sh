@@ -1,0 +1,38 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# fio with crc32c verification: several jobs and queue depths, served by a
+# daemon with several channels that answers out of order.
+. "$(dirname "$0")/test_common.sh"
+_prep_test
+command -v fio >/dev/null || _skip "fio not installed"
+
+n=dmu_fio_$$
+_create_dev "$n" 262144			# 128 MiB
+_start_daemon "$n" -r 128M -t 4 -q 8 -S /tmp/$n.stats
+
+run_fio() {
+	_log "fio $*"
+	fio --name=verify --filename="/dev/mapper/$n" --direct=1 \
+	    --verify=crc32c --do_verify=1 --verify_fatal=1 \
+	    --size=16M --offset_increment=32M --output-format=terse \
+	    --terse-version=3 "$@" > /tmp/$n.fio 2>&1 ||
+		{ cat /tmp/$n.fio; _fail "fio $*"; }
+	# Terse field 6 is read I/O in KiB: verification really read data.
+	kb=$(awk -F';' '{ s += $6 } END { print s }' /tmp/$n.fio)
+	[ "${kb:-0}" -gt 0 ] || _fail "fio verified nothing"
+}
+
+run_fio --rw=randwrite --bs=4k --ioengine=psync --numjobs=2
+run_fio --rw=randwrite --bsrange=4k-256k --ioengine=libaio --iodepth=16 --numjobs=4
+run_fio --rw=write --bs=1M --ioengine=libaio --iodepth=4 --numjobs=2
+if fio --enghelp 2>/dev/null | grep -q io_uring; then
+	run_fio --rw=randwrite --bs=16k --ioengine=io_uring --iodepth=32 --numjobs=2
+fi
+
+_stop_daemon "$DAEMON_PID"
+w=$(_stat /tmp/$n.stats writes)
+r=$(_stat /tmp/$n.stats reads)
+_log "daemon served $r reads and $w writes on 4 channels"
+[ "${w:-0}" -gt 0 ] && [ "${r:-0}" -gt 0 ] || _fail "daemon counters empty"
+exit 0
