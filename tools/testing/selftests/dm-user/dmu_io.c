@@ -31,11 +31,17 @@ static void fill(unsigned char *buf, size_t len, uint64_t off, uint32_t seed)
 {
 	size_t i;
 
-	/* Every byte depends on its absolute offset, so misplaced data shows. */
+	/*
+	 * Every byte depends on its absolute offset, so misplaced data shows,
+	 * and on the seed through a multiply, so that seeds one apart give
+	 * unrelated bytes rather than the same stream.
+	 */
 	for (i = 0; i < len; i++) {
-		uint64_t x = (off + i) * 0x9E3779B97F4A7C15ull + seed;
+		uint64_t x = (off + i + (uint64_t)seed * 0x100000001B3ull) *
+			     0x9E3779B97F4A7C15ull;
 
-		buf[i] = (unsigned char)(x >> 56);
+		x ^= x >> 31;
+		buf[i] = (unsigned char)(x >> 24);
 	}
 }
 
