@@ -71,6 +71,12 @@ payload: modules-all tools
 		cp $(BUILD)/$$k/dm-user.ko $(PAYLOAD)/$$k/ || exit 1; \
 	done
 
+# Each test has its own bound (settings); a whole guest gets at most this
+# many seconds, so two kernels fit well inside CI's 90 minutes even if a
+# guest wedges.
+DMUSER_GUEST_TIMEOUT ?= 1500
+export DMUSER_GUEST_TIMEOUT
+
 check: deps
 	$(MAKE) --no-print-directory payload
 	$(VM)/check.sh $(PAYLOAD) tests.list

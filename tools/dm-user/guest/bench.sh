@@ -15,7 +15,8 @@ modprobe brd rd_nr=2 rd_size=$((SIZE_MB * 1024)) || fail "modprobe brd"
 modprobe null_blk nr_devices=1 || fail "modprobe null_blk"
 dmsetup create bench_linear --table "0 $((SIZE_MB * 2048)) linear /dev/ram1 0" ||
 	fail "dm-linear"
-dd if=/dev/zero of=/tmp/loop.img bs=1M count=0 seek=$SIZE_MB 2>/dev/null
+modprobe loop || fail "modprobe loop"
+truncate -s ${SIZE_MB}M /tmp/loop.img || fail "truncate /tmp/loop.img"
 loopdev=$(losetup -f) && losetup "$loopdev" /tmp/loop.img || fail "losetup"
 nbdkit -U /tmp/nbd.sock memory ${SIZE_MB}M || fail "nbdkit"
 modprobe nbd || fail "modprobe nbd"
@@ -24,7 +25,10 @@ dmsetup create bench_user --table "0 $((SIZE_MB * 2048)) user 0 $((SIZE_MB * 204
 	fail "dm-user create"
 ./dmuserd -r ${SIZE_MB}M -t 4 -p /tmp/bench.pid /dev/dm-user/bench &
 daemon=$!
-while [ ! -s /tmp/bench.pid ]; do sleep 0.1; done
+i=0
+while [ ! -s /tmp/bench.pid ]; do
+	i=$((i + 1)); [ $i -lt 100 ] || fail "dmuserd did not start"; sleep 0.1
+done
 
 DEVICES="dm-user:/dev/mapper/bench_user brd:/dev/ram0 null_blk:/dev/nullb0 dm-linear/brd:/dev/mapper/bench_linear loop/tmpfs:$loopdev nbd/nbdkit:/dev/nbd0"
 # name rw bs engine depth
@@ -81,8 +85,9 @@ END {
     base = iops[t, "dm-user"]
     for (j = 1; j <= nd; j++) {
       d = devs[j]
+      # Parenthesised: a bare ">" in printf arguments is a redirection.
       printf "%-14s %10d %9.1f %7.2f\n", d, iops[t, d], bw[t, d] * 1024 / 1e6,
-        base > 0 ? iops[t, d] / base : 0
+        (base > 0 ? iops[t, d] / base : 0)
     }
   }
   q = iops["rr4k-qd1", "nbd/nbdkit"]

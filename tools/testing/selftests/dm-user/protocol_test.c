@@ -4,6 +4,7 @@
  * a thread does block I/O on the mapped device, and checks every header,
  * every byte of data and every error the kernel returns.
  */
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <linux/fs.h>
 
@@ -353,7 +354,8 @@ TEST_F(dev, poll_and_nonblocking_read)
 	struct dm_user_message hdr;
 	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PREAD,
 			     .buf = self->buf, .len = 4096, .off = 0 };
-	int nb;
+	struct epoll_event ev;
+	int nb, ep;
 
 	nb = open(self->chan, O_RDWR | O_NONBLOCK);
 	ASSERT_LE(0, nb);
@@ -361,7 +363,18 @@ TEST_F(dev, poll_and_nonblocking_read)
 	EXPECT_EQ(-1, read(nb, &hdr, sizeof(hdr)));
 	EXPECT_EQ(EAGAIN, errno);
 
+	/* epoll too: nothing now, EPOLLIN once a request is queued. */
+	ep = epoll_create1(0);
+	ASSERT_LE(0, ep);
+	ev.events = EPOLLIN;
+	ev.data.fd = nb;
+	ASSERT_EQ(0, epoll_ctl(ep, EPOLL_CTL_ADD, nb, &ev));
+	EXPECT_EQ(0, epoll_wait(ep, &ev, 1, 0));
+
 	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(1, epoll_wait(ep, &ev, 1, WAIT_MS));
+	EXPECT_TRUE(ev.events & EPOLLIN);
+	close(ep);
 	p.fd = nb;
 	ASSERT_EQ(1, poll(&p, 1, WAIT_MS));
 	EXPECT_TRUE(p.revents & POLLIN);
