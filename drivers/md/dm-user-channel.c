@@ -251,33 +251,18 @@ static size_t dm_user_copy_to_user(struct dm_user_request *req,
 	return copied;
 }
 
-static ssize_t dm_user_read_iter(struct kiocb *iocb, struct iov_iter *to)
+/*
+ * Copies what fits of ch->sending to @to. Returns the bytes copied; when
+ * the request is now completely read it can be answered.
+ */
+static size_t dm_user_send(struct dm_user_target *t,
+			   struct dm_user_channel *ch, struct iov_iter *to)
+	__must_hold(&t->lock)
 {
-	struct dm_user_channel *ch = iocb->ki_filp->private_data;
-	struct dm_user_target *t = ch->target;
-	bool nonblock = dm_user_nonblocking(iocb);
-	struct dm_user_request *req;
+	struct dm_user_request *req = ch->sending;
 	size_t copied;
 	LIST_HEAD(done);
-	int r;
 
-	if (!iov_iter_count(to))
-		return 0;
-
-	r = dm_user_lock_channel(ch, nonblock);
-	if (r)
-		return r;
-
-	spin_lock_irq(&t->lock);
-	if (!ch->sending) {
-		r = dm_user_take_request_locked(t, ch, nonblock);
-		if (r) {
-			spin_unlock_irq(&t->lock);
-			mutex_unlock(&ch->io_lock);
-			return r;
-		}
-	}
-	req = ch->sending;
 	dm_user_pin_locked(t, req);
 	spin_unlock_irq(&t->lock);
 
@@ -293,9 +278,61 @@ static ssize_t dm_user_read_iter(struct kiocb *iocb, struct iov_iter *to)
 	}
 	spin_unlock_irq(&t->lock);
 	dm_user_finish_copy(t, &done);
+	spin_lock_irq(&t->lock);
+	return copied;
+}
 
+/* With READ_BATCH, whether the next queued request fits @room whole. */
+static bool dm_user_next_fits_locked(struct dm_user_target *t, size_t room)
+{
+	struct dm_user_request *req;
+
+	req = list_first_entry_or_null(&t->queue, struct dm_user_request,
+				       list);
+	return req && DM_USER_HDR_SIZE + dm_user_data_len_to_user(req) <= room;
+}
+
+static ssize_t dm_user_read_iter(struct kiocb *iocb, struct iov_iter *to)
+{
+	struct dm_user_channel *ch = iocb->ki_filp->private_data;
+	struct dm_user_target *t = ch->target;
+	bool nonblock = dm_user_nonblocking(iocb);
+	size_t copied = 0, n;
+	int r;
+
+	if (!iov_iter_count(to))
+		return 0;
+
+	r = dm_user_lock_channel(ch, nonblock);
+	if (r)
+		return r;
+
+	spin_lock_irq(&t->lock);
+	if (!ch->sending) {
+		r = dm_user_take_request_locked(t, ch, nonblock);
+		if (r)
+			goto out_unlock;
+	}
+	n = dm_user_send(t, ch, to);
+	copied += n;
+
+	/*
+	 * A channel that negotiated READ_BATCH gets more whole requests in
+	 * the same call, never waiting for them; others get one message.
+	 */
+	while ((ch->extensions & DM_USER_EXT_READ_BATCH) && n && !ch->sending &&
+	       !t->dead && dm_user_next_fits_locked(t, iov_iter_count(to))) {
+		r = dm_user_take_request_locked(t, ch, true);
+		if (r)
+			break;
+		n = dm_user_send(t, ch, to);
+		copied += n;
+	}
+	r = copied ? 0 : -EFAULT;
+out_unlock:
+	spin_unlock_irq(&t->lock);
 	mutex_unlock(&ch->io_lock);
-	return copied ? copied : -EFAULT;
+	return copied ? copied : r;
 }
 
 /* ------------------------------------------------------------------------
@@ -518,6 +555,16 @@ static __poll_t dm_user_poll(struct file *file, poll_table *wait)
 	return mask;
 }
 
+static long dm_user_ioctl(struct file *file, unsigned int cmd,
+			  unsigned long arg)
+{
+	struct dm_user_channel *ch = file->private_data;
+
+	if (cmd != DM_USER_IOCTL_CTL)
+		return -ENOTTY;
+	return dm_user_ctl_ioctl(ch->target, ch, (void __user *)arg);
+}
+
 const struct file_operations dm_user_fops = {
 	.owner = THIS_MODULE,
 	.open = dm_user_open,
@@ -525,4 +572,7 @@ const struct file_operations dm_user_fops = {
 	.read_iter = dm_user_read_iter,
 	.write_iter = dm_user_write_iter,
 	.poll = dm_user_poll,
+	.unlocked_ioctl = dm_user_ioctl,
+	/* The layout has no pointers and no longs: the same for 32 bits. */
+	.compat_ioctl = compat_ptr_ioctl,
 };

@@ -93,6 +93,26 @@ static bool dm_user_op_enabled(struct dm_user_target *t, enum dm_user_op op)
 	return !test_bit(op, &t->disabled_ops);
 }
 
+/* Bit 1 << DM_USER_REQ_MAP_* for every request type this target sends. */
+u64 dm_user_enabled_req_types(struct dm_user_target *t)
+{
+	static const u64 req_type[DM_USER_NR_OPS] = {
+		[DM_USER_OP_READ] = DM_USER_REQ_MAP_READ,
+		[DM_USER_OP_WRITE] = DM_USER_REQ_MAP_WRITE,
+		[DM_USER_OP_FLUSH] = DM_USER_REQ_MAP_FLUSH,
+		[DM_USER_OP_DISCARD] = DM_USER_REQ_MAP_DISCARD,
+		[DM_USER_OP_WRITE_ZEROES] = DM_USER_REQ_MAP_WRITE_ZEROES,
+		[DM_USER_OP_SECURE_ERASE] = DM_USER_REQ_MAP_SECURE_ERASE,
+	};
+	u64 mask = 0;
+	int op;
+
+	for (op = 0; op < DM_USER_NR_OPS; op++)
+		if (dm_user_op_enabled(t, op))
+			mask |= 1ULL << req_type[op];
+	return mask;
+}
+
 /* ------------------------------------------------------------------------
  * Completing requests
  */
@@ -112,6 +132,16 @@ static bool dm_user_refill_locked(struct dm_user_target *t)
 		moved = true;
 	}
 	return moved;
+}
+
+/* A larger cap lets backlogged requests through at once. */
+void dm_user_set_max_queued_locked(struct dm_user_target *t,
+				   unsigned int max_queued)
+{
+	lockdep_assert_held(&t->lock);
+	WRITE_ONCE(t->max_queued, max_queued);
+	if (dm_user_refill_locked(t))
+		wake_up(&t->wq);
 }
 
 /*
@@ -536,6 +566,7 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	r = dm_user_parse_features(t, &as, ti);
 	if (r)
 		goto bad;
+	t->table_max_queued = t->max_queued;
 	if (as.argc) {
 		ti->error = "Unexpected arguments after the features";
 		r = -EINVAL;
@@ -715,20 +746,26 @@ static void user_status(struct dm_target *ti, status_type_t type,
 			if (f == DM_USER_FEAT_BLOCK_SIZE)
 				DMEMIT(" %u", t->block_size);
 			else if (f == DM_USER_FEAT_MAX_QUEUED)
-				DMEMIT(" %u", t->max_queued);
+				DMEMIT(" %u", t->table_max_queued);
 		}
 		break;
 
 	case STATUSTYPE_IMA:
 		DMEMIT_TARGET_NAME_VERSION(ti->type);
 		DMEMIT(",name=%s,block_size=%u,max_queued=%u",
-		       t->name, t->block_size, t->max_queued);
+		       t->name, t->block_size, READ_ONCE(t->max_queued));
 		for (i = DM_USER_OP_FLUSH; i < DM_USER_NR_OPS; i++)
 			DMEMIT(",%s=%c", dm_user_op_names[i],
 			       dm_user_op_enabled(t, i) ? 'y' : 'n');
 		DMEMIT(";");
 		break;
 	}
+}
+
+static int user_message(struct dm_target *ti, unsigned int argc, char **argv,
+			char *result, unsigned int maxlen)
+{
+	return dm_user_ctl_message(ti->private, argc, argv, result, maxlen);
 }
 
 static int user_iterate_devices(struct dm_target *ti,
@@ -779,6 +816,7 @@ static struct target_type user_target = {
 	.presuspend = user_presuspend,
 	.resume = user_resume,
 	.status = user_status,
+	.message = user_message,
 	.iterate_devices = user_iterate_devices,
 	.io_hints = user_io_hints,
 };

@@ -107,7 +107,8 @@ struct dm_user_target {
 	sector_t begin;
 	sector_t len;
 	unsigned int block_size;
-	unsigned int max_queued;
+	unsigned int max_queued;	/* current cap: lock to write */
+	unsigned int table_max_queued;	/* as loaded, for the table line */
 	unsigned long disabled_ops;	/* bit per enum dm_user_op */
 	/* Feature words in the order given, for an exact table round trip. */
 	unsigned int nr_features;
@@ -146,6 +147,8 @@ struct dm_user_channel {
 	struct dm_user_request *sending;
 	/* Request whose answer data is partly written (target lock). */
 	struct dm_user_request *receiving;
+	/* DM_USER_EXT_* granted by NEGOTIATE (io_lock). */
+	u64 extensions;
 	/* Answer header being assembled from split writes (io_lock). */
 	struct dm_user_message answer;
 	size_t answer_bytes;
@@ -155,7 +158,16 @@ struct dm_user_channel {
 extern const struct file_operations dm_user_fops;
 void dm_user_target_release(struct kref *kref);
 
+/* dm-user-control.c */
+long dm_user_ctl_ioctl(struct dm_user_target *t, struct dm_user_channel *ch,
+		       struct dm_user_ctl __user *uarg);
+int dm_user_ctl_message(struct dm_user_target *t, unsigned int argc,
+			char **argv, char *result, unsigned int maxlen);
+
 /* dm-user-target.c */
+u64 dm_user_enabled_req_types(struct dm_user_target *t);
+void dm_user_set_max_queued_locked(struct dm_user_target *t,
+				   unsigned int max_queued);
 void dm_user_detach_locked(struct dm_user_target *t,
 			   struct dm_user_request *req, struct list_head *done,
 			   blk_status_t status);

@@ -17,6 +17,8 @@
 #ifndef _UAPI_LINUX_DM_USER_H
 #define _UAPI_LINUX_DM_USER_H
 
+#include <linux/const.h>
+#include <linux/ioctl.h>
 #include <linux/types.h>
 
 /* Request types, in &dm_user_message.type of a request. */
@@ -87,5 +89,189 @@ struct dm_user_message {
 	__u64 len;
 	__u8 buf[];
 };
+
+/*
+ * The control interface: ioctl(fd, DM_USER_IOCTL_CTL, buf) on an open
+ * channel of /dev/dm-user/<name>. The fd is the handle: it stays bound to
+ * the target it was opened on, and fails with ENOTBLK once that target is
+ * gone, even if a new target has taken the same name.
+ *
+ * buf is one flat buffer: a struct dm_user_ctl header, then in_len bytes of
+ * request attributes. The kernel reads it in one copy, and in one copy
+ * writes back the header and the reply attributes, which replace the
+ * request attributes in the same buffer. There are no pointers in it, only
+ * fixed-width fields in natural alignment, so 32-bit and 64-bit programs use
+ * the same layout.
+ *
+ * Rules that keep old and new programs and kernels working together:
+ *  - Command and tag numbers are never reused, and never change meaning.
+ *  - A request carries, in @version, the interface version that introduced
+ *    its command (not the version the program was built against). The
+ *    kernel refuses only versions newer than its own.
+ *  - An attribute is mandatory or optional. A request with an unknown
+ *    command, or with a mandatory attribute the kernel does not know, is
+ *    refused as a whole; unknown optional attributes are ignored and listed
+ *    in the reply (DM_USER_ATTR_UNKNOWN_TAG).
+ *  - A command that sets several attributes is atomic: all are validated
+ *    before any is applied.
+ *
+ * Errors (ioctl returns -1, errno set; the header and a reason are still
+ * written back whenever the buffer could be read):
+ *  EFAULT	buf is not readable or writable
+ *  EINVAL	malformed: size below the header, in_len past size, an
+ *		attribute running past in_len, a wrong type or length for a
+ *		known tag, a string without its NUL, a tag given twice, flags
+ *		or reserved fields not zero, version 0 (error_tag names the
+ *		attribute, where there is one)
+ *  E2BIG	size above DM_USER_CTL_MAX_SIZE or more than
+ *		DM_USER_CTL_MAX_ATTRS attributes
+ *  EOPNOTSUPP	unknown command (error_command names it)
+ *  ENOPROTOOPT	unknown mandatory attribute, or a mandatory attribute the
+ *		command does not take (error_tag names it)
+ *  EPROTONOSUPPORT @version newer than the kernel's, or older than the
+ *		command (the reply's @version is the kernel's)
+ *  ERANGE	a value out of range (error_tag names it)
+ *  ENOSPC	the reply does not fit in size; out_len says how many bytes of
+ *		attributes it needs
+ *  EPERM	a command that changes settings, without CAP_SYS_ADMIN
+ *  ENOTBLK	the target this fd was opened on has been destroyed
+ */
+
+/* The kernel's control interface version. */
+#define DM_USER_CTL_VERSION	1
+
+#define DM_USER_CTL_MAX_SIZE	65536
+#define DM_USER_CTL_MAX_ATTRS	256
+
+/**
+ * struct dm_user_ctl - header of a control request and of its reply
+ * @size: in: bytes of the whole buffer, this header included; the reply
+ *	never writes past it.
+ * @version: in: the interface version that introduced @command; out: the
+ *	kernel's DM_USER_CTL_VERSION.
+ * @command: in: one of DM_USER_CMD_*.
+ * @flags: in: must be 0.
+ * @in_len: in: bytes of request attributes after the header.
+ * @out_len: out: bytes of reply attributes after the header (with ENOSPC,
+ *	the bytes needed).
+ * @error: out: 0, or the errno of the refusal.
+ * @error_tag: out: the attribute that caused the refusal, or 0.
+ * @error_command: out: the command that was not understood, or 0.
+ * @reserved: must be 0.
+ * @data: the attributes.
+ */
+struct dm_user_ctl {
+	__u32 size;
+	__u16 version;
+	__u16 command;
+	__u32 flags;
+	__u32 in_len;
+	__u32 out_len;
+	__u32 error;
+	__u16 error_tag;
+	__u16 error_command;
+	__u32 reserved;
+	__u8 data[];
+};
+
+/**
+ * struct dm_user_attr - one typed attribute: tag, type, length, value
+ * @tag: one of DM_USER_ATTR_*.
+ * @type: one of DM_USER_TYPE_*; must be the type the tag is defined with.
+ * @flags: DM_USER_ATTR_F_MANDATORY or 0.
+ * @len: bytes of @value (4 for U32, 8 for U64, string length plus its NUL
+ *	for STRING).
+ * @value: the value, followed by zero padding to the next multiple of 8
+ *	bytes; the next attribute starts there.
+ */
+struct dm_user_attr {
+	__u16 tag;
+	__u8 type;
+	__u8 flags;
+	__u32 len;
+	__u8 value[];
+};
+
+#define DM_USER_ATTR_ALIGN(len)	(((len) + 7) & ~7U)
+
+/* Attribute types. */
+#define DM_USER_TYPE_U32	1
+#define DM_USER_TYPE_U64	2
+#define DM_USER_TYPE_STRING	3
+
+/* Attribute flags. */
+#define DM_USER_ATTR_F_MANDATORY	0x01
+
+/*
+ * Commands, with the interface version that introduced each. Numbers are
+ * never reused.
+ */
+#define DM_USER_CMD_GET_INFO		1	/* v1: describe the target */
+#define DM_USER_CMD_GET_PARAMS		2	/* v1: the tunable parameters */
+#define DM_USER_CMD_SET_PARAMS		3	/* v1: set them, all or nothing */
+#define DM_USER_CMD_RESET_COUNTERS	4	/* v1: zero the per-op counters */
+#define DM_USER_CMD_NEGOTIATE		5	/* v1: wire extensions, per channel */
+
+/*
+ * Attribute tags, with their types and the version that introduced them.
+ * Numbers are never reused.
+ */
+/* In replies. */
+#define DM_USER_ATTR_UNKNOWN_TAG	1	/* U32, v1: an ignored optional tag */
+#define DM_USER_ATTR_ERROR_REASON	2	/* STRING, v1: why it was refused */
+/* GET_INFO replies. */
+#define DM_USER_ATTR_VERSION		10	/* U32, v1: DM_USER_CTL_VERSION */
+#define DM_USER_ATTR_FEATURES		11	/* U64, v1: DM_USER_FEATURE_* */
+#define DM_USER_ATTR_NAME		12	/* STRING, v1: the target's name */
+#define DM_USER_ATTR_SIZE		13	/* U64, v1: length in sectors */
+#define DM_USER_ATTR_BLOCK_SIZE		14	/* U32, v1: logical block size */
+#define DM_USER_ATTR_MAX_IO		15	/* U32, v1: max data bytes a request */
+#define DM_USER_ATTR_OPS		16	/* U64, v1: 1 << DM_USER_REQ_MAP_* on */
+#define DM_USER_ATTR_CHANNELS		17	/* U32, v1: open channels */
+#define DM_USER_ATTR_QUEUED		18	/* U32, v1: waiting to be read */
+#define DM_USER_ATTR_BACKLOG		19	/* U32, v1: held back by the cap */
+#define DM_USER_ATTR_INFLIGHT		20	/* U32, v1: read, not answered */
+/* Per-operation counters in GET_INFO replies: U64, v1. */
+#define DM_USER_ATTR_READ_REQUESTS		30
+#define DM_USER_ATTR_READ_BYTES			31
+#define DM_USER_ATTR_READ_ERRORS		32
+#define DM_USER_ATTR_WRITE_REQUESTS		33
+#define DM_USER_ATTR_WRITE_BYTES		34
+#define DM_USER_ATTR_WRITE_ERRORS		35
+#define DM_USER_ATTR_FLUSH_REQUESTS		36
+#define DM_USER_ATTR_FLUSH_BYTES		37
+#define DM_USER_ATTR_FLUSH_ERRORS		38
+#define DM_USER_ATTR_DISCARD_REQUESTS		39
+#define DM_USER_ATTR_DISCARD_BYTES		40
+#define DM_USER_ATTR_DISCARD_ERRORS		41
+#define DM_USER_ATTR_WRITE_ZEROES_REQUESTS	42
+#define DM_USER_ATTR_WRITE_ZEROES_BYTES		43
+#define DM_USER_ATTR_WRITE_ZEROES_ERRORS	44
+#define DM_USER_ATTR_SECURE_ERASE_REQUESTS	45
+#define DM_USER_ATTR_SECURE_ERASE_BYTES		46
+#define DM_USER_ATTR_SECURE_ERASE_ERRORS	47
+/* Tunable parameters: GET_PARAMS replies, SET_PARAMS requests. */
+#define DM_USER_ATTR_MAX_QUEUED		60	/* U32, v1: the queue cap */
+/* NEGOTIATE: asked for in the request, granted in the reply. */
+#define DM_USER_ATTR_EXTENSIONS		70	/* U64, v1: DM_USER_EXT_* */
+
+/* Feature bits in DM_USER_ATTR_FEATURES. */
+#define DM_USER_FEATURE_CTL		_BITULL(0)	/* this interface */
+#define DM_USER_FEATURE_NEGOTIATE	_BITULL(1)	/* wire extensions */
+
+/*
+ * Wire extensions a channel may ask for with DM_USER_CMD_NEGOTIATE. A
+ * channel that negotiates none gets exactly the RFC protocol.
+ *
+ * DM_USER_EXT_READ_BATCH: one read() returns as many whole requests as fit
+ * in its buffer, one after the other (each a header, then its data for a
+ * write); it never ends inside a request unless the first one alone does
+ * not fit, which then continues as without the extension.
+ */
+#define DM_USER_EXT_READ_BATCH		_BITULL(0)
+
+/* Not taken in ioctl-number.rst (0xDD is zfcp's, 0xFD device-mapper's). */
+#define DM_USER_IOC_MAGIC	0xde
+#define DM_USER_IOCTL_CTL	_IOWR(DM_USER_IOC_MAGIC, 1, struct dm_user_ctl)
 
 #endif /* _UAPI_LINUX_DM_USER_H */

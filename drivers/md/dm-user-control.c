@@ -1,0 +1,636 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-user: the control commands, and their two front ends.
+ *
+ * Each command has one handler. The handlers read parsed attributes and
+ * emit attributes through struct dm_user_ctl_out, which either encodes them
+ * as a binary tag list (the DM_USER_IOCTL_CTL ioctl on a channel) or as
+ * "key=value" text (dmsetup message). The wire layout and its rules are
+ * described in include/uapi/linux/dm-user.h.
+ *
+ * Locks: the handlers take the target lock (dm-user-target.c) to read or
+ * change what it protects; NEGOTIATE takes the channel's io_lock so that an
+ * extension never changes in the middle of a read().
+ */
+
+#include <linux/capability.h>
+#include <linux/device-mapper.h>
+#include <linux/kernel.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+
+#include "dm-user.h"
+
+#define DM_USER_CTL_HDR		sizeof(struct dm_user_ctl)
+#define DM_USER_ATTR_HDR	sizeof(struct dm_user_attr)
+
+/* Extensions this kernel can grant. */
+#define DM_USER_EXT_SUPPORTED	DM_USER_EXT_READ_BATCH
+
+/* ------------------------------------------------------------------------
+ * Tags the kernel knows
+ */
+
+struct dm_user_tag_desc {
+	u16 tag;
+	u8 type;
+	bool hex;		/* shown as hex in text: a bit mask */
+	const char *name;	/* key in dmsetup message text */
+};
+
+static const struct dm_user_tag_desc dm_user_tags[] = {
+	{ DM_USER_ATTR_UNKNOWN_TAG, DM_USER_TYPE_U32, false, "unknown_tag" },
+	{ DM_USER_ATTR_ERROR_REASON, DM_USER_TYPE_STRING, false, "error" },
+	{ DM_USER_ATTR_VERSION, DM_USER_TYPE_U32, false, "version" },
+	{ DM_USER_ATTR_FEATURES, DM_USER_TYPE_U64, true, "features" },
+	{ DM_USER_ATTR_NAME, DM_USER_TYPE_STRING, false, "name" },
+	{ DM_USER_ATTR_SIZE, DM_USER_TYPE_U64, false, "size" },
+	{ DM_USER_ATTR_BLOCK_SIZE, DM_USER_TYPE_U32, false, "block_size" },
+	{ DM_USER_ATTR_MAX_IO, DM_USER_TYPE_U32, false, "max_io" },
+	{ DM_USER_ATTR_OPS, DM_USER_TYPE_U64, true, "ops" },
+	{ DM_USER_ATTR_CHANNELS, DM_USER_TYPE_U32, false, "channels" },
+	{ DM_USER_ATTR_QUEUED, DM_USER_TYPE_U32, false, "queued" },
+	{ DM_USER_ATTR_BACKLOG, DM_USER_TYPE_U32, false, "backlog" },
+	{ DM_USER_ATTR_INFLIGHT, DM_USER_TYPE_U32, false, "inflight" },
+	{ DM_USER_ATTR_READ_REQUESTS, DM_USER_TYPE_U64, false, "read_requests" },
+	{ DM_USER_ATTR_READ_BYTES, DM_USER_TYPE_U64, false, "read_bytes" },
+	{ DM_USER_ATTR_READ_ERRORS, DM_USER_TYPE_U64, false, "read_errors" },
+	{ DM_USER_ATTR_WRITE_REQUESTS, DM_USER_TYPE_U64, false, "write_requests" },
+	{ DM_USER_ATTR_WRITE_BYTES, DM_USER_TYPE_U64, false, "write_bytes" },
+	{ DM_USER_ATTR_WRITE_ERRORS, DM_USER_TYPE_U64, false, "write_errors" },
+	{ DM_USER_ATTR_FLUSH_REQUESTS, DM_USER_TYPE_U64, false, "flush_requests" },
+	{ DM_USER_ATTR_FLUSH_BYTES, DM_USER_TYPE_U64, false, "flush_bytes" },
+	{ DM_USER_ATTR_FLUSH_ERRORS, DM_USER_TYPE_U64, false, "flush_errors" },
+	{ DM_USER_ATTR_DISCARD_REQUESTS, DM_USER_TYPE_U64, false, "discard_requests" },
+	{ DM_USER_ATTR_DISCARD_BYTES, DM_USER_TYPE_U64, false, "discard_bytes" },
+	{ DM_USER_ATTR_DISCARD_ERRORS, DM_USER_TYPE_U64, false, "discard_errors" },
+	{ DM_USER_ATTR_WRITE_ZEROES_REQUESTS, DM_USER_TYPE_U64, false,
+	  "write_zeroes_requests" },
+	{ DM_USER_ATTR_WRITE_ZEROES_BYTES, DM_USER_TYPE_U64, false,
+	  "write_zeroes_bytes" },
+	{ DM_USER_ATTR_WRITE_ZEROES_ERRORS, DM_USER_TYPE_U64, false,
+	  "write_zeroes_errors" },
+	{ DM_USER_ATTR_SECURE_ERASE_REQUESTS, DM_USER_TYPE_U64, false,
+	  "secure_erase_requests" },
+	{ DM_USER_ATTR_SECURE_ERASE_BYTES, DM_USER_TYPE_U64, false,
+	  "secure_erase_bytes" },
+	{ DM_USER_ATTR_SECURE_ERASE_ERRORS, DM_USER_TYPE_U64, false,
+	  "secure_erase_errors" },
+	{ DM_USER_ATTR_MAX_QUEUED, DM_USER_TYPE_U32, false, "max_queued" },
+	{ DM_USER_ATTR_EXTENSIONS, DM_USER_TYPE_U64, true, "extensions" },
+};
+
+#define DM_USER_NR_TAGS ARRAY_SIZE(dm_user_tags)
+
+static int dm_user_tag_index(u16 tag)
+{
+	unsigned int i;
+
+	for (i = 0; i < DM_USER_NR_TAGS; i++)
+		if (dm_user_tags[i].tag == tag)
+			return i;
+	return -1;
+}
+
+/* ------------------------------------------------------------------------
+ * Parsed requests and the output emitter
+ */
+
+struct dm_user_ctl_in {
+	DECLARE_BITMAP(present, DM_USER_NR_TAGS);
+	u64 val[DM_USER_NR_TAGS];
+	u16 unknown[DM_USER_CTL_MAX_ATTRS];
+	unsigned int nr_unknown;
+};
+
+struct dm_user_ctl_out {
+	/* Binary: attributes go to buf, up to cap; len counts them all. */
+	u8 *buf;
+	size_t cap;
+	size_t len;
+	/* Text: "key=value" words go to result, as DMEMIT does. */
+	bool text;
+	char *result;
+	unsigned int maxlen;
+	unsigned int sz;
+	/* Refusal details for the reply. */
+	u16 error_tag;
+	const char *reason;
+};
+
+static bool dm_user_in_has(const struct dm_user_ctl_in *in, u16 tag)
+{
+	int i = dm_user_tag_index(tag);
+
+	return i >= 0 && test_bit(i, in->present);
+}
+
+static u64 dm_user_in_val(const struct dm_user_ctl_in *in, u16 tag)
+{
+	return in->val[dm_user_tag_index(tag)];
+}
+
+static int dm_user_refuse(struct dm_user_ctl_out *out, int err, u16 tag,
+			  const char *reason)
+{
+	out->error_tag = tag;
+	out->reason = reason;
+	return err;
+}
+
+static void dm_user_put(struct dm_user_ctl_out *out, u16 tag, u8 type,
+			const void *value, u32 len, u64 num)
+{
+	struct dm_user_attr *a;
+	size_t need = DM_USER_ATTR_HDR + DM_USER_ATTR_ALIGN(len);
+
+	if (out->text) {
+		const struct dm_user_tag_desc *d;
+		char *result = out->result;
+		unsigned int maxlen = out->maxlen;
+		unsigned int sz = out->sz;
+		int i = dm_user_tag_index(tag);
+
+		if (i < 0)
+			return;
+		d = &dm_user_tags[i];
+		if (sz)
+			DMEMIT(" ");
+		if (type == DM_USER_TYPE_STRING)
+			DMEMIT("%s=%s", d->name, (const char *)value);
+		else if (d->hex)
+			DMEMIT("%s=0x%llx", d->name, num);
+		else
+			DMEMIT("%s=%llu", d->name, num);
+		out->sz = sz;
+		return;
+	}
+
+	if (out->len + need <= out->cap) {
+		a = (struct dm_user_attr *)(out->buf + out->len);
+		a->tag = tag;
+		a->type = type;
+		a->flags = 0;
+		a->len = len;
+		memcpy(a->value, value, len);
+		/* Padding is zeroed so no kernel byte leaks to userspace. */
+		memset(a->value + len, 0, DM_USER_ATTR_ALIGN(len) - len);
+	}
+	out->len += need;
+}
+
+static void dm_user_put_u32(struct dm_user_ctl_out *out, u16 tag, u32 v)
+{
+	dm_user_put(out, tag, DM_USER_TYPE_U32, &v, sizeof(v), v);
+}
+
+static void dm_user_put_u64(struct dm_user_ctl_out *out, u16 tag, u64 v)
+{
+	dm_user_put(out, tag, DM_USER_TYPE_U64, &v, sizeof(v), v);
+}
+
+static void dm_user_put_str(struct dm_user_ctl_out *out, u16 tag,
+			    const char *s)
+{
+	dm_user_put(out, tag, DM_USER_TYPE_STRING, s, strlen(s) + 1, 0);
+}
+
+/* ------------------------------------------------------------------------
+ * The commands
+ */
+
+struct dm_user_cmd {
+	u16 command;
+	u16 version;		/* interface version that introduced it */
+	const char *name;	/* dmsetup message word */
+	bool admin;		/* changes settings: needs CAP_SYS_ADMIN */
+	bool per_channel;	/* only meaningful on a channel (ioctl) */
+	const u16 *inputs;	/* tags it takes, 0-terminated */
+	int (*fn)(struct dm_user_target *t, struct dm_user_channel *ch,
+		  const struct dm_user_ctl_in *in,
+		  struct dm_user_ctl_out *out);
+};
+
+static int dm_user_cmd_get_info(struct dm_user_target *t,
+				struct dm_user_channel *ch,
+				const struct dm_user_ctl_in *in,
+				struct dm_user_ctl_out *out)
+{
+	static const u16 first_counter[DM_USER_NR_OPS] = {
+		[DM_USER_OP_READ] = DM_USER_ATTR_READ_REQUESTS,
+		[DM_USER_OP_WRITE] = DM_USER_ATTR_WRITE_REQUESTS,
+		[DM_USER_OP_FLUSH] = DM_USER_ATTR_FLUSH_REQUESTS,
+		[DM_USER_OP_DISCARD] = DM_USER_ATTR_DISCARD_REQUESTS,
+		[DM_USER_OP_WRITE_ZEROES] = DM_USER_ATTR_WRITE_ZEROES_REQUESTS,
+		[DM_USER_OP_SECURE_ERASE] = DM_USER_ATTR_SECURE_ERASE_REQUESTS,
+	};
+	struct dm_user_op_stats stats[DM_USER_NR_OPS];
+	unsigned int channels, queued, backlog, inflight, i;
+	unsigned long irq_flags;
+
+	spin_lock_irqsave(&t->lock, irq_flags);
+	channels = t->nr_channels;
+	queued = t->nr_queued;
+	backlog = t->nr_backlog;
+	inflight = t->nr_inflight;
+	memcpy(stats, t->stats, sizeof(stats));
+	spin_unlock_irqrestore(&t->lock, irq_flags);
+
+	dm_user_put_u32(out, DM_USER_ATTR_VERSION, DM_USER_CTL_VERSION);
+	dm_user_put_u64(out, DM_USER_ATTR_FEATURES,
+			DM_USER_FEATURE_CTL | DM_USER_FEATURE_NEGOTIATE);
+	dm_user_put_str(out, DM_USER_ATTR_NAME, t->name);
+	dm_user_put_u64(out, DM_USER_ATTR_SIZE, t->len);
+	dm_user_put_u32(out, DM_USER_ATTR_BLOCK_SIZE, t->block_size);
+	dm_user_put_u32(out, DM_USER_ATTR_MAX_IO,
+			DM_USER_MAX_IO_SECTORS << SECTOR_SHIFT);
+	dm_user_put_u64(out, DM_USER_ATTR_OPS, dm_user_enabled_req_types(t));
+	dm_user_put_u32(out, DM_USER_ATTR_CHANNELS, channels);
+	dm_user_put_u32(out, DM_USER_ATTR_QUEUED, queued);
+	dm_user_put_u32(out, DM_USER_ATTR_BACKLOG, backlog);
+	dm_user_put_u32(out, DM_USER_ATTR_INFLIGHT, inflight);
+	for (i = 0; i < DM_USER_NR_OPS; i++) {
+		dm_user_put_u64(out, first_counter[i], stats[i].requests);
+		dm_user_put_u64(out, first_counter[i] + 1, stats[i].bytes);
+		dm_user_put_u64(out, first_counter[i] + 2, stats[i].errors);
+	}
+	return 0;
+}
+
+static int dm_user_cmd_get_params(struct dm_user_target *t,
+				  struct dm_user_channel *ch,
+				  const struct dm_user_ctl_in *in,
+				  struct dm_user_ctl_out *out)
+{
+	dm_user_put_u32(out, DM_USER_ATTR_MAX_QUEUED, READ_ONCE(t->max_queued));
+	return 0;
+}
+
+static int dm_user_cmd_set_params(struct dm_user_target *t,
+				  struct dm_user_channel *ch,
+				  const struct dm_user_ctl_in *in,
+				  struct dm_user_ctl_out *out)
+{
+	unsigned long irq_flags;
+	u64 max_queued = 0;
+	bool any = false;
+
+	/* Validate everything first: a refusal changes nothing. */
+	if (dm_user_in_has(in, DM_USER_ATTR_MAX_QUEUED)) {
+		max_queued = dm_user_in_val(in, DM_USER_ATTR_MAX_QUEUED);
+		if (!max_queued || max_queued > DM_USER_MAX_MAX_QUEUED)
+			return dm_user_refuse(out, -ERANGE,
+					      DM_USER_ATTR_MAX_QUEUED,
+					      "max_queued must be 1 to 1048576");
+		any = true;
+	}
+	if (!any)
+		return dm_user_refuse(out, -EINVAL, 0, "no parameter to set");
+
+	spin_lock_irqsave(&t->lock, irq_flags);
+	if (max_queued)
+		dm_user_set_max_queued_locked(t, max_queued);
+	spin_unlock_irqrestore(&t->lock, irq_flags);
+	return 0;
+}
+
+static int dm_user_cmd_reset_counters(struct dm_user_target *t,
+				      struct dm_user_channel *ch,
+				      const struct dm_user_ctl_in *in,
+				      struct dm_user_ctl_out *out)
+{
+	unsigned long irq_flags;
+
+	spin_lock_irqsave(&t->lock, irq_flags);
+	memset(t->stats, 0, sizeof(t->stats));
+	spin_unlock_irqrestore(&t->lock, irq_flags);
+	return 0;
+}
+
+static int dm_user_cmd_negotiate(struct dm_user_target *t,
+				 struct dm_user_channel *ch,
+				 const struct dm_user_ctl_in *in,
+				 struct dm_user_ctl_out *out)
+{
+	u64 granted;
+
+	if (!ch)
+		return dm_user_refuse(out, -EINVAL, 0,
+				      "negotiate is per channel: use the ioctl");
+	if (!dm_user_in_has(in, DM_USER_ATTR_EXTENSIONS))
+		return dm_user_refuse(out, -EINVAL, DM_USER_ATTR_EXTENSIONS,
+				      "extensions attribute required");
+	granted = dm_user_in_val(in, DM_USER_ATTR_EXTENSIONS) &
+		  DM_USER_EXT_SUPPORTED;
+	if (mutex_lock_interruptible(&ch->io_lock))
+		return -EINTR;
+	ch->extensions = granted;
+	mutex_unlock(&ch->io_lock);
+	dm_user_put_u64(out, DM_USER_ATTR_EXTENSIONS, granted);
+	return 0;
+}
+
+static const u16 dm_user_no_inputs[] = { 0 };
+static const u16 dm_user_set_inputs[] = { DM_USER_ATTR_MAX_QUEUED, 0 };
+static const u16 dm_user_negotiate_inputs[] = { DM_USER_ATTR_EXTENSIONS, 0 };
+
+static const struct dm_user_cmd dm_user_cmds[] = {
+	{ DM_USER_CMD_GET_INFO, 1, "info", false, false, dm_user_no_inputs,
+	  dm_user_cmd_get_info },
+	{ DM_USER_CMD_GET_PARAMS, 1, "get_params", false, false,
+	  dm_user_no_inputs, dm_user_cmd_get_params },
+	{ DM_USER_CMD_SET_PARAMS, 1, "set_params", true, false,
+	  dm_user_set_inputs, dm_user_cmd_set_params },
+	{ DM_USER_CMD_RESET_COUNTERS, 1, "reset_counters", true, false,
+	  dm_user_no_inputs, dm_user_cmd_reset_counters },
+	{ DM_USER_CMD_NEGOTIATE, 1, "negotiate", false, true,
+	  dm_user_negotiate_inputs, dm_user_cmd_negotiate },
+};
+
+static const struct dm_user_cmd *dm_user_find_cmd(u16 command)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(dm_user_cmds); i++)
+		if (dm_user_cmds[i].command == command)
+			return &dm_user_cmds[i];
+	return NULL;
+}
+
+static bool dm_user_cmd_takes(const struct dm_user_cmd *cmd, u16 tag)
+{
+	const u16 *p;
+
+	for (p = cmd->inputs; *p; p++)
+		if (*p == tag)
+			return true;
+	return false;
+}
+
+/* ------------------------------------------------------------------------
+ * The ioctl front end
+ */
+
+/* Decodes and checks the request attributes in @data[0..@len). */
+static int dm_user_parse_attrs(const struct dm_user_cmd *cmd, const u8 *data,
+			       u32 len, struct dm_user_ctl_in *in,
+			       struct dm_user_ctl_out *out)
+{
+	unsigned int count = 0;
+	u32 off = 0;
+
+	while (off < len) {
+		const struct dm_user_attr *a;
+		bool mandatory;
+		int i;
+
+		if (len - off < DM_USER_ATTR_HDR)
+			return dm_user_refuse(out, -EINVAL, 0,
+					      "truncated attribute header");
+		a = (const struct dm_user_attr *)(data + off);
+		if (++count > DM_USER_CTL_MAX_ATTRS)
+			return dm_user_refuse(out, -E2BIG, 0,
+					      "too many attributes");
+		if (a->len > len - off - DM_USER_ATTR_HDR)
+			return dm_user_refuse(out, -EINVAL, a->tag,
+					      "attribute runs past in_len");
+		if (a->flags & ~DM_USER_ATTR_F_MANDATORY)
+			return dm_user_refuse(out, -EINVAL, a->tag,
+					      "unknown attribute flags");
+		mandatory = a->flags & DM_USER_ATTR_F_MANDATORY;
+		i = dm_user_tag_index(a->tag);
+
+		if (i < 0 || !dm_user_cmd_takes(cmd, a->tag)) {
+			if (mandatory)
+				return dm_user_refuse(out, -ENOPROTOOPT, a->tag,
+					i < 0 ? "unknown mandatory attribute" :
+					"mandatory attribute not taken by this command");
+			in->unknown[in->nr_unknown++] = a->tag;
+			goto next;
+		}
+
+		if (a->type != dm_user_tags[i].type)
+			return dm_user_refuse(out, -EINVAL, a->tag,
+					      "wrong type for this attribute");
+		if (test_and_set_bit(i, in->present))
+			return dm_user_refuse(out, -EINVAL, a->tag,
+					      "attribute given twice");
+		switch (a->type) {
+		case DM_USER_TYPE_U32:
+			if (a->len != sizeof(u32))
+				return dm_user_refuse(out, -EINVAL, a->tag,
+						      "U32 attribute of wrong length");
+			{
+				u32 v;
+
+				memcpy(&v, a->value, sizeof(v));
+				in->val[i] = v;
+			}
+			break;
+		case DM_USER_TYPE_U64:
+			if (a->len != sizeof(u64))
+				return dm_user_refuse(out, -EINVAL, a->tag,
+						      "U64 attribute of wrong length");
+			memcpy(&in->val[i], a->value, sizeof(u64));
+			break;
+		default:
+			/* No command takes a string yet. */
+			return dm_user_refuse(out, -EINVAL, a->tag,
+					      "unexpected attribute type");
+		}
+next:
+		off += DM_USER_ATTR_HDR + DM_USER_ATTR_ALIGN(a->len);
+	}
+	return 0;
+}
+
+long dm_user_ctl_ioctl(struct dm_user_target *t, struct dm_user_channel *ch,
+		       struct dm_user_ctl __user *uarg)
+{
+	struct dm_user_ctl_out out = { };
+	const struct dm_user_cmd *cmd = NULL;
+	struct dm_user_ctl_in *in = NULL;
+	struct dm_user_ctl hdr, *buf;
+	size_t copy_len;
+	int r = 0;
+	unsigned int i;
+
+	if (copy_from_user(&hdr, uarg, sizeof(hdr)))
+		return -EFAULT;
+	/* Too small even to hold the reply header: write nothing back. */
+	if (hdr.size < DM_USER_CTL_HDR)
+		return -EINVAL;
+	if (hdr.size > DM_USER_CTL_MAX_SIZE) {
+		r = dm_user_refuse(&out, -E2BIG, 0, "size above 65536");
+		buf = &hdr;
+		goto reply_header;
+	}
+
+	buf = kvmalloc(hdr.size, GFP_KERNEL);
+	in = kzalloc(sizeof(*in), GFP_KERNEL);
+	if (!buf || !in) {
+		kvfree(buf);
+		kfree(in);
+		return -ENOMEM;
+	}
+	if (copy_from_user(buf, uarg, hdr.size)) {
+		r = -EFAULT;
+		goto out_free;
+	}
+	/* Userspace may have changed the header between the two copies. */
+	buf->size = hdr.size;
+	out.buf = buf->data;
+	out.cap = hdr.size - DM_USER_CTL_HDR;
+
+	if (buf->flags || buf->reserved) {
+		r = dm_user_refuse(&out, -EINVAL, 0, "flags and reserved must be 0");
+		goto reply;
+	}
+	if (buf->in_len > out.cap) {
+		r = dm_user_refuse(&out, -EINVAL, 0, "in_len runs past size");
+		goto reply;
+	}
+	if (!buf->version) {
+		r = dm_user_refuse(&out, -EINVAL, 0, "version 0");
+		goto reply;
+	}
+	if (buf->version > DM_USER_CTL_VERSION) {
+		r = dm_user_refuse(&out, -EPROTONOSUPPORT, 0,
+				   "version newer than the kernel's");
+		goto reply;
+	}
+	cmd = dm_user_find_cmd(buf->command);
+	if (!cmd) {
+		r = dm_user_refuse(&out, -EOPNOTSUPP, 0, "unknown command");
+		goto reply;
+	}
+	if (buf->version < cmd->version) {
+		r = dm_user_refuse(&out, -EPROTONOSUPPORT, 0,
+				   "version older than the command");
+		goto reply;
+	}
+	r = dm_user_parse_attrs(cmd, buf->data, buf->in_len, in, &out);
+	if (r)
+		goto reply;
+	if (cmd->admin && !capable(CAP_SYS_ADMIN)) {
+		r = dm_user_refuse(&out, -EPERM, 0, "needs CAP_SYS_ADMIN");
+		goto reply;
+	}
+	if (READ_ONCE(t->dead)) {
+		r = -ENOTBLK;
+		goto reply;
+	}
+
+	/* The reply replaces the request attributes, now decoded into in. */
+	r = cmd->fn(t, ch, in, &out);
+	if (!r)
+		for (i = 0; i < in->nr_unknown; i++)
+			dm_user_put_u32(&out, DM_USER_ATTR_UNKNOWN_TAG,
+					in->unknown[i]);
+
+reply:
+	if (r && out.reason) {
+		/* The reason alone, so it fits where the request was. */
+		out.len = 0;
+		dm_user_put_str(&out, DM_USER_ATTR_ERROR_REASON, out.reason);
+	}
+	if (!r && out.len > out.cap)
+		r = -ENOSPC;
+reply_header:
+	buf->version = DM_USER_CTL_VERSION;
+	buf->out_len = out.len;
+	buf->error = -r;
+	buf->error_tag = out.error_tag;
+	buf->error_command = (r == -EOPNOTSUPP) ? buf->command : 0;
+	copy_len = DM_USER_CTL_HDR;
+	if (buf != &hdr && r != -ENOSPC)
+		copy_len += min(out.len, out.cap);
+	if (copy_to_user(uarg, buf, copy_len))
+		r = -EFAULT;
+	if (buf == &hdr)
+		return r;
+out_free:
+	kvfree(buf);
+	kfree(in);
+	return r;
+}
+
+/* ------------------------------------------------------------------------
+ * The dmsetup message front end: <command> [key=value...]
+ */
+
+int dm_user_ctl_message(struct dm_user_target *t, unsigned int argc,
+			char **argv, char *result, unsigned int maxlen)
+{
+	struct dm_user_ctl_out out = {
+		.text = true, .result = result, .maxlen = maxlen,
+	};
+	const struct dm_user_cmd *cmd = NULL;
+	struct dm_user_ctl_in *in;
+	unsigned int i;
+	int r;
+
+	if (!argc)
+		return -EINVAL;
+	for (i = 0; i < ARRAY_SIZE(dm_user_cmds); i++)
+		if (!strcasecmp(argv[0], dm_user_cmds[i].name))
+			cmd = &dm_user_cmds[i];
+	if (!cmd) {
+		DMERR("%s: unrecognised message '%s'", t->name, argv[0]);
+		return -EINVAL;
+	}
+	if (cmd->per_channel) {
+		DMERR("%s: '%s' is per channel: use the ioctl on /dev/dm-user/%s",
+		      t->name, cmd->name, t->name);
+		return -EINVAL;
+	}
+
+	in = kzalloc(sizeof(*in), GFP_KERNEL);
+	if (!in)
+		return -ENOMEM;
+	for (i = 1; i < argc; i++) {
+		char *eq = strchr(argv[i], '=');
+		unsigned long long v;
+		int ti = -1, k;
+
+		if (eq) {
+			*eq = '\0';
+			for (k = 0; k < DM_USER_NR_TAGS; k++)
+				if (!strcmp(argv[i], dm_user_tags[k].name))
+					ti = k;
+		}
+		if (ti < 0 || !dm_user_cmd_takes(cmd, dm_user_tags[ti].tag)) {
+			DMERR("%s: %s: unrecognised parameter '%s'", t->name,
+			      cmd->name, argv[i]);
+			r = -EINVAL;
+			goto out;
+		}
+		if (test_and_set_bit(ti, in->present)) {
+			DMERR("%s: %s: '%s' given twice", t->name, cmd->name,
+			      argv[i]);
+			r = -EINVAL;
+			goto out;
+		}
+		if (kstrtoull(eq + 1, 0, &v) ||
+		    (dm_user_tags[ti].type == DM_USER_TYPE_U32 && v > U32_MAX)) {
+			DMERR("%s: %s: '%s' needs a number, not '%s'", t->name,
+			      cmd->name, argv[i], eq + 1);
+			r = -EINVAL;
+			goto out;
+		}
+		in->val[ti] = v;
+	}
+
+	r = cmd->fn(t, NULL, in, &out);
+	if (r) {
+		DMERR("%s: %s: %s", t->name, cmd->name,
+		      out.reason ? out.reason : "failed");
+		goto out;
+	}
+	/* dm-dust's convention: 1 when there is text to return. */
+	r = out.sz ? 1 : 0;
+out:
+	kfree(in);
+	return r;
+}

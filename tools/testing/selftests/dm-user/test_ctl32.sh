@@ -1,0 +1,26 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# A 32-bit static program on the 64-bit kernel: the control ioctl and the
+# wire format work with no compat code.
+. "$(dirname "$0")/test_common.sh"
+_prep_test
+[ -x "$TEST_DIR/ctl32" ] || _skip "ctl32 not built (no gcc -m32)"
+
+n=dmu_c32_$$
+_create_dev "$n" 16384
+"$TEST_DIR/ctl32" "/dev/dm-user/$n" "$n" 16384 > /tmp/$n.out 2>&1 &
+pid=$!
+DAEMONS=$pid
+sleep 0.5
+cat /tmp/$n.out
+grep -q "^ctl32: 32-bit client: name $n, 16384 sectors" /tmp/$n.out ||
+	_fail "32-bit GET_INFO"
+"$DMU_IO" matrix "/dev/mapper/$n" 0 $((16384 * 512)) || _fail "I/O through the 32-bit daemon"
+dmsetup remove "$n" || _fail "remove"
+DEVS=""
+wait $pid
+st=$?
+DAEMONS=""
+[ $st = 0 ] || _fail "ctl32 exit status $st"
+exit 0
