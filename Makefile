@@ -65,7 +65,8 @@ payload: modules-all tools
 	rm -rf $(PAYLOAD)
 	$(MAKE) -C $(SRC)/tools/testing/selftests/dm-user O=$(BUILD)/tools \
 		install INSTALL_PATH=$(PAYLOAD)
-	cp $(BUILD)/tools/dmuserd $(VM)/guest-tests.sh $(PAYLOAD)/
+	cp $(BUILD)/tools/dmuserd $(BUILD)/tools/dmuser $(VM)/guest-tests.sh \
+		$(PAYLOAD)/
 	for k in $$($(VM)/kernels.sh); do \
 		mkdir -p $(PAYLOAD)/$$k && \
 		cp $(BUILD)/$$k/dm-user.ko $(PAYLOAD)/$$k/ || exit 1; \
@@ -87,7 +88,8 @@ GUEST_KVER = $$($(VM)/kernels.sh 6.12)
 guest-payload: tools
 	@k=$(GUEST_KVER) && $(MAKE) --no-print-directory module KVER=$$k && \
 	rm -rf $(BUILD)/guest && mkdir -p $(BUILD)/guest && \
-	cp $(BUILD)/tools/dmuserd $(SRC)/tools/dm-user/guest/*.sh $(BUILD)/guest/
+	cp $(BUILD)/tools/dmuserd $(BUILD)/tools/dmuser \
+		$(SRC)/tools/dm-user/guest/*.sh $(BUILD)/guest/
 
 demo: deps
 	@$(MAKE) --no-print-directory guest-payload

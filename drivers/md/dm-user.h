@@ -22,8 +22,6 @@
 
 #define DM_MSG_PREFIX "user"
 
-/* Longest <name>; the misc node is /dev/dm-user/<name>. */
-#define DM_USER_NAME_MAX	64
 #define DM_USER_MISC_PREFIX	"dm-user/"
 
 /*

@@ -21,6 +21,9 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
+/* Longest target name: the misc node is /dev/dm-user/<name>. */
+#define DM_USER_NAME_MAX	64
+
 /* Request types, in &dm_user_message.type of a request. */
 #define DM_USER_REQ_MAP_READ		0
 #define DM_USER_REQ_MAP_WRITE		1

@@ -15,8 +15,8 @@ say "dmsetup create demo --table '0 262144 user 0 262144 demo'   (128 MiB)"
 dmsetup create demo --table "0 262144 user 0 262144 demo"
 ls -l /dev/mapper/demo /dev/dm-user/demo
 
-say "Serving /dev/dm-user/demo with the reference daemon: RAM store, 2 channels"
-./dmuserd -r 128M -t 2 -p /tmp/demo.pid /dev/dm-user/demo &
+say "Serving it with the reference daemon: dmuser serve --ram 128M --threads 2 demo"
+./dmuser serve -r 128M -t 2 -p /tmp/demo.pid demo &
 daemon=$!
 i=0
 while [ ! -s /tmp/demo.pid ]; do
@@ -40,6 +40,10 @@ ls /mnt/demo | head -5
 
 say "dmsetup status demo   (per-operation requests, bytes, errors)"
 dmsetup status demo
+
+say "dmuser info demo   (the same, asked through the control ioctl)"
+./dmuser info demo | tr '\n' ' ' | fold -s -w 76
+echo
 
 say "fio: 4 KiB random reads, queue depth 1, 3 seconds, through the daemon"
 umount /mnt/demo

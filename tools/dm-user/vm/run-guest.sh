@@ -50,6 +50,13 @@ kernel=/boot/vmlinuz-$rel
 command -v qemu-system-x86_64 >/dev/null ||
 	die "qemu-system-x86_64 not found (run tools/dm-user/install-deps.sh)"
 
+# One guest at a time on this machine: two emulated guests on two cores
+# would each run at half speed and time out. Whoever comes second waits.
+if command -v flock >/dev/null; then
+	exec 9>"${TMPDIR:-/tmp}/dm-user-guest.lock"
+	flock 9 || die "cannot lock ${TMPDIR:-/tmp}/dm-user-guest.lock"
+fi
+
 # Rebuild the ~40 MB base image only when its inputs change: the release, the
 # host's module index and mkinitramfs.sh itself.
 cache=${DMUSER_BUILD:-$repo/build}/vm/$rel

@@ -1,0 +1,1300 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dmuser - create, inspect and serve dm-user devices, built on libdmuser.
+ *
+ *   dmuser create <dev> --size <size> [--name <name>] [--features "<words>"]
+ *   dmuser remove <dev>
+ *   dmuser list
+ *   dmuser info <name>
+ *   dmuser set <name> max_queued=<n>
+ *   dmuser serve [options] <name-or-path>
+ *
+ * "dmuser serve" is the reference daemon: it serves every block request of
+ * one target from a RAM store or from a file or block device, through the
+ * library's serving loop (one thread per channel). Invoked as "dmuserd",
+ * the program is "dmuser serve", so that scripts written for the former
+ * daemon keep working.
+ */
+#define _FILE_OFFSET_BITS 64
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/fs.h>
+
+#include "dmuser.h"
+
+#ifndef PR_GET_IO_FLUSHER
+#define PR_GET_IO_FLUSHER 58
+#endif
+
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#define SECTOR_SIZE	512U
+#define MAX_THREADS	64
+#define MAX_BATCH	128
+#define ZERO_CHUNK	(1U << 20)
+#define NODE_WAIT_MS	5000
+
+static const char *prog = "dmuser";
+/* The usage of the command being parsed, for bad_usage(). */
+static void (*usage_fn)(FILE *f);
+
+/*
+ * One fprintf() per line: stdio locks the stream per call, so lines of
+ * concurrent serving threads never interleave. strerror_r for the same
+ * reason.
+ */
+__attribute__((format(printf, 2, 3)))
+static void report(int err, const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (err) {
+		char ebuf[128];
+
+		fprintf(stderr, "%s: %s: %s\n", prog, what,
+			strerror_r(err < 0 ? -err : err, ebuf, sizeof(ebuf)));
+	} else {
+		fprintf(stderr, "%s: %s\n", prog, what);
+	}
+}
+
+__attribute__((format(printf, 1, 2), noreturn))
+static void bad_usage(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s: %s\n", prog, msg);
+	if (usage_fn)
+		usage_fn(stderr);
+	exit(2);
+}
+
+/* K, M, G and T: powers of 1024. */
+static unsigned int suffix_shift(char c)
+{
+	switch (c) {
+	case 'K': case 'k': return 10;
+	case 'M': case 'm': return 20;
+	case 'G': case 'g': return 30;
+	case 'T': case 't': return 40;
+	default: return 0;
+	}
+}
+
+/* Digits first: strtoull alone would take "-1", " 5" and "0x10". */
+static uint64_t parse_number(const char *name, const char *s, bool suffix,
+			     uint64_t min, uint64_t max)
+{
+	unsigned long long v;
+	unsigned int shift = 0;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		bad_usage("%s: '%s' is not a number", name, s);
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (suffix && *end && suffix_shift(*end)) {
+		shift = suffix_shift(*end);
+		end++;
+	}
+	if (*end)
+		bad_usage("%s: '%s': unexpected '%s'%s", name, s, end,
+			  suffix ? " (suffixes: K, M, G, T)" : "");
+	if (errno == ERANGE || v > UINT64_MAX >> shift)
+		bad_usage("%s: '%s' is too large", name, s);
+	v <<= shift;
+	if (v < min || v > max)
+		bad_usage("%s: '%s' is %s %" PRIu64, name, s,
+			  v < min ? "below the minimum" : "above the maximum",
+			  v < min ? min : max);
+	return v;
+}
+
+/* "--help" and "-h" anywhere a command takes no option. */
+static bool wants_help(const char *arg)
+{
+	return !strcmp(arg, "-h") || !strcmp(arg, "--help");
+}
+
+/* Output that did not reach stdout is an error too. */
+static int finish_stdout(void)
+{
+	if (fflush(stdout) || ferror(stdout)) {
+		report(errno ? errno : EIO, "write to standard output");
+		return 1;
+	}
+	return 0;
+}
+
+/* /dev/dm-user/<name>, or the path given. */
+static int open_channel(const char *name, char *what, size_t len)
+{
+	if (strchr(name, '/')) {
+		int fd;
+
+		snprintf(what, len, "%s", name);
+		fd = open(name, O_RDWR | O_CLOEXEC);
+		return fd < 0 ? -errno : fd;
+	}
+	snprintf(what, len, "/dev/dm-user/%s", name);
+	return dmu_open_channel(name, 0);
+}
+
+/* ---- Stores ---------------------------------------------------------- */
+
+struct store;
+
+/*
+ * Indexed by request type; each returns 0 or a negative errno (-EOPNOTSUPP
+ * to answer UNSUPPORTED). The range has been checked against the size.
+ */
+typedef int store_fn(struct store *s, unsigned char *buf, uint64_t off,
+		     uint64_t len);
+
+struct store_ops {
+	store_fn *op[DM_USER_REQ_MAP_WRITE_ZEROES + 1];
+	int (*flush)(struct store *s);
+	void (*close)(struct store *s);
+};
+
+enum file_op { F_READ, F_WRITE, F_SYNC, F_PUNCH, F_ZERO, F_NR };
+
+struct store {
+	const struct store_ops *ops;
+	uint64_t size;
+	/* RAM store */
+	unsigned char *mem;
+	size_t page_size;
+	pthread_rwlock_t lock;
+	/* file store */
+	const char *path;
+	int fd;
+	unsigned char *zeroes;
+	atomic_bool no_falloc[2];	/* see file_write_zeroes() */
+	atomic_bool logged[F_NR];
+};
+
+/*
+ * The RAM store's lock only exists so that overlapping requests on two
+ * channels are no data race in the C sense (the block layer orders none).
+ * Failing to take it is a bug, not an I/O error.
+ */
+static void ram_lock(struct store *s, bool exclusive)
+{
+	int rc = exclusive ? pthread_rwlock_wrlock(&s->lock)
+			   : pthread_rwlock_rdlock(&s->lock);
+
+	if (rc) {
+		report(rc, "pthread_rwlock_%slock", exclusive ? "wr" : "rd");
+		abort();
+	}
+}
+
+static void ram_unlock(struct store *s)
+{
+	int rc = pthread_rwlock_unlock(&s->lock);
+
+	if (rc) {
+		report(rc, "pthread_rwlock_unlock");
+		abort();
+	}
+}
+
+static int ram_read(struct store *s, unsigned char *buf, uint64_t off,
+		    uint64_t len)
+{
+	ram_lock(s, false);
+	memcpy(buf, s->mem + off, len);
+	ram_unlock(s);
+	return 0;
+}
+
+static int ram_write(struct store *s, unsigned char *buf, uint64_t off,
+		     uint64_t len)
+{
+	ram_lock(s, true);
+	memcpy(s->mem + off, buf, len);
+	ram_unlock(s);
+	return 0;
+}
+
+/*
+ * Whole pages are dropped rather than cleared, so that a multi-GiB discard
+ * of a sparse store does not fault in every page it zeroes.
+ */
+static int ram_zero(struct store *s, unsigned char *buf, uint64_t off,
+		    uint64_t len)
+{
+	size_t start = off, end = off + len;
+	size_t first = (start + s->page_size - 1) & ~(s->page_size - 1);
+	size_t last = end & ~(s->page_size - 1);
+
+	(void)buf;
+	ram_lock(s, true);
+	if (first < last) {
+		memset(s->mem + start, 0, first - start);
+		memset(s->mem + last, 0, end - last);
+		/* Private anonymous pages read back as zeroes once dropped. */
+		if (madvise(s->mem + first, last - first, MADV_DONTNEED))
+			memset(s->mem + first, 0, last - first);
+	} else {
+		memset(s->mem + start, 0, end - start);
+	}
+	ram_unlock(s);
+	return 0;
+}
+
+static int ram_flush(struct store *s)
+{
+	(void)s;
+	return 0;
+}
+
+static void ram_close(struct store *s)
+{
+	if (munmap(s->mem, s->size))
+		report(errno, "munmap");
+	pthread_rwlock_destroy(&s->lock);
+}
+
+static const struct store_ops ram_ops = {
+	.op = {
+		[DM_USER_REQ_MAP_READ] = ram_read,
+		[DM_USER_REQ_MAP_WRITE] = ram_write,
+		[DM_USER_REQ_MAP_DISCARD] = ram_zero,
+		[DM_USER_REQ_MAP_WRITE_ZEROES] = ram_zero,
+		[DM_USER_REQ_MAP_SECURE_ERASE] = ram_zero,
+	},
+	.flush = ram_flush,
+	.close = ram_close,
+};
+
+static int ram_open(struct store *s, uint64_t size)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	int rc;
+
+	if (page <= 0 || (page & (page - 1))) {
+		report(0, "sysconf(_SC_PAGESIZE): unusable page size %ld", page);
+		return -1;
+	}
+	/* Half the address space at most, so page rounding cannot overflow. */
+	if (size > SIZE_MAX / 2) {
+		report(0, "a RAM store of %" PRIu64 " bytes does not fit in this address space",
+		       size);
+		return -1;
+	}
+	/* NORESERVE: the store stays sparse until written. */
+	s->mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (s->mem == MAP_FAILED) {
+		report(errno, "mmap of a %" PRIu64 "-byte RAM store", size);
+		return -1;
+	}
+	/*
+	 * mlockall(MCL_FUTURE) locked the mapping: unlock it, or discarded
+	 * pages could not be dropped (MADV_DONTNEED refuses locked pages)
+	 * and the store would never shrink. Anonymous memory can only be
+	 * paged out to swap, never to the device this daemon serves.
+	 */
+	(void)munlock(s->mem, size);
+	rc = pthread_rwlock_init(&s->lock, NULL);
+	if (rc) {
+		report(rc, "pthread_rwlock_init");
+		munmap(s->mem, size);
+		return -1;
+	}
+	s->page_size = page;
+	s->size = size;
+	s->ops = &ram_ops;
+	return 0;
+}
+
+static const char *const file_op_names[F_NR] = {
+	"pread", "pwrite", "fdatasync", "fallocate(PUNCH_HOLE)",
+	"fallocate(ZERO_RANGE)",
+};
+
+/*
+ * A failing backing device fails every request: log the first error of
+ * each kind so that the cause is visible, and let the counters tell the rest.
+ */
+static int file_error(struct store *s, enum file_op op, int err, uint64_t off,
+		      uint64_t len)
+{
+	if (!atomic_exchange(&s->logged[op], true))
+		report(err, "%s %s at %" PRIu64 "+%" PRIu64 " (further %s errors not logged)",
+		       file_op_names[op], s->path, off, len, file_op_names[op]);
+	return -EIO;
+}
+
+/* Returns 0 or an errno value. */
+static int pio_all(int fd, bool write, unsigned char *buf, size_t len,
+		   uint64_t off)
+{
+	while (len) {
+		ssize_t n = write ? pwrite(fd, buf, len, off)
+				  : pread(fd, buf, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno;
+		if (n == 0)	/* the file shrank under us */
+			return EIO;
+		buf += n;
+		len -= n;
+		off += n;
+	}
+	return 0;
+}
+
+static int xfallocate(int fd, int mode, uint64_t off, uint64_t len)
+{
+	while (fallocate(fd, mode, off, len))
+		if (errno != EINTR)
+			return errno;
+	return 0;
+}
+
+static bool not_supported(int err)
+{
+	return err == EOPNOTSUPP || err == ENOSYS;
+}
+
+static int file_read(struct store *s, unsigned char *buf, uint64_t off,
+		     uint64_t len)
+{
+	int err = pio_all(s->fd, false, buf, len, off);
+
+	return err ? file_error(s, F_READ, err, off, len) : 0;
+}
+
+static int file_write(struct store *s, unsigned char *buf, uint64_t off,
+		      uint64_t len)
+{
+	int err = pio_all(s->fd, true, buf, len, off);
+
+	return err ? file_error(s, F_WRITE, err, off, len) : 0;
+}
+
+static int file_flush(struct store *s)
+{
+	while (fdatasync(s->fd))
+		if (errno != EINTR)
+			return file_error(s, F_SYNC, errno, 0, s->size);
+	return 0;
+}
+
+static int file_write_zero_pages(struct store *s, uint64_t off, uint64_t len)
+{
+	while (len) {
+		size_t n = len < ZERO_CHUNK ? len : ZERO_CHUNK;
+		int err = pio_all(s->fd, true, s->zeroes, n, off);
+
+		if (err)
+			return file_error(s, F_WRITE, err, off, n);
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int file_discard(struct store *s, unsigned char *buf, uint64_t off,
+			uint64_t len)
+{
+	int err = xfallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			     off, len);
+
+	(void)buf;
+	if (!err)
+		return 0;
+	if (not_supported(err))
+		return -EOPNOTSUPP;
+	return file_error(s, F_PUNCH, err, off, len);
+}
+
+/*
+ * Cheapest method first. Lack of support is remembered, so that a store
+ * without ZERO_RANGE (tmpfs, for one) does not pay a failing syscall per
+ * request. A punched hole reads back as zeroes, on files and on bdevs.
+ */
+static int file_write_zeroes(struct store *s, unsigned char *buf,
+			     uint64_t off, uint64_t len)
+{
+	static const struct {
+		int mode;
+		enum file_op op;
+	} methods[ARRAY_SIZE(s->no_falloc)] = {
+		{ FALLOC_FL_ZERO_RANGE, F_ZERO },
+		{ FALLOC_FL_PUNCH_HOLE, F_PUNCH },
+	};
+	unsigned int i;
+
+	(void)buf;
+	for (i = 0; i < ARRAY_SIZE(methods); i++) {
+		int err;
+
+		if (atomic_load(&s->no_falloc[i]))
+			continue;
+		err = xfallocate(s->fd, methods[i].mode | FALLOC_FL_KEEP_SIZE,
+				 off, len);
+		if (!err)
+			return 0;
+		if (!not_supported(err))
+			return file_error(s, methods[i].op, err, off, len);
+		atomic_store(&s->no_falloc[i], true);
+	}
+	return file_write_zero_pages(s, off, len);
+}
+
+/* Overwrite rather than deallocate: a hole may leave old blocks readable. */
+static int file_secure_erase(struct store *s, unsigned char *buf,
+			     uint64_t off, uint64_t len)
+{
+	int rc = file_write_zero_pages(s, off, len);
+
+	(void)buf;
+	return rc ? rc : file_flush(s);
+}
+
+static void file_close(struct store *s)
+{
+	if (close(s->fd))
+		report(errno, "close %s", s->path);
+	free(s->zeroes);
+}
+
+static const struct store_ops file_ops = {
+	.op = {
+		[DM_USER_REQ_MAP_READ] = file_read,
+		[DM_USER_REQ_MAP_WRITE] = file_write,
+		[DM_USER_REQ_MAP_DISCARD] = file_discard,
+		[DM_USER_REQ_MAP_WRITE_ZEROES] = file_write_zeroes,
+		[DM_USER_REQ_MAP_SECURE_ERASE] = file_secure_erase,
+	},
+	.flush = file_flush,
+	.close = file_close,
+};
+
+static int file_open(struct store *s, const char *path)
+{
+	struct stat st;
+	uint64_t size;
+
+	s->path = path;
+	s->fd = open(path, O_RDWR | O_CLOEXEC);
+	if (s->fd < 0) {
+		report(errno, "open %s", path);
+		return -1;
+	}
+	if (fstat(s->fd, &st)) {
+		report(errno, "fstat %s", path);
+		goto fail;
+	}
+	if (S_ISREG(st.st_mode)) {
+		size = st.st_size;
+	} else if (!S_ISBLK(st.st_mode)) {
+		report(0, "%s: not a regular file or a block device", path);
+		goto fail;
+	} else if (ioctl(s->fd, BLKGETSIZE64, &size)) {
+		report(errno, "ioctl(BLKGETSIZE64) %s", path);
+		goto fail;
+	}
+	/* Offsets reach the kernel as off_t. */
+	if (size > INT64_MAX) {
+		report(0, "%s: size %" PRIu64 " does not fit in off_t", path, size);
+		goto fail;
+	}
+	s->zeroes = calloc(1, ZERO_CHUNK);
+	if (!s->zeroes) {
+		report(errno, "calloc");
+		goto fail;
+	}
+	s->size = size;
+	s->ops = &file_ops;
+	return 0;
+fail:
+	close(s->fd);
+	return -1;
+}
+
+/* ---- Serving: the store as libdmuser callbacks ------------------------ */
+
+enum counter {
+	C_READS, C_WRITES, C_FLUSHES, C_DISCARDS, C_WRITE_ZEROES,
+	C_SECURE_ERASES, C_UNSUPPORTED, C_ERRORS, C_FUA, C_PREFLUSH,
+	C_BYTES_READ, C_BYTES_WRITTEN, C_NR
+};
+
+static const char *const counter_names[C_NR] = {
+	"reads", "writes", "flushes", "discards", "write_zeroes",
+	"secure_erases", "unsupported", "errors", "fua", "preflush",
+	"bytes_read", "bytes_written",
+};
+
+static _Atomic uint64_t counters[C_NR];
+
+static void count(enum counter c, uint64_t n)
+{
+	atomic_fetch_add_explicit(&counters[c], n, memory_order_relaxed);
+}
+
+/* [off, off + len) lies in the store. */
+static bool range_ok(uint64_t off, uint64_t len, uint64_t size)
+{
+	return len <= size && off <= size - len;
+}
+
+static int serve_op(struct store *s, struct dmu_req *r, enum counter c)
+{
+	bool fua = r->flags & DM_USER_REQ_MAP_FLAG_FUA;
+	bool preflush = r->flags & DM_USER_REQ_MAP_FLAG_PREFLUSH;
+	int rc = 0;
+
+	if (fua)
+		count(C_FUA, 1);
+	if (preflush)
+		count(C_PREFLUSH, 1);
+	count(c, 1);
+
+	/* An empty flush has no range, whatever its sector says. */
+	if (r->type == DM_USER_REQ_MAP_FLUSH) {
+		rc = s->ops->flush(s);
+	} else if (!range_ok(r->offset, r->len, s->size)) {
+		rc = -ERANGE;
+	} else {
+		if (preflush)
+			rc = s->ops->flush(s);
+		if (!rc)
+			rc = s->ops->op[r->type](s, r->data, r->offset, r->len);
+		/* FUA means nothing to a read. */
+		if (!rc && fua && r->type != DM_USER_REQ_MAP_READ)
+			rc = s->ops->flush(s);
+	}
+
+	if (!rc && r->type == DM_USER_REQ_MAP_READ)
+		count(C_BYTES_READ, r->len);
+	if (!rc && r->type == DM_USER_REQ_MAP_WRITE)
+		count(C_BYTES_WRITTEN, r->len);
+	if (rc == -EOPNOTSUPP)
+		count(C_UNSUPPORTED, 1);
+	else if (rc)
+		count(C_ERRORS, 1);
+	return rc;
+}
+
+static int cb_read(void *ctx, struct dmu_req *r)
+{
+	return serve_op(ctx, r, C_READS);
+}
+
+static int cb_write(void *ctx, struct dmu_req *r)
+{
+	return serve_op(ctx, r, C_WRITES);
+}
+
+static int cb_flush(void *ctx, struct dmu_req *r)
+{
+	return serve_op(ctx, r, C_FLUSHES);
+}
+
+static int cb_discard(void *ctx, struct dmu_req *r)
+{
+	return serve_op(ctx, r, C_DISCARDS);
+}
+
+static int cb_write_zeroes(void *ctx, struct dmu_req *r)
+{
+	return serve_op(ctx, r, C_WRITE_ZEROES);
+}
+
+static int cb_secure_erase(void *ctx, struct dmu_req *r)
+{
+	return serve_op(ctx, r, C_SECURE_ERASES);
+}
+
+static const struct dmu_ops store_dmu_ops = {
+	.read = cb_read,
+	.write = cb_write,
+	.flush = cb_flush,
+	.discard = cb_discard,
+	.write_zeroes = cb_write_zeroes,
+	.secure_erase = cb_secure_erase,
+};
+
+static struct serve_options {
+	const char *channel, *file, *stats_path, *pid_path;
+	uint64_t ram_size;
+	unsigned int threads, batch;
+	size_t split;
+	bool read_batch, verbose;
+} sopt = { .threads = 1, .batch = 1 };
+
+/* Set by SIGTERM and SIGINT; the serving threads look at it. */
+static volatile int stop_flag;
+static volatile sig_atomic_t stop_signal;
+static bool pidfile_failed;
+
+/* Through a temporary name, so that a poller never sees a partial file. */
+static int write_file_atomically(const char *path, const char *text)
+{
+	char tmp[PATH_MAX];
+	int fd, n, err;
+
+	n = snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+	if (n < 0 || (size_t)n >= sizeof(tmp)) {
+		report(ENAMETOOLONG, "%s", path);
+		return -1;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		report(errno, "open %s", tmp);
+		return -1;
+	}
+	err = pio_all(fd, true, (unsigned char *)text, strlen(text), 0);
+	if (err)
+		report(err, "write %s", tmp);
+	if (close(fd) && !err) {
+		err = errno;
+		report(err, "close %s", tmp);
+	}
+	if (!err && rename(tmp, path)) {
+		err = errno;
+		report(err, "rename %s to %s", tmp, path);
+	}
+	if (err)
+		unlink(tmp);
+	return err ? -1 : 0;
+}
+
+static int write_stats(void)
+{
+	char text[C_NR * 48];	/* name and a 20-digit value per line */
+	size_t pos = 0;
+	int i;
+
+	if (!sopt.stats_path)
+		return 0;
+	for (i = 0; i < C_NR; i++)
+		pos += snprintf(text + pos, sizeof(text) - pos, "%s %" PRIu64 "\n",
+				counter_names[i], atomic_load(&counters[i]));
+	return write_file_atomically(sopt.stats_path, text);
+}
+
+/*
+ * Every channel is open: tell whoever waits for the pid file. Without it
+ * nobody would know we serve, so failing to write it stops serving.
+ */
+static void serve_ready(void *ctx)
+{
+	char pid[32];
+
+	(void)ctx;
+	if (!sopt.pid_path)
+		return;
+	snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (write_file_atomically(sopt.pid_path, pid)) {
+		pidfile_failed = true;
+		stop_flag = 1;
+	}
+}
+
+static void stop_handler(int sig)
+{
+	stop_signal = sig;
+	stop_flag = 1;
+}
+
+static int setup_signals(void)
+{
+	/* No SA_RESTART: a thread waiting in poll() looks at the flag now. */
+	struct sigaction sa = { .sa_handler = stop_handler };
+
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGTERM, &sa, NULL) || sigaction(SIGINT, &sa, NULL)) {
+		report(errno, "sigaction");
+		return -1;
+	}
+	return 0;
+}
+
+/* dmu_prepare_daemon() returns the first failure: find out which it was. */
+static void prepare_daemon(void)
+{
+	int rc = dmu_prepare_daemon();
+
+	if (!rc)
+		return;
+	if (prctl(PR_GET_IO_FLUSHER, 0, 0, 0, 0) == 1)
+		report(rc, "warning: mlockall(MCL_CURRENT | MCL_FUTURE) (continuing, but the daemon's memory may be paged out while the device waits for it)");
+	else
+		report(rc, "warning: prctl(PR_SET_IO_FLUSHER, 1) (needs CAP_SYS_RESOURCE and Linux 5.6; continuing, but reclaim may deadlock on this device)");
+}
+
+static void serve_usage(FILE *f)
+{
+	fprintf(f,
+"Usage: %s%s [options] <name-or-path>\n"
+"Serve the I/O of a dm-user target through its channels: <name> stands for\n"
+"/dev/dm-user/<name>; a path (with a '/') is opened as it is.\n"
+"\n"
+"Store (exactly one):\n"
+"  -r, --ram <size>      zero-filled RAM store of <size> bytes\n"
+"                        (suffix K, M, G or T: powers of 1024)\n"
+"  -f, --file <path>     regular file or block device, served with pread/pwrite\n"
+"Options:\n"
+"  -t, --threads <n>     open <n> channels, one thread each (default 1, max %d)\n"
+"  -q, --batch <n>       read up to <n> requests, then answer them in reverse\n"
+"                        order (default 1, max %d)\n"
+"  -B, --read-batch      negotiate DM_USER_EXT_READ_BATCH: many requests per\n"
+"                        read()\n"
+"  -s, --split <bytes>   split every read() and write() on the channel into\n"
+"                        pieces of at most <bytes> (default 0: no splitting)\n"
+"  -S, --stats <path>    write counters to <path> on exit\n"
+"  -p, --pidfile <path>  write the pid to <path> once every channel is open\n"
+"  -v, --verbose         log every request to stderr\n"
+"  -h, --help            show this help\n"
+"\n"
+"Exit status: 0 after SIGTERM/SIGINT or removal of the target, 1 on error,\n"
+"2 on bad usage.\n", prog, strcmp(prog, "dmuserd") ? " serve" : "",
+		MAX_THREADS, MAX_BATCH);
+}
+
+static void serve_parse(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "ram", required_argument, NULL, 'r' },
+		{ "file", required_argument, NULL, 'f' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "batch", required_argument, NULL, 'q' },
+		{ "read-batch", no_argument, NULL, 'B' },
+		{ "split", required_argument, NULL, 's' },
+		{ "stats", required_argument, NULL, 'S' },
+		{ "pidfile", required_argument, NULL, 'p' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, ":r:f:t:q:Bs:S:p:vh", longopts,
+				NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			sopt.ram_size = parse_number("--ram", optarg, true, 1,
+						     UINT64_MAX);
+			break;
+		case 'f':
+			sopt.file = optarg;
+			break;
+		case 't':
+			sopt.threads = (unsigned int)parse_number("--threads",
+						optarg, false, 1, MAX_THREADS);
+			break;
+		case 'q':
+			sopt.batch = (unsigned int)parse_number("--batch",
+						optarg, false, 1, MAX_BATCH);
+			break;
+		case 'B':
+			sopt.read_batch = true;
+			break;
+		case 's':
+			sopt.split = (size_t)parse_number("--split", optarg,
+						false, 0, SSIZE_MAX);
+			break;
+		case 'S':
+			sopt.stats_path = optarg;
+			break;
+		case 'p':
+			sopt.pid_path = optarg;
+			break;
+		case 'v':
+			sopt.verbose = true;
+			break;
+		case 'h':
+			serve_usage(stdout);
+			exit(0);
+		case ':':
+			bad_usage("option '%s' needs an argument",
+				  argv[optind - 1]);
+		default:
+			if (optopt)
+				bad_usage("unknown option '-%c'", optopt);
+			bad_usage("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if ((sopt.ram_size != 0) == (sopt.file != NULL))
+		bad_usage("exactly one of --ram and --file is required");
+	if (optind != argc - 1)
+		bad_usage(optind == argc ? "missing <name-or-path>"
+					 : "more than one <name-or-path>");
+	sopt.channel = argv[optind];
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+	struct dmu_serve_opts opts = { 0 };
+	struct store store = { 0 };
+	int status = 0, rc;
+
+	usage_fn = serve_usage;
+	serve_parse(argc, argv);
+	if (setup_signals())
+		return 1;
+	/*
+	 * Before the store is opened and the threads exist: the flush flag
+	 * is per thread and inherited, and the store is allocated locked.
+	 */
+	prepare_daemon();
+	if (sopt.file ? file_open(&store, sopt.file)
+		      : ram_open(&store, sopt.ram_size))
+		return 1;
+	if (sopt.verbose)
+		report(0, "serving %" PRIu64 " bytes of %s on %s", store.size,
+		       sopt.file ? sopt.file : "RAM", sopt.channel);
+
+	opts.threads = sopt.threads;
+	opts.batch = sopt.batch;
+	opts.split = sopt.split;
+	opts.read_batch = sopt.read_batch;
+	opts.verbose = sopt.verbose;
+	opts.stop = &stop_flag;
+	opts.ready = serve_ready;
+	rc = dmu_serve(sopt.channel, &store_dmu_ops, &store, &opts);
+	if (rc) {
+		report(rc, "serve %s%s", strchr(sopt.channel, '/') ? "" :
+		       "/dev/dm-user/", sopt.channel);
+		status = 1;
+	}
+	if (pidfile_failed)
+		status = 1;
+	if (sopt.verbose && stop_signal)
+		report(0, "%s: stopped", strsignal(stop_signal));
+	if (write_stats())
+		status = 1;
+	store.ops->close(&store);
+	return status;
+}
+
+/* ---- create, remove, list, info, set ---------------------------------- */
+
+static void create_usage(FILE *f)
+{
+	fprintf(f,
+"Usage: %s create <dev> --size <size> [--name <name>] [--features \"<words>\"]\n"
+"Create device-mapper device <dev> with one user target over all of it,\n"
+"and wait for /dev/dm-user/<name>.\n"
+"\n"
+"  -s, --size <size>       bytes, a multiple of 512: a number with an\n"
+"                          optional suffix K, M, G or T (powers of 1024),\n"
+"                          or 512-byte sectors with the suffix 's'\n"
+"  -n, --name <name>       the target's name (default: <dev>)\n"
+"  -F, --features <words>  feature words without their count, e.g.\n"
+"                          \"block_size 4096 no_discard\"\n"
+"  -h, --help              show this help\n", prog);
+}
+
+/* Bytes (suffixes K, M, G, T) or sectors (suffix s); returns sectors. */
+static uint64_t parse_size(const char *s)
+{
+	size_t len = strlen(s);
+	uint64_t bytes;
+
+	if (len > 1 && (s[len - 1] == 's' || s[len - 1] == 'S')) {
+		char num[32];
+
+		if (len - 1 >= sizeof(num))
+			bad_usage("--size: '%s' is too large", s);
+		memcpy(num, s, len - 1);
+		num[len - 1] = '\0';
+		return parse_number("--size", num, false, 1,
+				    UINT64_MAX / SECTOR_SIZE);
+	}
+	bytes = parse_number("--size", s, true, 1, UINT64_MAX);
+	if (bytes % SECTOR_SIZE)
+		bad_usage("--size: %" PRIu64 " bytes is not a multiple of %u",
+			  bytes, SECTOR_SIZE);
+	return bytes / SECTOR_SIZE;
+}
+
+static int cmd_create(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "size", required_argument, NULL, 's' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "features", required_argument, NULL, 'F' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *dev, *name = NULL, *features = NULL;
+	uint64_t sectors = 0;
+	size_t tlen;
+	char *table;
+	int c, rc;
+
+	usage_fn = create_usage;
+	while ((c = getopt_long(argc, argv, ":s:n:F:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			sectors = parse_size(optarg);
+			break;
+		case 'n':
+			name = optarg;
+			break;
+		case 'F':
+			features = optarg;
+			break;
+		case 'h':
+			create_usage(stdout);
+			exit(0);
+		case ':':
+			bad_usage("option '%s' needs an argument",
+				  argv[optind - 1]);
+		default:
+			if (optopt)
+				bad_usage("unknown option '-%c'", optopt);
+			bad_usage("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind != argc - 1)
+		bad_usage(optind == argc ? "missing <dev>" : "more than one <dev>");
+	if (!sectors)
+		bad_usage("--size is required");
+	dev = argv[optind];
+	if (!name)
+		name = dev;
+
+	tlen = strlen(name) + (features ? strlen(features) : 0) + 128;
+	table = malloc(tlen);
+	if (!table) {
+		report(errno, "malloc");
+		return 1;
+	}
+	rc = dmu_table_line(table, tlen, sectors, name, features);
+	if (rc) {
+		report(rc, "table line for target '%s'", name);
+		free(table);
+		return 1;
+	}
+	rc = dmu_dev_create(dev, table);
+	free(table);
+	if (rc) {
+		report(rc, "create %s", dev);
+		return 1;
+	}
+	rc = dmu_wait_node(name, NODE_WAIT_MS);
+	if (rc) {
+		report(rc, "wait for /dev/dm-user/%s", name);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Commands without options: -h, or exactly @want arguments (after an
+ * optional "--"). Returns the first of them.
+ */
+static char **take_args(int argc, char **argv, int want, void (*usage)(FILE *))
+{
+	int first = 1;
+
+	usage_fn = usage;
+	if (argc > 1 && !strcmp(argv[1], "--")) {
+		first = 2;
+	} else {
+		int i;
+
+		for (i = 1; i < argc; i++) {
+			if (wants_help(argv[i])) {
+				usage(stdout);
+				exit(0);
+			}
+			if (argv[i][0] == '-' && argv[i][1])
+				bad_usage("unknown option '%s'", argv[i]);
+		}
+	}
+	if (argc - first < want)
+		bad_usage("missing argument");
+	if (argc - first > want)
+		bad_usage("unexpected argument '%s'", argv[first + want]);
+	return argv + first;
+}
+
+static void remove_usage(FILE *f)
+{
+	fprintf(f,
+"Usage: %s remove <dev>\n"
+"Remove device-mapper device <dev>; fails while the device is open.\n", prog);
+}
+
+static int cmd_remove(int argc, char **argv)
+{
+	const char *dev = take_args(argc, argv, 1, remove_usage)[0];
+	int rc;
+
+	rc = dmu_dev_remove(dev);
+	if (rc) {
+		report(rc, "remove %s", dev);
+		return 1;
+	}
+	return 0;
+}
+
+static void list_usage(FILE *f)
+{
+	fprintf(f,
+"Usage: %s list\n"
+"One line per user target of every live device:\n"
+"  <dev> <name> <start> <length>\n"
+"(start and length in 512-byte sectors).\n", prog);
+}
+
+static int print_target(void *arg, const struct dmu_target_desc *t)
+{
+	(void)arg;
+	printf("%s %s %" PRIu64 " %" PRIu64 "\n", t->dev, t->name, t->start,
+	       t->length);
+	return 0;
+}
+
+static int cmd_list(int argc, char **argv)
+{
+	int rc;
+
+	take_args(argc, argv, 0, list_usage);
+	rc = dmu_dev_list(print_target, NULL);
+	if (rc) {
+		report(rc, "list devices");
+		return 1;
+	}
+	return finish_stdout();
+}
+
+static void info_usage(FILE *f)
+{
+	fprintf(f,
+"Usage: %s info <name-or-path>\n"
+"Everything the target reports, one \"key value\" line each: version,\n"
+"features, name, size (sectors), block_size, max_io (bytes), ops, channels\n"
+"(this command's own included), queued, backlog, inflight and per operation\n"
+"<op>_requests, <op>_bytes and <op>_errors.\n", prog);
+}
+
+static const char *const op_names[DMU_NR_OPS] = {
+	[DMU_OP_READ] = "read",
+	[DMU_OP_WRITE] = "write",
+	[DMU_OP_FLUSH] = "flush",
+	[DMU_OP_DISCARD] = "discard",
+	[DMU_OP_WRITE_ZEROES] = "write_zeroes",
+	[DMU_OP_SECURE_ERASE] = "secure_erase",
+};
+
+static int cmd_info(int argc, char **argv)
+{
+	const char *name = take_args(argc, argv, 1, info_usage)[0];
+	struct dmu_info info;
+	char what[PATH_MAX + 32];
+	int fd, rc, i;
+
+	fd = open_channel(name, what, sizeof(what));
+	if (fd < 0) {
+		report(fd, "open %s", what);
+		return 1;
+	}
+	rc = dmu_get_info(fd, &info);
+	close(fd);
+	if (rc) {
+		report(rc, "info on %s", what);
+		return 1;
+	}
+	printf("version %" PRIu32 "\n", info.version);
+	printf("features 0x%" PRIx64 "\n", info.features);
+	printf("name %s\n", info.name);
+	printf("size %" PRIu64 "\n", info.size);
+	printf("block_size %" PRIu32 "\n", info.block_size);
+	printf("max_io %" PRIu32 "\n", info.max_io);
+	printf("ops 0x%" PRIx64 "\n", info.ops);
+	printf("channels %" PRIu32 "\n", info.channels);
+	printf("queued %" PRIu32 "\n", info.queued);
+	printf("backlog %" PRIu32 "\n", info.backlog);
+	printf("inflight %" PRIu32 "\n", info.inflight);
+	for (i = 0; i < DMU_NR_OPS; i++) {
+		printf("%s_requests %" PRIu64 "\n", op_names[i],
+		       info.stats[i].requests);
+		printf("%s_bytes %" PRIu64 "\n", op_names[i],
+		       info.stats[i].bytes);
+		printf("%s_errors %" PRIu64 "\n", op_names[i],
+		       info.stats[i].errors);
+	}
+	return finish_stdout();
+}
+
+static void set_usage(FILE *f)
+{
+	fprintf(f,
+"Usage: %s set <name-or-path> <key>=<value>...\n"
+"Set tunable parameters of the target, all or none. Keys:\n"
+"  max_queued=<n>   requests held for daemons at once (1 to 1048576)\n", prog);
+}
+
+static const char *attr_name(uint16_t tag)
+{
+	switch (tag) {
+	case DM_USER_ATTR_MAX_QUEUED:
+		return "max_queued";
+	default:
+		return NULL;
+	}
+}
+
+static int cmd_set(int argc, char **argv)
+{
+	struct dmu_params params = { 0 };
+	unsigned int which = 0;
+	const struct dmu_ctl_error *e;
+	char what[PATH_MAX + 32];
+	const char *name;
+	int i, fd, rc;
+
+	usage_fn = set_usage;
+	for (i = 1; i < argc; i++) {
+		if (wants_help(argv[i])) {
+			set_usage(stdout);
+			exit(0);
+		}
+	}
+	if (argc < 2)
+		bad_usage("missing <name-or-path>");
+	if (argc < 3)
+		bad_usage("nothing to set");
+	name = argv[1];
+	for (i = 2; i < argc; i++) {
+		const char *eq = strchr(argv[i], '=');
+
+		if (!eq)
+			bad_usage("'%s' is not <key>=<value>", argv[i]);
+		if (eq - argv[i] == 10 && !strncmp(argv[i], "max_queued", 10)) {
+			if (which & DMU_PARAM_MAX_QUEUED)
+				bad_usage("max_queued given twice");
+			params.max_queued = (uint32_t)parse_number("max_queued",
+						eq + 1, false, 0, UINT32_MAX);
+			which |= DMU_PARAM_MAX_QUEUED;
+		} else {
+			bad_usage("unknown parameter '%.*s'",
+				  (int)(eq - argv[i]), argv[i]);
+		}
+	}
+
+	fd = open_channel(name, what, sizeof(what));
+	if (fd < 0) {
+		report(fd, "open %s", what);
+		return 1;
+	}
+	rc = dmu_set_params(fd, &params, which);
+	e = rc ? dmu_ctl_last_error() : NULL;
+	close(fd);
+	if (!rc)
+		return 0;
+	report(rc, "set parameters of %s", what);
+	if (e && (e->reason[0] || e->tag)) {
+		const char *an = attr_name(e->tag);
+		char tag[64] = "";
+
+		if (e->tag)
+			snprintf(tag, sizeof(tag), " (attribute %u%s%s)",
+				 e->tag, an ? ", " : "", an ? an : "");
+		report(0, "the kernel says: %s%s",
+		       e->reason[0] ? e->reason : "no reason given", tag);
+	}
+	return 1;
+}
+
+/* ---- main ------------------------------------------------------------ */
+
+static const struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	void (*usage)(FILE *f);
+} commands[] = {
+	{ "create", cmd_create, create_usage },
+	{ "remove", cmd_remove, remove_usage },
+	{ "list", cmd_list, list_usage },
+	{ "info", cmd_info, info_usage },
+	{ "set", cmd_set, set_usage },
+	{ "serve", cmd_serve, serve_usage },
+};
+
+static void main_usage(FILE *f)
+{
+	fprintf(f,
+"Usage: %s <command> [options] [arguments]\n"
+"Create, inspect and serve dm-user devices.\n"
+"\n"
+"Commands:\n"
+"  create <dev> --size <size> [--name <name>] [--features \"<words>\"]\n"
+"                     create device <dev> with one user target\n"
+"  remove <dev>       remove device <dev>\n"
+"  list               one line per user target: <dev> <name> <start> <length>\n"
+"  info <name>        what the target reports, as \"key value\" lines\n"
+"  set <name> max_queued=<n>\n"
+"                     set tunable parameters of the target\n"
+"  serve [options] <name-or-path>\n"
+"                     serve the target's I/O from RAM or a file (the\n"
+"                     reference daemon, also installed as dmuserd)\n"
+"\n"
+"'%s <command> -h' describes each command.\n"
+"Exit status: 0 on success, 1 on error, 2 on bad usage.\n", prog, prog);
+}
+
+int main(int argc, char **argv)
+{
+	const char *base = argv[0] ? strrchr(argv[0], '/') : NULL;
+	unsigned int i;
+
+	base = base ? base + 1 : argv[0] ? argv[0] : "";
+	opterr = 0;	/* our own messages, followed by the usage */
+	if (!strcmp(base, "dmuserd")) {
+		prog = "dmuserd";
+		return cmd_serve(argc, argv);
+	}
+
+	usage_fn = main_usage;
+	if (argc < 2)
+		bad_usage("missing <command>");
+	if (wants_help(argv[1])) {
+		main_usage(stdout);
+		return 0;
+	}
+	for (i = 0; i < ARRAY_SIZE(commands); i++)
+		if (!strcmp(argv[1], commands[i].name)) {
+			usage_fn = commands[i].usage;
+			return commands[i].fn(argc - 1, argv + 1);
+		}
+	bad_usage("unknown command '%s'", argv[1]);
+}

@@ -1,0 +1,382 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * libdmuser: device-mapper devices with user targets, through libdevmapper's
+ * task API.
+ *
+ * udev: when udev runs, each change waits on a udev cookie so that
+ * /dev/mapper/<dev> exists (or is gone) when the call returns. When it does
+ * not run, or DM_DISABLE_UDEV is set, libdevmapper creates and removes the
+ * nodes itself; the same cookie wait then performs those node operations.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libdevmapper.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dmuser.h"
+
+static void dmu_udev_setup(void)
+{
+	static int done;
+
+	if (done)
+		return;
+	done = 1;
+	/* No udev daemon to answer: libdevmapper must make the nodes. */
+	if (getenv("DM_DISABLE_UDEV") || access("/run/udev/control", F_OK))
+		dm_udev_set_sync_support(0);
+}
+
+/* A new task; NULL with *err set when device-mapper is not there. */
+static struct dm_task *dmu_task_new(int type, int *err)
+{
+	struct dm_task *dmt = dm_task_create(type);
+
+	if (!dmt)
+		*err = access("/dev/mapper/control", F_OK) ? -ENODEV : -ENOMEM;
+	return dmt;
+}
+
+/* The errno of a failed task, never 0. */
+static int dmu_task_error(struct dm_task *dmt)
+{
+	int e = dm_task_get_errno(dmt);
+
+	return e > 0 ? -e : -EIO;
+}
+
+/* Adds every "start length type params" line of @table to @dmt. */
+static int dmu_add_targets(struct dm_task *dmt, const char *table)
+{
+	const char *line = table;
+	int targets = 0;
+
+	while (*line) {
+		const char *end = strchr(line, '\n');
+		size_t len = end ? (size_t)(end - line) : strlen(line);
+		char buf[4096], type[64];
+		uint64_t start, length;
+		int params = 0;
+
+		if (len >= sizeof(buf))
+			return -E2BIG;
+		memcpy(buf, line, len);
+		buf[len] = '\0';
+		line += len + (end ? 1 : 0);
+		if (strspn(buf, " \t") == len)
+			continue;
+		if (sscanf(buf, "%" SCNu64 " %" SCNu64 " %63s %n", &start,
+			   &length, type, &params) < 3 || !params)
+			return -EINVAL;
+		if (!dm_task_add_target(dmt, start, length, type, buf + params))
+			return -ENOMEM;
+		targets++;
+	}
+	return targets ? 0 : -EINVAL;
+}
+
+/*
+ * Runs a task of @type on @dev: with @table's targets for create and
+ * reload, and with a udev cookie for the tasks that change nodes.
+ */
+static int dmu_run_task(int type, const char *dev, const char *table,
+			bool noflush)
+{
+	bool cookie_task = type == DM_DEVICE_CREATE ||
+			   type == DM_DEVICE_RESUME || type == DM_DEVICE_REMOVE;
+	struct dm_task *dmt;
+	uint32_t cookie = 0;
+	int r = 0;
+
+	if (!dev || !*dev)
+		return -EINVAL;
+	dmu_udev_setup();
+	dmt = dmu_task_new(type, &r);
+	if (!dmt)
+		return r;
+	if (!dm_task_set_name(dmt, dev)) {
+		r = -EINVAL;
+		goto out;
+	}
+	if (table) {
+		r = dmu_add_targets(dmt, table);
+		if (r)
+			goto out;
+	}
+	if (noflush && !dm_task_no_flush(dmt)) {
+		r = -EINVAL;
+		goto out;
+	}
+	if (type == DM_DEVICE_REMOVE)
+		dm_task_retry_remove(dmt);
+	if (cookie_task && !dm_task_set_cookie(dmt, &cookie, 0)) {
+		r = -EIO;
+		goto out;
+	}
+	if (!dm_task_run(dmt))
+		r = dmu_task_error(dmt);
+	/* Also performs the node operations when udev is not used. */
+	if (cookie_task)
+		dm_udev_wait(cookie);
+out:
+	dm_task_destroy(dmt);
+	return r;
+}
+
+/* 1 if @dev exists, 0 if not, or a negative errno. */
+static int dmu_dev_exists(const char *dev)
+{
+	struct dm_task *dmt;
+	struct dm_info info;
+	int r;
+
+	dmu_udev_setup();
+	dmt = dmu_task_new(DM_DEVICE_INFO, &r);
+	if (!dmt)
+		return r;
+	if (!dm_task_set_name(dmt, dev))
+		r = -EINVAL;
+	else if (!dm_task_run(dmt) || !dm_task_get_info(dmt, &info))
+		r = dmu_task_error(dmt);
+	else
+		r = info.exists ? 1 : 0;
+	dm_task_destroy(dmt);
+	return r;
+}
+
+int dmu_dev_create(const char *dev, const char *table)
+{
+	int r;
+
+	if (!dev || !*dev || !table)
+		return -EINVAL;
+	/*
+	 * libdevmapper reports no errno for a name already taken, so ask
+	 * first: callers deserve EEXIST rather than EIO.
+	 */
+	r = dmu_dev_exists(dev);
+	if (r)
+		return r > 0 ? -EEXIST : r;
+	return dmu_run_task(DM_DEVICE_CREATE, dev, table, false);
+}
+
+int dmu_dev_load(const char *dev, const char *table)
+{
+	if (!table)
+		return -EINVAL;
+	return dmu_run_task(DM_DEVICE_RELOAD, dev, table, false);
+}
+
+int dmu_dev_suspend(const char *dev, bool noflush)
+{
+	return dmu_run_task(DM_DEVICE_SUSPEND, dev, NULL, noflush);
+}
+
+int dmu_dev_resume(const char *dev)
+{
+	return dmu_run_task(DM_DEVICE_RESUME, dev, NULL, false);
+}
+
+int dmu_dev_remove(const char *dev)
+{
+	return dmu_run_task(DM_DEVICE_REMOVE, dev, NULL, false);
+}
+
+/* Calls @fn for each target of @dev's live table. */
+static int dmu_for_each_target(const char *dev,
+			       int (*fn)(void *arg, uint64_t start,
+					 uint64_t length, const char *type,
+					 const char *params),
+			       void *arg)
+{
+	struct dm_task *dmt;
+	void *next = NULL;
+	int r = 0;
+
+	dmu_udev_setup();
+	dmt = dmu_task_new(DM_DEVICE_TABLE, &r);
+	if (!dmt)
+		return r;
+	if (!dm_task_set_name(dmt, dev)) {
+		r = -EINVAL;
+		goto out;
+	}
+	if (!dm_task_run(dmt)) {
+		r = dmu_task_error(dmt);
+		goto out;
+	}
+	do {
+		uint64_t start, length;
+		char *type = NULL, *params = NULL;
+
+		next = dm_get_next_target(dmt, next, &start, &length, &type,
+					  &params);
+		if (type)
+			r = fn(arg, start, length, type, params ? params : "");
+	} while (next && !r);
+out:
+	dm_task_destroy(dmt);
+	return r;
+}
+
+struct dmu_table_buf {
+	char *buf;
+	size_t len;
+	size_t used;
+};
+
+static int dmu_table_append(void *arg, uint64_t start, uint64_t length,
+			    const char *type, const char *params)
+{
+	struct dmu_table_buf *tb = arg;
+	int n = snprintf(tb->buf + tb->used, tb->len - tb->used,
+			 "%s%" PRIu64 " %" PRIu64 " %s %s",
+			 tb->used ? "\n" : "", start, length, type, params);
+
+	if (n < 0 || (size_t)n >= tb->len - tb->used)
+		return -ENAMETOOLONG;
+	tb->used += (size_t)n;
+	return 0;
+}
+
+int dmu_dev_table(const char *dev, char *buf, size_t len)
+{
+	struct dmu_table_buf tb = { buf, len, 0 };
+
+	if (!dev || !buf || !len)
+		return -EINVAL;
+	buf[0] = '\0';
+	return dmu_for_each_target(dev, dmu_table_append, &tb);
+}
+
+struct dmu_list_ctx {
+	const char *dev;
+	dmu_list_fn fn;
+	void *arg;
+};
+
+static int dmu_list_target(void *arg, uint64_t start, uint64_t length,
+			   const char *type, const char *params)
+{
+	struct dmu_list_ctx *lc = arg;
+	char name[DM_USER_NAME_MAX + 1];
+	struct dmu_target_desc t;
+
+	if (strcmp(type, "user"))
+		return 0;
+	/* params: <start> <len> <name> [features] */
+	if (sscanf(params, "%*s %*s %64s", name) != 1)
+		return 0;
+	t.dev = lc->dev;
+	t.name = name;
+	t.start = start;
+	t.length = length;
+	t.params = params;
+	return lc->fn(lc->arg, &t);
+}
+
+int dmu_dev_list(dmu_list_fn fn, void *arg)
+{
+	struct dm_task *dmt;
+	struct dm_names *names;
+	int r = 0;
+
+	if (!fn)
+		return -EINVAL;
+	dmu_udev_setup();
+	dmt = dmu_task_new(DM_DEVICE_LIST, &r);
+	if (!dmt)
+		return r;
+	if (!dm_task_run(dmt)) {
+		r = dmu_task_error(dmt);
+		goto out;
+	}
+	names = dm_task_get_names(dmt);
+	if (!names || !names->dev)
+		goto out;
+	for (;;) {
+		struct dmu_list_ctx lc = { names->name, fn, arg };
+
+		r = dmu_for_each_target(names->name, dmu_list_target, &lc);
+		/* A device removed meanwhile is simply not listed. */
+		if (r == -ENXIO)
+			r = 0;
+		if (r || !names->next)
+			break;
+		names = (struct dm_names *)((char *)names + names->next);
+	}
+out:
+	dm_task_destroy(dmt);
+	return r;
+}
+
+static bool dmu_name_ok(const char *name)
+{
+	size_t len = name ? strlen(name) : 0;
+
+	return len && len <= DM_USER_NAME_MAX && !strchr(name, '/') &&
+	       strcmp(name, ".") && strcmp(name, "..");
+}
+
+int dmu_table_line(char *buf, size_t len, uint64_t sectors, const char *name,
+		   const char *features)
+{
+	unsigned int words = 0;
+	const char *p;
+	int n;
+
+	if (!dmu_name_ok(name) || !sectors)
+		return -EINVAL;
+	for (p = features; p && *p;) {
+		p += strspn(p, " \t");
+		if (!*p)
+			break;
+		words++;
+		p += strcspn(p, " \t");
+	}
+	if (words)
+		n = snprintf(buf, len, "0 %" PRIu64 " user 0 %" PRIu64 " %s %u %s",
+			     sectors, sectors, name, words,
+			     features + strspn(features, " \t"));
+	else
+		n = snprintf(buf, len, "0 %" PRIu64 " user 0 %" PRIu64 " %s",
+			     sectors, sectors, name);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int dmu_wait_node(const char *name, int timeout_ms)
+{
+	struct timespec pause = { 0, 10 * 1000 * 1000 };
+	char path[sizeof("/dev/dm-user/") + DM_USER_NAME_MAX];
+	int waited = 0;
+
+	if (!dmu_name_ok(name))
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/dev/dm-user/%s", name);
+	while (access(path, F_OK)) {
+		if (errno != ENOENT)
+			return -errno;
+		if (waited >= timeout_ms)
+			return -ETIMEDOUT;
+		nanosleep(&pause, NULL);
+		waited += 10;
+	}
+	return 0;
+}
+
+int dmu_open_channel(const char *name, int flags)
+{
+	char path[sizeof("/dev/dm-user/") + DM_USER_NAME_MAX];
+	int fd;
+
+	if (!dmu_name_ok(name))
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/dev/dm-user/%s", name);
+	fd = open(path, O_RDWR | O_CLOEXEC | flags);
+	return fd < 0 ? -errno : fd;
+}

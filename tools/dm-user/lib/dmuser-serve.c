@@ -1,0 +1,662 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * libdmuser: serving channels of a dm-user target.
+ *
+ * dmu_serve() opens one channel per thread. Each thread reads requests on
+ * its own channel, calls the callback for the request's operation and
+ * writes the answer back on the same channel, as the protocol requires.
+ * Everything the protocol allows the kernel to do is handled here: a
+ * message split over several read() calls, several whole messages in one
+ * read() (DM_USER_EXT_READ_BATCH), and the end of the target (ENOTBLK).
+ *
+ * The channels are non-blocking: a thread waits in epoll with a timeout,
+ * so that it notices *opts->stop, or a failed sibling, without a signal.
+ * Nothing here prints, except the per-request log of opts->verbose.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE	/* program_invocation_short_name, strerror_r */
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "dmuser.h"
+
+#ifndef PR_SET_IO_FLUSHER
+#define PR_SET_IO_FLUSHER	57
+#endif
+#ifndef MCL_ONFAULT
+#define MCL_ONFAULT		4
+#endif
+
+#define HDR_SIZE	sizeof(struct dm_user_message)
+/* The most data one READ or WRITE request carries (dm splits larger bios). */
+#define MAX_IO		(1U << 20)
+#define SECTOR_SHIFT	9
+/*
+ * A receive buffer holds one message of the largest size whole. The header
+ * is read BUF_LEAD bytes in, so that the data of the first message of
+ * every read() is page aligned (for callbacks that use O_DIRECT).
+ */
+#define BUF_ALIGN	4096
+#define BUF_LEAD	(BUF_ALIGN - HDR_SIZE)
+#define BUF_CAP		(HDR_SIZE + MAX_IO)
+#define BUF_SIZE	((BUF_LEAD + BUF_CAP + BUF_ALIGN - 1) / BUF_ALIGN * BUF_ALIGN)
+/* How often a thread waiting for requests looks at the stop flags. */
+#define POLL_MS		200
+
+_Static_assert(sizeof(struct dm_user_message) == 40,
+	       "the wire header is 40 bytes on every architecture");
+
+enum chan_status {
+	CHAN_OK,
+	CHAN_EMPTY,	/* non-blocking read: nothing waiting */
+	CHAN_STOP,	/* stop requested while waiting for a request */
+	CHAN_GONE,	/* ENOTBLK: the target was removed */
+	CHAN_FATAL,	/* chan->err says why */
+};
+
+/* A request read completely; msg points into one of the receive buffers. */
+struct request {
+	struct dm_user_message *msg;
+	bool oversize;		/* a WRITE larger than MAX_IO: drained */
+};
+
+struct server;
+
+struct chan {
+	struct server *srv;
+	unsigned int id;
+	int fd;
+	int epfd;		/* waits for a request on fd */
+	pthread_t thread;
+	unsigned char **bufs;	/* srv->batch receive buffers */
+	unsigned char *rdata;	/* data of a READ answer; drain space */
+	struct request *reqs;	/* collected, not yet answered */
+	size_t nreq, reqcap;
+	int err;		/* negative errno once CHAN_FATAL */
+};
+
+struct server {
+	const struct dmu_ops *ops;
+	void *ctx;
+	const char *path;
+	unsigned int threads, batch;
+	size_t split;
+	bool verbose;
+	volatile int *stop;
+	atomic_bool abort;	/* a channel failed: every thread stops */
+	struct chan *chans;
+};
+
+static bool stopping(struct server *srv)
+{
+	return (srv->stop && *srv->stop) || atomic_load(&srv->abort);
+}
+
+/* Records the first error of the channel. */
+static enum chan_status chan_fail(struct chan *ch, int err)
+{
+	if (!ch->err)
+		ch->err = err > 0 ? -err : err;
+	return CHAN_FATAL;
+}
+
+/* ---- Logging (opts->verbose only) ------------------------------------ */
+
+static const char *const type_names[] = {
+	[DM_USER_REQ_MAP_READ] = "READ",
+	[DM_USER_REQ_MAP_WRITE] = "WRITE",
+	[DM_USER_REQ_MAP_FLUSH] = "FLUSH",
+	[DM_USER_REQ_MAP_DISCARD] = "DISCARD",
+	[DM_USER_REQ_MAP_SECURE_ERASE] = "SECURE_ERASE",
+	[DM_USER_REQ_MAP_WRITE_SAME] = "WRITE_SAME",
+	[DM_USER_REQ_MAP_WRITE_ZEROES] = "WRITE_ZEROES",
+	[DM_USER_REQ_MAP_ZONE_OPEN] = "ZONE_OPEN",
+	[DM_USER_REQ_MAP_ZONE_CLOSE] = "ZONE_CLOSE",
+	[DM_USER_REQ_MAP_ZONE_FINISH] = "ZONE_FINISH",
+	[DM_USER_REQ_MAP_ZONE_APPEND] = "ZONE_APPEND",
+	[DM_USER_REQ_MAP_ZONE_RESET] = "ZONE_RESET",
+	[DM_USER_REQ_MAP_ZONE_RESET_ALL] = "ZONE_RESET_ALL",
+};
+
+static const char *const resp_names[] = {
+	[DM_USER_RESP_SUCCESS] = "SUCCESS",
+	[DM_USER_RESP_ERROR] = "ERROR",
+	[DM_USER_RESP_UNSUPPORTED] = "UNSUPPORTED",
+};
+
+/* One fprintf() per line, so that lines of several threads never mix. */
+static void log_request(const struct chan *ch, const struct dm_user_message *m)
+{
+	char name[32];
+
+	if (m->type < sizeof(type_names) / sizeof(type_names[0]))
+		snprintf(name, sizeof(name), "%s", type_names[m->type]);
+	else
+		snprintf(name, sizeof(name), "type %" PRIu64, (uint64_t)m->type);
+	fprintf(stderr, "%s: [%u] seq %" PRIu64 " %s sector %" PRIu64
+		" len %" PRIu64 " flags 0x%" PRIx64 "\n",
+		program_invocation_short_name, ch->id, (uint64_t)m->seq, name,
+		(uint64_t)m->sector, (uint64_t)m->len, (uint64_t)m->flags);
+}
+
+static void log_answer(const struct chan *ch, const struct dm_user_message *m,
+		       int resp, int rc)
+{
+	char why[160] = "";
+
+	if (rc < 0) {
+		char ebuf[128];
+
+		snprintf(why, sizeof(why), " (%s)",
+			 strerror_r(-rc, ebuf, sizeof(ebuf)));
+	}
+	fprintf(stderr, "%s: [%u] seq %" PRIu64 " -> %s%s\n",
+		program_invocation_short_name, ch->id, (uint64_t)m->seq,
+		resp_names[resp], why);
+}
+
+/* ---- Receiving ------------------------------------------------------- */
+
+/*
+ * Waits for the channel to become readable. @can_stop: between messages,
+ * where a stop request ends the wait; inside one the rest is always
+ * coming, and a message is never abandoned halfway.
+ */
+static enum chan_status wait_readable(struct chan *ch, bool can_stop)
+{
+	for (;;) {
+		struct epoll_event ev;
+		int n;
+
+		if (can_stop && stopping(ch->srv))
+			return CHAN_STOP;
+		n = epoll_wait(ch->epfd, &ev, 1, POLL_MS);
+		if (n < 0 && errno != EINTR)
+			return chan_fail(ch, errno);
+		/* Readable, or an error or hang-up that read() will name. */
+		if (n > 0)
+			return CHAN_OK;
+	}
+}
+
+/*
+ * One read() of up to @room bytes (fewer with opts->split). @wait: wait
+ * for a request when none is queued, rather than return CHAN_EMPTY.
+ */
+static enum chan_status chan_read(struct chan *ch, void *dst, size_t room,
+				  bool wait, bool can_stop, size_t *got)
+{
+	if (ch->srv->split && room > ch->srv->split)
+		room = ch->srv->split;
+	for (;;) {
+		ssize_t n = read(ch->fd, dst, room);
+		enum chan_status st;
+
+		if (n > 0) {
+			*got = n;
+			return CHAN_OK;
+		}
+		if (n == 0)	/* the kernel never ends a channel this way */
+			return chan_fail(ch, EPROTO);
+		if (errno == EINTR)
+			continue;
+		if (errno == ENOTBLK)
+			return CHAN_GONE;
+		if (errno != EAGAIN)
+			return chan_fail(ch, errno);
+		if (!wait)
+			return CHAN_EMPTY;
+		st = wait_readable(ch, can_stop);
+		if (st != CHAN_OK)
+			return st;
+	}
+}
+
+static enum chan_status add_request(struct chan *ch,
+				    struct dm_user_message *m, bool oversize)
+{
+	if (ch->nreq == ch->reqcap) {
+		size_t cap = ch->reqcap * 2;
+		struct request *r = realloc(ch->reqs, cap * sizeof(*r));
+
+		if (!r)
+			return chan_fail(ch, ENOMEM);
+		ch->reqs = r;
+		ch->reqcap = cap;
+	}
+	ch->reqs[ch->nreq].msg = m;
+	ch->reqs[ch->nreq].oversize = oversize;
+	ch->nreq++;
+	if (ch->srv->verbose)
+		log_request(ch, m);
+	return CHAN_OK;
+}
+
+static uint64_t data_to_read(const struct dm_user_message *m)
+{
+	return m->type == DM_USER_REQ_MAP_WRITE ? m->len : 0;
+}
+
+/*
+ * Completes the message at @p, of which @have bytes are in, with at most
+ * @space bytes of buffer from @p on. Each read() asks for no more than the
+ * rest of this message, so that none brings bytes of the next one. A WRITE
+ * that does not fit is drained, so that the channel stays in step, and
+ * answered ERROR.
+ */
+static enum chan_status finish_message(struct chan *ch, unsigned char *p,
+				       size_t have, size_t space)
+{
+	struct dm_user_message *m = (struct dm_user_message *)p;
+	enum chan_status st;
+	uint64_t data, left;
+	bool oversize;
+	size_t n;
+
+	/* Only the first message of a read() can end in it, at any room. */
+	if (space < HDR_SIZE)
+		return chan_fail(ch, EPROTO);
+	while (have < HDR_SIZE) {
+		st = chan_read(ch, p + have, HDR_SIZE - have, true, false, &n);
+		if (st != CHAN_OK)
+			return st;
+		have += n;
+	}
+	data = data_to_read(m);
+	oversize = data > space - HDR_SIZE;
+	left = data - (have - HDR_SIZE);
+	while (left) {
+		size_t room = left < MAX_IO ? left : MAX_IO;
+		unsigned char *dst = oversize ? ch->rdata : p + have;
+
+		st = chan_read(ch, dst, room, true, false, &n);
+		if (st != CHAN_OK)
+			return st;
+		if (n > left)
+			return chan_fail(ch, EPROTO);
+		left -= n;
+		if (!oversize)
+			have += n;
+	}
+	return add_request(ch, m, oversize);
+}
+
+/*
+ * One read() into receive buffer @b: one message without READ_BATCH, as
+ * many whole ones as fit with it. Whatever it ends with that is not whole
+ * is completed by more reads.
+ */
+static enum chan_status recv_buffer(struct chan *ch, unsigned int b, bool wait)
+{
+	unsigned char *base = ch->bufs[b] + BUF_LEAD;
+	size_t pos = 0, got;
+	enum chan_status st;
+
+	st = chan_read(ch, base, BUF_CAP, wait, true, &got);
+	if (st != CHAN_OK)
+		return st;
+	while (pos < got) {
+		struct dm_user_message *m = (struct dm_user_message *)(base + pos);
+		size_t have = got - pos;
+
+		if (have < HDR_SIZE || data_to_read(m) > have - HDR_SIZE)
+			return finish_message(ch, base + pos, have,
+					      BUF_CAP - pos);
+		st = add_request(ch, m, false);
+		if (st != CHAN_OK)
+			return st;
+		pos += HDR_SIZE + data_to_read(m);
+	}
+	return CHAN_OK;
+}
+
+/*
+ * Reads up to opts->batch requests: the first waiting, the others only if
+ * already queued. Each read() has a buffer of its own, as the requests
+ * stay there until answered.
+ */
+static enum chan_status collect(struct chan *ch)
+{
+	struct server *srv = ch->srv;
+	enum chan_status st = CHAN_OK;
+	unsigned int b;
+
+	ch->nreq = 0;
+	for (b = 0; b < srv->batch && ch->nreq < srv->batch; b++) {
+		if (b > 0 && stopping(srv))
+			break;
+		st = recv_buffer(ch, b, b == 0);
+		if (st != CHAN_OK)
+			break;
+	}
+	if (ch->nreq > 0 && (st == CHAN_EMPTY || st == CHAN_STOP))
+		st = CHAN_OK;
+	return st;
+}
+
+/* ---- Answering ------------------------------------------------------- */
+
+typedef int op_fn(void *ctx, struct dmu_req *req);
+
+static op_fn *op_callback(const struct dmu_ops *ops, uint64_t type)
+{
+	switch (type) {
+	case DM_USER_REQ_MAP_READ:
+		return ops->read;
+	case DM_USER_REQ_MAP_WRITE:
+		return ops->write;
+	case DM_USER_REQ_MAP_FLUSH:
+		return ops->flush;
+	case DM_USER_REQ_MAP_DISCARD:
+		return ops->discard;
+	case DM_USER_REQ_MAP_WRITE_ZEROES:
+		return ops->write_zeroes;
+	case DM_USER_REQ_MAP_SECURE_ERASE:
+		return ops->secure_erase;
+	default:
+		return NULL;
+	}
+}
+
+/* Runs the callback; returns the DM_USER_RESP_* code, its result in @rc. */
+static int serve_request(struct chan *ch, const struct request *rq, int *rc)
+{
+	const struct dm_user_message *m = rq->msg;
+	op_fn *fn = op_callback(ch->srv->ops, m->type);
+	struct dmu_req req = {
+		.type = m->type, .flags = m->flags, .len = m->len,
+		.channel = ch->id,
+	};
+
+	*rc = 0;
+	if (!fn)
+		return DM_USER_RESP_UNSUPPORTED;
+	if (rq->oversize ||
+	    (m->type == DM_USER_REQ_MAP_READ && m->len > MAX_IO))
+		return DM_USER_RESP_ERROR;
+	/* The range of a flush means nothing, whatever its sector says. */
+	if (m->type != DM_USER_REQ_MAP_FLUSH) {
+		if (m->sector > UINT64_MAX >> SECTOR_SHIFT ||
+		    m->len > UINT64_MAX - (m->sector << SECTOR_SHIFT))
+			return DM_USER_RESP_ERROR;
+		req.offset = m->sector << SECTOR_SHIFT;
+	}
+	if (m->type == DM_USER_REQ_MAP_READ)
+		req.data = ch->rdata;
+	else if (m->type == DM_USER_REQ_MAP_WRITE)
+		req.data = (void *)m->buf;
+	*rc = fn(ch->srv->ctx, &req);
+	if (*rc == 0)
+		return DM_USER_RESP_SUCCESS;
+	return *rc == -EOPNOTSUPP ? DM_USER_RESP_UNSUPPORTED
+				  : DM_USER_RESP_ERROR;
+}
+
+/* Each write() carries bytes of this one answer only, as the kernel needs. */
+static enum chan_status send_answer(struct chan *ch, struct iovec *iov,
+				    int cnt)
+{
+	size_t split = ch->srv->split;
+
+	for (;;) {
+		struct iovec part[2];
+		size_t budget = split ? split : SIZE_MAX;
+		int i, np = 0;
+		ssize_t n;
+
+		while (cnt > 0 && iov->iov_len == 0) {
+			iov++;
+			cnt--;
+		}
+		if (cnt == 0)
+			return CHAN_OK;
+		for (i = 0; i < cnt && i < 2 && budget; i++, np++) {
+			part[i].iov_base = iov[i].iov_base;
+			part[i].iov_len = iov[i].iov_len < budget ?
+					  iov[i].iov_len : budget;
+			budget -= part[i].iov_len;
+		}
+		n = writev(ch->fd, part, np);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			/* Answers never block today; be ready if they do. */
+			struct pollfd p = { .fd = ch->fd, .events = POLLOUT };
+
+			if (poll(&p, 1, POLL_MS) < 0 && errno != EINTR)
+				return chan_fail(ch, errno);
+			continue;
+		}
+		if (n < 0 && errno == ENOTBLK)
+			return CHAN_GONE;
+		if (n < 0)
+			return chan_fail(ch, errno);
+		if (n == 0)
+			return chan_fail(ch, EIO);
+		for (; n > 0 && (size_t)n >= iov->iov_len; iov++, cnt--)
+			n -= iov->iov_len;
+		if (n > 0) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= n;
+		}
+	}
+}
+
+static enum chan_status answer(struct chan *ch, const struct request *rq)
+{
+	const struct dm_user_message *m = rq->msg;
+	int rc, resp = serve_request(ch, rq, &rc);
+	struct dm_user_message hdr = {
+		.seq = m->seq, .type = resp, .flags = m->flags,
+		.sector = m->sector, .len = m->len,
+	};
+	/* Bounded by MAX_IO: serve_request() fails larger reads. */
+	size_t data = resp == DM_USER_RESP_SUCCESS &&
+		      m->type == DM_USER_REQ_MAP_READ ? m->len : 0;
+	struct iovec iov[2] = {
+		{ &hdr, HDR_SIZE }, { ch->rdata, data },
+	};
+
+	if (ch->srv->verbose && resp != DM_USER_RESP_SUCCESS)
+		log_answer(ch, m, resp, rc);
+	return send_answer(ch, iov, 2);
+}
+
+static void *chan_main(void *arg)
+{
+	struct chan *ch = arg;
+	struct server *srv = ch->srv;
+	enum chan_status st = CHAN_OK;
+
+	while (st == CHAN_OK && !stopping(srv)) {
+		size_t i;
+
+		st = collect(ch);
+		/*
+		 * What was read is answered even if a later read failed.
+		 * In reverse order when batching, on purpose: the kernel must
+		 * cope with answers in any order.
+		 */
+		for (i = 0; i < ch->nreq; i++) {
+			size_t k = srv->batch > 1 ? ch->nreq - 1 - i : i;
+			enum chan_status ast = answer(ch, &ch->reqs[k]);
+
+			if (ast != CHAN_OK) {
+				if (st == CHAN_OK)
+					st = ast;
+				break;
+			}
+		}
+	}
+	if (st == CHAN_GONE && srv->verbose)
+		fprintf(stderr, "%s: [%u] target removed\n",
+			program_invocation_short_name, ch->id);
+	if (st == CHAN_FATAL)
+		atomic_store(&srv->abort, true);
+	else
+		ch->err = 0;	/* only a failed channel fails dmu_serve() */
+	return NULL;
+}
+
+/* ---- Setup ----------------------------------------------------------- */
+
+static int open_chan(struct server *srv, struct chan *ch, bool read_batch)
+{
+	unsigned int b;
+
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
+
+	ch->fd = open(srv->path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	if (ch->fd < 0)
+		return -errno;
+	/*
+	 * All channels of a target wait on one queue. Exclusive: a new
+	 * request wakes one idle thread, not all of them, as a blocking
+	 * read() would (Linux 4.5; older kernels wake all).
+	 */
+	ch->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (ch->epfd < 0)
+		return -errno;
+	if (epoll_ctl(ch->epfd, EPOLL_CTL_ADD, ch->fd, &ev)) {
+		ev.events = EPOLLIN;
+		if (errno != EINVAL ||
+		    epoll_ctl(ch->epfd, EPOLL_CTL_ADD, ch->fd, &ev))
+			return -errno;
+	}
+	if (read_batch) {
+		uint64_t granted = 0;
+		int rc = dmu_negotiate(ch->fd, DM_USER_EXT_READ_BATCH,
+				       &granted);
+
+		if (rc < 0)
+			return rc;
+		if (!(granted & DM_USER_EXT_READ_BATCH))
+			return -EOPNOTSUPP;
+	}
+	ch->bufs = calloc(srv->batch, sizeof(*ch->bufs));
+	ch->reqcap = srv->batch;
+	ch->reqs = calloc(ch->reqcap, sizeof(*ch->reqs));
+	ch->rdata = aligned_alloc(BUF_ALIGN, MAX_IO);
+	if (!ch->bufs || !ch->reqs || !ch->rdata)
+		return -ENOMEM;
+	for (b = 0; b < srv->batch; b++) {
+		ch->bufs[b] = aligned_alloc(BUF_ALIGN, BUF_SIZE);
+		if (!ch->bufs[b])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void close_chan(struct server *srv, struct chan *ch)
+{
+	unsigned int b;
+
+	if (ch->epfd >= 0)
+		close(ch->epfd);
+	if (ch->fd >= 0)
+		close(ch->fd);
+	for (b = 0; ch->bufs && b < srv->batch; b++)
+		free(ch->bufs[b]);
+	free(ch->bufs);
+	free(ch->reqs);
+	free(ch->rdata);
+}
+
+int dmu_serve(const char *name, const struct dmu_ops *ops, void *ctx,
+	      const struct dmu_serve_opts *opts)
+{
+	static const struct dmu_serve_opts defaults;
+	struct server srv = { .ops = ops, .ctx = ctx };
+	char path[PATH_MAX];
+	unsigned int i, started = 0;
+	int err = 0, rc;
+
+	if (!name || !*name || !ops)
+		return -EINVAL;
+	if (!opts)
+		opts = &defaults;
+	if (strchr(name, '/')) {
+		srv.path = name;
+	} else {
+		rc = snprintf(path, sizeof(path), "/dev/dm-user/%s", name);
+		if (rc < 0 || (size_t)rc >= sizeof(path))
+			return -ENAMETOOLONG;
+		srv.path = path;
+	}
+	srv.threads = opts->threads ? opts->threads : 1;
+	srv.batch = opts->batch ? opts->batch : 1;
+	srv.split = opts->split;
+	srv.verbose = opts->verbose;
+	srv.stop = opts->stop;
+	atomic_init(&srv.abort, false);
+
+	srv.chans = calloc(srv.threads, sizeof(*srv.chans));
+	if (!srv.chans)
+		return -ENOMEM;
+	for (i = 0; i < srv.threads; i++) {
+		srv.chans[i].srv = &srv;
+		srv.chans[i].id = i;
+		srv.chans[i].fd = -1;
+		srv.chans[i].epfd = -1;
+	}
+	for (i = 0; i < srv.threads && !err; i++)
+		err = open_chan(&srv, &srv.chans[i], opts->read_batch);
+
+	for (i = 0; i < srv.threads && !err; i++) {
+		rc = pthread_create(&srv.chans[i].thread, NULL, chan_main,
+				    &srv.chans[i]);
+		if (rc) {
+			err = -rc;
+			atomic_store(&srv.abort, true);
+			break;
+		}
+		started++;
+	}
+	if (!err && opts->ready)
+		opts->ready(ctx);
+	for (i = 0; i < started; i++)
+		pthread_join(srv.chans[i].thread, NULL);
+	for (i = 0; i < started && !err; i++)
+		err = srv.chans[i].err;
+
+	for (i = 0; i < srv.threads; i++)
+		close_chan(&srv, &srv.chans[i]);
+	free(srv.chans);
+	return err;
+}
+
+/*
+ * MCL_ONFAULT locks pages as they are first touched rather than all at
+ * once: a sparse store, thread stacks and receive buffers of a daemon stay
+ * unpopulated until used, and are locked from then on. Kernels before 4.4
+ * do not know the flag and get the plain MCL_CURRENT | MCL_FUTURE.
+ */
+int dmu_prepare_daemon(void)
+{
+	int err = 0;
+
+	/* 1 sets the flag (the RFC's daemons passed 0, which clears it). */
+	if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0))
+		err = -errno;
+	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0)
+		return err;
+	if (errno == EINVAL && mlockall(MCL_CURRENT | MCL_FUTURE) == 0)
+		return err;
+	return err ? err : -errno;
+}

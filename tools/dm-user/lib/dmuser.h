@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libdmuser: create, drive and serve dm-user devices from C.
+ *
+ * Three parts:
+ *  - devices: create, load, suspend, resume, remove and list device-mapper
+ *    devices with "user" targets, through libdevmapper's task API (not by
+ *    running dmsetup), synchronising with udev when udev runs and creating
+ *    the nodes itself when it does not (or when DM_DISABLE_UDEV is set);
+ *  - control: typed wrappers for every command of the DM_USER_IOCTL_CTL
+ *    ioctl, each sending the interface version that introduced its command;
+ *  - serving: a loop that reads requests on one or more channels, calls one
+ *    callback per operation and sends the answers, hiding split messages,
+ *    out-of-order answers and poll.
+ *
+ * Every function returns 0 or a negative errno; none exits or prints,
+ * except that failures of libdevmapper are reported by libdevmapper itself
+ * on stderr. Link with -ldmuser (pkg-config --libs dmuser).
+ */
+#ifndef DMUSER_H
+#define DMUSER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <linux/dm-user.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------
+ * Devices
+ */
+
+/**
+ * dmu_table_line() - format a one-target "user" table line
+ * @buf: output, @len bytes
+ * @sectors: length of the device in 512-byte sectors
+ * @name: the target's name, which names /dev/dm-user/<name>
+ * @features: feature words without their count (e.g. "block_size 4096"),
+ *	or NULL
+ *
+ * Return: 0, or -ENAMETOOLONG if @buf is too small, -EINVAL for an empty
+ * name.
+ */
+int dmu_table_line(char *buf, size_t len, uint64_t sectors, const char *name,
+		   const char *features);
+
+/**
+ * dmu_dev_create() - create device @dev with @table and make it live
+ *
+ * @table may hold several lines, one target each. Waits for udev to
+ * create /dev/mapper/@dev when udev runs.
+ *
+ * Return: 0, -EEXIST if @dev exists, -ENODEV without device-mapper, or
+ * the errno of the failed ioctl.
+ */
+int dmu_dev_create(const char *dev, const char *table);
+/** dmu_dev_load() - load @table as @dev's inactive table */
+int dmu_dev_load(const char *dev, const char *table);
+/** dmu_dev_suspend() - suspend @dev, with noflush semantics if asked */
+int dmu_dev_suspend(const char *dev, bool noflush);
+/** dmu_dev_resume() - resume @dev, making a loaded table live */
+int dmu_dev_resume(const char *dev);
+/** dmu_dev_remove() - remove @dev; -EBUSY while it is open */
+int dmu_dev_remove(const char *dev);
+/** dmu_dev_table() - the live table of @dev, one line per target */
+int dmu_dev_table(const char *dev, char *buf, size_t len);
+
+/* One user target of a device, as dmu_dev_list() reports it. */
+struct dmu_target_desc {
+	const char *dev;	/* device-mapper device name */
+	const char *name;	/* the user target's name */
+	uint64_t start;		/* first sector of the target in the device */
+	uint64_t length;	/* sectors */
+	const char *params;	/* the target's table parameters */
+};
+
+typedef int (*dmu_list_fn)(void *arg, const struct dmu_target_desc *t);
+/**
+ * dmu_dev_list() - call @fn for every user target of every live device
+ *
+ * Stops early and returns what @fn returned if that is not 0.
+ */
+int dmu_dev_list(dmu_list_fn fn, void *arg);
+
+/** dmu_wait_node() - wait up to @timeout_ms for /dev/dm-user/@name */
+int dmu_wait_node(const char *name, int timeout_ms);
+/**
+ * dmu_open_channel() - open one channel of /dev/dm-user/@name
+ * @flags: extra open(2) flags, e.g. O_NONBLOCK; O_RDWR and O_CLOEXEC
+ *	are always set
+ *
+ * Return: the fd, or a negative errno.
+ */
+int dmu_open_channel(const char *name, int flags);
+
+/* ------------------------------------------------------------------------
+ * Control
+ */
+
+/* Why the kernel refused the last control command of this thread. */
+struct dmu_ctl_error {
+	int error;		/* errno, as returned */
+	uint16_t tag;		/* attribute named in the refusal, or 0 */
+	uint16_t command;	/* command not understood, or 0 */
+	uint16_t kernel_version;/* the kernel's DM_USER_CTL_VERSION */
+	char reason[128];	/* the kernel's reason, or "" */
+};
+
+const struct dmu_ctl_error *dmu_ctl_last_error(void);
+
+/**
+ * dmu_cmd_version() - the interface version that introduced @command
+ *
+ * Return: the version, or -ENOSYS for a command this library does not know:
+ * it never guesses.
+ */
+int dmu_cmd_version(uint16_t command);
+
+enum dmu_op {
+	DMU_OP_READ,
+	DMU_OP_WRITE,
+	DMU_OP_FLUSH,
+	DMU_OP_DISCARD,
+	DMU_OP_WRITE_ZEROES,
+	DMU_OP_SECURE_ERASE,
+	DMU_NR_OPS,
+};
+
+struct dmu_op_stats {
+	uint64_t requests;
+	uint64_t bytes;
+	uint64_t errors;
+};
+
+struct dmu_info {
+	uint32_t version;		/* the kernel's control version */
+	uint64_t features;		/* DM_USER_FEATURE_* */
+	char name[DM_USER_NAME_MAX + 1];
+	uint64_t size;			/* sectors */
+	uint32_t block_size;
+	uint32_t max_io;		/* bytes of data in one request */
+	uint64_t ops;			/* 1 << DM_USER_REQ_MAP_* that are on */
+	uint32_t channels;
+	uint32_t queued;
+	uint32_t backlog;
+	uint32_t inflight;
+	struct dmu_op_stats stats[DMU_NR_OPS];
+};
+
+/** dmu_get_info() - DM_USER_CMD_GET_INFO on channel @fd */
+int dmu_get_info(int fd, struct dmu_info *info);
+
+struct dmu_params {
+	uint32_t max_queued;
+};
+
+/* Which fields of struct dmu_params dmu_set_params() sets. */
+#define DMU_PARAM_MAX_QUEUED	(1U << 0)
+
+/** dmu_get_params() - DM_USER_CMD_GET_PARAMS */
+int dmu_get_params(int fd, struct dmu_params *params);
+/**
+ * dmu_set_params() - DM_USER_CMD_SET_PARAMS: the fields in @which, all or
+ * none; on refusal dmu_ctl_last_error() names the attribute
+ */
+int dmu_set_params(int fd, const struct dmu_params *params,
+		   unsigned int which);
+/** dmu_reset_counters() - DM_USER_CMD_RESET_COUNTERS */
+int dmu_reset_counters(int fd);
+/**
+ * dmu_negotiate() - ask for wire extensions (DM_USER_EXT_*) on channel @fd
+ * @granted: what the kernel granted, a subset of @want
+ */
+int dmu_negotiate(int fd, uint64_t want, uint64_t *granted);
+
+/* ------------------------------------------------------------------------
+ * Serving
+ */
+
+/* One request, as the callbacks see it. */
+struct dmu_req {
+	uint64_t type;		/* DM_USER_REQ_MAP_* */
+	uint64_t flags;		/* DM_USER_REQ_MAP_FLAG_* */
+	uint64_t offset;	/* bytes from the start of the target */
+	uint64_t len;		/* bytes */
+	void *data;		/* read: fill len bytes; write: len bytes */
+	unsigned int channel;	/* index of the channel, 0 to threads-1 */
+};
+
+/*
+ * One callback per operation. Each returns 0 for success, -EOPNOTSUPP to
+ * answer UNSUPPORTED, or another negative errno to answer ERROR. A NULL
+ * callback answers UNSUPPORTED. Callbacks run on the serving threads, one
+ * per channel, concurrently.
+ */
+struct dmu_ops {
+	int (*read)(void *ctx, struct dmu_req *req);
+	int (*write)(void *ctx, struct dmu_req *req);
+	int (*flush)(void *ctx, struct dmu_req *req);
+	int (*discard)(void *ctx, struct dmu_req *req);
+	int (*write_zeroes)(void *ctx, struct dmu_req *req);
+	int (*secure_erase)(void *ctx, struct dmu_req *req);
+};
+
+struct dmu_serve_opts {
+	unsigned int threads;	/* channels, one thread each; 0 means 1 */
+	unsigned int batch;	/* read up to this many requests, then answer
+				 * them in reverse order; 0 means 1 */
+	size_t split;		/* at most this many bytes per read() and
+				 * write() on a channel; 0: no limit */
+	bool read_batch;	/* negotiate DM_USER_EXT_READ_BATCH */
+	bool verbose;		/* log every request to stderr */
+	/* Serving stops when *stop becomes non-zero (may be NULL). */
+	volatile int *stop;
+	/* Called once every channel is open (may be NULL). */
+	void (*ready)(void *ctx);
+};
+
+/**
+ * dmu_serve() - serve /dev/dm-user/@name until its target is removed
+ * @name: the target's name, or a path to its node
+ * @opts: NULL for the defaults
+ *
+ * Return: 0 when the target was removed (every channel saw ENOTBLK) or
+ * *stop was set, a negative errno when a channel failed.
+ */
+int dmu_serve(const char *name, const struct dmu_ops *ops, void *ctx,
+	      const struct dmu_serve_opts *opts);
+
+/**
+ * dmu_prepare_daemon() - what a daemon in the I/O path should do first:
+ * set PR_SET_IO_FLUSHER so its allocations do not wait on the device it
+ * serves, and lock its memory so it is never paged out to that device.
+ *
+ * Return: 0, or the negative errno of the first step that failed (the
+ * other steps are still tried).
+ */
+int dmu_prepare_daemon(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DMUSER_H */

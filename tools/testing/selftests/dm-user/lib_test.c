@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * libdmuser tests: a device's whole life through the library alone (no
+ * dmsetup): create, list, table, control commands, serving with
+ * per-operation callbacks while real block I/O checks the data, a live
+ * table reload with suspend and resume, and removal.
+ */
+#include <sys/ioctl.h>
+#include <linux/fs.h>
+#include <dmuser.h>
+
+#include "dmu_test.h"
+#include <kselftest_harness.h>
+
+#define SECTORS	16384
+#define WAIT_MS	10000
+
+struct ram {
+	unsigned char *mem;
+	uint64_t size;
+	volatile int stop;
+	int ready;
+	unsigned int flushes;
+};
+
+static int ram_read(void *ctx, struct dmu_req *r)
+{
+	struct ram *m = ctx;
+
+	if (r->offset + r->len > m->size)
+		return -EIO;
+	memcpy(r->data, m->mem + r->offset, r->len);
+	return 0;
+}
+
+static int ram_write(void *ctx, struct dmu_req *r)
+{
+	struct ram *m = ctx;
+
+	if (r->offset + r->len > m->size)
+		return -EIO;
+	memcpy(m->mem + r->offset, r->data, r->len);
+	return 0;
+}
+
+static int ram_flush(void *ctx, struct dmu_req *r)
+{
+	struct ram *m = ctx;
+
+	(void)r;
+	__atomic_add_fetch(&m->flushes, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static const struct dmu_ops ram_ops = {
+	.read = ram_read,
+	.write = ram_write,
+	.flush = ram_flush,
+	/* discard, write_zeroes, secure_erase: answered UNSUPPORTED */
+};
+
+struct server {
+	pthread_t thread;
+	const char *name;
+	struct ram *ram;
+	int ret;
+};
+
+static void ram_ready(void *ctx)
+{
+	__atomic_store_n(&((struct ram *)ctx)->ready, 1, __ATOMIC_RELEASE);
+}
+
+static void *serve_thread(void *arg)
+{
+	struct server *s = arg;
+	struct dmu_serve_opts opts = {
+		.threads = 2, .batch = 4, .read_batch = true,
+		.stop = &s->ram->stop, .ready = ram_ready,
+	};
+
+	s->ret = dmu_serve(s->name, &ram_ops, s->ram, &opts);
+	return NULL;
+}
+
+static int list_find(void *arg, const struct dmu_target_desc *t)
+{
+	const char *want = arg;
+
+	return !strcmp(t->dev, want) && !strcmp(t->name, want) &&
+	       t->length == SECTORS ? 1 : 0;
+}
+
+TEST(device_life_through_the_library)
+{
+	char dev[64], dev2[64], table[256], got[512], mapper[128];
+	struct ram ram = { .size = (uint64_t)SECTORS * 512 };
+	struct server srv = { .ram = &ram };
+	struct dmu_params params;
+	struct dmu_info info;
+	uint64_t granted;
+	unsigned char *buf, *back;
+	int ch, bdev, i;
+
+	snprintf(dev, sizeof(dev), "dmu_lib_%d", getpid());
+	snprintf(dev2, sizeof(dev2), "dmu_lib2_%d", getpid());
+	snprintf(mapper, sizeof(mapper), "/dev/mapper/%s", dev);
+	ASSERT_EQ(0, dmu_table_line(table, sizeof(table), SECTORS, dev,
+				    "max_queued 64"));
+	EXPECT_NE(NULL, strstr(table, " 2 max_queued 64"));
+	EXPECT_EQ(-ENAMETOOLONG, dmu_table_line(got, 8, SECTORS, dev, NULL));
+	EXPECT_EQ(-EINVAL, dmu_table_line(got, sizeof(got), SECTORS, "a/b", NULL));
+
+	ASSERT_EQ(0, dmu_dev_create(dev, table));
+	ASSERT_EQ(0, dmu_wait_node(dev, 5000));
+	EXPECT_EQ(0, access(mapper, F_OK));
+	ASSERT_EQ(0, dmu_dev_table(dev, got, sizeof(got)));
+	EXPECT_STREQ(table, got);
+	EXPECT_EQ(1, dmu_dev_list(list_find, dev));
+	EXPECT_EQ(-EEXIST, dmu_dev_create(dev, table));
+
+	/* Control commands through the typed wrappers. */
+	ch = dmu_open_channel(dev, 0);
+	ASSERT_LE(0, ch);
+	ASSERT_EQ(0, dmu_get_info(ch, &info));
+	EXPECT_STREQ(dev, info.name);
+	EXPECT_EQ(SECTORS, info.size);
+	EXPECT_EQ(1, info.channels);
+	EXPECT_EQ(DM_USER_CTL_VERSION, info.version);
+	ASSERT_EQ(0, dmu_get_params(ch, &params));
+	EXPECT_EQ(64, params.max_queued);
+	params.max_queued = 0;
+	EXPECT_EQ(-ERANGE, dmu_set_params(ch, &params, DMU_PARAM_MAX_QUEUED));
+	EXPECT_EQ(DM_USER_ATTR_MAX_QUEUED, dmu_ctl_last_error()->tag);
+	EXPECT_NE(0, strlen(dmu_ctl_last_error()->reason));
+	params.max_queued = 32;
+	EXPECT_EQ(0, dmu_set_params(ch, &params, DMU_PARAM_MAX_QUEUED));
+	ASSERT_EQ(0, dmu_get_params(ch, &params));
+	EXPECT_EQ(32, params.max_queued);
+	ASSERT_EQ(0, dmu_negotiate(ch, ~0ULL, &granted));
+	EXPECT_EQ(DM_USER_EXT_READ_BATCH, granted);
+	EXPECT_EQ(0, dmu_reset_counters(ch));
+	/* A command the library does not know is refused, not guessed. */
+	EXPECT_EQ(-ENOSYS, dmu_cmd_version(999));
+	EXPECT_EQ(1, dmu_cmd_version(DM_USER_CMD_GET_INFO));
+	close(ch);
+
+	/* Serve with callbacks while block I/O checks every byte. */
+	ram.mem = calloc(1, ram.size);
+	ASSERT_NE(NULL, ram.mem);
+	srv.name = dev;
+	ASSERT_EQ(0, pthread_create(&srv.thread, NULL, serve_thread, &srv));
+	for (i = 0; i < 500 && !__atomic_load_n(&ram.ready, __ATOMIC_ACQUIRE); i++)
+		usleep(10000);
+	ASSERT_EQ(1, ram.ready);
+	buf = dmu_alloc(1 << 20);
+	back = dmu_alloc(1 << 20);
+	bdev = open(mapper, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, bdev);
+	for (i = 0; i < 4; i++) {
+		off_t off = (off_t)i * 1536 * 1024;
+
+		dmu_fill(buf, 1 << 20, 40 + i);
+		ASSERT_EQ(1 << 20, pwrite(bdev, buf, 1 << 20, off));
+		ASSERT_EQ(1 << 20, pread(bdev, back, 1 << 20, off));
+		EXPECT_EQ(0, memcmp(buf, back, 1 << 20));
+		EXPECT_EQ(0, memcmp(buf, ram.mem + off, 1 << 20));
+	}
+	EXPECT_EQ(0, fsync(bdev));
+	EXPECT_LT(0, ram.flushes);
+	/*
+	 * No discard callback: the daemon answers UNSUPPORTED, which the
+	 * target counts as a failed discard. BLKDISCARD itself succeeds:
+	 * blkdev_issue_discard() treats EOPNOTSUPP from a bio as done.
+	 */
+	{
+		uint64_t range[2] = { 0, 4096 };
+		int ctl = dmu_open_channel(dev, 0);
+
+		EXPECT_EQ(0, ioctl(bdev, BLKDISCARD, range));
+		ASSERT_LE(0, ctl);
+		ASSERT_EQ(0, dmu_get_info(ctl, &info));
+		EXPECT_EQ(1, info.stats[DMU_OP_DISCARD].requests);
+		EXPECT_EQ(1, info.stats[DMU_OP_DISCARD].errors);
+		close(ctl);
+	}
+	close(bdev);
+
+	/*
+	 * A live reload to a new user target: suspend, load, resume. The new
+	 * target needs its own name while the old one is still live.
+	 */
+	ASSERT_EQ(0, dmu_table_line(table, sizeof(table), SECTORS, dev2, NULL));
+	ASSERT_EQ(0, dmu_dev_suspend(dev, false));
+	ram.stop = 1;
+	ASSERT_EQ(0, pthread_join(srv.thread, NULL));
+	EXPECT_EQ(0, srv.ret);
+	ASSERT_EQ(0, dmu_dev_load(dev, table));
+	ASSERT_EQ(0, dmu_dev_resume(dev));
+	ASSERT_EQ(0, dmu_dev_table(dev, got, sizeof(got)));
+	EXPECT_STREQ(table, got);
+	/* The old target's node went with it. */
+	snprintf(got, sizeof(got), "/dev/dm-user/%s", dev);
+	EXPECT_EQ(-1, access(got, F_OK));
+	ASSERT_EQ(0, dmu_wait_node(dev2, 5000));
+	srv.name = dev2;
+
+	/* Removing it ends a serving loop with 0 (ENOTBLK on every channel). */
+	ram.stop = 0;
+	ram.ready = 0;
+	ASSERT_EQ(0, pthread_create(&srv.thread, NULL, serve_thread, &srv));
+	for (i = 0; i < 500 && !__atomic_load_n(&ram.ready, __ATOMIC_ACQUIRE); i++)
+		usleep(10000);
+	ASSERT_EQ(0, dmu_dev_remove(dev));
+	ASSERT_EQ(0, pthread_join(srv.thread, NULL));
+	EXPECT_EQ(0, srv.ret);
+	EXPECT_EQ(-ENXIO, dmu_dev_table(dev, got, sizeof(got)));
+	EXPECT_EQ(0, dmu_dev_list(list_find, dev));
+	free(ram.mem);
+	free(buf);
+	free(back);
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,54 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# The dmuser tool: create, list, info, set, serve and remove a device, with
+# the numbers it prints checked against what the kernel says elsewhere.
+. "$(dirname "$0")/test_common.sh"
+_prep_test
+DMUSER=$TEST_DIR/dmuser
+[ -x "$DMUSER" ] || _fail "dmuser not installed in $TEST_DIR"
+
+n=dmu_cli_$$
+"$DMUSER" create "$n" --size 16M --features "max_queued 99" || _fail "dmuser create"
+DEVS=$n
+[ -c "/dev/dm-user/$n" ] || _fail "no /dev/dm-user/$n after create"
+[ "$(dmsetup table "$n")" = "0 32768 user 0 32768 $n 2 max_queued 99" ] ||
+	_fail "table is '$(dmsetup table "$n")'"
+"$DMUSER" list | grep -q "^$n $n 0 32768\$" || _fail "list: $("$DMUSER" list)"
+
+"$DMUSER" info "$n" > /tmp/$n.info || _fail "dmuser info"
+for kv in "name $n" "size 32768" "block_size 512" "max_io 1048576" "queued 0"; do
+	grep -q "^$kv\$" /tmp/$n.info || _fail "info lacks '$kv': $(cat /tmp/$n.info)"
+done
+
+"$DMUSER" set "$n" max_queued=7 || _fail "dmuser set"
+[ "$(dmsetup message "$n" 0 get_params)" = "max_queued=7" ] || _fail "set did not apply"
+if "$DMUSER" set "$n" max_queued=0 2>/tmp/$n.err; then
+	_fail "set accepted max_queued=0"
+fi
+grep -q "max_queued" /tmp/$n.err || _fail "refusal does not name the parameter: $(cat /tmp/$n.err)"
+
+"$DMUSER" serve -r 16M -t 2 -B -p /tmp/$n.pid "$n" &
+pid=$!
+DAEMONS=$pid
+i=0
+while [ ! -s /tmp/$n.pid ]; do
+	i=$((i + 1)); [ $i -lt 100 ] || _fail "dmuser serve did not start"; sleep 0.1
+done
+"$DMU_IO" matrix "/dev/mapper/$n" 0 16777216 || _fail "I/O through dmuser serve"
+"$DMUSER" info "$n" | grep -q "^channels 3\$" || _fail "info does not count 2 serving channels + itself"
+
+# Bad usage exits 2 with a message; a missing device exits 1.
+"$DMUSER" frobnicate >/dev/null 2>&1
+[ $? = 2 ] || _fail "unknown subcommand did not exit 2"
+"$DMUSER" info dmu_no_such_$$ >/dev/null 2>&1
+[ $? = 1 ] || _fail "info on a missing device did not exit 1"
+
+"$DMUSER" remove "$n" || _fail "dmuser remove"
+DEVS=""
+wait $pid
+st=$?
+DAEMONS=""
+[ $st = 0 ] || _fail "dmuser serve exit status $st after remove"
+dmsetup info "$n" >/dev/null 2>&1 && _fail "device still present"
+exit 0
