@@ -141,12 +141,8 @@ static int dm_user_release(struct inode *inode, struct file *file)
 	t->nr_channels--;
 	list_for_each_entry_safe(req, next, &ch->owned, list)
 		dm_user_detach_locked(t, req, &done, BLK_STS_IOERR);
-	if (!t->nr_channels) {
-		list_for_each_entry_safe(req, next, &t->queue, list)
-			dm_user_detach_locked(t, req, &done, BLK_STS_IOERR);
-		list_for_each_entry_safe(req, next, &t->backlog, list)
-			dm_user_detach_locked(t, req, &done, BLK_STS_IOERR);
-	}
+	if (!t->nr_channels)
+		dm_user_fail_requests_locked(t, &done, true);
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 
 	dm_user_complete_list(&done);
@@ -269,16 +265,22 @@ static size_t dm_user_send(struct dm_user_target *t,
 	copied = dm_user_copy_to_user(req, to);
 
 	spin_lock_irq(&t->lock);
-	if (!dm_user_unpin_locked(t, req, &done) &&
-	    req->sent == DM_USER_HDR_SIZE + dm_user_data_len_to_user(req)) {
+	if (dm_user_unpin_locked(t, req, &done)) {
+		/* Teardown aborted it: complete it outside the lock. */
+		spin_unlock_irq(&t->lock);
+		dm_user_finish_copy(t, &done);
+		spin_lock_irq(&t->lock);
+		return copied;
+	}
+	/* Nothing to complete, so the pin can go without dropping the lock. */
+	if (atomic_dec_and_test(&t->nr_busy))
+		wake_up(&t->busy_wq);
+	if (req->sent == DM_USER_HDR_SIZE + dm_user_data_len_to_user(req)) {
 		/* Fully read: now, and only now, it can be answered. */
 		ch->sending = NULL;
 		req->state = DM_USER_REQ_WAITING;
 		hash_add(t->answer_hash, &req->hash_node, req->msg.seq);
 	}
-	spin_unlock_irq(&t->lock);
-	dm_user_finish_copy(t, &done);
-	spin_lock_irq(&t->lock);
 	return copied;
 }
 

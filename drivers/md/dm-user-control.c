@@ -217,14 +217,6 @@ static int dm_user_cmd_get_info(struct dm_user_target *t,
 				const struct dm_user_ctl_in *in,
 				struct dm_user_ctl_out *out)
 {
-	static const u16 first_counter[DM_USER_NR_OPS] = {
-		[DM_USER_OP_READ] = DM_USER_ATTR_READ_REQUESTS,
-		[DM_USER_OP_WRITE] = DM_USER_ATTR_WRITE_REQUESTS,
-		[DM_USER_OP_FLUSH] = DM_USER_ATTR_FLUSH_REQUESTS,
-		[DM_USER_OP_DISCARD] = DM_USER_ATTR_DISCARD_REQUESTS,
-		[DM_USER_OP_WRITE_ZEROES] = DM_USER_ATTR_WRITE_ZEROES_REQUESTS,
-		[DM_USER_OP_SECURE_ERASE] = DM_USER_ATTR_SECURE_ERASE_REQUESTS,
-	};
 	struct dm_user_op_stats stats[DM_USER_NR_OPS];
 	unsigned int channels, queued, backlog, inflight, i;
 	unsigned long irq_flags;
@@ -250,10 +242,15 @@ static int dm_user_cmd_get_info(struct dm_user_target *t,
 	dm_user_put_u32(out, DM_USER_ATTR_QUEUED, queued);
 	dm_user_put_u32(out, DM_USER_ATTR_BACKLOG, backlog);
 	dm_user_put_u32(out, DM_USER_ATTR_INFLIGHT, inflight);
+	/* The counter tags run requests, bytes, errors per op, in op order. */
+	BUILD_BUG_ON(DM_USER_ATTR_SECURE_ERASE_ERRORS !=
+		     DM_USER_ATTR_READ_REQUESTS + 3 * DM_USER_NR_OPS - 1);
 	for (i = 0; i < DM_USER_NR_OPS; i++) {
-		dm_user_put_u64(out, first_counter[i], stats[i].requests);
-		dm_user_put_u64(out, first_counter[i] + 1, stats[i].bytes);
-		dm_user_put_u64(out, first_counter[i] + 2, stats[i].errors);
+		u16 tag = DM_USER_ATTR_READ_REQUESTS + 3 * i;
+
+		dm_user_put_u64(out, tag, stats[i].requests);
+		dm_user_put_u64(out, tag + 1, stats[i].bytes);
+		dm_user_put_u64(out, tag + 2, stats[i].errors);
 	}
 	return 0;
 }

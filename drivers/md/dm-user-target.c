@@ -93,23 +93,25 @@ static bool dm_user_op_enabled(struct dm_user_target *t, enum dm_user_op op)
 	return !test_bit(op, &t->disabled_ops);
 }
 
+/* The wire type of each operation. */
+static const u64 dm_user_op_req_type[DM_USER_NR_OPS] = {
+	[DM_USER_OP_READ] = DM_USER_REQ_MAP_READ,
+	[DM_USER_OP_WRITE] = DM_USER_REQ_MAP_WRITE,
+	[DM_USER_OP_FLUSH] = DM_USER_REQ_MAP_FLUSH,
+	[DM_USER_OP_DISCARD] = DM_USER_REQ_MAP_DISCARD,
+	[DM_USER_OP_WRITE_ZEROES] = DM_USER_REQ_MAP_WRITE_ZEROES,
+	[DM_USER_OP_SECURE_ERASE] = DM_USER_REQ_MAP_SECURE_ERASE,
+};
+
 /* Bit 1 << DM_USER_REQ_MAP_* for every request type this target sends. */
 u64 dm_user_enabled_req_types(struct dm_user_target *t)
 {
-	static const u64 req_type[DM_USER_NR_OPS] = {
-		[DM_USER_OP_READ] = DM_USER_REQ_MAP_READ,
-		[DM_USER_OP_WRITE] = DM_USER_REQ_MAP_WRITE,
-		[DM_USER_OP_FLUSH] = DM_USER_REQ_MAP_FLUSH,
-		[DM_USER_OP_DISCARD] = DM_USER_REQ_MAP_DISCARD,
-		[DM_USER_OP_WRITE_ZEROES] = DM_USER_REQ_MAP_WRITE_ZEROES,
-		[DM_USER_OP_SECURE_ERASE] = DM_USER_REQ_MAP_SECURE_ERASE,
-	};
 	u64 mask = 0;
 	int op;
 
 	for (op = 0; op < DM_USER_NR_OPS; op++)
 		if (dm_user_op_enabled(t, op))
-			mask |= 1ULL << req_type[op];
+			mask |= 1ULL << dm_user_op_req_type[op];
 	return mask;
 }
 
@@ -209,9 +211,8 @@ void dm_user_complete_list(struct list_head *done)
  * Fails every request that is not busy and marks the busy ones aborted.
  * With @queued_only, only requests no channel has read yet are failed.
  */
-static void dm_user_fail_requests_locked(struct dm_user_target *t,
-					 struct list_head *done,
-					 bool queued_only)
+void dm_user_fail_requests_locked(struct dm_user_target *t,
+				  struct list_head *done, bool queued_only)
 {
 	struct dm_user_request *req, *next;
 	struct dm_user_channel *ch;
@@ -285,30 +286,20 @@ static u64 dm_user_bio_flags(struct bio *bio)
 }
 
 /* Returns the operation of @bio, or DM_USER_NR_OPS if it has none we serve. */
-static enum dm_user_op dm_user_bio_op(struct bio *bio, u64 *type)
+static enum dm_user_op dm_user_bio_op(struct bio *bio)
 {
 	switch (bio_op(bio)) {
 	case REQ_OP_READ:
-		*type = DM_USER_REQ_MAP_READ;
 		return DM_USER_OP_READ;
 	case REQ_OP_WRITE:
-		if (!bio->bi_iter.bi_size && (bio->bi_opf & REQ_PREFLUSH)) {
-			*type = DM_USER_REQ_MAP_FLUSH;
+		if (!bio->bi_iter.bi_size && (bio->bi_opf & REQ_PREFLUSH))
 			return DM_USER_OP_FLUSH;
-		}
-		*type = DM_USER_REQ_MAP_WRITE;
 		return DM_USER_OP_WRITE;
-	case REQ_OP_FLUSH:
-		*type = DM_USER_REQ_MAP_FLUSH;
-		return DM_USER_OP_FLUSH;
 	case REQ_OP_DISCARD:
-		*type = DM_USER_REQ_MAP_DISCARD;
 		return DM_USER_OP_DISCARD;
 	case REQ_OP_WRITE_ZEROES:
-		*type = DM_USER_REQ_MAP_WRITE_ZEROES;
 		return DM_USER_OP_WRITE_ZEROES;
 	case REQ_OP_SECURE_ERASE:
-		*type = DM_USER_REQ_MAP_SECURE_ERASE;
 		return DM_USER_OP_SECURE_ERASE;
 	default:
 		return DM_USER_NR_OPS;
@@ -321,10 +312,9 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 	struct dm_user_request *req = dm_per_bio_data(bio, sizeof(*req));
 	unsigned long irq_flags;
 	enum dm_user_op op;
-	u64 type = 0;
 	bool wake = false;
 
-	op = dm_user_bio_op(bio, &type);
+	op = dm_user_bio_op(bio);
 	if (op == DM_USER_NR_OPS) {
 		bio->bi_status = BLK_STS_NOTSUPP;
 		bio_endio(bio);
@@ -345,7 +335,7 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 	INIT_LIST_HEAD(&req->list);
 	req->bio = bio;
 	req->op = op;
-	req->msg.type = type;
+	req->msg.type = dm_user_op_req_type[op];
 	req->msg.flags = dm_user_bio_flags(bio);
 	/* An empty flush has no meaningful sector. */
 	if (op != DM_USER_OP_FLUSH)

@@ -170,5 +170,7 @@ void dm_user_detach_locked(struct dm_user_target *t,
 			   struct dm_user_request *req, struct list_head *done,
 			   blk_status_t status);
 void dm_user_complete_list(struct list_head *done);
+void dm_user_fail_requests_locked(struct dm_user_target *t,
+				  struct list_head *done, bool queued_only);
 
 #endif /* DM_USER_INTERNAL_H */

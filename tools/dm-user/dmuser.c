@@ -609,43 +609,28 @@ static int serve_op(struct store *s, struct dmu_req *r, enum counter c)
 	return rc;
 }
 
-static int cb_read(void *ctx, struct dmu_req *r)
+/* Every operation goes through serve_op(); its counter follows the type. */
+static int cb_serve(void *ctx, struct dmu_req *r)
 {
-	return serve_op(ctx, r, C_READS);
-}
+	static const enum counter by_type[] = {
+		[DM_USER_REQ_MAP_READ] = C_READS,
+		[DM_USER_REQ_MAP_WRITE] = C_WRITES,
+		[DM_USER_REQ_MAP_FLUSH] = C_FLUSHES,
+		[DM_USER_REQ_MAP_DISCARD] = C_DISCARDS,
+		[DM_USER_REQ_MAP_SECURE_ERASE] = C_SECURE_ERASES,
+		[DM_USER_REQ_MAP_WRITE_ZEROES] = C_WRITE_ZEROES,
+	};
 
-static int cb_write(void *ctx, struct dmu_req *r)
-{
-	return serve_op(ctx, r, C_WRITES);
-}
-
-static int cb_flush(void *ctx, struct dmu_req *r)
-{
-	return serve_op(ctx, r, C_FLUSHES);
-}
-
-static int cb_discard(void *ctx, struct dmu_req *r)
-{
-	return serve_op(ctx, r, C_DISCARDS);
-}
-
-static int cb_write_zeroes(void *ctx, struct dmu_req *r)
-{
-	return serve_op(ctx, r, C_WRITE_ZEROES);
-}
-
-static int cb_secure_erase(void *ctx, struct dmu_req *r)
-{
-	return serve_op(ctx, r, C_SECURE_ERASES);
+	return serve_op(ctx, r, by_type[r->type]);
 }
 
 static const struct dmu_ops store_dmu_ops = {
-	.read = cb_read,
-	.write = cb_write,
-	.flush = cb_flush,
-	.discard = cb_discard,
-	.write_zeroes = cb_write_zeroes,
-	.secure_erase = cb_secure_erase,
+	.read = cb_serve,
+	.write = cb_serve,
+	.flush = cb_serve,
+	.discard = cb_serve,
+	.write_zeroes = cb_serve,
+	.secure_erase = cb_serve,
 };
 
 static struct serve_options {

@@ -96,12 +96,28 @@ static int full_io(int fd, int write_it, unsigned char *buf, size_t len,
 	return 0;
 }
 
+/* 0 if @got matches @want, else 1 with the first differing byte printed. */
+static int compare(const unsigned char *got, const unsigned char *want,
+		   size_t len, uint64_t off)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if (got[i] != want[i]) {
+			fprintf(stderr, "%s: mismatch at byte %" PRIu64
+				": got 0x%02x, want 0x%02x\n", prog,
+				off + i, got[i], want[i]);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static int do_pattern(const char *dev, uint64_t off, size_t len,
 		      uint32_t seed, int direct, int write_it)
 {
 	unsigned char *buf = alloc_buf(len), *want = alloc_buf(len);
 	int fd, ret = 1;
-	size_t i;
 
 	if (!buf || !want)
 		goto out_free;
@@ -125,15 +141,7 @@ static int do_pattern(const char *dev, uint64_t off, size_t len,
 			prog, dev, strerror(errno));
 	if (full_io(fd, 0, buf, len, off))
 		goto out;
-	for (i = 0; i < len; i++) {
-		if (buf[i] != want[i]) {
-			fprintf(stderr, "%s: mismatch at byte %" PRIu64
-				": got 0x%02x, want 0x%02x\n", prog,
-				off + i, buf[i], want[i]);
-			goto out;
-		}
-	}
-	ret = 0;
+	ret = compare(buf, want, len, off);
 out:
 	close(fd);
 out_free:
@@ -144,29 +152,21 @@ out_free:
 
 static int do_zeroes(const char *dev, uint64_t off, size_t len)
 {
-	unsigned char *buf = alloc_buf(len);
+	unsigned char *buf = alloc_buf(len), *zero = alloc_buf(len);
 	int fd, ret = 1;
-	size_t i;
 
-	if (!buf)
-		return 1;
+	if (!buf || !zero)
+		goto out_free;
+	memset(zero, 0, len);
 	fd = open_dev(dev, 1);
 	if (fd < 0)
 		goto out_free;
-	if (full_io(fd, 0, buf, len, off))
-		goto out;
-	for (i = 0; i < len; i++) {
-		if (buf[i]) {
-			fprintf(stderr, "%s: byte %" PRIu64 " is 0x%02x, want 0\n",
-				prog, off + i, buf[i]);
-			goto out;
-		}
-	}
-	ret = 0;
-out:
+	if (!full_io(fd, 0, buf, len, off))
+		ret = compare(buf, zero, len, off);
 	close(fd);
 out_free:
 	free(buf);
+	free(zero);
 	return ret;
 }
 

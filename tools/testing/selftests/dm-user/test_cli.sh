@@ -45,10 +45,6 @@ done
 [ $? = 1 ] || _fail "info on a missing device did not exit 1"
 
 "$DMUSER" remove "$n" || _fail "dmuser remove"
-DEVS=""
-wait $pid
-st=$?
-DAEMONS=""
-[ $st = 0 ] || _fail "dmuser serve exit status $st after remove"
+_expect_exit_after_remove $pid "dmuser serve"
 dmsetup info "$n" >/dev/null 2>&1 && _fail "device still present"
 exit 0

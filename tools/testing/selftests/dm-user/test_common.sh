@@ -82,6 +82,17 @@ _stop_daemon() {
 	[ "$_st" = 0 ] || _fail "dmuserd exited with status $_st"
 }
 
+# _expect_exit_after_remove <pid> <what>: once the device is gone, the
+# daemon must see ENOTBLK and exit 0 by itself. The wait is bounded by the
+# test runner's per-test timeout.
+_expect_exit_after_remove() {
+	DEVS=""
+	wait "$1"
+	_st=$?
+	DAEMONS=""
+	[ "$_st" = 0 ] || _fail "$2 exit status $_st after remove"
+}
+
 # _stat <file> <key>: a counter from dmuserd's --stats file.
 _stat() {
 	awk -v k="$2" '$1 == k { print $2 }' "$1"

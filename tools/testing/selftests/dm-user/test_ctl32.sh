@@ -18,9 +18,5 @@ grep -q "^ctl32: 32-bit client: name $n, 16384 sectors" /tmp/$n.out ||
 	_fail "32-bit GET_INFO"
 "$DMU_IO" matrix "/dev/mapper/$n" 0 $((16384 * 512)) || _fail "I/O through the 32-bit daemon"
 dmsetup remove "$n" || _fail "remove"
-DEVS=""
-wait $pid
-st=$?
-DAEMONS=""
-[ $st = 0 ] || _fail "ctl32 exit status $st"
+_expect_exit_after_remove $pid "ctl32"
 exit 0

@@ -20,14 +20,5 @@ if command -v mkfs.ext4 >/dev/null; then
 fi
 # Removing the device ends the RFC daemon cleanly (ENOTBLK).
 dmsetup remove "$n" || _fail "remove"
-DEVS=""
-i=0
-while kill -0 $pid 2>/dev/null && [ $i -lt 50 ]; do
-	sleep 0.2
-	i=$((i + 1))
-done
-wait $pid
-st=$?
-DAEMONS=""
-[ $st = 0 ] || _fail "rfc_daemon exit status $st after remove"
+_expect_exit_after_remove $pid rfc_daemon
 exit 0

@@ -21,9 +21,5 @@ if command -v fio >/dev/null; then
 		_fail "fio verify through io_uring"
 fi
 dmsetup remove "$n" || _fail "remove"
-DEVS=""
-wait $pid
-st=$?
-DAEMONS=""
-[ $st = 0 ] || _fail "uring_daemon exit status $st after remove"
+_expect_exit_after_remove $pid "uring_daemon"
 exit 0
