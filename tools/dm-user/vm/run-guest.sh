@@ -115,6 +115,8 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root DM_DISABLE_UDEV=1
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# Tells the host that the kernel got as far as user space (see boot_guest).
+echo DMUSER_INIT >/dev/ttyS1
 mkdir -p /dev/shm /dev/pts
 for d in /tmp /run /dev/shm; do mount -t tmpfs tmpfs "$d"; done
 mount -t devpts devpts /dev/pts 2>/dev/null
@@ -198,37 +200,54 @@ fi
 extra=(${DMUSER_QEMU_EXTRA:-})
 
 result=$work/result
-: >"$result"
-# stdin is /dev/null so QEMU neither waits for input nor touches a terminal.
-# The console goes through sed to drop the serial line's CRs (for grep and
-# for callers that parse it) and through tee to keep the "# running:" lines.
-exec 3> >(sed -u 's/\r$//' | tee "$work/console")
-teepid=$!
-qemu-system-x86_64 "${accel[@]}" "${fw[@]}" -cpu max -smp "$cpus" -m "$mem" \
-	-kernel "$kernel" -initrd "$work/initrd" \
-	-append "console=ttyS0,115200 panic=-1 quiet loglevel=4 ${DMUSER_KERNEL_ARGS:-}" \
-	-nographic -no-reboot -nodefaults \
-	-chardev stdio,id=con,signal=off -serial chardev:con \
-	-serial "file:$result" \
-	${extra[@]+"${extra[@]}"} </dev/null >&3 &
-qpid=$!
+# Under TCG with several vCPUs, the guest kernel now and then takes an "Oops:
+# int3" while it live-patches a static key during boot: QEMU's multi-threaded
+# TCG does not always see cross-CPU code modification in time. The key that
+# flips after SMP is up is sched_clock's "stable" key (a late initcall);
+# tsc=unstable keeps it off. If the kernel still dies before it starts /init,
+# nothing of ours ran yet (the modules load from /init), so boot once more and
+# say so; a guest that dies after /init started is reported as it is.
+boot_guest() {
+	: >"$result"
+	# stdin is /dev/null so QEMU neither waits for input nor touches a
+	# terminal. The console goes through sed to drop the serial line's CRs
+	# (for grep and for callers that parse it) and through tee to keep the
+	# "# running:" lines.
+	exec 3> >(sed -u 's/\r$//' | tee "$work/console")
+	teepid=$!
+	qemu-system-x86_64 "${accel[@]}" "${fw[@]}" -cpu max -smp "$cpus" -m "$mem" \
+		-kernel "$kernel" -initrd "$work/initrd" \
+		-append "console=ttyS0,115200 panic=-1 quiet loglevel=4 tsc=unstable ${DMUSER_KERNEL_ARGS:-}" \
+		-nographic -no-reboot -nodefaults \
+		-chardev stdio,id=con,signal=off -serial chardev:con \
+		-serial "file:$result" \
+		${extra[@]+"${extra[@]}"} </dev/null >&3 &
+	qpid=$!
 
-# The guest enforces the bound itself; this one is for a guest that is wedged.
-sleep $((timeout + 60)) &
-spid=$!
-killed=0 qrc=0 ended=""
-wait -n -p ended "$qpid" "$spid" || qrc=$?
-if [ "$ended" != "$qpid" ]; then
-	killed=1
-	kill "$qpid" 2>/dev/null || true
-	sleep 2
-	kill -9 "$qpid" 2>/dev/null || true
-	wait "$qpid" 2>/dev/null || true
+	# The guest enforces the bound itself; this one is for a guest that
+	# is wedged.
+	sleep $((timeout + 60)) &
+	spid=$!
+	killed=0 qrc=0 ended=""
+	wait -n -p ended "$qpid" "$spid" || qrc=$?
+	if [ "$ended" != "$qpid" ]; then
+		killed=1
+		kill "$qpid" 2>/dev/null || true
+		sleep 2
+		kill -9 "$qpid" 2>/dev/null || true
+		wait "$qpid" 2>/dev/null || true
+	fi
+	kill "$spid" 2>/dev/null || true
+	qpid=""
+	exec 3>&-
+	wait "$teepid" 2>/dev/null || true
+}
+
+boot_guest
+if [ "$killed" = 0 ] && ! grep -q '^DMUSER_INIT' "$result"; then
+	echo "run-guest: the guest kernel died before starting /init (QEMU status $qrc), before any module was loaded; booting once more" >&2
+	boot_guest
 fi
-kill "$spid" 2>/dev/null || true
-qpid=""
-exec 3>&-
-wait "$teepid" 2>/dev/null || true
 
 if [ "$killed" = 1 ] || grep -q '^DMUSER_TIMEOUT' "$result"; then
 	echo "run-guest: guest did not finish within $timeout s" >&2
