@@ -67,7 +67,7 @@ static bool dm_user_unpin_locked(struct dm_user_target *t,
 	req->busy = false;
 	if (!req->aborted)
 		return false;
-	dm_user_detach_locked(t, req, done, BLK_STS_IOERR);
+	dm_user_detach_locked(t, req, done, req->abort_status);
 	return true;
 }
 
@@ -127,22 +127,17 @@ static int dm_user_release(struct inode *inode, struct file *file)
 {
 	struct dm_user_channel *ch = file->private_data;
 	struct dm_user_target *t = ch->target;
-	struct dm_user_request *req, *next;
 	unsigned long irq_flags;
 	LIST_HEAD(done);
 
 	/*
-	 * No call on this channel is running, so none of its requests is
-	 * busy. Its unanswered requests fail; when it was the last channel,
-	 * so does everything still queued, since nobody is left to read it.
+	 * The requests this channel read and did not answer go back to the
+	 * queue for another channel or a later daemon; see
+	 * dm_user_channel_closed_locked() for what happens when this was the
+	 * last channel.
 	 */
 	spin_lock_irqsave(&t->lock, irq_flags);
-	list_del_init(&ch->node);
-	t->nr_channels--;
-	list_for_each_entry_safe(req, next, &ch->owned, list)
-		dm_user_detach_locked(t, req, &done, BLK_STS_IOERR);
-	if (!t->nr_channels)
-		dm_user_fail_requests_locked(t, &done, true);
+	dm_user_channel_closed_locked(t, ch, &done);
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 
 	dm_user_complete_list(&done);
@@ -310,6 +305,8 @@ static ssize_t dm_user_read_iter(struct kiocb *iocb, struct iov_iter *to)
 		return r;
 
 	spin_lock_irq(&t->lock);
+	if (unlikely(!ch->serving) && !t->dead)
+		dm_user_channel_serving_locked(t, ch);
 	if (!ch->sending) {
 		r = dm_user_take_request_locked(t, ch, nonblock);
 		if (r)
@@ -549,6 +546,14 @@ static __poll_t dm_user_poll(struct file *file, poll_table *wait)
 	__poll_t mask = EPOLLOUT | EPOLLWRNORM;
 
 	poll_wait(file, &t->wq, wait);
+
+	/* Waiting for requests is serving, as read() is. */
+	if (unlikely(!READ_ONCE(ch->serving))) {
+		spin_lock_irq(&t->lock);
+		if (!ch->serving && !t->dead)
+			dm_user_channel_serving_locked(t, ch);
+		spin_unlock_irq(&t->lock);
+	}
 
 	if (READ_ONCE(t->dead))
 		return EPOLLERR | EPOLLHUP;

@@ -37,6 +37,17 @@ struct dm_user_tag_desc {
 	u8 type;
 	bool hex;		/* shown as hex in text: a bit mask */
 	const char *name;	/* key in dmsetup message text */
+	/* U32 timeout: DM_USER_TIMEOUT_FOREVER is "forever" in text. */
+	bool forever;
+	/* Text words for small enumerated values, NULL where there is none. */
+	const char *const *words;
+	unsigned int nr_words;
+};
+
+static const char *const dm_user_state_words[] = {
+	[DM_USER_STATE_ATTACHED] = "attached",
+	[DM_USER_STATE_WAITING] = "waiting",
+	[DM_USER_STATE_FAILING] = "failing",
 };
 
 static const struct dm_user_tag_desc dm_user_tags[] = {
@@ -53,6 +64,10 @@ static const struct dm_user_tag_desc dm_user_tags[] = {
 	{ DM_USER_ATTR_QUEUED, DM_USER_TYPE_U32, false, "queued" },
 	{ DM_USER_ATTR_BACKLOG, DM_USER_TYPE_U32, false, "backlog" },
 	{ DM_USER_ATTR_INFLIGHT, DM_USER_TYPE_U32, false, "inflight" },
+	{ DM_USER_ATTR_DAEMON_STATE, DM_USER_TYPE_U32, false, "daemon_state",
+	  false, dm_user_state_words, ARRAY_SIZE(dm_user_state_words) },
+	{ DM_USER_ATTR_REQUEUED, DM_USER_TYPE_U64, false, "requeued" },
+	{ DM_USER_ATTR_TIMEOUTS, DM_USER_TYPE_U64, false, "timeouts" },
 	{ DM_USER_ATTR_READ_REQUESTS, DM_USER_TYPE_U64, false, "read_requests" },
 	{ DM_USER_ATTR_READ_BYTES, DM_USER_TYPE_U64, false, "read_bytes" },
 	{ DM_USER_ATTR_READ_ERRORS, DM_USER_TYPE_U64, false, "read_errors" },
@@ -78,6 +93,10 @@ static const struct dm_user_tag_desc dm_user_tags[] = {
 	{ DM_USER_ATTR_SECURE_ERASE_ERRORS, DM_USER_TYPE_U64, false,
 	  "secure_erase_errors" },
 	{ DM_USER_ATTR_MAX_QUEUED, DM_USER_TYPE_U32, false, "max_queued" },
+	{ DM_USER_ATTR_NO_DAEMON_TIMEOUT, DM_USER_TYPE_U32, false,
+	  "no_daemon_timeout", true },
+	{ DM_USER_ATTR_REQUEST_TIMEOUT, DM_USER_TYPE_U32, false,
+	  "request_timeout" },
 	{ DM_USER_ATTR_EXTENSIONS, DM_USER_TYPE_U64, true, "extensions" },
 };
 
@@ -161,6 +180,10 @@ static void dm_user_put(struct dm_user_ctl_out *out, u16 tag, u8 type,
 			DMEMIT("%s=%s", d->name, (const char *)value);
 		else if (d->hex)
 			DMEMIT("%s=0x%llx", d->name, num);
+		else if (d->forever && num == DM_USER_TIMEOUT_FOREVER)
+			DMEMIT("%s=forever", d->name);
+		else if (num < d->nr_words && d->words[num])
+			DMEMIT("%s=%s", d->name, d->words[num]);
 		else
 			DMEMIT("%s=%llu", d->name, num);
 		out->sz = sz;
@@ -219,6 +242,8 @@ static int dm_user_cmd_get_info(struct dm_user_target *t,
 {
 	struct dm_user_op_stats stats[DM_USER_NR_OPS];
 	unsigned int channels, queued, backlog, inflight, i;
+	enum dm_user_daemon_state state;
+	u64 requeued, timeouts;
 	unsigned long irq_flags;
 
 	spin_lock_irqsave(&t->lock, irq_flags);
@@ -226,6 +251,9 @@ static int dm_user_cmd_get_info(struct dm_user_target *t,
 	queued = t->nr_queued;
 	backlog = t->nr_backlog;
 	inflight = t->nr_inflight;
+	state = dm_user_daemon_state_locked(t);
+	requeued = t->nr_requeued;
+	timeouts = t->nr_timeouts;
 	memcpy(stats, t->stats, sizeof(stats));
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 
@@ -242,6 +270,9 @@ static int dm_user_cmd_get_info(struct dm_user_target *t,
 	dm_user_put_u32(out, DM_USER_ATTR_QUEUED, queued);
 	dm_user_put_u32(out, DM_USER_ATTR_BACKLOG, backlog);
 	dm_user_put_u32(out, DM_USER_ATTR_INFLIGHT, inflight);
+	dm_user_put_u32(out, DM_USER_ATTR_DAEMON_STATE, state);
+	dm_user_put_u64(out, DM_USER_ATTR_REQUEUED, requeued);
+	dm_user_put_u64(out, DM_USER_ATTR_TIMEOUTS, timeouts);
 	/* The counter tags run requests, bytes, errors per op, in op order. */
 	BUILD_BUG_ON(DM_USER_ATTR_SECURE_ERASE_ERRORS !=
 		     DM_USER_ATTR_READ_REQUESTS + 3 * DM_USER_NR_OPS - 1);
@@ -261,6 +292,10 @@ static int dm_user_cmd_get_params(struct dm_user_target *t,
 				  struct dm_user_ctl_out *out)
 {
 	dm_user_put_u32(out, DM_USER_ATTR_MAX_QUEUED, READ_ONCE(t->max_queued));
+	dm_user_put_u32(out, DM_USER_ATTR_NO_DAEMON_TIMEOUT,
+			READ_ONCE(t->no_daemon_timeout));
+	dm_user_put_u32(out, DM_USER_ATTR_REQUEST_TIMEOUT,
+			READ_ONCE(t->request_timeout));
 	return 0;
 }
 
@@ -269,26 +304,48 @@ static int dm_user_cmd_set_params(struct dm_user_target *t,
 				  const struct dm_user_ctl_in *in,
 				  struct dm_user_ctl_out *out)
 {
+	bool has_max = dm_user_in_has(in, DM_USER_ATTR_MAX_QUEUED);
+	bool has_nd = dm_user_in_has(in, DM_USER_ATTR_NO_DAEMON_TIMEOUT);
+	bool has_rt = dm_user_in_has(in, DM_USER_ATTR_REQUEST_TIMEOUT);
+	u64 max_queued = 0, nd = 0, rt = 0;
 	unsigned long irq_flags;
-	u64 max_queued = 0;
-	bool any = false;
+	LIST_HEAD(done);
 
 	/* Validate everything first: a refusal changes nothing. */
-	if (dm_user_in_has(in, DM_USER_ATTR_MAX_QUEUED)) {
+	if (has_max) {
 		max_queued = dm_user_in_val(in, DM_USER_ATTR_MAX_QUEUED);
 		if (!max_queued || max_queued > DM_USER_MAX_MAX_QUEUED)
 			return dm_user_refuse(out, -ERANGE,
 					      DM_USER_ATTR_MAX_QUEUED,
 					      "max_queued must be 1 to 1048576");
-		any = true;
 	}
-	if (!any)
+	if (has_nd) {
+		nd = dm_user_in_val(in, DM_USER_ATTR_NO_DAEMON_TIMEOUT);
+		if (nd > DM_USER_MAX_TIMEOUT && nd != DM_USER_TIMEOUT_FOREVER)
+			return dm_user_refuse(out, -ERANGE,
+					      DM_USER_ATTR_NO_DAEMON_TIMEOUT,
+					      "no_daemon_timeout must be 0 to 1000000 s or forever");
+	}
+	if (has_rt) {
+		rt = dm_user_in_val(in, DM_USER_ATTR_REQUEST_TIMEOUT);
+		if (rt > DM_USER_MAX_TIMEOUT)
+			return dm_user_refuse(out, -ERANGE,
+					      DM_USER_ATTR_REQUEST_TIMEOUT,
+					      "request_timeout must be 0 to 1000000 s");
+	}
+	if (!has_max && !has_nd && !has_rt)
 		return dm_user_refuse(out, -EINVAL, 0, "no parameter to set");
 
 	spin_lock_irqsave(&t->lock, irq_flags);
-	if (max_queued)
+	if (has_max)
 		dm_user_set_max_queued_locked(t, max_queued);
+	if (has_nd)
+		dm_user_set_no_daemon_timeout_locked(t, nd, &done);
+	if (has_rt)
+		dm_user_set_request_timeout_locked(t, rt);
 	spin_unlock_irqrestore(&t->lock, irq_flags);
+
+	dm_user_complete_list(&done);
 	return 0;
 }
 
@@ -329,7 +386,11 @@ static int dm_user_cmd_negotiate(struct dm_user_target *t,
 }
 
 static const u16 dm_user_no_inputs[] = { 0 };
-static const u16 dm_user_set_inputs[] = { DM_USER_ATTR_MAX_QUEUED, 0 };
+static const u16 dm_user_set_inputs[] = {
+	DM_USER_ATTR_MAX_QUEUED, DM_USER_ATTR_NO_DAEMON_TIMEOUT,
+	DM_USER_ATTR_REQUEST_TIMEOUT, 0
+};
+
 static const u16 dm_user_negotiate_inputs[] = { DM_USER_ATTR_EXTENSIONS, 0 };
 
 static const struct dm_user_cmd dm_user_cmds[] = {
@@ -609,8 +670,11 @@ int dm_user_ctl_message(struct dm_user_target *t, unsigned int argc,
 			r = -EINVAL;
 			goto out;
 		}
-		if (kstrtoull(eq + 1, 0, &v) ||
-		    (dm_user_tags[ti].type == DM_USER_TYPE_U32 && v > U32_MAX)) {
+		if (dm_user_tags[ti].forever && !strcmp(eq + 1, "forever")) {
+			v = DM_USER_TIMEOUT_FOREVER;
+		} else if (kstrtoull(eq + 1, 0, &v) ||
+			   (dm_user_tags[ti].type == DM_USER_TYPE_U32 &&
+			    v > U32_MAX)) {
 			DMERR("%s: %s: '%s' needs a number, not '%s'", t->name,
 			      cmd->name, argv[i], eq + 1);
 			r = -EINVAL;

@@ -28,6 +28,11 @@
  *	bios are never completed under it: completing a bio may submit another
  *	one to this target.
  *
+ * Work items (no_daemon_work, timeout_work, event_work) take the target
+ * lock themselves and are queued only under it while the target is not
+ * dead; the destructor marks it dead and then cancels them synchronously,
+ * so none runs once the target is gone.
+ *
  * A request belongs to exactly one holder at a time (see enum
  * dm_user_req_state). Whoever removes it from its holder under the target
  * lock completes it, so no request is completed twice. A channel copying a
@@ -51,6 +56,17 @@
 static LIST_HEAD(dm_user_registry);
 static DEFINE_MUTEX(dm_user_registry_lock);
 
+static int no_daemon_timeout = DM_USER_DEFAULT_NO_DAEMON_TIMEOUT;
+module_param(no_daemon_timeout, int, 0644);
+MODULE_PARM_DESC(no_daemon_timeout,
+		 "Seconds a new target keeps I/O queued while no daemon is attached; -1: for ever (default 30)");
+
+static const char *const dm_user_daemon_state_names[] = {
+	[DM_USER_DAEMON_ATTACHED] = "attached",
+	[DM_USER_DAEMON_WAITING] = "waiting",
+	[DM_USER_DAEMON_FAILING] = "failing",
+};
+
 static const char *const dm_user_op_names[DM_USER_NR_OPS] = {
 	[DM_USER_OP_READ] = "read",
 	[DM_USER_OP_WRITE] = "write",
@@ -68,6 +84,9 @@ enum dm_user_feature {
 	DM_USER_FEAT_NO_SECURE_ERASE,
 	DM_USER_FEAT_BLOCK_SIZE,
 	DM_USER_FEAT_MAX_QUEUED,
+	DM_USER_FEAT_NO_DAEMON_TIMEOUT,
+	DM_USER_FEAT_QUEUE_IF_NO_DAEMON,
+	DM_USER_FEAT_REQUEST_TIMEOUT,
 	DM_USER_NR_FEATURES,
 };
 
@@ -78,7 +97,36 @@ static const char *const dm_user_feature_names[DM_USER_NR_FEATURES] = {
 	[DM_USER_FEAT_NO_SECURE_ERASE] = "no_secure_erase",
 	[DM_USER_FEAT_BLOCK_SIZE] = "block_size",
 	[DM_USER_FEAT_MAX_QUEUED] = "max_queued",
+	[DM_USER_FEAT_NO_DAEMON_TIMEOUT] = "no_daemon_timeout",
+	[DM_USER_FEAT_QUEUE_IF_NO_DAEMON] = "queue_if_no_daemon",
+	[DM_USER_FEAT_REQUEST_TIMEOUT] = "request_timeout",
 };
+
+/* Feature words followed by a number: its range and error message. */
+static const struct dm_arg dm_user_feature_args[DM_USER_NR_FEATURES] = {
+	[DM_USER_FEAT_BLOCK_SIZE] = { SECTOR_SIZE, 4096, "Invalid block_size" },
+	[DM_USER_FEAT_MAX_QUEUED] = {
+		1, DM_USER_MAX_MAX_QUEUED, "Invalid max_queued"
+	},
+	[DM_USER_FEAT_NO_DAEMON_TIMEOUT] = {
+		0, DM_USER_MAX_TIMEOUT, "Invalid no_daemon_timeout"
+	},
+	[DM_USER_FEAT_REQUEST_TIMEOUT] = {
+		0, DM_USER_MAX_TIMEOUT, "Invalid request_timeout"
+	},
+};
+
+static char *const dm_user_feature_no_value[DM_USER_NR_FEATURES] = {
+	[DM_USER_FEAT_BLOCK_SIZE] = "block_size needs a value",
+	[DM_USER_FEAT_MAX_QUEUED] = "max_queued needs a value",
+	[DM_USER_FEAT_NO_DAEMON_TIMEOUT] = "no_daemon_timeout needs a value",
+	[DM_USER_FEAT_REQUEST_TIMEOUT] = "request_timeout needs a value",
+};
+
+static bool dm_user_feature_has_value(enum dm_user_feature f)
+{
+	return dm_user_feature_args[f].error;
+}
 
 /* The operation each no_* feature word turns off. */
 static const enum dm_user_op dm_user_feature_op[] = {
@@ -184,10 +232,13 @@ void dm_user_detach_locked(struct dm_user_target *t,
 	req->owner = NULL;
 	req->answer_status = status;
 
-	st->requests++;
-	st->bytes += req->msg.len;
-	if (status != BLK_STS_OK)
-		st->errors++;
+	/* A request pushed back to dm core is counted when it comes back. */
+	if (status != BLK_STS_DM_REQUEUE) {
+		st->requests++;
+		st->bytes += req->msg.len;
+		if (status != BLK_STS_OK)
+			st->errors++;
+	}
 
 	if (dm_user_refill_locked(t))
 		wake_up(&t->wq);
@@ -208,31 +259,346 @@ void dm_user_complete_list(struct list_head *done)
 }
 
 /*
- * Fails every request that is not busy and marks the busy ones aborted.
- * With @queued_only, only requests no channel has read yet are failed.
+ * Completes every request that is not busy with @status, and marks the busy
+ * ones aborted with it. With @queued_only, only requests no channel has
+ * read yet are taken.
  */
 void dm_user_fail_requests_locked(struct dm_user_target *t,
-				  struct list_head *done, bool queued_only)
+				  struct list_head *done, bool queued_only,
+				  blk_status_t status)
 {
 	struct dm_user_request *req, *next;
 	struct dm_user_channel *ch;
 
-	list_for_each_entry_safe(req, next, &t->queue, list)
-		dm_user_detach_locked(t, req, done, BLK_STS_IOERR);
+	/* The backlog first: while it is not empty the queue is full. */
 	list_for_each_entry_safe(req, next, &t->backlog, list)
-		dm_user_detach_locked(t, req, done, BLK_STS_IOERR);
+		dm_user_detach_locked(t, req, done, status);
+	list_for_each_entry_safe(req, next, &t->queue, list)
+		dm_user_detach_locked(t, req, done, status);
 	if (queued_only)
 		return;
 
 	list_for_each_entry(ch, &t->channels, node) {
 		list_for_each_entry_safe(req, next, &ch->owned, list) {
-			if (req->busy)
-				req->aborted = true;
-			else
-				dm_user_detach_locked(t, req, done,
-						      BLK_STS_IOERR);
+			if (req->busy) {
+				if (!req->aborted) {
+					req->aborted = true;
+					req->abort_status = status;
+				}
+			} else {
+				dm_user_detach_locked(t, req, done, status);
+			}
 		}
 	}
+}
+
+/* ------------------------------------------------------------------------
+ * Daemon state: channels coming and going, the no-daemon clock, events
+ */
+
+static void dm_user_raise_event_locked(struct dm_user_target *t)
+{
+	lockdep_assert_held(&t->lock);
+	if (!t->dead)
+		queue_work(system_wq, &t->event_work);
+}
+
+/* dm_table_event() takes a mutex, so it cannot run under the target lock. */
+static void dm_user_event_work(struct work_struct *work)
+{
+	struct dm_user_target *t = container_of(work, struct dm_user_target,
+						 event_work);
+
+	/* The destructor cancels this work before the table goes away. */
+	dm_table_event(t->ti->table);
+}
+
+enum dm_user_daemon_state dm_user_daemon_state_locked(struct dm_user_target *t)
+{
+	if (t->nr_serving)
+		return DM_USER_DAEMON_ATTACHED;
+	return t->no_daemon_failing ? DM_USER_DAEMON_FAILING :
+				      DM_USER_DAEMON_WAITING;
+}
+
+/* No daemon for too long: fail what waits, and new I/O until one comes. */
+static void dm_user_give_up_locked(struct dm_user_target *t,
+				   struct list_head *done)
+{
+	if (!t->no_daemon_failing) {
+		t->no_daemon_failing = true;
+		dm_user_raise_event_locked(t);
+	}
+	dm_user_fail_requests_locked(t, done, true, BLK_STS_IOERR);
+}
+
+/*
+ * (Re)starts the no-daemon clock from now. Called with no channel open: at
+ * resume, when the last channel closes and when no_daemon_timeout changes.
+ */
+static void dm_user_start_no_daemon_clock_locked(struct dm_user_target *t,
+						 struct list_head *done)
+{
+	unsigned int secs = t->no_daemon_timeout;
+
+	lockdep_assert_held(&t->lock);
+	if (t->dead || t->nr_serving)
+		return;
+	t->no_daemon_since = jiffies;
+	if (!secs) {
+		dm_user_give_up_locked(t, done);
+		return;
+	}
+	t->no_daemon_failing = false;
+	if (secs == DM_USER_TIMEOUT_FOREVER)
+		cancel_delayed_work(&t->no_daemon_work);
+	else
+		mod_delayed_work(system_wq, &t->no_daemon_work,
+				 (unsigned long)secs * HZ);
+}
+
+static void dm_user_no_daemon_work(struct work_struct *work)
+{
+	struct dm_user_target *t = container_of(to_delayed_work(work),
+						 struct dm_user_target,
+						 no_daemon_work);
+	unsigned long deadline;
+	bool gave_up = false;
+	unsigned int secs;
+	LIST_HEAD(done);
+
+	spin_lock_irq(&t->lock);
+	secs = t->no_daemon_timeout;
+	if (t->dead || t->nr_serving || t->no_daemon_failing ||
+	    secs == DM_USER_TIMEOUT_FOREVER)
+		goto out;
+	/* A channel came and went since this run was queued: look later. */
+	deadline = t->no_daemon_since + (unsigned long)secs * HZ;
+	if (time_before(jiffies, deadline)) {
+		mod_delayed_work(system_wq, &t->no_daemon_work,
+				 deadline - jiffies);
+		goto out;
+	}
+	dm_user_give_up_locked(t, &done);
+	gave_up = true;
+out:
+	spin_unlock_irq(&t->lock);
+	dm_user_complete_list(&done);
+	if (gave_up)
+		DMWARN("%s: no daemon for %u s: failing I/O until one attaches",
+		       t->name, secs);
+}
+
+void dm_user_set_no_daemon_timeout_locked(struct dm_user_target *t,
+					  unsigned int secs,
+					  struct list_head *done)
+{
+	WRITE_ONCE(t->no_daemon_timeout, secs);
+	dm_user_start_no_daemon_clock_locked(t, done);
+}
+
+/* @ch calls read() for the first time: a daemon is attached. */
+void dm_user_channel_serving_locked(struct dm_user_target *t,
+				    struct dm_user_channel *ch)
+{
+	lockdep_assert_held(&t->lock);
+	WRITE_ONCE(ch->serving, true);
+	if (t->nr_serving++)
+		return;
+	t->no_daemon_failing = false;
+	cancel_delayed_work(&t->no_daemon_work);
+	dm_user_raise_event_locked(t);
+}
+
+/*
+ * Whether a request given back by a channel can wait on our own queue, or
+ * else the status to complete it with.
+ */
+static blk_status_t dm_user_giveback_status_locked(struct dm_user_target *t)
+{
+	if (t->dead)
+		return BLK_STS_IOERR;
+	if (t->suspending) {
+		/* dm core holds it and maps it again after resume. */
+		if (dm_noflush_suspending(t->ti))
+			return BLK_STS_DM_REQUEUE;
+		/* A flushing suspend waits for it, and nobody would serve it. */
+		if (!t->nr_serving)
+			return BLK_STS_IOERR;
+	}
+	if (!t->nr_serving && t->no_daemon_failing)
+		return BLK_STS_IOERR;
+	return BLK_STS_OK;
+}
+
+/*
+ * Puts @req, read by a channel that is closing, back at the head of the
+ * queue with nothing of its old delivery kept: the next channel gets it
+ * whole, a write with all its data, under a new seq, so that no answer
+ * meant for the old delivery can complete it.
+ */
+static void dm_user_requeue_locked(struct dm_user_target *t,
+				   struct dm_user_request *req,
+				   struct list_head *done)
+{
+	struct dm_user_channel *ch = req->owner;
+	blk_status_t status = dm_user_giveback_status_locked(t);
+
+	if (status != BLK_STS_OK) {
+		dm_user_detach_locked(t, req, done, status);
+		return;
+	}
+	switch (req->state) {
+	case DM_USER_REQ_SENDING:
+		ch->sending = NULL;
+		break;
+	case DM_USER_REQ_WAITING:
+		hash_del(&req->hash_node);
+		break;
+	case DM_USER_REQ_RECEIVING:
+		ch->receiving = NULL;
+		break;
+	default:
+		WARN_ON_ONCE(1);
+		return;
+	}
+	list_move(&req->list, &t->queue);
+	req->state = DM_USER_REQ_QUEUED;
+	req->owner = NULL;
+	t->nr_inflight--;
+	t->nr_queued++;
+	t->nr_requeued++;
+}
+
+/* The last channel is gone: what waits on the queue follows the policy. */
+static void dm_user_orphaned_locked(struct dm_user_target *t,
+				    struct list_head *done)
+{
+	blk_status_t status = dm_user_giveback_status_locked(t);
+
+	dm_user_raise_event_locked(t);
+	if (status != BLK_STS_OK)
+		dm_user_fail_requests_locked(t, done, true, status);
+	else if (!t->suspending)
+		dm_user_start_no_daemon_clock_locked(t, done);
+}
+
+/*
+ * @ch is closing. No call on it is running, so none of its requests is
+ * busy: they go back to the head of the queue, oldest first.
+ */
+void dm_user_channel_closed_locked(struct dm_user_target *t,
+				   struct dm_user_channel *ch,
+				   struct list_head *done)
+{
+	struct dm_user_request *req, *next;
+
+	lockdep_assert_held(&t->lock);
+	list_del_init(&ch->node);
+	t->nr_channels--;
+	if (!ch->serving)
+		return;
+	t->nr_serving--;
+	list_for_each_entry_safe_reverse(req, next, &ch->owned, list)
+		dm_user_requeue_locked(t, req, done);
+	if (!t->nr_serving)
+		dm_user_orphaned_locked(t, done);
+	if (!list_empty(&t->queue))
+		wake_up(&t->wq);
+}
+
+/* ------------------------------------------------------------------------
+ * request_timeout
+ */
+
+/*
+ * Fails @req if it is older than @timeout; otherwise keeps the earliest
+ * deadline still to come in @next (valid when *@pending).
+ */
+static void dm_user_expire_locked(struct dm_user_target *t,
+				  struct dm_user_request *req,
+				  unsigned long now, unsigned long timeout,
+				  unsigned long *next, bool *pending,
+				  unsigned int *expired, struct list_head *done)
+{
+	unsigned long deadline = req->start + timeout;
+
+	if (req->aborted)
+		return;
+	if (time_before(now, deadline)) {
+		if (!*pending || time_before(deadline, *next))
+			*next = deadline;
+		*pending = true;
+		return;
+	}
+	t->nr_timeouts++;
+	(*expired)++;
+	if (req->busy) {
+		/* The channel copying its data completes it. */
+		req->aborted = true;
+		req->abort_status = BLK_STS_TIMEOUT;
+	} else {
+		dm_user_detach_locked(t, req, done, BLK_STS_TIMEOUT);
+	}
+}
+
+static void dm_user_timeout_work(struct work_struct *work)
+{
+	struct dm_user_target *t = container_of(to_delayed_work(work),
+						 struct dm_user_target,
+						 timeout_work);
+	struct dm_user_request *req, *tmp;
+	unsigned long now, timeout, next = 0;
+	struct dm_user_channel *ch;
+	unsigned int expired = 0, secs;
+	bool pending = false;
+	LIST_HEAD(done);
+
+	spin_lock_irq(&t->lock);
+	secs = t->request_timeout;
+	if (t->dead || !secs) {
+		t->timeout_armed = false;
+		spin_unlock_irq(&t->lock);
+		return;
+	}
+	now = jiffies;
+	timeout = (unsigned long)secs * HZ;
+	/* The backlog first: while it is not empty the queue is full. */
+	list_for_each_entry_safe(req, tmp, &t->backlog, list)
+		dm_user_expire_locked(t, req, now, timeout, &next, &pending,
+				      &expired, &done);
+	list_for_each_entry_safe(req, tmp, &t->queue, list)
+		dm_user_expire_locked(t, req, now, timeout, &next, &pending,
+				      &expired, &done);
+	list_for_each_entry(ch, &t->channels, node)
+		list_for_each_entry_safe(req, tmp, &ch->owned, list)
+			dm_user_expire_locked(t, req, now, timeout, &next,
+					      &pending, &expired, &done);
+	t->timeout_armed = pending;
+	if (pending)
+		queue_delayed_work(system_wq, &t->timeout_work,
+				   max(next - now, 1UL));
+	if (expired)
+		dm_user_raise_event_locked(t);
+	spin_unlock_irq(&t->lock);
+
+	dm_user_complete_list(&done);
+	if (expired)
+		DMWARN_LIMIT("%s: %u request%s not answered within %u s failed",
+			     t->name, expired, expired == 1 ? "" : "s", secs);
+}
+
+/* Looks at once: requests may already be older than the new timeout. */
+void dm_user_set_request_timeout_locked(struct dm_user_target *t,
+					unsigned int secs)
+{
+	lockdep_assert_held(&t->lock);
+	WRITE_ONCE(t->request_timeout, secs);
+	if (!secs || t->dead ||
+	    !(t->nr_queued + t->nr_backlog + t->nr_inflight))
+		return;
+	t->timeout_armed = true;
+	mod_delayed_work(system_wq, &t->timeout_work, 0);
 }
 
 /* ------------------------------------------------------------------------
@@ -341,12 +707,21 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 	if (op != DM_USER_OP_FLUSH)
 		req->msg.sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
 	req->msg.len = bio->bi_iter.bi_size;
+	req->start = jiffies;
 
 	spin_lock_irqsave(&t->lock, irq_flags);
-	if (t->dead || (t->suspending && !t->nr_channels)) {
-		/* Nobody will ever serve it: do not hold up suspend. */
-		spin_unlock_irqrestore(&t->lock, irq_flags);
-		return DM_MAPIO_KILL;
+	if (unlikely(t->suspending || t->dead || !t->nr_serving)) {
+		blk_status_t status = dm_user_giveback_status_locked(t);
+
+		if (status != BLK_STS_OK) {
+			/*
+			 * dm core keeps it for after a noflush suspend;
+			 * otherwise nobody will serve it.
+			 */
+			spin_unlock_irqrestore(&t->lock, irq_flags);
+			return status == BLK_STS_DM_REQUEUE ? DM_MAPIO_REQUEUE :
+							      DM_MAPIO_KILL;
+		}
 	}
 	if (t->nr_queued + t->nr_inflight >= t->max_queued ||
 	    t->nr_backlog) {
@@ -363,6 +738,11 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 		list_add_tail(&req->list, &t->queue);
 		t->nr_queued++;
 		wake = true;
+	}
+	if (t->request_timeout && !t->timeout_armed) {
+		t->timeout_armed = true;
+		queue_delayed_work(system_wq, &t->timeout_work,
+				   (unsigned long)t->request_timeout * HZ);
 	}
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 
@@ -416,16 +796,11 @@ static int dm_user_parse_features(struct dm_user_target *t,
 		0, 2 * DM_USER_NR_FEATURES,
 		"Invalid number of feature arguments"
 	};
-	static const struct dm_arg block_size_arg = {
-		SECTOR_SIZE, 4096, "Invalid block_size"
-	};
-	static const struct dm_arg max_queued_arg = {
-		1, DM_USER_MAX_MAX_QUEUED, "Invalid max_queued"
-	};
 	unsigned long seen = 0;
-	unsigned int argc;
+	unsigned int argc, val;
 	int r;
 
+	BUILD_BUG_ON(DM_USER_NR_FEATURES > DM_USER_MAX_FEATURES);
 	if (!as->argc)
 		return 0;
 
@@ -449,34 +824,46 @@ static int dm_user_parse_features(struct dm_user_target *t,
 			ti->error = "Feature given more than once";
 			return -EINVAL;
 		}
+
+		val = 0;
+		if (dm_user_feature_has_value(f)) {
+			if (!argc) {
+				ti->error = dm_user_feature_no_value[f];
+				return -EINVAL;
+			}
+			argc--;
+			r = dm_read_arg(&dm_user_feature_args[f], as, &val,
+					&ti->error);
+			if (r)
+				return r;
+		}
+		t->feature_value[t->nr_features] = val;
 		t->feature_order[t->nr_features++] = f;
 
 		switch (f) {
 		case DM_USER_FEAT_BLOCK_SIZE:
-			if (!argc) {
-				ti->error = "block_size needs a value";
-				return -EINVAL;
-			}
-			argc--;
-			r = dm_read_arg(&block_size_arg, as, &t->block_size,
-					&ti->error);
-			if (r)
-				return r;
-			if (!is_power_of_2(t->block_size)) {
+			if (!is_power_of_2(val)) {
 				ti->error = "block_size must be a power of two";
 				return -EINVAL;
 			}
+			t->block_size = val;
 			break;
 		case DM_USER_FEAT_MAX_QUEUED:
-			if (!argc) {
-				ti->error = "max_queued needs a value";
+			t->max_queued = val;
+			break;
+		case DM_USER_FEAT_NO_DAEMON_TIMEOUT:
+		case DM_USER_FEAT_QUEUE_IF_NO_DAEMON:
+			if (test_bit(DM_USER_FEAT_NO_DAEMON_TIMEOUT, &seen) &&
+			    test_bit(DM_USER_FEAT_QUEUE_IF_NO_DAEMON, &seen)) {
+				ti->error = "Both queue_if_no_daemon and no_daemon_timeout";
 				return -EINVAL;
 			}
-			argc--;
-			r = dm_read_arg(&max_queued_arg, as, &t->max_queued,
-					&ti->error);
-			if (r)
-				return r;
+			t->no_daemon_timeout =
+				f == DM_USER_FEAT_QUEUE_IF_NO_DAEMON ?
+				DM_USER_TIMEOUT_FOREVER : val;
+			break;
+		case DM_USER_FEAT_REQUEST_TIMEOUT:
+			t->request_timeout = val;
 			break;
 		default:
 			__set_bit(dm_user_feature_op[f], &t->disabled_ops);
@@ -508,7 +895,7 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	struct dm_user_target *t;
 	struct dm_arg_set as;
 	sector_t block_sectors;
-	int r;
+	int r, val;
 
 	if (argc < 3) {
 		ti->error = "Invalid argument count: need <start> <len> <name>";
@@ -535,6 +922,13 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	t->len = ti->len;
 	t->block_size = SECTOR_SIZE;
 	t->max_queued = DM_USER_DEFAULT_MAX_QUEUED;
+	val = READ_ONCE(no_daemon_timeout);
+	t->no_daemon_timeout = val < 0 ? DM_USER_TIMEOUT_FOREVER :
+			       min(val, DM_USER_MAX_TIMEOUT);
+	t->ti = ti;
+	INIT_DELAYED_WORK(&t->no_daemon_work, dm_user_no_daemon_work);
+	INIT_DELAYED_WORK(&t->timeout_work, dm_user_timeout_work);
+	INIT_WORK(&t->event_work, dm_user_event_work);
 
 	r = dm_user_parse_sector(argv[0], ti->begin, ti, "Invalid start sector",
 				 "Start argument does not match the target start");
@@ -556,7 +950,6 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	r = dm_user_parse_features(t, &as, ti);
 	if (r)
 		goto bad;
-	t->table_max_queued = t->max_queued;
 	if (as.argc) {
 		ti->error = "Unexpected arguments after the features";
 		r = -EINVAL;
@@ -635,12 +1028,17 @@ static void user_dtr(struct dm_target *ti)
 
 	spin_lock_irqsave(&t->lock, irq_flags);
 	t->dead = true;
-	dm_user_fail_requests_locked(t, &done, false);
+	dm_user_fail_requests_locked(t, &done, false, BLK_STS_IOERR);
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 
 	/* Readers blocked in read() return ENOTBLK; pollers see POLLHUP. */
 	wake_up_all(&t->wq);
 	dm_user_complete_list(&done);
+
+	/* Dead, so none of these is queued again. */
+	cancel_delayed_work_sync(&t->no_daemon_work);
+	cancel_delayed_work_sync(&t->timeout_work);
+	cancel_work_sync(&t->event_work);
 
 	/* A channel copying a request's data completes it when done. */
 	wait_event(t->busy_wq, !atomic_read(&t->nr_busy));
@@ -659,13 +1057,19 @@ static void user_presuspend(struct dm_target *ti)
 	LIST_HEAD(done);
 
 	/*
-	 * Suspend waits for every request to complete. With no daemon
-	 * attached none would, so fail what is queued rather than hang.
+	 * A noflush suspend gives every request back to dm core, which maps
+	 * it again after resume, perhaps to a new table: nothing waits for a
+	 * daemon, whatever it does. A flushing suspend waits for every
+	 * request; with no daemon attached none would complete, so fail what
+	 * is queued rather than hang.
 	 */
 	spin_lock_irqsave(&t->lock, irq_flags);
 	t->suspending = true;
-	if (!t->nr_channels)
-		dm_user_fail_requests_locked(t, &done, true);
+	if (dm_noflush_suspending(ti))
+		dm_user_fail_requests_locked(t, &done, false,
+					     BLK_STS_DM_REQUEUE);
+	else if (!t->nr_serving)
+		dm_user_fail_requests_locked(t, &done, true, BLK_STS_IOERR);
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 
 	dm_user_complete_list(&done);
@@ -675,10 +1079,15 @@ static void user_resume(struct dm_target *ti)
 {
 	struct dm_user_target *t = ti->private;
 	unsigned long irq_flags;
+	LIST_HEAD(done);
 
 	spin_lock_irqsave(&t->lock, irq_flags);
 	t->suspending = false;
+	if (!t->nr_serving && !t->no_daemon_failing)
+		dm_user_start_no_daemon_clock_locked(t, &done);
 	spin_unlock_irqrestore(&t->lock, irq_flags);
+
+	dm_user_complete_list(&done);
 }
 
 /* ------------------------------------------------------------------------
@@ -692,9 +1101,11 @@ static void user_status(struct dm_target *ti, status_type_t type,
 	struct dm_user_target *t = ti->private;
 	struct dm_user_op_stats stats[DM_USER_NR_OPS];
 	unsigned int channels, queued, backlog, inflight;
+	enum dm_user_daemon_state state;
+	u64 requeued, timeouts;
 	unsigned long irq_flags;
 	unsigned int sz = 0;
-	unsigned int i;
+	unsigned int i, words;
 
 	switch (type) {
 	case STATUSTYPE_INFO:
@@ -703,6 +1114,9 @@ static void user_status(struct dm_target *ti, status_type_t type,
 		queued = t->nr_queued;
 		backlog = t->nr_backlog;
 		inflight = t->nr_inflight;
+		state = dm_user_daemon_state_locked(t);
+		requeued = t->nr_requeued;
+		timeouts = t->nr_timeouts;
 		memcpy(stats, t->stats, sizeof(stats));
 		spin_unlock_irqrestore(&t->lock, irq_flags);
 
@@ -712,6 +1126,8 @@ static void user_status(struct dm_target *ti, status_type_t type,
 			DMEMIT(" %s %llu %llu %llu", dm_user_op_names[i],
 			       stats[i].requests, stats[i].bytes,
 			       stats[i].errors);
+		DMEMIT(" daemon %s requeued %llu timeouts %llu",
+		       dm_user_daemon_state_names[state], requeued, timeouts);
 		break;
 
 	case STATUSTYPE_TABLE:
@@ -720,23 +1136,17 @@ static void user_status(struct dm_target *ti, status_type_t type,
 		if (!t->nr_features)
 			break;
 		/* Words, not features, are counted, as dm-flakey does. */
-		{
-			unsigned int words = t->nr_features;
-
-			for (i = 0; i < t->nr_features; i++)
-				if (t->feature_order[i] == DM_USER_FEAT_BLOCK_SIZE ||
-				    t->feature_order[i] == DM_USER_FEAT_MAX_QUEUED)
-					words++;
-			DMEMIT(" %u", words);
-		}
+		words = t->nr_features;
+		for (i = 0; i < t->nr_features; i++)
+			if (dm_user_feature_has_value(t->feature_order[i]))
+				words++;
+		DMEMIT(" %u", words);
 		for (i = 0; i < t->nr_features; i++) {
 			u8 f = t->feature_order[i];
 
 			DMEMIT(" %s", dm_user_feature_names[f]);
-			if (f == DM_USER_FEAT_BLOCK_SIZE)
-				DMEMIT(" %u", t->block_size);
-			else if (f == DM_USER_FEAT_MAX_QUEUED)
-				DMEMIT(" %u", t->table_max_queued);
+			if (dm_user_feature_has_value(f))
+				DMEMIT(" %u", t->feature_value[i]);
 		}
 		break;
 
@@ -744,6 +1154,12 @@ static void user_status(struct dm_target *ti, status_type_t type,
 		DMEMIT_TARGET_NAME_VERSION(ti->type);
 		DMEMIT(",name=%s,block_size=%u,max_queued=%u",
 		       t->name, t->block_size, READ_ONCE(t->max_queued));
+		if (READ_ONCE(t->no_daemon_timeout) == DM_USER_TIMEOUT_FOREVER)
+			DMEMIT(",no_daemon_timeout=forever");
+		else
+			DMEMIT(",no_daemon_timeout=%u",
+			       READ_ONCE(t->no_daemon_timeout));
+		DMEMIT(",request_timeout=%u", READ_ONCE(t->request_timeout));
 		for (i = DM_USER_OP_FLUSH; i < DM_USER_NR_OPS; i++)
 			DMEMIT(",%s=%c", dm_user_op_names[i],
 			       dm_user_op_enabled(t, i) ? 'y' : 'n');

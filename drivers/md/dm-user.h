@@ -18,6 +18,7 @@
 #include <linux/spinlock.h>
 #include <linux/types.h>
 #include <linux/wait.h>
+#include <linux/workqueue.h>
 #include <uapi/linux/dm-user.h>
 
 #define DM_MSG_PREFIX "user"
@@ -35,6 +36,14 @@
 #define DM_USER_MAX_MAX_QUEUED		SZ_1M
 
 #define DM_USER_HASH_BITS	8
+
+/* Largest no_daemon_timeout and request_timeout, in seconds (11.5 days). */
+#define DM_USER_MAX_TIMEOUT	1000000
+/* no_daemon_timeout until the table or the module parameter says otherwise. */
+#define DM_USER_DEFAULT_NO_DAEMON_TIMEOUT	30
+
+/* Room for every feature word of a table line (see enum dm_user_feature). */
+#define DM_USER_MAX_FEATURES	16
 
 /* Operations counted in status and switchable by feature words. */
 enum dm_user_op {
@@ -87,14 +96,27 @@ struct dm_user_request {
 	/* Position in the bio's data of the next byte to copy. */
 	struct bvec_iter data_iter;
 	blk_status_t answer_status;
+	/* Failed while busy, with this status: the busy channel completes it. */
+	blk_status_t abort_status;
+	/* jiffies when the request was mapped, for request_timeout. */
+	unsigned long start;
 	/* A channel is copying to or from the bio's pages without the lock. */
 	bool busy;
-	/* Failed by teardown while busy: the busy channel completes it. */
+	/* Failed by teardown or a timeout while busy. */
 	bool aborted;
+};
+
+/* What dmsetup status and GET_INFO say about the daemon. */
+enum dm_user_daemon_state {
+	DM_USER_DAEMON_ATTACHED = DM_USER_STATE_ATTACHED,
+	DM_USER_DAEMON_WAITING = DM_USER_STATE_WAITING,
+	DM_USER_DAEMON_FAILING = DM_USER_STATE_FAILING,
 };
 
 struct dm_user_target {
 	struct kref kref;
+	/* For dm_table_event(); only used while the target is alive. */
+	struct dm_target *ti;
 	/* Node in the global list of live targets, for name uniqueness. */
 	struct list_head registry_node;
 	char name[DM_USER_NAME_MAX + 1];
@@ -105,12 +127,19 @@ struct dm_user_target {
 	sector_t begin;
 	sector_t len;
 	unsigned int block_size;
-	unsigned int max_queued;	/* current cap: lock to write */
-	unsigned int table_max_queued;	/* as loaded, for the table line */
 	unsigned long disabled_ops;	/* bit per enum dm_user_op */
-	/* Feature words in the order given, for an exact table round trip. */
+	/*
+	 * Feature words in the order given and their values as loaded, for
+	 * an exact table round trip.
+	 */
 	unsigned int nr_features;
-	u8 feature_order[8];
+	u8 feature_order[DM_USER_MAX_FEATURES];
+	unsigned int feature_value[DM_USER_MAX_FEATURES];
+
+	/* Tunable parameters: read locklessly, written under the lock. */
+	unsigned int max_queued;
+	unsigned int no_daemon_timeout;	/* s, or DM_USER_TIMEOUT_FOREVER */
+	unsigned int request_timeout;	/* s, 0: off */
 
 	/* Moves requests; see the locking rules in dm-user-target.c. */
 	spinlock_t lock;
@@ -123,9 +152,29 @@ struct dm_user_target {
 	DECLARE_HASHTABLE(answer_hash, DM_USER_HASH_BITS);
 	struct list_head channels;
 	unsigned int nr_channels;
+	/*
+	 * Channels that have called read(): the daemon. A channel opened
+	 * only for control commands does not count.
+	 */
+	unsigned int nr_serving;
 	bool suspending;
 	bool dead;
+	/* No daemon for no_daemon_timeout: I/O fails until one attaches. */
+	bool no_daemon_failing;
+	/* jiffies when the no-daemon clock last started. */
+	unsigned long no_daemon_since;
+	/* timeout_work is queued or running and will look again. */
+	bool timeout_armed;
 	struct dm_user_op_stats stats[DM_USER_NR_OPS];
+	u64 nr_requeued;	/* given back by a closing channel */
+	u64 nr_timeouts;	/* failed by request_timeout */
+
+	/* Fires no_daemon_timeout after the last channel closed. */
+	struct delayed_work no_daemon_work;
+	/* Fails requests older than request_timeout. */
+	struct delayed_work timeout_work;
+	/* Raises a dm event outside the target lock. */
+	struct work_struct event_work;
 
 	/* Readers wait here for requests; poll() too. */
 	wait_queue_head_t wq;
@@ -145,6 +194,8 @@ struct dm_user_channel {
 	struct dm_user_request *sending;
 	/* Request whose answer data is partly written (target lock). */
 	struct dm_user_request *receiving;
+	/* Has called read(), so counts in nr_serving (target lock). */
+	bool serving;
 	/* DM_USER_EXT_* granted by NEGOTIATE (io_lock). */
 	u64 extensions;
 	/* Answer header being assembled from split writes (io_lock). */
@@ -164,13 +215,25 @@ int dm_user_ctl_message(struct dm_user_target *t, unsigned int argc,
 
 /* dm-user-target.c */
 u64 dm_user_enabled_req_types(struct dm_user_target *t);
+enum dm_user_daemon_state dm_user_daemon_state_locked(struct dm_user_target *t);
 void dm_user_set_max_queued_locked(struct dm_user_target *t,
 				   unsigned int max_queued);
+void dm_user_set_no_daemon_timeout_locked(struct dm_user_target *t,
+					  unsigned int secs,
+					  struct list_head *done);
+void dm_user_set_request_timeout_locked(struct dm_user_target *t,
+					unsigned int secs);
+void dm_user_channel_serving_locked(struct dm_user_target *t,
+				    struct dm_user_channel *ch);
+void dm_user_channel_closed_locked(struct dm_user_target *t,
+				   struct dm_user_channel *ch,
+				   struct list_head *done);
 void dm_user_detach_locked(struct dm_user_target *t,
 			   struct dm_user_request *req, struct list_head *done,
 			   blk_status_t status);
 void dm_user_complete_list(struct list_head *done);
 void dm_user_fail_requests_locked(struct dm_user_target *t,
-				  struct list_head *done, bool queued_only);
+				  struct list_head *done, bool queued_only,
+				  blk_status_t status);
 
 #endif /* DM_USER_INTERNAL_H */

@@ -6,7 +6,7 @@
  *   dmuser remove <dev>
  *   dmuser list
  *   dmuser info <name>
- *   dmuser set <name> max_queued=<n>
+ *   dmuser set <name> <key>=<value>...
  *   dmuser serve [options] <name-or-path>
  *
  * "dmuser serve" is the reference daemon: it serves every block request of
@@ -27,6 +27,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1087,8 +1088,9 @@ static void info_usage(FILE *f)
 "Usage: %s info <name-or-path>\n"
 "Everything the target reports, one \"key value\" line each: version,\n"
 "features, name, size (sectors), block_size, max_io (bytes), ops, channels\n"
-"(this command's own included), queued, backlog, inflight and per operation\n"
-"<op>_requests, <op>_bytes and <op>_errors.\n", prog);
+"(this command's own included), queued, backlog, inflight, daemon (attached,\n"
+"waiting or failing), requeued, timeouts and per operation <op>_requests,\n"
+"<op>_bytes and <op>_errors.\n", prog);
 }
 
 static const char *const op_names[DMU_NR_OPS] = {
@@ -1099,6 +1101,20 @@ static const char *const op_names[DMU_NR_OPS] = {
 	[DMU_OP_WRITE_ZEROES] = "write_zeroes",
 	[DMU_OP_SECURE_ERASE] = "secure_erase",
 };
+
+static const char *daemon_state_name(uint32_t state)
+{
+	switch (state) {
+	case DM_USER_STATE_ATTACHED:
+		return "attached";
+	case DM_USER_STATE_WAITING:
+		return "waiting";
+	case DM_USER_STATE_FAILING:
+		return "failing";
+	default:
+		return "unknown";
+	}
+}
 
 static int cmd_info(int argc, char **argv)
 {
@@ -1129,6 +1145,9 @@ static int cmd_info(int argc, char **argv)
 	printf("queued %" PRIu32 "\n", info.queued);
 	printf("backlog %" PRIu32 "\n", info.backlog);
 	printf("inflight %" PRIu32 "\n", info.inflight);
+	printf("daemon %s\n", daemon_state_name(info.daemon_state));
+	printf("requeued %" PRIu64 "\n", info.requeued);
+	printf("timeouts %" PRIu64 "\n", info.timeouts);
 	for (i = 0; i < DMU_NR_OPS; i++) {
 		printf("%s_requests %" PRIu64 "\n", op_names[i],
 		       info.stats[i].requests);
@@ -1144,18 +1163,42 @@ static void set_usage(FILE *f)
 {
 	fprintf(f,
 "Usage: %s set <name-or-path> <key>=<value>...\n"
-"Set tunable parameters of the target, all or none. Keys:\n"
-"  max_queued=<n>   requests held for daemons at once (1 to 1048576)\n", prog);
+"Set tunable parameters of the target, all or none: the kernel checks\n"
+"every value before it applies any. Keys:\n"
+"  max_queued=<n>         requests held for daemons at once (1 to 1048576)\n"
+"  no_daemon_timeout=<s>  seconds I/O waits while no daemon is attached,\n"
+"                         then fails until one attaches; 0: fail at once;\n"
+"                         \"forever\": wait for ever\n"
+"  request_timeout=<s>    fail a request not answered within <s> seconds\n"
+"                         with ETIMEDOUT; 0: off\n", prog);
 }
+
+/* The tunable parameters, as "dmuser set" and the kernel's text name them. */
+static const struct param_key {
+	const char *name;
+	uint16_t tag;
+	unsigned int bit;
+	size_t offset;
+	bool forever;	/* takes "forever" for DM_USER_TIMEOUT_FOREVER */
+} param_keys[] = {
+	{ "max_queued", DM_USER_ATTR_MAX_QUEUED, DMU_PARAM_MAX_QUEUED,
+	  offsetof(struct dmu_params, max_queued), false },
+	{ "no_daemon_timeout", DM_USER_ATTR_NO_DAEMON_TIMEOUT,
+	  DMU_PARAM_NO_DAEMON_TIMEOUT,
+	  offsetof(struct dmu_params, no_daemon_timeout), true },
+	{ "request_timeout", DM_USER_ATTR_REQUEST_TIMEOUT,
+	  DMU_PARAM_REQUEST_TIMEOUT,
+	  offsetof(struct dmu_params, request_timeout), false },
+};
 
 static const char *attr_name(uint16_t tag)
 {
-	switch (tag) {
-	case DM_USER_ATTR_MAX_QUEUED:
-		return "max_queued";
-	default:
-		return NULL;
-	}
+	size_t k;
+
+	for (k = 0; k < sizeof(param_keys) / sizeof(param_keys[0]); k++)
+		if (param_keys[k].tag == tag)
+			return param_keys[k].name;
+	return NULL;
 }
 
 static int cmd_set(int argc, char **argv)
@@ -1181,19 +1224,28 @@ static int cmd_set(int argc, char **argv)
 	name = argv[1];
 	for (i = 2; i < argc; i++) {
 		const char *eq = strchr(argv[i], '=');
+		const struct param_key *pk = NULL;
+		uint32_t *field;
+		size_t k;
 
 		if (!eq)
 			bad_usage("'%s' is not <key>=<value>", argv[i]);
-		if (eq - argv[i] == 10 && !strncmp(argv[i], "max_queued", 10)) {
-			if (which & DMU_PARAM_MAX_QUEUED)
-				bad_usage("max_queued given twice");
-			params.max_queued = (uint32_t)parse_number("max_queued",
-						eq + 1, false, 0, UINT32_MAX);
-			which |= DMU_PARAM_MAX_QUEUED;
-		} else {
+		for (k = 0; k < sizeof(param_keys) / sizeof(param_keys[0]); k++)
+			if (strlen(param_keys[k].name) == (size_t)(eq - argv[i]) &&
+			    !strncmp(argv[i], param_keys[k].name, eq - argv[i]))
+				pk = &param_keys[k];
+		if (!pk)
 			bad_usage("unknown parameter '%.*s'",
 				  (int)(eq - argv[i]), argv[i]);
-		}
+		if (which & pk->bit)
+			bad_usage("%s given twice", pk->name);
+		field = (uint32_t *)((char *)&params + pk->offset);
+		if (pk->forever && !strcmp(eq + 1, "forever"))
+			*field = DM_USER_TIMEOUT_FOREVER;
+		else
+			*field = (uint32_t)parse_number(pk->name, eq + 1,
+							false, 0, UINT32_MAX);
+		which |= pk->bit;
 	}
 
 	fd = open_channel(name, what, sizeof(what));
@@ -1247,7 +1299,7 @@ static void main_usage(FILE *f)
 "  remove <dev>       remove device <dev>\n"
 "  list               one line per user target: <dev> <name> <start> <length>\n"
 "  info <name>        what the target reports, as \"key value\" lines\n"
-"  set <name> max_queued=<n>\n"
+"  set <name> <key>=<value>...\n"
 "                     set tunable parameters of the target\n"
 "  serve [options] <name-or-path>\n"
 "                     serve the target's I/O from RAM or a file (the\n"

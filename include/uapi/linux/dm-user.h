@@ -234,6 +234,9 @@ struct dm_user_attr {
 #define DM_USER_ATTR_QUEUED		18	/* U32, v1: waiting to be read */
 #define DM_USER_ATTR_BACKLOG		19	/* U32, v1: held back by the cap */
 #define DM_USER_ATTR_INFLIGHT		20	/* U32, v1: read, not answered */
+#define DM_USER_ATTR_DAEMON_STATE	21	/* U32, v1: DM_USER_STATE_* */
+#define DM_USER_ATTR_REQUEUED		22	/* U64, v1: requeued on close */
+#define DM_USER_ATTR_TIMEOUTS		23	/* U64, v1: request_timeout hits */
 /* Per-operation counters in GET_INFO replies: U64, v1. */
 #define DM_USER_ATTR_READ_REQUESTS		30
 #define DM_USER_ATTR_READ_BYTES			31
@@ -255,8 +258,27 @@ struct dm_user_attr {
 #define DM_USER_ATTR_SECURE_ERASE_ERRORS	47
 /* Tunable parameters: GET_PARAMS replies, SET_PARAMS requests. */
 #define DM_USER_ATTR_MAX_QUEUED		60	/* U32, v1: the queue cap */
+/*
+ * U32, v1: seconds to keep requests queued while no channel is open, then
+ * fail them and any new ones with EIO until a channel opens;
+ * DM_USER_TIMEOUT_FOREVER queues forever, 0 fails at once.
+ */
+#define DM_USER_ATTR_NO_DAEMON_TIMEOUT	61
+/*
+ * U32, v1: seconds after which a request not yet answered fails with
+ * ETIMEDOUT, counted from when the target received it; 0 turns it off.
+ */
+#define DM_USER_ATTR_REQUEST_TIMEOUT	62
 /* NEGOTIATE: asked for in the request, granted in the reply. */
 #define DM_USER_ATTR_EXTENSIONS		70	/* U64, v1: DM_USER_EXT_* */
+
+/* DM_USER_ATTR_NO_DAEMON_TIMEOUT: keep requests queued until a daemon comes. */
+#define DM_USER_TIMEOUT_FOREVER		0xffffffffU
+
+/* DM_USER_ATTR_DAEMON_STATE */
+#define DM_USER_STATE_ATTACHED	1	/* at least one channel is open */
+#define DM_USER_STATE_WAITING	2	/* none: requests wait for one */
+#define DM_USER_STATE_FAILING	3	/* none for no_daemon_timeout: EIO */
 
 /* Feature bits in DM_USER_ATTR_FEATURES. */
 #define DM_USER_FEATURE_CTL		_BITULL(0)	/* this interface */

@@ -190,6 +190,15 @@ int dmu_get_info(int fd, struct dmu_info *info)
 		case DM_USER_ATTR_INFLIGHT:
 			info->inflight = (uint32_t)v;
 			break;
+		case DM_USER_ATTR_DAEMON_STATE:
+			info->daemon_state = (uint32_t)v;
+			break;
+		case DM_USER_ATTR_REQUEUED:
+			info->requeued = v;
+			break;
+		case DM_USER_ATTR_TIMEOUTS:
+			info->timeouts = v;
+			break;
 		default:
 			/* The counters: three tags per operation, in order. */
 			if (a->tag >= DM_USER_ATTR_READ_REQUESTS &&
@@ -224,9 +233,16 @@ int dmu_get_params(int fd, struct dmu_params *params)
 	if (r)
 		return r;
 	memset(params, 0, sizeof(*params));
-	while ((a = dmu_ctl_next(&b, &off)))
+	while ((a = dmu_ctl_next(&b, &off))) {
+		uint32_t v = (uint32_t)dmu_attr_num(a);
+
 		if (a->tag == DM_USER_ATTR_MAX_QUEUED)
-			params->max_queued = (uint32_t)dmu_attr_num(a);
+			params->max_queued = v;
+		else if (a->tag == DM_USER_ATTR_NO_DAEMON_TIMEOUT)
+			params->no_daemon_timeout = v;
+		else if (a->tag == DM_USER_ATTR_REQUEST_TIMEOUT)
+			params->request_timeout = v;
+	}
 	return 0;
 }
 
@@ -235,12 +251,20 @@ int dmu_set_params(int fd, const struct dmu_params *params,
 {
 	union dmu_ctl_buf b;
 
-	if (!which || (which & ~DMU_PARAM_MAX_QUEUED))
+	if (!which || (which & ~DMU_PARAM_ALL))
 		return -EINVAL;
 	dmu_ctl_init(&b, DM_USER_CMD_SET_PARAMS);
 	if (which & DMU_PARAM_MAX_QUEUED)
 		dmu_ctl_add(&b, DM_USER_ATTR_MAX_QUEUED, DM_USER_TYPE_U32,
 			    &params->max_queued, sizeof(params->max_queued));
+	if (which & DMU_PARAM_NO_DAEMON_TIMEOUT)
+		dmu_ctl_add(&b, DM_USER_ATTR_NO_DAEMON_TIMEOUT,
+			    DM_USER_TYPE_U32, &params->no_daemon_timeout,
+			    sizeof(params->no_daemon_timeout));
+	if (which & DMU_PARAM_REQUEST_TIMEOUT)
+		dmu_ctl_add(&b, DM_USER_ATTR_REQUEST_TIMEOUT, DM_USER_TYPE_U32,
+			    &params->request_timeout,
+			    sizeof(params->request_timeout));
 	return dmu_ctl_call(fd, &b);
 }
 

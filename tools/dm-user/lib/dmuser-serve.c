@@ -89,6 +89,7 @@ struct chan {
 	struct request *reqs;	/* collected, not yet answered */
 	size_t nreq, reqcap;
 	int err;		/* negative errno once CHAN_FATAL */
+	unsigned long stale;	/* answers the kernel no longer waited for */
 };
 
 struct server {
@@ -413,6 +414,8 @@ static enum chan_status send_answer(struct chan *ch, struct iovec *iov,
 				    int cnt)
 {
 	size_t split = ch->srv->split;
+	size_t sent = 0;
+	uint64_t seq = ((const struct dm_user_message *)iov[0].iov_base)->seq;
 
 	for (;;) {
 		struct iovec part[2];
@@ -445,10 +448,25 @@ static enum chan_status send_answer(struct chan *ch, struct iovec *iov,
 		}
 		if (n < 0 && errno == ENOTBLK)
 			return CHAN_GONE;
+		if (n < 0 && errno == EINVAL && sent < HDR_SIZE) {
+			/*
+			 * Refused as a whole when the header completed: the
+			 * kernel no longer waits for this request (it timed
+			 * out, or a noflush suspend gave it back to dm).
+			 * Nothing of it was kept, so carry on.
+			 */
+			if (!ch->stale++ || ch->srv->verbose)
+				fprintf(stderr,
+					"%s: [%u] answer to seq %" PRIu64 " refused: the request is no longer waiting (timed out or taken back)\n",
+					program_invocation_short_name, ch->id,
+					seq);
+			return CHAN_OK;
+		}
 		if (n < 0)
 			return chan_fail(ch, errno);
 		if (n == 0)
 			return chan_fail(ch, EIO);
+		sent += (size_t)n;
 		for (; n > 0 && (size_t)n >= iov->iov_len; iov++, cnt--)
 			n -= iov->iov_len;
 		if (n > 0) {

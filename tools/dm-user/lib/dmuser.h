@@ -148,6 +148,9 @@ struct dmu_info {
 	uint32_t queued;
 	uint32_t backlog;
 	uint32_t inflight;
+	uint32_t daemon_state;		/* DM_USER_STATE_*; 0: kernel too old */
+	uint64_t requeued;		/* given back by closing channels */
+	uint64_t timeouts;		/* failed by request_timeout */
 	struct dmu_op_stats stats[DMU_NR_OPS];
 };
 
@@ -156,10 +159,16 @@ int dmu_get_info(int fd, struct dmu_info *info);
 
 struct dmu_params {
 	uint32_t max_queued;
+	/* Seconds, or DM_USER_TIMEOUT_FOREVER; see the uapi header. */
+	uint32_t no_daemon_timeout;
+	uint32_t request_timeout;	/* seconds, 0: off */
 };
 
 /* Which fields of struct dmu_params dmu_set_params() sets. */
-#define DMU_PARAM_MAX_QUEUED	(1U << 0)
+#define DMU_PARAM_MAX_QUEUED		(1U << 0)
+#define DMU_PARAM_NO_DAEMON_TIMEOUT	(1U << 1)
+#define DMU_PARAM_REQUEST_TIMEOUT	(1U << 2)
+#define DMU_PARAM_ALL			((1U << 3) - 1)
 
 /** dmu_get_params() - DM_USER_CMD_GET_PARAMS */
 int dmu_get_params(int fd, struct dmu_params *params);

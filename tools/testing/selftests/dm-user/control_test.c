@@ -113,7 +113,8 @@ FIXTURE_SETUP(dev)
 	snprintf(self->mapper, sizeof(self->mapper), "/dev/mapper/%s",
 		 self->dev);
 	snprintf(self->chan, sizeof(self->chan), "/dev/dm-user/%s", self->dev);
-	snprintf(table, sizeof(table), "0 %d user 0 %d %s 2 max_queued 100",
+	snprintf(table, sizeof(table),
+		 "0 %d user 0 %d %s 4 max_queued 100 no_daemon_timeout 40",
 		 DEV_SECTORS, DEV_SECTORS, self->dev);
 	ASSERT_EQ(0, dmu_create(self->dev, table));
 	self->ch = open(self->chan, O_RDWR);
@@ -227,12 +228,12 @@ TEST_F(dev, params_get_set_and_refusals_change_nothing)
 	/* The same command table answers dmsetup message. */
 	ASSERT_EQ(0, dmu_capture(line, sizeof(line),
 				 "dmsetup message %s 0 get_params", self->dev));
-	EXPECT_STREQ("max_queued=7", line);
+	EXPECT_STREQ("max_queued=7 no_daemon_timeout=40 request_timeout=0", line);
 	EXPECT_EQ(0, dmu_run("dmsetup message %s 0 set_params max_queued=9",
 			     self->dev));
 	ASSERT_EQ(0, dmu_capture(line, sizeof(line),
 				 "dmsetup message %s 0 get_params", self->dev));
-	EXPECT_STREQ("max_queued=9", line);
+	EXPECT_STREQ("max_queued=9 no_daemon_timeout=40 request_timeout=0", line);
 	EXPECT_NE(0, dmu_run("dmsetup message %s 0 set_params max_queued=0 2>/dev/null",
 			     self->dev));
 	EXPECT_NE(0, dmu_run("dmsetup message %s 0 set_params colour=blue 2>/dev/null",
@@ -243,11 +244,78 @@ TEST_F(dev, params_get_set_and_refusals_change_nothing)
 			     self->dev));
 	ASSERT_EQ(0, dmu_capture(line, sizeof(line),
 				 "dmsetup message %s 0 get_params", self->dev));
-	EXPECT_STREQ("max_queued=9", line);
+	EXPECT_STREQ("max_queued=9 no_daemon_timeout=40 request_timeout=0", line);
 	/* The table line stays as loaded. */
 	ASSERT_EQ(0, dmu_capture(line, sizeof(line), "dmsetup table %s",
 				 self->dev));
-	EXPECT_NE(NULL, strstr(line, " 2 max_queued 100"));
+	EXPECT_NE(NULL, strstr(line, " 4 max_queued 100 no_daemon_timeout 40"));
+}
+
+/*
+ * Several attributes in one SET_PARAMS: one bad value refuses the whole
+ * request, names the bad attribute, and none of the good ones is applied;
+ * the same through dmsetup message.
+ */
+TEST_F(dev, set_params_is_atomic)
+{
+	char line[1024];
+	struct ctl c;
+
+	/* Good, good, bad (above the limit): nothing changes. */
+	ctl_init(&c, DM_USER_CMD_SET_PARAMS, 1);
+	ctl_add_u32(&c, DM_USER_ATTR_MAX_QUEUED, DM_USER_ATTR_F_MANDATORY, 5);
+	ctl_add_u32(&c, DM_USER_ATTR_NO_DAEMON_TIMEOUT,
+		    DM_USER_ATTR_F_MANDATORY, 7);
+	ctl_add_u32(&c, DM_USER_ATTR_REQUEST_TIMEOUT,
+		    DM_USER_ATTR_F_MANDATORY, 2000000);
+	EXPECT_EQ(-ERANGE, ctl_do(self->ch, &c));
+	EXPECT_EQ(DM_USER_ATTR_REQUEST_TIMEOUT, c.hdr.error_tag);
+	EXPECT_NE(NULL, strstr(ctl_str(&c, DM_USER_ATTR_ERROR_REASON),
+			       "request_timeout"));
+	/* Bad first, good after: the same. */
+	ctl_init(&c, DM_USER_CMD_SET_PARAMS, 1);
+	ctl_add_u32(&c, DM_USER_ATTR_NO_DAEMON_TIMEOUT,
+		    DM_USER_ATTR_F_MANDATORY, 1000001);
+	ctl_add_u32(&c, DM_USER_ATTR_MAX_QUEUED, DM_USER_ATTR_F_MANDATORY, 5);
+	ctl_add_u32(&c, DM_USER_ATTR_REQUEST_TIMEOUT,
+		    DM_USER_ATTR_F_MANDATORY, 3);
+	EXPECT_EQ(-ERANGE, ctl_do(self->ch, &c));
+	EXPECT_EQ(DM_USER_ATTR_NO_DAEMON_TIMEOUT, c.hdr.error_tag);
+
+	ctl_init(&c, DM_USER_CMD_GET_PARAMS, 1);
+	ASSERT_EQ(0, ctl_do(self->ch, &c));
+	EXPECT_EQ(100, ctl_num(&c, DM_USER_ATTR_MAX_QUEUED));
+	EXPECT_EQ(40, ctl_num(&c, DM_USER_ATTR_NO_DAEMON_TIMEOUT));
+	EXPECT_EQ(0, ctl_num(&c, DM_USER_ATTR_REQUEST_TIMEOUT));
+
+	/* All good: all applied, "forever" included. */
+	ctl_init(&c, DM_USER_CMD_SET_PARAMS, 1);
+	ctl_add_u32(&c, DM_USER_ATTR_MAX_QUEUED, DM_USER_ATTR_F_MANDATORY, 5);
+	ctl_add_u32(&c, DM_USER_ATTR_NO_DAEMON_TIMEOUT,
+		    DM_USER_ATTR_F_MANDATORY, DM_USER_TIMEOUT_FOREVER);
+	ctl_add_u32(&c, DM_USER_ATTR_REQUEST_TIMEOUT,
+		    DM_USER_ATTR_F_MANDATORY, 3);
+	ASSERT_EQ(0, ctl_do(self->ch, &c));
+	ASSERT_EQ(0, dmu_capture(line, sizeof(line),
+				 "dmsetup message %s 0 get_params", self->dev));
+	EXPECT_STREQ("max_queued=5 no_daemon_timeout=forever request_timeout=3",
+		     line);
+
+	/* Text: one bad word refuses the message; nothing is applied. */
+	EXPECT_NE(0, dmu_run("dmsetup message %s 0 set_params max_queued=9 request_timeout=2000000 2>/dev/null",
+			     self->dev));
+	EXPECT_NE(0, dmu_run("dmsetup message %s 0 set_params request_timeout=4 no_daemon_timeout=never 2>/dev/null",
+			     self->dev));
+	ASSERT_EQ(0, dmu_capture(line, sizeof(line),
+				 "dmsetup message %s 0 get_params", self->dev));
+	EXPECT_STREQ("max_queued=5 no_daemon_timeout=forever request_timeout=3",
+		     line);
+	EXPECT_EQ(0, dmu_run("dmsetup message %s 0 set_params no_daemon_timeout=12 request_timeout=0",
+			     self->dev));
+	ASSERT_EQ(0, dmu_capture(line, sizeof(line),
+				 "dmsetup message %s 0 get_params", self->dev));
+	EXPECT_STREQ("max_queued=5 no_daemon_timeout=12 request_timeout=0",
+		     line);
 }
 
 TEST_F(dev, message_info_and_reset_counters)

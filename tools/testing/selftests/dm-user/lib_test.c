@@ -137,6 +137,27 @@ TEST(device_life_through_the_library)
 	EXPECT_EQ(0, dmu_set_params(ch, &params, DMU_PARAM_MAX_QUEUED));
 	ASSERT_EQ(0, dmu_get_params(ch, &params));
 	EXPECT_EQ(32, params.max_queued);
+	/* All or nothing across fields. */
+	params.max_queued = 16;
+	params.no_daemon_timeout = DM_USER_TIMEOUT_FOREVER;
+	params.request_timeout = 2000000;
+	EXPECT_EQ(-ERANGE, dmu_set_params(ch, &params, DMU_PARAM_ALL));
+	EXPECT_EQ(DM_USER_ATTR_REQUEST_TIMEOUT, dmu_ctl_last_error()->tag);
+	ASSERT_EQ(0, dmu_get_params(ch, &params));
+	EXPECT_EQ(32, params.max_queued);
+	EXPECT_NE(DM_USER_TIMEOUT_FOREVER, params.no_daemon_timeout);
+	params.no_daemon_timeout = DM_USER_TIMEOUT_FOREVER;
+	params.request_timeout = 5;
+	EXPECT_EQ(0, dmu_set_params(ch, &params,
+				    DMU_PARAM_NO_DAEMON_TIMEOUT |
+				    DMU_PARAM_REQUEST_TIMEOUT));
+	ASSERT_EQ(0, dmu_get_params(ch, &params));
+	EXPECT_EQ(32, params.max_queued);
+	EXPECT_EQ(DM_USER_TIMEOUT_FOREVER, params.no_daemon_timeout);
+	EXPECT_EQ(5, params.request_timeout);
+	ASSERT_EQ(0, dmu_get_info(ch, &info));
+	EXPECT_EQ(DM_USER_STATE_WAITING, info.daemon_state);
+	EXPECT_EQ(0, info.timeouts);
 	ASSERT_EQ(0, dmu_negotiate(ch, ~0ULL, &granted));
 	EXPECT_EQ(DM_USER_EXT_READ_BATCH, granted);
 	EXPECT_EQ(0, dmu_reset_counters(ch));

@@ -21,12 +21,24 @@ for kv in "name $n" "size 32768" "block_size 512" "max_io 1048576" "queued 0"; d
 	grep -q "^$kv\$" /tmp/$n.info || _fail "info lacks '$kv': $(cat /tmp/$n.info)"
 done
 
-"$DMUSER" set "$n" max_queued=7 || _fail "dmuser set"
-[ "$(dmsetup message "$n" 0 get_params)" = "max_queued=7" ] || _fail "set did not apply"
+grep -q "^daemon waiting\$" /tmp/$n.info || _fail "info: no daemon should be attached: $(cat /tmp/$n.info)"
+
+"$DMUSER" set "$n" max_queued=7 no_daemon_timeout=forever request_timeout=9 ||
+	_fail "dmuser set"
+[ "$(dmsetup message "$n" 0 get_params)" = "max_queued=7 no_daemon_timeout=forever request_timeout=9" ] ||
+	_fail "set did not apply: $(dmsetup message "$n" 0 get_params)"
 if "$DMUSER" set "$n" max_queued=0 2>/tmp/$n.err; then
 	_fail "set accepted max_queued=0"
 fi
 grep -q "max_queued" /tmp/$n.err || _fail "refusal does not name the parameter: $(cat /tmp/$n.err)"
+# All or nothing: the good values beside a bad one are not applied.
+if "$DMUSER" set "$n" max_queued=8 request_timeout=3000000 2>/tmp/$n.err; then
+	_fail "set accepted request_timeout=3000000"
+fi
+grep -q "request_timeout" /tmp/$n.err || _fail "refusal does not name request_timeout: $(cat /tmp/$n.err)"
+[ "$(dmsetup message "$n" 0 get_params)" = "max_queued=7 no_daemon_timeout=forever request_timeout=9" ] ||
+	_fail "a refused set changed something: $(dmsetup message "$n" 0 get_params)"
+"$DMUSER" set "$n" request_timeout=0 || _fail "dmuser set request_timeout=0"
 
 "$DMUSER" serve -r 16M -t 2 -B -p /tmp/$n.pid "$n" &
 pid=$!
@@ -36,7 +48,9 @@ while [ ! -s /tmp/$n.pid ]; do
 	i=$((i + 1)); [ $i -lt 100 ] || _fail "dmuser serve did not start"; sleep 0.1
 done
 "$DMU_IO" matrix "/dev/mapper/$n" 0 16777216 || _fail "I/O through dmuser serve"
-"$DMUSER" info "$n" | grep -q "^channels 3\$" || _fail "info does not count 2 serving channels + itself"
+"$DMUSER" info "$n" > /tmp/$n.info
+grep -q "^channels 3\$" /tmp/$n.info || _fail "info does not count 2 serving channels + itself"
+grep -q "^daemon attached\$" /tmp/$n.info || _fail "info: daemon not attached: $(cat /tmp/$n.info)"
 
 # Bad usage exits 2 with a message; a missing device exits 1.
 "$DMUSER" frobnicate >/dev/null 2>&1

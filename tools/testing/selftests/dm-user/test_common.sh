@@ -8,6 +8,7 @@
 KSFT_SKIP=4
 TEST_DIR=$(cd "$(dirname "$0")" && pwd)
 DMUSERD=${DMUSERD:-$TEST_DIR/dmuserd}
+DMUSER=${DMUSER:-$TEST_DIR/dmuser}
 DMU_IO=${DMU_IO:-$TEST_DIR/dmu_io}
 export DM_DISABLE_UDEV=1
 
@@ -45,13 +46,18 @@ _prep_test() {
 	trap _cleanup_test EXIT
 }
 
-# _create_dev <name> <sectors> [<#features> <feature>...]
+# _create_dev <name> <sectors> [<#features> <feature>...]: through the
+# dmuser tool (libdmuser), which counts the feature words itself.
 _create_dev() {
 	_name=$1
 	_sectors=$2
 	shift 2
-	dmsetup create "$_name" --table "0 $_sectors user 0 $_sectors $_name $*" ||
-		_fail "dmsetup create $_name"
+	[ $# -eq 0 ] || shift
+	if [ $# -eq 0 ]; then
+		"$DMUSER" create "$_name" --size "${_sectors}s"
+	else
+		"$DMUSER" create "$_name" --size "${_sectors}s" --features "$*"
+	fi || _fail "dmuser create $_name"
 	DEVS="$DEVS $_name"
 }
 

@@ -35,6 +35,8 @@ good "0 1024 user 0 1024 $n"
 good "0 2048 user 0 2048 $n 1 no_flush"
 good "0 8192 user 0 8192 $n 7 max_queued 64 no_discard block_size 4096 no_write_zeroes no_secure_erase"
 good "0 8192 user 0 8192 $n 4 no_secure_erase no_write_zeroes no_discard no_flush"
+good "0 1024 user 0 1024 $n 4 request_timeout 7 no_daemon_timeout 0"
+good "0 1024 user 0 1024 $n 3 queue_if_no_daemon request_timeout 1000000"
 
 long=$(head -c 65 /dev/zero | tr '\0' x)
 bad "0 1024 user 0 1024" "Invalid argument count"
@@ -55,6 +57,11 @@ bad "0 1024 user 0 1024 $n 2 block_size 1000" "block_size must be a power of two
 bad "0 1024 user 0 1024 $n 2 block_size 8192" "Invalid block_size"
 bad "0 1024 user 0 1024 $n 2 block_size 256" "Invalid block_size"
 bad "0 1024 user 0 1024 $n 2 max_queued 0" "Invalid max_queued"
+bad "0 1024 user 0 1024 $n 2 no_daemon_timeout 1000001" "Invalid no_daemon_timeout"
+bad "0 1024 user 0 1024 $n 2 no_daemon_timeout -1" "Invalid no_daemon_timeout"
+bad "0 1024 user 0 1024 $n 1 request_timeout" "request_timeout needs a value"
+bad "0 1024 user 0 1024 $n 2 request_timeout x" "Invalid request_timeout"
+bad "0 1024 user 0 1024 $n 3 queue_if_no_daemon no_daemon_timeout 5" "Both queue_if_no_daemon and no_daemon_timeout"
 bad "0 1001 user 0 1001 $n 2 block_size 4096" "Target start and length must be multiples of block_size"
 bad "0 1024 user 0 1024 $n 1 no_flush extra" "Unexpected arguments after the features"
 

@@ -1,0 +1,388 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-user recovery tests: what happens to requests when the daemon goes
+ * away, comes back, gets stuck, or the table is suspended. The test plays
+ * the daemon on channels while threads do block I/O, and checks data,
+ * errors, counters, the daemon state and dm events.
+ */
+#include <sys/ioctl.h>
+
+#include "dmu_test.h"
+#include <kselftest_harness.h>
+
+#define DEV_SECTORS	16384		/* 8 MiB */
+#define WAIT_MS		10000
+
+struct rdev {
+	char dev[64];
+	char mapper[128];
+	char chan[128];
+	int bdev;
+	char *buf;
+	char *data;
+};
+
+/* Creates a device with @features ("" or "<n> <words>...") and opens it. */
+static int rdev_setup(struct rdev *r, const char *tag, const char *features)
+{
+	char table[256];
+
+	snprintf(r->dev, sizeof(r->dev), "dmu_r%s_%d", tag, getpid());
+	snprintf(r->mapper, sizeof(r->mapper), "/dev/mapper/%s", r->dev);
+	snprintf(r->chan, sizeof(r->chan), "/dev/dm-user/%s", r->dev);
+	snprintf(table, sizeof(table), "0 %d user 0 %d %s %s", DEV_SECTORS,
+		 DEV_SECTORS, r->dev, features);
+	r->bdev = -1;
+	r->buf = dmu_alloc(4 << 20);
+	r->data = dmu_alloc(4 << 20);
+	if (!r->buf || !r->data)
+		return -ENOMEM;
+	if (dmu_create(r->dev, table))
+		return -EIO;
+	r->bdev = open(r->mapper, O_RDWR | O_DIRECT);
+	return r->bdev < 0 ? -errno : 0;
+}
+
+static void rdev_teardown(struct rdev *r)
+{
+	if (r->bdev >= 0)
+		close(r->bdev);
+	dmu_remove(r->dev);
+	free(r->buf);
+	free(r->data);
+}
+
+/* A channel that has not read yet does not count as a daemon. */
+static int open_chan(struct rdev *r)
+{
+	return open(r->chan, O_RDWR);
+}
+
+/* The value after @key in "dmsetup status", as a string. */
+static int status_word(struct rdev *r, const char *key, char *out,
+		       size_t len)
+{
+	return dmu_capture(out, len,
+			   "dmsetup status %s | tr ' ' '\\n' | grep -A1 -x %s | tail -n 1",
+			   r->dev, key);
+}
+
+static long status_num(struct rdev *r, const char *key)
+{
+	char w[64];
+
+	if (status_word(r, key, w, sizeof(w)) || !w[0])
+		return -1;
+	return strtol(w, NULL, 10);
+}
+
+static long event_nr(struct rdev *r)
+{
+	char w[64];
+
+	if (dmu_capture(w, sizeof(w),
+			"dmsetup info -c --noheadings -o events %s", r->dev) ||
+	    !w[0])
+		return -1;
+	return strtol(w, NULL, 10);
+}
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/*
+ * A request read but not answered, and one never read, both go back to the
+ * queue when the channel closes; a new channel gets them whole, oldest
+ * first, under new seqs, the write with all its data.
+ */
+TEST(close_requeues_unanswered_requests)
+{
+	struct rdev r;
+	struct dm_user_message h1, h2, h3;
+	struct dmu_io a, b;
+	int ch, ch2;
+
+	ASSERT_EQ(0, rdev_setup(&r, "rq", "1 queue_if_no_daemon"));
+	dmu_fill(r.buf + 65536, 65536, 7);
+	a = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PWRITE,
+			     .buf = r.buf + 65536, .len = 65536, .off = 0 };
+	b = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PREAD, .buf = r.buf,
+			     .len = 4096, .off = 1 << 20 };
+	ch = open_chan(&r);
+	ASSERT_LE(0, ch);
+
+	ASSERT_EQ(0, dmu_io_start(&a));
+	/* The header and a third of the write's data, then the daemon dies. */
+	ASSERT_EQ(0, dmu_wait_readable(ch, WAIT_MS));
+	ASSERT_EQ(DMU_HDR, read(ch, &h1, sizeof(h1)));
+	ASSERT_EQ(DM_USER_REQ_MAP_WRITE, h1.type);
+	ASSERT_EQ(20000, read(ch, r.data, 20000));
+	ASSERT_EQ(0, dmu_io_start(&b));
+	usleep(200000);
+	close(ch);
+
+	usleep(300000);
+	EXPECT_EQ(0, __atomic_load_n(&a.done, __ATOMIC_ACQUIRE));
+	EXPECT_EQ(0, __atomic_load_n(&b.done, __ATOMIC_ACQUIRE));
+	EXPECT_EQ(1, status_num(&r, "requeued"));
+	EXPECT_EQ(2, status_num(&r, "queued"));
+
+	ch2 = open_chan(&r);
+	ASSERT_LE(0, ch2);
+	memset(r.data, 0, 65536);
+	ASSERT_EQ(0, dmu_read_msg(ch2, &h2, r.data, 4 << 20, WAIT_MS));
+	EXPECT_EQ(DM_USER_REQ_MAP_WRITE, h2.type);
+	EXPECT_EQ(0, h2.sector);
+	EXPECT_EQ(65536, h2.len);
+	EXPECT_NE(h1.seq, h2.seq);
+	EXPECT_EQ(0, memcmp(r.data, r.buf + 65536, 65536));
+	ASSERT_EQ(0, dmu_read_msg(ch2, &h3, NULL, 0, WAIT_MS));
+	EXPECT_EQ(DM_USER_REQ_MAP_READ, h3.type);
+	EXPECT_EQ(2048, h3.sector);
+
+	dmu_fill(r.data, 4096, 9);
+	EXPECT_EQ(DMU_HDR + 4096,
+		  dmu_answer(ch2, &h3, DM_USER_RESP_SUCCESS, r.data, 4096));
+	EXPECT_EQ(DMU_HDR, dmu_answer(ch2, &h2, DM_USER_RESP_SUCCESS, NULL, 0));
+	ASSERT_EQ(0, dmu_io_wait(&a, WAIT_MS));
+	ASSERT_EQ(0, dmu_io_wait(&b, WAIT_MS));
+	EXPECT_EQ(65536, a.ret);
+	EXPECT_EQ(4096, b.ret);
+	EXPECT_EQ(0, memcmp(r.buf, r.data, 4096));
+	/* The old delivery's seq means nothing now. */
+	EXPECT_EQ(-1, dmu_answer(ch2, &h1, DM_USER_RESP_SUCCESS, NULL, 0));
+	EXPECT_EQ(EINVAL, errno);
+	close(ch2);
+	rdev_teardown(&r);
+}
+
+/* no_daemon_timeout: I/O waits, then fails, then works once one attaches. */
+TEST(no_daemon_timeout_fails_then_recovers)
+{
+	struct rdev r;
+	struct dm_user_message h;
+	struct dmu_io io;
+	char w[64];
+	long t0;
+	int ch;
+
+	ASSERT_EQ(0, rdev_setup(&r, "nd", "2 no_daemon_timeout 2"));
+	ASSERT_EQ(0, status_word(&r, "daemon", w, sizeof(w)));
+	EXPECT_STREQ("waiting", w);
+
+	io = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PREAD, .buf = r.buf,
+			      .len = 4096, .off = 0 };
+	t0 = now_ms();
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_io_wait(&io, 8000));
+	EXPECT_EQ(EIO, io.err);
+	/* Failed by the clock started at resume, not at once. */
+	EXPECT_LE(1000, now_ms() - t0);
+	ASSERT_EQ(0, status_word(&r, "daemon", w, sizeof(w)));
+	EXPECT_STREQ("failing", w);
+
+	/* While failing, new I/O fails at once. */
+	t0 = now_ms();
+	EXPECT_EQ(-1, pread(r.bdev, r.buf, 4096, 0));
+	EXPECT_EQ(EIO, errno);
+	EXPECT_GT(1000, now_ms() - t0);
+
+	/* A daemon attaches: I/O is served again. */
+	ch = open_chan(&r);
+	ASSERT_LE(0, ch);
+	/* Waiting for a request is serving: poll() marks the channel. */
+	EXPECT_EQ(-ETIMEDOUT, dmu_wait_readable(ch, 100));
+	ASSERT_EQ(0, status_word(&r, "daemon", w, sizeof(w)));
+	EXPECT_STREQ("attached", w);
+	ASSERT_EQ(0, dmu_io_start(&io));
+	dmu_fill(r.data, 4096, 3);
+	ASSERT_EQ(0, dmu_read_msg(ch, &h, NULL, 0, WAIT_MS));
+	EXPECT_EQ(DMU_HDR + 4096,
+		  dmu_answer(ch, &h, DM_USER_RESP_SUCCESS, r.data, 4096));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(4096, io.ret);
+	EXPECT_EQ(0, memcmp(r.buf, r.data, 4096));
+	close(ch);
+	rdev_teardown(&r);
+}
+
+/* no_daemon_timeout 0 fails at once; queue_if_no_daemon waits for ever. */
+TEST(zero_timeout_fails_at_once_and_forever_waits)
+{
+	struct rdev r, q;
+	struct dm_user_message h;
+	struct dmu_io io;
+	long t0;
+	int ch;
+
+	ASSERT_EQ(0, rdev_setup(&r, "z", "2 no_daemon_timeout 0"));
+	t0 = now_ms();
+	EXPECT_EQ(-1, pread(r.bdev, r.buf, 4096, 0));
+	EXPECT_EQ(EIO, errno);
+	EXPECT_GT(1000, now_ms() - t0);
+	rdev_teardown(&r);
+
+	ASSERT_EQ(0, rdev_setup(&q, "f", "1 queue_if_no_daemon"));
+	io = (struct dmu_io){ .fd = q.bdev, .kind = DMU_PREAD, .buf = q.buf,
+			      .len = 4096, .off = 8192 };
+	ASSERT_EQ(0, dmu_io_start(&io));
+	/* Longer than the 2 s of the previous test: still waiting. */
+	EXPECT_EQ(-ETIMEDOUT, dmu_io_wait(&io, 3000));
+	ch = open_chan(&q);
+	ASSERT_LE(0, ch);
+	dmu_fill(q.data, 4096, 5);
+	ASSERT_EQ(0, dmu_read_msg(ch, &h, NULL, 0, WAIT_MS));
+	EXPECT_EQ(16, h.sector);
+	EXPECT_EQ(DMU_HDR + 4096,
+		  dmu_answer(ch, &h, DM_USER_RESP_SUCCESS, q.data, 4096));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(4096, io.ret);
+	EXPECT_EQ(0, memcmp(q.buf, q.data, 4096));
+	close(ch);
+	rdev_teardown(&q);
+}
+
+/*
+ * request_timeout: a daemon that reads a request and never answers; the
+ * request fails with ETIMEDOUT, the late answer is refused, and the
+ * channel goes on serving.
+ */
+TEST(request_timeout_fails_stuck_request)
+{
+	struct rdev r;
+	struct dm_user_message h, h2;
+	struct dmu_io io;
+	long t0;
+	int ch;
+
+	ASSERT_EQ(0, rdev_setup(&r, "rt", "2 request_timeout 1"));
+	ch = open_chan(&r);
+	ASSERT_LE(0, ch);
+	io = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PREAD, .buf = r.buf,
+			      .len = 4096, .off = 0 };
+	t0 = now_ms();
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(ch, &h, NULL, 0, WAIT_MS));
+	ASSERT_EQ(0, dmu_io_wait(&io, 8000));
+	EXPECT_EQ(ETIMEDOUT, io.err);
+	EXPECT_LE(900, now_ms() - t0);
+	EXPECT_EQ(1, status_num(&r, "timeouts"));
+
+	dmu_fill(r.data, 4096, 1);
+	EXPECT_EQ(-1, dmu_answer(ch, &h, DM_USER_RESP_SUCCESS, r.data, 4096));
+	EXPECT_EQ(EINVAL, errno);
+
+	/* The channel still serves, in time. */
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(ch, &h2, NULL, 0, WAIT_MS));
+	EXPECT_NE(h.seq, h2.seq);
+	EXPECT_EQ(DMU_HDR + 4096,
+		  dmu_answer(ch, &h2, DM_USER_RESP_SUCCESS, r.data, 4096));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(4096, io.ret);
+	EXPECT_EQ(0, memcmp(r.buf, r.data, 4096));
+	EXPECT_EQ(1, status_num(&r, "timeouts"));
+	close(ch);
+	rdev_teardown(&r);
+}
+
+/*
+ * A noflush suspend gives every request back to dm core even while the
+ * daemon sits on them, so it finishes at once; after resume they come back
+ * under new seqs and complete.
+ */
+TEST(noflush_suspend_gives_requests_back)
+{
+	struct rdev r;
+	struct dm_user_message h1, h2, h3, h4;
+	struct dmu_io a, b;
+	int ch;
+
+	ASSERT_EQ(0, rdev_setup(&r, "ns", ""));
+	ch = open_chan(&r);
+	ASSERT_LE(0, ch);
+	a = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PREAD, .buf = r.buf,
+			     .len = 4096, .off = 0 };
+	b = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PREAD,
+			     .buf = r.buf + 4096, .len = 4096, .off = 4096 };
+	ASSERT_EQ(0, dmu_io_start(&a));
+	ASSERT_EQ(0, dmu_read_msg(ch, &h1, NULL, 0, WAIT_MS));
+	ASSERT_EQ(0, dmu_io_start(&b));
+	usleep(200000);
+
+	EXPECT_EQ(0, dmu_run("timeout 20 dmsetup suspend --noflush %s",
+			     r.dev));
+	EXPECT_EQ(-1, dmu_answer(ch, &h1, DM_USER_RESP_SUCCESS, r.data, 4096));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(0, __atomic_load_n(&a.done, __ATOMIC_ACQUIRE));
+	EXPECT_EQ(0, dmu_run("dmsetup resume %s", r.dev));
+
+	ASSERT_EQ(0, dmu_read_msg(ch, &h2, NULL, 0, WAIT_MS));
+	ASSERT_EQ(0, dmu_read_msg(ch, &h3, NULL, 0, WAIT_MS));
+	EXPECT_NE(h1.seq, h2.seq);
+	EXPECT_NE(h1.seq, h3.seq);
+	dmu_fill(r.data, 4096, 11);
+	dmu_fill(r.data + 4096, 4096, 12);
+	EXPECT_EQ(DMU_HDR + 4096,
+		  dmu_answer(ch, &h2, DM_USER_RESP_SUCCESS,
+			     r.data + (h2.sector ? 4096 : 0), 4096));
+	EXPECT_EQ(DMU_HDR + 4096,
+		  dmu_answer(ch, &h3, DM_USER_RESP_SUCCESS,
+			     r.data + (h3.sector ? 4096 : 0), 4096));
+	ASSERT_EQ(0, dmu_io_wait(&a, WAIT_MS));
+	ASSERT_EQ(0, dmu_io_wait(&b, WAIT_MS));
+	EXPECT_EQ(4096, a.ret);
+	EXPECT_EQ(4096, b.ret);
+	EXPECT_EQ(0, memcmp(r.buf, r.data, 8192));
+	/* Nothing is left over. */
+	EXPECT_EQ(-ETIMEDOUT, dmu_read_msg(ch, &h4, NULL, 0, 300));
+	close(ch);
+	rdev_teardown(&r);
+}
+
+/* Attach and detach raise dm events and show in status. */
+TEST(attach_and_detach_raise_events)
+{
+	struct rdev r;
+	struct dm_user_message h;
+	long e0, e1;
+	char w[64];
+	int ch, ctl;
+
+	ASSERT_EQ(0, rdev_setup(&r, "ev", "1 queue_if_no_daemon"));
+	e0 = event_nr(&r);
+	ASSERT_LE(0, e0);
+
+	/* A control-only open is not a daemon. */
+	ctl = open_chan(&r);
+	ASSERT_LE(0, ctl);
+	usleep(200000);
+	EXPECT_EQ(e0, event_nr(&r));
+	ASSERT_EQ(0, status_word(&r, "daemon", w, sizeof(w)));
+	EXPECT_STREQ("waiting", w);
+	close(ctl);
+
+	ch = open_chan(&r);
+	ASSERT_LE(0, ch);
+	EXPECT_EQ(-ETIMEDOUT, dmu_read_msg(ch, &h, NULL, 0, 100));
+	EXPECT_EQ(0, dmu_run("timeout 10 dmsetup wait %s %ld", r.dev, e0));
+	e1 = event_nr(&r);
+	EXPECT_LT(e0, e1);
+	ASSERT_EQ(0, status_word(&r, "daemon", w, sizeof(w)));
+	EXPECT_STREQ("attached", w);
+
+	close(ch);
+	EXPECT_EQ(0, dmu_run("timeout 10 dmsetup wait %s %ld", r.dev, e1));
+	EXPECT_LT(e1, event_nr(&r));
+	ASSERT_EQ(0, status_word(&r, "daemon", w, sizeof(w)));
+	EXPECT_STREQ("waiting", w);
+	rdev_teardown(&r);
+}
+
+TEST_HARNESS_MAIN
