@@ -44,12 +44,6 @@ struct dm_user_tag_desc {
 	unsigned int nr_words;
 };
 
-static const char *const dm_user_state_words[] = {
-	[DM_USER_STATE_ATTACHED] = "attached",
-	[DM_USER_STATE_WAITING] = "waiting",
-	[DM_USER_STATE_FAILING] = "failing",
-};
-
 static const struct dm_user_tag_desc dm_user_tags[] = {
 	{ DM_USER_ATTR_UNKNOWN_TAG, DM_USER_TYPE_U32, false, "unknown_tag" },
 	{ DM_USER_ATTR_ERROR_REASON, DM_USER_TYPE_STRING, false, "error" },
@@ -65,7 +59,7 @@ static const struct dm_user_tag_desc dm_user_tags[] = {
 	{ DM_USER_ATTR_BACKLOG, DM_USER_TYPE_U32, false, "backlog" },
 	{ DM_USER_ATTR_INFLIGHT, DM_USER_TYPE_U32, false, "inflight" },
 	{ DM_USER_ATTR_DAEMON_STATE, DM_USER_TYPE_U32, false, "daemon_state",
-	  false, dm_user_state_words, ARRAY_SIZE(dm_user_state_words) },
+	  false, dm_user_daemon_state_names, DM_USER_NR_DAEMON_STATES },
 	{ DM_USER_ATTR_REQUEUED, DM_USER_TYPE_U64, false, "requeued" },
 	{ DM_USER_ATTR_TIMEOUTS, DM_USER_TYPE_U64, false, "timeouts" },
 	{ DM_USER_ATTR_READ_REQUESTS, DM_USER_TYPE_U64, false, "read_requests" },
@@ -240,23 +234,10 @@ static int dm_user_cmd_get_info(struct dm_user_target *t,
 				const struct dm_user_ctl_in *in,
 				struct dm_user_ctl_out *out)
 {
-	struct dm_user_op_stats stats[DM_USER_NR_OPS];
-	unsigned int channels, queued, backlog, inflight, i;
-	enum dm_user_daemon_state state;
-	u64 requeued, timeouts;
-	unsigned long irq_flags;
+	struct dm_user_snapshot snap;
+	unsigned int i;
 
-	spin_lock_irqsave(&t->lock, irq_flags);
-	channels = t->nr_channels;
-	queued = t->nr_queued;
-	backlog = t->nr_backlog;
-	inflight = t->nr_inflight;
-	state = dm_user_daemon_state_locked(t);
-	requeued = t->nr_requeued;
-	timeouts = t->nr_timeouts;
-	memcpy(stats, t->stats, sizeof(stats));
-	spin_unlock_irqrestore(&t->lock, irq_flags);
-
+	dm_user_snapshot(t, &snap);
 	dm_user_put_u32(out, DM_USER_ATTR_VERSION, DM_USER_CTL_VERSION);
 	dm_user_put_u64(out, DM_USER_ATTR_FEATURES,
 			DM_USER_FEATURE_CTL | DM_USER_FEATURE_NEGOTIATE);
@@ -266,22 +247,22 @@ static int dm_user_cmd_get_info(struct dm_user_target *t,
 	dm_user_put_u32(out, DM_USER_ATTR_MAX_IO,
 			DM_USER_MAX_IO_SECTORS << SECTOR_SHIFT);
 	dm_user_put_u64(out, DM_USER_ATTR_OPS, dm_user_enabled_req_types(t));
-	dm_user_put_u32(out, DM_USER_ATTR_CHANNELS, channels);
-	dm_user_put_u32(out, DM_USER_ATTR_QUEUED, queued);
-	dm_user_put_u32(out, DM_USER_ATTR_BACKLOG, backlog);
-	dm_user_put_u32(out, DM_USER_ATTR_INFLIGHT, inflight);
-	dm_user_put_u32(out, DM_USER_ATTR_DAEMON_STATE, state);
-	dm_user_put_u64(out, DM_USER_ATTR_REQUEUED, requeued);
-	dm_user_put_u64(out, DM_USER_ATTR_TIMEOUTS, timeouts);
+	dm_user_put_u32(out, DM_USER_ATTR_CHANNELS, snap.channels);
+	dm_user_put_u32(out, DM_USER_ATTR_QUEUED, snap.queued);
+	dm_user_put_u32(out, DM_USER_ATTR_BACKLOG, snap.backlog);
+	dm_user_put_u32(out, DM_USER_ATTR_INFLIGHT, snap.inflight);
+	dm_user_put_u32(out, DM_USER_ATTR_DAEMON_STATE, snap.state);
+	dm_user_put_u64(out, DM_USER_ATTR_REQUEUED, snap.requeued);
+	dm_user_put_u64(out, DM_USER_ATTR_TIMEOUTS, snap.timeouts);
 	/* The counter tags run requests, bytes, errors per op, in op order. */
 	BUILD_BUG_ON(DM_USER_ATTR_SECURE_ERASE_ERRORS !=
 		     DM_USER_ATTR_READ_REQUESTS + 3 * DM_USER_NR_OPS - 1);
 	for (i = 0; i < DM_USER_NR_OPS; i++) {
 		u16 tag = DM_USER_ATTR_READ_REQUESTS + 3 * i;
 
-		dm_user_put_u64(out, tag, stats[i].requests);
-		dm_user_put_u64(out, tag + 1, stats[i].bytes);
-		dm_user_put_u64(out, tag + 2, stats[i].errors);
+		dm_user_put_u64(out, tag, snap.stats[i].requests);
+		dm_user_put_u64(out, tag + 1, snap.stats[i].bytes);
+		dm_user_put_u64(out, tag + 2, snap.stats[i].errors);
 	}
 	return 0;
 }

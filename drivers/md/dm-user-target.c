@@ -61,7 +61,7 @@ module_param(no_daemon_timeout, int, 0644);
 MODULE_PARM_DESC(no_daemon_timeout,
 		 "Seconds a new target keeps I/O queued while no daemon is attached; -1: for ever (default 30)");
 
-static const char *const dm_user_daemon_state_names[] = {
+const char *const dm_user_daemon_state_names[DM_USER_NR_DAEMON_STATES] = {
 	[DM_USER_DAEMON_ATTACHED] = "attached",
 	[DM_USER_DAEMON_WAITING] = "waiting",
 	[DM_USER_DAEMON_FAILING] = "failing",
@@ -102,30 +102,34 @@ static const char *const dm_user_feature_names[DM_USER_NR_FEATURES] = {
 	[DM_USER_FEAT_REQUEST_TIMEOUT] = "request_timeout",
 };
 
-/* Feature words followed by a number: its range and error message. */
-static const struct dm_arg dm_user_feature_args[DM_USER_NR_FEATURES] = {
-	[DM_USER_FEAT_BLOCK_SIZE] = { SECTOR_SIZE, 4096, "Invalid block_size" },
-	[DM_USER_FEAT_MAX_QUEUED] = {
-		1, DM_USER_MAX_MAX_QUEUED, "Invalid max_queued"
-	},
-	[DM_USER_FEAT_NO_DAEMON_TIMEOUT] = {
-		0, DM_USER_MAX_TIMEOUT, "Invalid no_daemon_timeout"
-	},
-	[DM_USER_FEAT_REQUEST_TIMEOUT] = {
-		0, DM_USER_MAX_TIMEOUT, "Invalid request_timeout"
-	},
+/* Feature words followed by a number: its range and error messages. */
+struct dm_user_feature_value {
+	struct dm_arg range;
+	char *missing;
 };
 
-static char *const dm_user_feature_no_value[DM_USER_NR_FEATURES] = {
-	[DM_USER_FEAT_BLOCK_SIZE] = "block_size needs a value",
-	[DM_USER_FEAT_MAX_QUEUED] = "max_queued needs a value",
-	[DM_USER_FEAT_NO_DAEMON_TIMEOUT] = "no_daemon_timeout needs a value",
-	[DM_USER_FEAT_REQUEST_TIMEOUT] = "request_timeout needs a value",
+static const struct dm_user_feature_value dm_user_feature_values[DM_USER_NR_FEATURES] = {
+	[DM_USER_FEAT_BLOCK_SIZE] = {
+		{ SECTOR_SIZE, 4096, "Invalid block_size" },
+		"block_size needs a value"
+	},
+	[DM_USER_FEAT_MAX_QUEUED] = {
+		{ 1, DM_USER_MAX_MAX_QUEUED, "Invalid max_queued" },
+		"max_queued needs a value"
+	},
+	[DM_USER_FEAT_NO_DAEMON_TIMEOUT] = {
+		{ 0, DM_USER_MAX_TIMEOUT, "Invalid no_daemon_timeout" },
+		"no_daemon_timeout needs a value"
+	},
+	[DM_USER_FEAT_REQUEST_TIMEOUT] = {
+		{ 0, DM_USER_MAX_TIMEOUT, "Invalid request_timeout" },
+		"request_timeout needs a value"
+	},
 };
 
 static bool dm_user_feature_has_value(enum dm_user_feature f)
 {
-	return dm_user_feature_args[f].error;
+	return dm_user_feature_values[f].missing;
 }
 
 /* The operation each no_* feature word turns off. */
@@ -195,14 +199,12 @@ void dm_user_set_max_queued_locked(struct dm_user_target *t,
 }
 
 /*
- * Takes @req away from whatever holds it and puts it on @done to be
- * completed with @status once the lock is dropped. @req must not be busy.
+ * Takes @req off whatever holds it (enum dm_user_req_state), leaving it on
+ * no list and owned by nobody. @req must not be busy.
  */
-void dm_user_detach_locked(struct dm_user_target *t,
-			   struct dm_user_request *req, struct list_head *done,
-			   blk_status_t status)
+static void dm_user_unlink_locked(struct dm_user_target *t,
+				  struct dm_user_request *req)
 {
-	struct dm_user_op_stats *st = &t->stats[req->op];
 	struct dm_user_channel *ch = req->owner;
 
 	lockdep_assert_held(&t->lock);
@@ -228,8 +230,22 @@ void dm_user_detach_locked(struct dm_user_target *t,
 		t->nr_inflight--;
 		break;
 	}
-	list_move_tail(&req->list, done);
+	list_del_init(&req->list);
 	req->owner = NULL;
+}
+
+/*
+ * Takes @req away from whatever holds it and puts it on @done to be
+ * completed with @status once the lock is dropped. @req must not be busy.
+ */
+void dm_user_detach_locked(struct dm_user_target *t,
+			   struct dm_user_request *req, struct list_head *done,
+			   blk_status_t status)
+{
+	struct dm_user_op_stats *st = &t->stats[req->op];
+
+	dm_user_unlink_locked(t, req);
+	list_add_tail(&req->list, done);
 	req->answer_status = status;
 
 	/* A request pushed back to dm core is counted when it comes back. */
@@ -313,12 +329,25 @@ static void dm_user_event_work(struct work_struct *work)
 	dm_table_event(t->ti->table);
 }
 
-enum dm_user_daemon_state dm_user_daemon_state_locked(struct dm_user_target *t)
+void dm_user_snapshot(struct dm_user_target *t, struct dm_user_snapshot *s)
 {
+	unsigned long irq_flags;
+
+	spin_lock_irqsave(&t->lock, irq_flags);
+	s->channels = t->nr_channels;
+	s->queued = t->nr_queued;
+	s->backlog = t->nr_backlog;
+	s->inflight = t->nr_inflight;
 	if (t->nr_serving)
-		return DM_USER_DAEMON_ATTACHED;
-	return t->no_daemon_failing ? DM_USER_DAEMON_FAILING :
-				      DM_USER_DAEMON_WAITING;
+		s->state = DM_USER_DAEMON_ATTACHED;
+	else if (t->no_daemon_failing)
+		s->state = DM_USER_DAEMON_FAILING;
+	else
+		s->state = DM_USER_DAEMON_WAITING;
+	s->requeued = t->nr_requeued;
+	s->timeouts = t->nr_timeouts;
+	memcpy(s->stats, t->stats, sizeof(s->stats));
+	spin_unlock_irqrestore(&t->lock, irq_flags);
 }
 
 /* No daemon for too long: fail what waits, and new I/O until one comes. */
@@ -441,31 +470,16 @@ static void dm_user_requeue_locked(struct dm_user_target *t,
 				   struct dm_user_request *req,
 				   struct list_head *done)
 {
-	struct dm_user_channel *ch = req->owner;
 	blk_status_t status = dm_user_giveback_status_locked(t);
 
 	if (status != BLK_STS_OK) {
 		dm_user_detach_locked(t, req, done, status);
 		return;
 	}
-	switch (req->state) {
-	case DM_USER_REQ_SENDING:
-		ch->sending = NULL;
-		break;
-	case DM_USER_REQ_WAITING:
-		hash_del(&req->hash_node);
-		break;
-	case DM_USER_REQ_RECEIVING:
-		ch->receiving = NULL;
-		break;
-	default:
-		WARN_ON_ONCE(1);
-		return;
-	}
-	list_move(&req->list, &t->queue);
+	/* In flight becomes queued: the cap's count does not change. */
+	dm_user_unlink_locked(t, req);
+	list_add(&req->list, &t->queue);
 	req->state = DM_USER_REQ_QUEUED;
-	req->owner = NULL;
-	t->nr_inflight--;
 	t->nr_queued++;
 	t->nr_requeued++;
 }
@@ -575,9 +589,13 @@ static void dm_user_timeout_work(struct work_struct *work)
 			dm_user_expire_locked(t, req, now, timeout, &next,
 					      &pending, &expired, &done);
 	t->timeout_armed = pending;
+	/*
+	 * Timeouts are in seconds: looking again at most ten times a second
+	 * bounds the scans however the deadlines are spread.
+	 */
 	if (pending)
 		queue_delayed_work(system_wq, &t->timeout_work,
-				   max(next - now, 1UL));
+				   max(next - now, (unsigned long)HZ / 10));
 	if (expired)
 		dm_user_raise_event_locked(t);
 	spin_unlock_irq(&t->lock);
@@ -828,11 +846,11 @@ static int dm_user_parse_features(struct dm_user_target *t,
 		val = 0;
 		if (dm_user_feature_has_value(f)) {
 			if (!argc) {
-				ti->error = dm_user_feature_no_value[f];
+				ti->error = dm_user_feature_values[f].missing;
 				return -EINVAL;
 			}
 			argc--;
-			r = dm_read_arg(&dm_user_feature_args[f], as, &val,
+			r = dm_read_arg(&dm_user_feature_values[f].range, as, &val,
 					&ti->error);
 			if (r)
 				return r;
@@ -1099,35 +1117,22 @@ static void user_status(struct dm_target *ti, status_type_t type,
 			unsigned int maxlen)
 {
 	struct dm_user_target *t = ti->private;
-	struct dm_user_op_stats stats[DM_USER_NR_OPS];
-	unsigned int channels, queued, backlog, inflight;
-	enum dm_user_daemon_state state;
-	u64 requeued, timeouts;
-	unsigned long irq_flags;
+	struct dm_user_snapshot snap;
 	unsigned int sz = 0;
 	unsigned int i, words;
 
 	switch (type) {
 	case STATUSTYPE_INFO:
-		spin_lock_irqsave(&t->lock, irq_flags);
-		channels = t->nr_channels;
-		queued = t->nr_queued;
-		backlog = t->nr_backlog;
-		inflight = t->nr_inflight;
-		state = dm_user_daemon_state_locked(t);
-		requeued = t->nr_requeued;
-		timeouts = t->nr_timeouts;
-		memcpy(stats, t->stats, sizeof(stats));
-		spin_unlock_irqrestore(&t->lock, irq_flags);
-
+		dm_user_snapshot(t, &snap);
 		DMEMIT("channels %u queued %u backlog %u inflight %u",
-		       channels, queued, backlog, inflight);
+		       snap.channels, snap.queued, snap.backlog, snap.inflight);
 		for (i = 0; i < DM_USER_NR_OPS; i++)
 			DMEMIT(" %s %llu %llu %llu", dm_user_op_names[i],
-			       stats[i].requests, stats[i].bytes,
-			       stats[i].errors);
+			       snap.stats[i].requests, snap.stats[i].bytes,
+			       snap.stats[i].errors);
 		DMEMIT(" daemon %s requeued %llu timeouts %llu",
-		       dm_user_daemon_state_names[state], requeued, timeouts);
+		       dm_user_daemon_state_names[snap.state], snap.requeued,
+		       snap.timeouts);
 		break;
 
 	case STATUSTYPE_TABLE:

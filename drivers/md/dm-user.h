@@ -111,6 +111,7 @@ enum dm_user_daemon_state {
 	DM_USER_DAEMON_ATTACHED = DM_USER_STATE_ATTACHED,
 	DM_USER_DAEMON_WAITING = DM_USER_STATE_WAITING,
 	DM_USER_DAEMON_FAILING = DM_USER_STATE_FAILING,
+	DM_USER_NR_DAEMON_STATES,
 };
 
 struct dm_user_target {
@@ -213,9 +214,23 @@ long dm_user_ctl_ioctl(struct dm_user_target *t, struct dm_user_channel *ch,
 int dm_user_ctl_message(struct dm_user_target *t, unsigned int argc,
 			char **argv, char *result, unsigned int maxlen);
 
+/* What status and GET_INFO report, read in one go under the target lock. */
+struct dm_user_snapshot {
+	unsigned int channels;
+	unsigned int queued;
+	unsigned int backlog;
+	unsigned int inflight;
+	enum dm_user_daemon_state state;
+	u64 requeued;
+	u64 timeouts;
+	struct dm_user_op_stats stats[DM_USER_NR_OPS];
+};
+
 /* dm-user-target.c */
+/* Indexed by enum dm_user_daemon_state, for status and message text. */
+extern const char *const dm_user_daemon_state_names[DM_USER_NR_DAEMON_STATES];
 u64 dm_user_enabled_req_types(struct dm_user_target *t);
-enum dm_user_daemon_state dm_user_daemon_state_locked(struct dm_user_target *t);
+void dm_user_snapshot(struct dm_user_target *t, struct dm_user_snapshot *s);
 void dm_user_set_max_queued_locked(struct dm_user_target *t,
 				   unsigned int max_queued);
 void dm_user_set_no_daemon_timeout_locked(struct dm_user_target *t,

@@ -97,6 +97,25 @@ static long now_ms(void)
 }
 
 /*
+ * Plays the daemon for one 4 KiB read that @io (already started) is doing
+ * into r->buf: reads the request on @ch into @h, answers it with a pattern
+ * from @seed, and checks that the I/O returns exactly those bytes.
+ */
+static void serve_read_4k(struct __test_metadata *_metadata, struct rdev *r,
+			  int ch, struct dmu_io *io, uint32_t seed,
+			  struct dm_user_message *h)
+{
+	dmu_fill(r->data, 4096, seed);
+	ASSERT_EQ(0, dmu_read_msg(ch, h, NULL, 0, WAIT_MS));
+	EXPECT_EQ(DM_USER_REQ_MAP_READ, h->type);
+	EXPECT_EQ(DMU_HDR + 4096,
+		  dmu_answer(ch, h, DM_USER_RESP_SUCCESS, r->data, 4096));
+	ASSERT_EQ(0, dmu_io_wait(io, WAIT_MS));
+	EXPECT_EQ(4096, io->ret);
+	EXPECT_EQ(0, memcmp(r->buf, r->data, 4096));
+}
+
+/*
  * A request read but not answered, and one never read, both go back to the
  * queue when the channel closes; a new channel gets them whole, oldest
  * first, under new seqs, the write with all its data.
@@ -201,13 +220,7 @@ TEST(no_daemon_timeout_fails_then_recovers)
 	ASSERT_EQ(0, status_word(&r, "daemon", w, sizeof(w)));
 	EXPECT_STREQ("attached", w);
 	ASSERT_EQ(0, dmu_io_start(&io));
-	dmu_fill(r.data, 4096, 3);
-	ASSERT_EQ(0, dmu_read_msg(ch, &h, NULL, 0, WAIT_MS));
-	EXPECT_EQ(DMU_HDR + 4096,
-		  dmu_answer(ch, &h, DM_USER_RESP_SUCCESS, r.data, 4096));
-	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
-	EXPECT_EQ(4096, io.ret);
-	EXPECT_EQ(0, memcmp(r.buf, r.data, 4096));
+	serve_read_4k(_metadata, &r, ch, &io, 3, &h);
 	close(ch);
 	rdev_teardown(&r);
 }
@@ -236,14 +249,8 @@ TEST(zero_timeout_fails_at_once_and_forever_waits)
 	EXPECT_EQ(-ETIMEDOUT, dmu_io_wait(&io, 3000));
 	ch = open_chan(&q);
 	ASSERT_LE(0, ch);
-	dmu_fill(q.data, 4096, 5);
-	ASSERT_EQ(0, dmu_read_msg(ch, &h, NULL, 0, WAIT_MS));
+	serve_read_4k(_metadata, &q, ch, &io, 5, &h);
 	EXPECT_EQ(16, h.sector);
-	EXPECT_EQ(DMU_HDR + 4096,
-		  dmu_answer(ch, &h, DM_USER_RESP_SUCCESS, q.data, 4096));
-	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
-	EXPECT_EQ(4096, io.ret);
-	EXPECT_EQ(0, memcmp(q.buf, q.data, 4096));
 	close(ch);
 	rdev_teardown(&q);
 }
@@ -280,14 +287,69 @@ TEST(request_timeout_fails_stuck_request)
 
 	/* The channel still serves, in time. */
 	ASSERT_EQ(0, dmu_io_start(&io));
-	ASSERT_EQ(0, dmu_read_msg(ch, &h2, NULL, 0, WAIT_MS));
+	serve_read_4k(_metadata, &r, ch, &io, 2, &h2);
 	EXPECT_NE(h.seq, h2.seq);
-	EXPECT_EQ(DMU_HDR + 4096,
-		  dmu_answer(ch, &h2, DM_USER_RESP_SUCCESS, r.data, 4096));
-	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
-	EXPECT_EQ(4096, io.ret);
-	EXPECT_EQ(0, memcmp(r.buf, r.data, 4096));
 	EXPECT_EQ(1, status_num(&r, "timeouts"));
+	close(ch);
+	rdev_teardown(&r);
+}
+
+/*
+ * Both timeouts changed while the target runs: a request already older
+ * than a new request_timeout fails at once; a no_daemon_timeout of 0 fails
+ * waiting I/O at once, and "forever" makes a failing target wait again.
+ */
+TEST(timeouts_set_at_run_time)
+{
+	struct rdev r;
+	struct dm_user_message h, h2;
+	struct dmu_io io;
+	char w[64];
+	long t0;
+	int ch;
+
+	ASSERT_EQ(0, rdev_setup(&r, "rs", ""));
+	ch = open_chan(&r);
+	ASSERT_LE(0, ch);
+	io = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PREAD, .buf = r.buf,
+			      .len = 4096, .off = 0 };
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(ch, &h, NULL, 0, WAIT_MS));
+	usleep(1500000);
+	t0 = now_ms();
+	EXPECT_EQ(0, dmu_run("dmsetup message %s 0 set_params request_timeout=1",
+			     r.dev));
+	ASSERT_EQ(0, dmu_io_wait(&io, 5000));
+	EXPECT_EQ(ETIMEDOUT, io.err);
+	EXPECT_GT(1000, now_ms() - t0);
+	EXPECT_EQ(1, status_num(&r, "timeouts"));
+	EXPECT_EQ(0, dmu_run("dmsetup message %s 0 set_params request_timeout=0",
+			     r.dev));
+
+	/* The daemon goes; 0 fails what waits, now. */
+	close(ch);
+	ASSERT_EQ(0, dmu_io_start(&io));
+	usleep(200000);
+	EXPECT_EQ(0, __atomic_load_n(&io.done, __ATOMIC_ACQUIRE));
+	ASSERT_EQ(0, status_word(&r, "daemon", w, sizeof(w)));
+	EXPECT_STREQ("waiting", w);
+	EXPECT_EQ(0, dmu_run("dmsetup message %s 0 set_params no_daemon_timeout=0",
+			     r.dev));
+	ASSERT_EQ(0, dmu_io_wait(&io, 2000));
+	EXPECT_EQ(EIO, io.err);
+	ASSERT_EQ(0, status_word(&r, "daemon", w, sizeof(w)));
+	EXPECT_STREQ("failing", w);
+
+	/* "forever": I/O waits again, and the next daemon serves it. */
+	EXPECT_EQ(0, dmu_run("dmsetup message %s 0 set_params no_daemon_timeout=forever",
+			     r.dev));
+	ASSERT_EQ(0, status_word(&r, "daemon", w, sizeof(w)));
+	EXPECT_STREQ("waiting", w);
+	ASSERT_EQ(0, dmu_io_start(&io));
+	EXPECT_EQ(-ETIMEDOUT, dmu_io_wait(&io, 1500));
+	ch = open_chan(&r);
+	ASSERT_LE(0, ch);
+	serve_read_4k(_metadata, &r, ch, &io, 4, &h2);
 	close(ch);
 	rdev_teardown(&r);
 }

@@ -108,3 +108,38 @@ _queue_attr() {
 	_mm=$(dmsetup info -c --noheadings -o major,minor "$1" | tr -d ' ')
 	cat "/sys/dev/block/$_mm/queue/$2"
 }
+
+# _verify_fio_start <dev> <loops>: fio writing and verifying (crc32c) two
+# 16 MiB regions of /dev/mapper/<dev> in the background; FIO_PID is its pid.
+_verify_fio_start() {
+	fio --name=verify --filename="/dev/mapper/$1" --direct=1 \
+	    --rw=randwrite --bsrange=4k-64k --ioengine=libaio --iodepth=8 \
+	    --numjobs=2 --size=16M --offset_increment=32M --loops="$2" \
+	    --verify=crc32c --do_verify=1 --verify_fatal=1 \
+	    --output-format=terse --terse-version=3 > "/tmp/$1.fio" 2>&1 &
+	FIO_PID=$!
+}
+
+# _verify_fio_check <dev> <what>: waits for that fio; it must have exited
+# 0, with no job error and some data verified. Sets FIO_KB.
+_verify_fio_check() {
+	wait "$FIO_PID"
+	_st=$?
+	[ "$_st" = 0 ] || { cat "/tmp/$1.fio"; _fail "$2: fio failed (status $_st)"; }
+	# Terse v3: field 5 is the job's error, 6 the KiB read (verified).
+	_err=$(awk -F';' '{ s += $5 } END { print s }' "/tmp/$1.fio")
+	FIO_KB=$(awk -F';' '{ s += $6 } END { print s }' "/tmp/$1.fio")
+	[ "${_err:-1}" = 0 ] || _fail "$2: fio error $_err"
+	[ "${FIO_KB:-0}" -gt 0 ] || _fail "$2: fio verified nothing"
+}
+
+# _status_value <dev> <key>: the word after <key> in dmsetup status.
+_status_value() {
+	dmsetup status "$1" | tr ' ' '\n' | grep -A1 -x "$2" | tail -n 1
+}
+
+# _rw_errors <dev>: failed reads plus failed writes the target counted.
+_rw_errors() {
+	dmsetup status "$1" | awk '{ for (i = 1; i <= NF; i++)
+		if ($i == "read" || $i == "write") s += $(i + 3) } END { if (NR) print s + 0 }'
+}

@@ -18,28 +18,8 @@ _create_dev "$n" 131072 1 queue_if_no_daemon
 _start_daemon "$n" -f "$img" -t 2
 old=$DAEMON_PID
 
-start_fio() {
-	fio --name=handoff --filename="/dev/mapper/$n" --direct=1 \
-	    --rw=randwrite --bsrange=4k-64k --ioengine=libaio --iodepth=8 \
-	    --numjobs=2 --size=16M --offset_increment=32M --loops="$1" \
-	    --verify=crc32c --do_verify=1 --verify_fatal=1 \
-	    --output-format=terse --terse-version=3 > /tmp/$n.fio 2>&1 &
-	fio_pid=$!
-}
-
-check_fio() {
-	wait $fio_pid
-	_st=$?
-	[ "$_st" = 0 ] || { cat /tmp/$n.fio; _fail "$1: fio failed (status $_st)"; }
-	_err=$(awk -F';' '{ s += $5 } END { print s }' /tmp/$n.fio)
-	_kb=$(awk -F';' '{ s += $6 } END { print s }' /tmp/$n.fio)
-	[ "${_err:-1}" = 0 ] || _fail "$1: fio error $_err"
-	[ "${_kb:-0}" -gt 0 ] || _fail "$1: fio verified nothing"
-	_log "$1: $_kb KiB verified, no errors"
-}
-
 # 1. Hand-off between daemons on the same target.
-start_fio 2
+_verify_fio_start "$n" 2
 i=0
 while [ $i -lt 3 ]; do
 	sleep 1
@@ -48,14 +28,15 @@ while [ $i -lt 3 ]; do
 	old=$DAEMON_PID
 	i=$((i + 1))
 done
-check_fio "3 daemon hand-offs"
+_verify_fio_check "$n" "3 daemon hand-offs"
+_log "3 daemon hand-offs: $FIO_KB KiB verified, no errors"
 
 # 2. Table reloads to a new target name, with fio running.
 sectors=131072
 name=$n
 for mode in flush noflush; do
 	new=${n}_$mode
-	start_fio 1
+	_verify_fio_start "$n" 1
 	sleep 1
 	if [ $mode = noflush ]; then
 		dmsetup suspend --noflush "$n" || _fail "suspend --noflush"
@@ -75,11 +56,12 @@ for mode in flush noflush; do
 	old=$next
 	name=$new
 	dmsetup table "$n" | grep -q " $new " || _fail "table does not name $new"
-	check_fio "reload with a $mode suspend"
+	_verify_fio_check "$n" "reload with a $mode suspend"
+	_log "reload with a $mode suspend: $FIO_KB KiB verified, no errors"
 done
 
 _stop_daemon "$old"
-e=$(dmsetup status "$n" | awk '{ for (i = 1; i <= NF; i++) if ($i == "read" || $i == "write") s += $(i + 3) } END { print s }')
-[ "${e:-1}" = 0 ] || _fail "the target counted $e failed reads or writes"
+e=$(_rw_errors "$n")
+[ "${e:-none}" = 0 ] || _fail "the target counted $e failed reads or writes"
 rm -f "$img"
 exit 0
