@@ -25,14 +25,6 @@
 
 #define DM_USER_HDR_SIZE	sizeof(struct dm_user_message)
 
-void dm_user_target_release(struct kref *kref)
-{
-	struct dm_user_target *t = container_of(kref, struct dm_user_target,
-						 kref);
-
-	kfree(t);
-}
-
 static bool dm_user_nonblocking(struct kiocb *iocb)
 {
 	return (iocb->ki_flags & IOCB_NOWAIT) ||
@@ -90,10 +82,12 @@ static void dm_user_finish_copy(struct dm_user_target *t,
 
 static int dm_user_open(struct inode *inode, struct file *file)
 {
-	/* misc_open() holds misc_mtx, so the target cannot be torn down. */
-	struct miscdevice *misc = file->private_data;
-	struct dm_user_target *t = container_of(misc, struct dm_user_target,
-						 misc);
+	/*
+	 * chrdev_open() holds a reference on the cdev and through it on
+	 * t->dev, so t stays allocated; t->dead says whether it is torn down.
+	 */
+	struct dm_user_target *t = container_of(inode->i_cdev,
+						 struct dm_user_target, cdev);
 	struct dm_user_channel *ch;
 	unsigned long irq_flags;
 
@@ -111,7 +105,7 @@ static int dm_user_open(struct inode *inode, struct file *file)
 		kfree(ch);
 		return -ENOTBLK;
 	}
-	kref_get(&t->kref);
+	get_device(&t->dev);
 	list_add_tail(&ch->node, &t->channels);
 	t->nr_channels++;
 	spin_unlock_irqrestore(&t->lock, irq_flags);
@@ -141,8 +135,8 @@ static int dm_user_release(struct inode *inode, struct file *file)
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 
 	dm_user_complete_list(&done);
-	kref_put(&t->kref, dm_user_target_release);
 	kfree(ch);
+	put_device(&t->dev);
 	return 0;
 }
 

@@ -18,4 +18,14 @@
 #define DM_USER_COMPAT_REQ_CGROUP_PUNT	((__force blk_opf_t)0)
 #endif
 
+/*
+ * device_type.devnode() takes a const device from 6.2 on; the top-level
+ * Kbuild finds out from the headers which kind it builds against.
+ */
+#ifdef DM_USER_HAVE_CONST_DEVNODE
+#define DM_USER_COMPAT_DEVNODE_CONST	const
+#else
+#define DM_USER_COMPAT_DEVNODE_CONST
+#endif
+
 #endif /* DM_USER_COMPAT_H */

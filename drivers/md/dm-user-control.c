@@ -221,7 +221,7 @@ struct dm_user_cmd {
 	u16 command;
 	u16 version;		/* interface version that introduced it */
 	const char *name;	/* dmsetup message word */
-	bool admin;		/* changes settings: needs CAP_SYS_ADMIN */
+	bool admin;		/* changes settings: owner or CAP_SYS_ADMIN */
 	bool per_channel;	/* only meaningful on a channel (ioctl) */
 	const u16 *inputs;	/* tags it takes, 0-terminated */
 	int (*fn)(struct dm_user_target *t, struct dm_user_channel *ch,
@@ -552,8 +552,9 @@ long dm_user_ctl_ioctl(struct dm_user_target *t, struct dm_user_channel *ch,
 	r = dm_user_parse_attrs(cmd, buf->data, buf->in_len, in, &out);
 	if (r)
 		goto reply;
-	if (cmd->admin && !capable(CAP_SYS_ADMIN)) {
-		r = dm_user_refuse(&out, -EPERM, 0, "needs CAP_SYS_ADMIN");
+	if (cmd->admin && !dm_user_may_change_settings(t)) {
+		r = dm_user_refuse(&out, -EPERM, 0,
+				   "needs the node's owner or CAP_SYS_ADMIN");
 		goto reply;
 	}
 	if (READ_ONCE(t->dead)) {

@@ -11,9 +11,8 @@
  *
  *   dm_user_registry_lock (mutex)
  *	Protects dm_user_registry, the list of live targets, so that two
- *	targets never share a name, and orders misc_register() and
- *	misc_deregister() of one name. Taken in the constructor and the
- *	destructor only.
+ *	targets never share a name, and orders adding and deleting the node of
+ *	one name. Taken in the constructor and the destructor only.
  *
  *   dm_user_channel.io_lock (mutex, dm-user-channel.c)
  *	Serialises the read() and write() calls of one channel, so that a
@@ -44,7 +43,9 @@
 
 #include <linux/bio.h>
 #include <linux/blkdev.h>
+#include <linux/cred.h>
 #include <linux/device-mapper.h>
+#include <linux/idr.h>
 #include <linux/kernel.h>
 #include <linux/module.h>
 #include <linux/slab.h>
@@ -55,6 +56,13 @@
 
 static LIST_HEAD(dm_user_registry);
 static DEFINE_MUTEX(dm_user_registry_lock);
+
+/* The nodes: one character device region, one minor per live target. */
+static dev_t dm_user_devt;
+static DEFINE_IDA(dm_user_minors);
+static struct class dm_user_class = {
+	.name = DM_USER_NODE_DIR,
+};
 
 static int no_daemon_timeout = DM_USER_DEFAULT_NO_DAEMON_TIMEOUT;
 module_param(no_daemon_timeout, int, 0644);
@@ -87,6 +95,9 @@ enum dm_user_feature {
 	DM_USER_FEAT_NO_DAEMON_TIMEOUT,
 	DM_USER_FEAT_QUEUE_IF_NO_DAEMON,
 	DM_USER_FEAT_REQUEST_TIMEOUT,
+	DM_USER_FEAT_UID,
+	DM_USER_FEAT_GID,
+	DM_USER_FEAT_MODE,
 	DM_USER_NR_FEATURES,
 };
 
@@ -100,12 +111,20 @@ static const char *const dm_user_feature_names[DM_USER_NR_FEATURES] = {
 	[DM_USER_FEAT_NO_DAEMON_TIMEOUT] = "no_daemon_timeout",
 	[DM_USER_FEAT_QUEUE_IF_NO_DAEMON] = "queue_if_no_daemon",
 	[DM_USER_FEAT_REQUEST_TIMEOUT] = "request_timeout",
+	[DM_USER_FEAT_UID] = "uid",
+	[DM_USER_FEAT_GID] = "gid",
+	[DM_USER_FEAT_MODE] = "mode",
 };
 
-/* Feature words followed by a number: its range and error messages. */
+/*
+ * Feature words followed by a number: its range and error messages. An
+ * octal value is written as four digits with a leading zero (0660), so that
+ * the table reads back exactly as it was given.
+ */
 struct dm_user_feature_value {
 	struct dm_arg range;
 	char *missing;
+	bool octal;
 };
 
 static const struct dm_user_feature_value dm_user_feature_values[DM_USER_NR_FEATURES] = {
@@ -124,6 +143,20 @@ static const struct dm_user_feature_value dm_user_feature_values[DM_USER_NR_FEAT
 	[DM_USER_FEAT_REQUEST_TIMEOUT] = {
 		{ 0, DM_USER_MAX_TIMEOUT, "Invalid request_timeout" },
 		"request_timeout needs a value"
+	},
+	/* (uid_t)-1 and (gid_t)-1 mean "no change" to chown(): never valid. */
+	[DM_USER_FEAT_UID] = {
+		{ 0, UINT_MAX - 1, "Invalid uid" },
+		"uid needs a value"
+	},
+	[DM_USER_FEAT_GID] = {
+		{ 0, UINT_MAX - 1, "Invalid gid" },
+		"gid needs a value"
+	},
+	[DM_USER_FEAT_MODE] = {
+		{ 0, 0777, "Invalid mode: four octal digits from 0000 to 0777" },
+		"mode needs a value",
+		true
 	},
 };
 
@@ -807,6 +840,25 @@ static int dm_user_parse_sector(const char *arg, sector_t expected,
 	return 0;
 }
 
+static int dm_user_read_feature_value(const struct dm_user_feature_value *v,
+				      struct dm_arg_set *as, unsigned int *val,
+				      char **error)
+{
+	const char *word;
+
+	if (!v->octal)
+		return dm_read_arg(&v->range, as, val, error);
+
+	word = dm_shift_arg(as);
+	if (!word || strlen(word) != 4 || word[0] != '0' ||
+	    kstrtouint(word, 8, val) || *val < v->range.min ||
+	    *val > v->range.max) {
+		*error = v->range.error;
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int dm_user_parse_features(struct dm_user_target *t,
 				  struct dm_arg_set *as, struct dm_target *ti)
 {
@@ -850,8 +902,8 @@ static int dm_user_parse_features(struct dm_user_target *t,
 				return -EINVAL;
 			}
 			argc--;
-			r = dm_read_arg(&dm_user_feature_values[f].range, as, &val,
-					&ti->error);
+			r = dm_user_read_feature_value(&dm_user_feature_values[f],
+						       as, &val, &ti->error);
 			if (r)
 				return r;
 		}
@@ -883,6 +935,24 @@ static int dm_user_parse_features(struct dm_user_target *t,
 		case DM_USER_FEAT_REQUEST_TIMEOUT:
 			t->request_timeout = val;
 			break;
+		case DM_USER_FEAT_UID:
+			/* Numbers as seen by the process loading the table. */
+			t->uid = make_kuid(current_user_ns(), val);
+			if (!uid_valid(t->uid)) {
+				ti->error = "uid is not mapped in the caller's user namespace";
+				return -EINVAL;
+			}
+			break;
+		case DM_USER_FEAT_GID:
+			t->gid = make_kgid(current_user_ns(), val);
+			if (!gid_valid(t->gid)) {
+				ti->error = "gid is not mapped in the caller's user namespace";
+				return -EINVAL;
+			}
+			break;
+		case DM_USER_FEAT_MODE:
+			t->mode = val;
+			break;
 		default:
 			__set_bit(dm_user_feature_op[f], &t->disabled_ops);
 			break;
@@ -900,6 +970,90 @@ static struct dm_user_target *dm_user_registry_find(const char *name)
 		if (!strcmp(t->name, name))
 			return t;
 	return NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * The node /dev/dm-user/<name>
+ */
+
+/*
+ * Sets the node's owner, group and mode. It returns no name, so that the
+ * device name "dm-user!<name>" gives the path "dm-user/<name>": the callback
+ * then allocates nothing, and no allocation failure can make devtmpfs fall
+ * back to a node at another path.
+ */
+static char *dm_user_devnode(DM_USER_COMPAT_DEVNODE_CONST struct device *dev,
+			     umode_t *mode, kuid_t *uid, kgid_t *gid)
+{
+	const struct dm_user_target *t = container_of(dev,
+						       struct dm_user_target, dev);
+
+	/* devtmpfs and the uevent (DEVMODE, DEVUID, DEVGID) take these. */
+	if (mode)
+		*mode = t->mode;
+	if (uid)
+		*uid = t->uid;
+	if (gid)
+		*gid = t->gid;
+	return NULL;
+}
+
+static void dm_user_dev_release(struct device *dev)
+{
+	struct dm_user_target *t = container_of(dev, struct dm_user_target,
+						 dev);
+
+	ida_free(&dm_user_minors, MINOR(dev->devt));
+	kfree(t);
+}
+
+static const struct device_type dm_user_node_type = {
+	.name = "dm-user-node",
+	.devnode = dm_user_devnode,
+	.release = dm_user_dev_release,
+};
+
+/*
+ * Whether the caller may change @t's settings: the node's owner, so that an
+ * unprivileged daemon can tune the device it serves, or an administrator.
+ */
+bool dm_user_may_change_settings(struct dm_user_target *t)
+{
+	return uid_eq(current_fsuid(), t->uid) || capable(CAP_SYS_ADMIN);
+}
+
+/*
+ * Adds the node of a fully set up @t. On failure t is freed, through the
+ * device's release once the device is initialised.
+ */
+static int dm_user_add_node(struct dm_user_target *t, struct dm_target *ti)
+{
+	int minor, r;
+
+	lockdep_assert_held(&dm_user_registry_lock);
+	minor = ida_alloc_max(&dm_user_minors, DM_USER_MAX_NODES - 1,
+			      GFP_KERNEL);
+	if (minor < 0) {
+		ti->error = minor == -ENOSPC ? "Too many user targets" :
+			    "Cannot allocate a minor number";
+		kfree(t);
+		return minor;
+	}
+
+	device_initialize(&t->dev);
+	t->dev.class = &dm_user_class;
+	t->dev.type = &dm_user_node_type;
+	t->dev.devt = MKDEV(MAJOR(dm_user_devt), minor);
+	cdev_init(&t->cdev, &dm_user_fops);
+	t->cdev.owner = THIS_MODULE;
+	r = dev_set_name(&t->dev, DM_USER_NODE_DIR "!%s", t->name);
+	if (!r)
+		r = cdev_device_add(&t->cdev, &t->dev);
+	if (r) {
+		ti->error = "Cannot add the device node";
+		put_device(&t->dev);
+	}
+	return r;
 }
 
 /*
@@ -925,7 +1079,6 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = "Cannot allocate target context";
 		return -ENOMEM;
 	}
-	kref_init(&t->kref);
 	INIT_LIST_HEAD(&t->registry_node);
 	spin_lock_init(&t->lock);
 	INIT_LIST_HEAD(&t->queue);
@@ -940,6 +1093,9 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	t->len = ti->len;
 	t->block_size = SECTOR_SIZE;
 	t->max_queued = DM_USER_DEFAULT_MAX_QUEUED;
+	t->uid = GLOBAL_ROOT_UID;
+	t->gid = GLOBAL_ROOT_GID;
+	t->mode = 0600;
 	val = READ_ONCE(no_daemon_timeout);
 	t->no_daemon_timeout = val < 0 ? DM_USER_TIMEOUT_FOREVER :
 			       min(val, DM_USER_MAX_TIMEOUT);
@@ -1001,13 +1157,6 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	if (dm_user_op_enabled(t, DM_USER_OP_SECURE_ERASE))
 		ti->num_secure_erase_bios = 1;
 
-	snprintf(t->misc_name, sizeof(t->misc_name), DM_USER_MISC_PREFIX "%s",
-		 t->name);
-	t->misc.minor = MISC_DYNAMIC_MINOR;
-	t->misc.name = t->misc_name;
-	t->misc.fops = &dm_user_fops;
-	t->misc.mode = 0600;
-
 	mutex_lock(&dm_user_registry_lock);
 	if (dm_user_registry_find(t->name)) {
 		mutex_unlock(&dm_user_registry_lock);
@@ -1015,11 +1164,11 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = -EBUSY;
 		goto bad;
 	}
-	r = misc_register(&t->misc);
+	/* From here on t->dev owns t: on failure it is freed by its release. */
+	r = dm_user_add_node(t, ti);
 	if (r) {
 		mutex_unlock(&dm_user_registry_lock);
-		ti->error = "Cannot register the misc device";
-		goto bad;
+		return r;
 	}
 	list_add_tail(&t->registry_node, &dm_user_registry);
 	mutex_unlock(&dm_user_registry_lock);
@@ -1040,7 +1189,7 @@ static void user_dtr(struct dm_target *ti)
 
 	/* No new channel can open once the node is gone. */
 	mutex_lock(&dm_user_registry_lock);
-	misc_deregister(&t->misc);
+	cdev_device_del(&t->cdev, &t->dev);
 	list_del_init(&t->registry_node);
 	mutex_unlock(&dm_user_registry_lock);
 
@@ -1061,7 +1210,7 @@ static void user_dtr(struct dm_target *ti)
 	/* A channel copying a request's data completes it when done. */
 	wait_event(t->busy_wq, !atomic_read(&t->nr_busy));
 
-	kref_put(&t->kref, dm_user_target_release);
+	put_device(&t->dev);
 }
 
 /* ------------------------------------------------------------------------
@@ -1150,7 +1299,11 @@ static void user_status(struct dm_target *ti, status_type_t type,
 			u8 f = t->feature_order[i];
 
 			DMEMIT(" %s", dm_user_feature_names[f]);
-			if (dm_user_feature_has_value(f))
+			if (!dm_user_feature_has_value(f))
+				continue;
+			if (dm_user_feature_values[f].octal)
+				DMEMIT(" %04o", t->feature_value[i]);
+			else
 				DMEMIT(" %u", t->feature_value[i]);
 		}
 		break;
@@ -1234,16 +1387,40 @@ static struct target_type user_target = {
 
 static int __init dm_user_init(void)
 {
-	int r = dm_register_target(&user_target);
+	int r;
 
-	if (r < 0)
+	r = alloc_chrdev_region(&dm_user_devt, 0, DM_USER_MAX_NODES,
+				DM_USER_NODE_DIR);
+	if (r) {
+		DMERR("cannot allocate device numbers: %d", r);
+		return r;
+	}
+	r = class_register(&dm_user_class);
+	if (r) {
+		DMERR("cannot register the device class: %d", r);
+		goto bad_class;
+	}
+	r = dm_register_target(&user_target);
+	if (r) {
 		DMERR("register failed %d", r);
+		goto bad_target;
+	}
+	return 0;
+
+bad_target:
+	class_unregister(&dm_user_class);
+bad_class:
+	unregister_chrdev_region(dm_user_devt, DM_USER_MAX_NODES);
 	return r;
 }
 
 static void __exit dm_user_exit(void)
 {
+	/* No target is left: each holds a reference on this module. */
 	dm_unregister_target(&user_target);
+	class_unregister(&dm_user_class);
+	unregister_chrdev_region(dm_user_devt, DM_USER_MAX_NODES);
+	ida_destroy(&dm_user_minors);
 }
 
 module_init(dm_user_init);

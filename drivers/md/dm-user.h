@@ -9,10 +9,10 @@
 #define DM_USER_INTERNAL_H
 
 #include <linux/blk_types.h>
+#include <linux/cdev.h>
+#include <linux/device.h>
 #include <linux/hashtable.h>
-#include <linux/kref.h>
 #include <linux/list.h>
-#include <linux/miscdevice.h>
 #include <linux/mutex.h>
 #include <linux/sizes.h>
 #include <linux/spinlock.h>
@@ -23,7 +23,10 @@
 
 #define DM_MSG_PREFIX "user"
 
-#define DM_USER_MISC_PREFIX	"dm-user/"
+/* Nodes are /dev/dm-user/<name>; also the class and chrdev region name. */
+#define DM_USER_NODE_DIR	"dm-user"
+/* Live targets at once: minors of the character device region. */
+#define DM_USER_MAX_NODES	BIT(16)
 
 /*
  * Largest read or write handed to a daemon in one request, in sectors:
@@ -115,14 +118,22 @@ enum dm_user_daemon_state {
 };
 
 struct dm_user_target {
-	struct kref kref;
+	/*
+	 * The node /dev/dm-user/<name>. Its reference count is the target's:
+	 * the table holds one until the destructor, each channel one, and an
+	 * open() in progress one through the cdev; the release frees all.
+	 */
+	struct device dev;
+	struct cdev cdev;
 	/* For dm_table_event(); only used while the target is alive. */
 	struct dm_target *ti;
 	/* Node in the global list of live targets, for name uniqueness. */
 	struct list_head registry_node;
 	char name[DM_USER_NAME_MAX + 1];
-	char misc_name[sizeof(DM_USER_MISC_PREFIX) + DM_USER_NAME_MAX];
-	struct miscdevice misc;
+	/* Owner, group and mode of the node (uid, gid, mode table words). */
+	kuid_t uid;
+	kgid_t gid;
+	umode_t mode;
 
 	/* Table parameters, fixed for the life of the target. */
 	sector_t begin;
@@ -206,7 +217,6 @@ struct dm_user_channel {
 
 /* dm-user-channel.c */
 extern const struct file_operations dm_user_fops;
-void dm_user_target_release(struct kref *kref);
 
 /* dm-user-control.c */
 long dm_user_ctl_ioctl(struct dm_user_target *t, struct dm_user_channel *ch,
@@ -230,6 +240,7 @@ struct dm_user_snapshot {
 /* Indexed by enum dm_user_daemon_state, for status and message text. */
 extern const char *const dm_user_daemon_state_names[DM_USER_NR_DAEMON_STATES];
 u64 dm_user_enabled_req_types(struct dm_user_target *t);
+bool dm_user_may_change_settings(struct dm_user_target *t);
 void dm_user_snapshot(struct dm_user_target *t, struct dm_user_snapshot *s);
 void dm_user_set_max_queued_locked(struct dm_user_target *t,
 				   unsigned int max_queued);

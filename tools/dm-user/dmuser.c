@@ -503,13 +503,14 @@ static const struct store_ops file_ops = {
 	.close = file_close,
 };
 
-static int file_open(struct store *s, const char *path)
+static int file_open(struct store *s, const char *path, bool direct)
 {
 	struct stat st;
 	uint64_t size;
 
 	s->path = path;
-	s->fd = open(path, O_RDWR | O_CLOEXEC);
+	/* The serve loop's buffers are 4096-aligned, as O_DIRECT wants. */
+	s->fd = open(path, O_RDWR | O_CLOEXEC | (direct ? O_DIRECT : 0));
 	if (s->fd < 0) {
 		report(errno, "open %s", path);
 		return -1;
@@ -639,7 +640,7 @@ static struct serve_options {
 	uint64_t ram_size;
 	unsigned int threads, batch;
 	size_t split;
-	bool read_batch, verbose;
+	bool read_batch, verbose, direct;
 } sopt = { .threads = 1, .batch = 1 };
 
 /* Set by SIGTERM and SIGINT; the serving threads look at it. */
@@ -738,7 +739,7 @@ static void prepare_daemon(void)
 	if (!rc)
 		return;
 	if (prctl(PR_GET_IO_FLUSHER, 0, 0, 0, 0) == 1)
-		report(rc, "warning: mlockall(MCL_CURRENT | MCL_FUTURE) (continuing, but the daemon's memory may be paged out while the device waits for it)");
+		report(rc, "warning: memory not locked: mlockall(MCL_CURRENT | MCL_FUTURE) needs CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK (continuing, but the daemon's memory may be paged out while the device waits for it)");
 	else
 		report(rc, "warning: prctl(PR_SET_IO_FLUSHER, 1) (needs CAP_SYS_RESOURCE and Linux 5.6; continuing, but reclaim may deadlock on this device)");
 }
@@ -755,6 +756,9 @@ static void serve_usage(FILE *f)
 "                        (suffix K, M, G or T: powers of 1024)\n"
 "  -f, --file <path>     regular file or block device, served with pread/pwrite\n"
 "Options:\n"
+"  -d, --direct          open the --file with O_DIRECT: no page cache, so the\n"
+"                        daemon allocates nothing to write it (use it when\n"
+"                        the device is swap or under memory pressure)\n"
 "  -t, --threads <n>     open <n> channels, one thread each (default 1, max %d)\n"
 "  -q, --batch <n>       read up to <n> requests, then answer them in reverse\n"
 "                        order (default 1, max %d)\n"
@@ -777,6 +781,7 @@ static void serve_parse(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "ram", required_argument, NULL, 'r' },
 		{ "file", required_argument, NULL, 'f' },
+		{ "direct", no_argument, NULL, 'd' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "batch", required_argument, NULL, 'q' },
 		{ "read-batch", no_argument, NULL, 'B' },
@@ -789,12 +794,15 @@ static void serve_parse(int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":r:f:t:q:Bs:S:p:vh", longopts,
+	while ((c = getopt_long(argc, argv, ":r:f:dt:q:Bs:S:p:vh", longopts,
 				NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			sopt.ram_size = parse_number("--ram", optarg, true, 1,
 						     UINT64_MAX);
+			break;
+		case 'd':
+			sopt.direct = true;
 			break;
 		case 'f':
 			sopt.file = optarg;
@@ -837,6 +845,8 @@ static void serve_parse(int argc, char **argv)
 	}
 	if ((sopt.ram_size != 0) == (sopt.file != NULL))
 		bad_usage("exactly one of --ram and --file is required");
+	if (sopt.direct && !sopt.file)
+		bad_usage("--direct applies to --file only");
 	if (optind != argc - 1)
 		bad_usage(optind == argc ? "missing <name-or-path>"
 					 : "more than one <name-or-path>");
@@ -858,7 +868,7 @@ static int cmd_serve(int argc, char **argv)
 	 * is per thread and inherited, and the store is allocated locked.
 	 */
 	prepare_daemon();
-	if (sopt.file ? file_open(&store, sopt.file)
+	if (sopt.file ? file_open(&store, sopt.file, sopt.direct)
 		      : ram_open(&store, sopt.ram_size))
 		return 1;
 	if (sopt.verbose)

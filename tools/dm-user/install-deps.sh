@@ -6,6 +6,7 @@
 # nothing is done at all when every package is installed.
 set -eu
 
+# flex, bison and libelf-dev build the debug kernel (make check-debug).
 # The 6.12 kernel comes from bookworm's security/updates archive as a
 # meta-package that follows the newest 6.12 build.
 pkgs="build-essential make gcc gcc-multilib libc6-dev-i386 bc kmod
@@ -15,7 +16,8 @@ pkgs="build-essential make gcc gcc-multilib libc6-dev-i386 bc kmod
  qemu-system-x86 busybox-static cpio xz-utils
  dmsetup libdevmapper-dev libaio-dev liburing-dev pkg-config
  fio e2fsprogs sparse
- nbdkit nbd-client"
+ nbdkit nbd-client
+ flex bison libelf-dev"
 
 missing=""
 for p in $pkgs; do

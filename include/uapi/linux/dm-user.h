@@ -21,7 +21,7 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-/* Longest target name: the misc node is /dev/dm-user/<name>. */
+/* Longest target name: the node is /dev/dm-user/<name>. */
 #define DM_USER_NAME_MAX	64
 
 /* Request types, in &dm_user_message.type of a request. */
@@ -136,7 +136,8 @@ struct dm_user_message {
  *  ERANGE	a value out of range (error_tag names it)
  *  ENOSPC	the reply does not fit in size; out_len says how many bytes of
  *		attributes it needs
- *  EPERM	a command that changes settings, without CAP_SYS_ADMIN
+ *  EPERM	a command that changes settings, from neither the node's owner
+ *		nor a process with CAP_SYS_ADMIN
  *  ENOTBLK	the target this fd was opened on has been destroyed
  */
 

@@ -31,8 +31,11 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <linux/capability.h>
 
 #include "dmuser.h"
 
@@ -665,6 +668,22 @@ int dmu_serve(const char *name, const struct dmu_ops *ops, void *ctx,
  * unpopulated until used, and are locked from then on. Kernels before 4.4
  * do not know the flag and get the plain MCL_CURRENT | MCL_FUTURE.
  */
+static bool may_lock_all_memory(void)
+{
+	struct __user_cap_header_struct hdr = {
+		.version = _LINUX_CAPABILITY_VERSION_3,
+	};
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+	struct rlimit rl;
+
+	if (!getrlimit(RLIMIT_MEMLOCK, &rl) && rl.rlim_cur == RLIM_INFINITY)
+		return true;
+	if (syscall(SYS_capget, &hdr, data))
+		return false;
+	return data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &
+	       CAP_TO_MASK(CAP_IPC_LOCK);
+}
+
 int dmu_prepare_daemon(void)
 {
 	int err = 0;
@@ -672,6 +691,13 @@ int dmu_prepare_daemon(void)
 	/* 1 sets the flag (the RFC's daemons passed 0, which clears it). */
 	if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0))
 		err = -errno;
+	/*
+	 * Under a finite RLIMIT_MEMLOCK, MCL_FUTURE would make the daemon's
+	 * own mmap() and thread stacks fail once the limit is reached:
+	 * better not to lock at all.
+	 */
+	if (!may_lock_all_memory())
+		return err ? err : -EPERM;
 	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0)
 		return err;
 	if (errno == EINVAL && mlockall(MCL_CURRENT | MCL_FUTURE) == 0)

@@ -245,6 +245,11 @@ int dmu_serve(const char *name, const struct dmu_ops *ops, void *ctx,
  * set PR_SET_IO_FLUSHER so its allocations do not wait on the device it
  * serves, and lock its memory so it is never paged out to that device.
  *
+ * Memory is locked only where the lock cannot run out: with CAP_IPC_LOCK
+ * or an unlimited RLIMIT_MEMLOCK. Under a finite limit, mlockall()'s
+ * MCL_FUTURE would make the daemon's own later allocations fail, so an
+ * unprivileged daemon is left unlocked and gets -EPERM.
+ *
  * Return: 0, or the negative errno of the first step that failed (the
  * other steps are still tried).
  */

@@ -8,7 +8,9 @@
 # the payload dir or as a host path. This copies guest-tests.sh into the
 # payload dir so the runner always matches the harness.
 # Environment: DMUSER_GUEST_TIMEOUT overrides the per-guest bound (default:
-# the sum of the per-test bounds plus 300 s for boot and cleanup).
+# the sum of the per-test bounds plus 300 s for boot and cleanup);
+# DMUSER_GUEST_RUNNER runs the list in the guest instead of guest-tests.sh
+# (the debug lane's debug-tests.sh, which ends by calling it).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,35 +26,50 @@ else
 		die "kernels.sh found no guest kernels"
 fi
 
-# The guest runs the list from the payload dir, so it must be inside it.
-if [ -f "$payload/$list" ]; then
-	glist=$list
-elif [ -f "$list" ]; then
-	abs=$(realpath "$list") pabs=$(realpath "$payload")
-	case $abs in
-	"$pabs"/*) glist=${abs#"$pabs"/} ;;
-	*) cp "$list" "$payload/.check-testlist"; glist=.check-testlist ;;
-	esac
-else
-	die "test list '$list' not found (neither in '$payload' nor on the host)"
-fi
+[ -f "$payload/$list" ] && list=$payload/$list
+[ -f "$list" ] || die "test list '$list' not found (neither in '$payload' nor on the host)"
 install -m 755 "$here/guest-tests.sh" "$payload/guest-tests.sh"
 
-gtmo=${DMUSER_GUEST_TIMEOUT:-$(sed 's/#.*//' "$payload/$glist" |
-	awk 'NF { s += (NF > 1 ? $2 : 300) } END { print s + 300 }')}
+# A line "@guest <run-guest.sh options>" starts a section of the list that
+# runs in a guest of its own, booted with those options (say -M 256M -d 2G
+# for a test that needs a small guest). Each section becomes a list in the
+# payload dir, where the guest runs it from.
+rm -f "$payload"/.check-section-*
+sections=() sargs=()
+while IFS= read -r line; do
+	case $line in
+	@guest*)
+		sections+=(".check-section-${#sections[@]}")
+		sargs+=("${line#@guest}")
+		continue ;;
+	esac
+	if [ ${#sections[@]} = 0 ]; then
+		sections+=(.check-section-0)
+		sargs+=("")
+	fi
+	printf '%s\n' "$line" >>"$payload/${sections[-1]}"
+done <"$list"
+[ ${#sections[@]} -gt 0 ] || die "test list '$list' is empty"
 
 pass=0 fail=0 skip=0 problems=()
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for rel in "${releases[@]}"; do
-	echo "# kernel: $rel"
-	args=(-k "$rel" -p "$payload" -t "$gtmo")
+  for i in "${!sections[@]}"; do
+	glist=${sections[$i]}
+	touch "$payload/$glist"
+	gtmo=${DMUSER_GUEST_TIMEOUT:-$(sed 's/#.*//' "$payload/$glist" |
+		awk 'NF { s += (NF > 1 ? $2 : 300) } END { print s + 300 }')}
+	# shellcheck disable=SC2206 # the options are words
+	opts=(${sargs[$i]})
+	echo "# kernel: $rel${opts[*]:+ (guest ${opts[*]})}"
+	args=(-k "$rel" -p "$payload" -t "$gtmo" ${opts[@]+"${opts[@]}"})
 	if [ -f "$payload/$rel/dm-user.ko" ]; then
 		args+=(-m "$payload/$rel/dm-user.ko")
 	else
 		echo "# kernel $rel: no $payload/$rel/dm-user.ko, running without it"
 	fi
-	"$here/run-guest.sh" "${args[@]}" -- ./guest-tests.sh "$glist" 2>&1 |
+	"$here/run-guest.sh" "${args[@]}" -- "${DMUSER_GUEST_RUNNER:-./guest-tests.sh}" "$glist" 2>&1 |
 		tee "$log"
 	rc=${PIPESTATUS[0]}
 	sum=$(sed -n 's/^# dm-user-summary: pass=\([0-9]*\) fail=\([0-9]*\) skip=\([0-9]*\).*/\1 \2 \3/p' "$log" | tail -n 1)
@@ -75,6 +92,7 @@ for rel in "${releases[@]}"; do
 		fail=$((fail + 1))
 	fi
 	unset f
+  done
 done
 
 for p in ${problems[@]+"${problems[@]}"}; do echo "# FAILED $p"; done

@@ -4,15 +4,19 @@
 # Print the guest kernel releases dm-user is tested on: the newest installed
 # 6.1 and 6.12 Debian kernels that have both an image (to boot) and headers
 # (to build dm-user.ko against). Usage: kernels.sh [6.1|6.12]
+# With DMUSER_KERNEL_ROOT set (see run-guest.sh), the kernels are looked up
+# under that root, and without an argument every one found there is printed.
 set -eu
+kroot=${DMUSER_KERNEL_ROOT:-}
 
 newest() {
-	# "6.1" must not match 6.12, so anchor the series on the following dot.
 	best=""
-	for img in /boot/vmlinuz-"$1".*; do
+	for img in "$kroot"/boot/vmlinuz-"$1"*; do
 		[ -e "$img" ] || continue
-		rel=${img#/boot/vmlinuz-}
-		[ -d "/lib/modules/$rel/build" ] || continue
+		rel=${img#"$kroot"/boot/vmlinuz-}
+		# "6.1" must not match 6.12: the series ends at a dot or a dash.
+		case $rel in "$1".* | "$1"-*) ;; *) continue ;; esac
+		[ -d "$kroot/lib/modules/$rel/build" ] || continue
 		best="$best$rel
 "
 	done
@@ -21,7 +25,11 @@ newest() {
 }
 
 case $# in
-0) series="6.1 6.12" ;;
+0) series="6.1 6.12"
+   # A kernel root holds a kernel or two of our own: any series goes.
+   [ -z "$kroot" ] || series=$(for img in "$kroot"/boot/vmlinuz-*; do
+	[ -e "$img" ] && echo "${img#"$kroot"/boot/vmlinuz-}" | cut -d. -f1,2
+   done | sort -u) ;;
 1) series=$1 ;;
 *) echo "usage: kernels.sh [6.1|6.12]" >&2; exit 2 ;;
 esac
@@ -29,7 +37,7 @@ esac
 for s in $series; do
 	rel=$(newest "$s")
 	if [ -z "$rel" ]; then
-		echo "kernels.sh: no installed $s kernel with both /boot/vmlinuz-$s.* and /lib/modules/<rel>/build (run tools/dm-user/install-deps.sh)" >&2
+		echo "kernels.sh: no installed $s kernel with both $kroot/boot/vmlinuz-$s.* and $kroot/lib/modules/<rel>/build (run tools/dm-user/install-deps.sh)" >&2
 		exit 1
 	fi
 	echo "$rel"

@@ -7,6 +7,9 @@
 # shared libraries), the block/dm kernel modules and the module indexes. It has
 # no /init: run-guest.sh adds that, the modules under test and the payload as
 # a second cpio, so this image only changes with the release or this script.
+# With DMUSER_KERNEL_ROOT set, the kernel's modules are looked up under that
+# root instead of /; such a kernel (the debug kernel) builds in what the tests
+# need, and modules it lacks (those of the benchmark's peers) are left out.
 set -eu
 
 if [ $# -ne 2 ]; then
@@ -15,10 +18,15 @@ if [ $# -ne 2 ]; then
 fi
 rel=$1
 out=$2
-moddir=/lib/modules/$rel
+kroot=${DMUSER_KERNEL_ROOT:-}
+moddir=$kroot/lib/modules/$rel
 die() { echo "mkinitramfs: $*" >&2; exit 1; }
 
-[ -d "$moddir/kernel" ] || die "no modules for $rel in $moddir"
+if [ -n "$kroot" ]; then
+	[ -f "$moddir/modules.order" ] || die "no module tree for $rel in $moddir"
+else
+	[ -d "$moddir/kernel" ] || die "no modules for $rel in $moddir"
+fi
 for t in busybox cpio gzip ldd depmod modprobe xz; do
 	command -v "$t" >/dev/null || die "host tool '$t' not found (run tools/dm-user/install-deps.sh)"
 done
@@ -82,19 +90,32 @@ echo "root:x:0:" >"$root/etc/group"
 # Kernel modules with everything modprobe would load first. ublk_drv only
 # exists from 6.0 on and is not built in Debian's 6.1.
 mods="dm-mod dm-zero brd null_blk loop nbd ext4 crc32c_generic"
-modprobe -S "$rel" -q -R ublk_drv >/dev/null 2>&1 && mods="$mods ublk_drv"
+kmodprobe() {
+	if [ -n "$kroot" ]; then
+		modprobe -d "$kroot" -S "$rel" "$@"
+	else
+		modprobe -S "$rel" "$@"
+	fi
+}
+kmodprobe -q -R ublk_drv >/dev/null 2>&1 && mods="$mods ublk_drv"
+# The scratch disk of run-guest.sh -d; modules where they are not built in.
+for m in virtio_pci virtio_blk; do
+	kmodprobe -q -R "$m" >/dev/null 2>&1 && mods="$mods $m"
+done
 paths=$(for m in $mods; do
-	modprobe -S "$rel" --show-depends "$m" ||
-		die "modprobe --show-depends $m failed for $rel"
+	if ! kmodprobe --show-depends "$m"; then
+		[ -n "$kroot" ] || die "modprobe --show-depends $m failed for $rel"
+	fi
 done | awk '$1 == "insmod" { print $2 }' | sort -u)
-[ -n "$paths" ] || die "no module files found for $rel"
+[ -n "$paths" ] || [ -n "$kroot" ] || die "no module files found for $rel"
 
 # 6.12 ships .ko.xz. Busybox's insmod/modprobe get those loaded only by the
 # kernel's own decompression (CONFIG_MODULE_DECOMPRESS, 6.12 only) after a first
 # attempt that logs "Invalid ELF header magic": decompress them here instead,
 # so loading is quiet and depmod below indexes plain .ko names.
 for p in $paths; do
-	dst=$root/usr${p%.xz}
+	dst=$root/usr${p#"$kroot"}
+	dst=${dst%.xz}
 	mkdir -p "$(dirname "$dst")"
 	case $p in
 	*.ko.xz) xz -dc "$p" >"$dst" ;;
@@ -102,6 +123,7 @@ for p in $paths; do
 	esac
 done
 mdst=$root/usr/lib/modules/$rel
+mkdir -p "$mdst"
 for f in modules.order modules.builtin modules.builtin.modinfo; do
 	[ -f "$moddir/$f" ] && cp "$moddir/$f" "$mdst/"
 done
@@ -110,8 +132,10 @@ done
 # in the image, so every index agrees with what is there.
 sed -i 's/\.ko\.xz/.ko/g' "$mdst/modules.order"
 depmod -b "$root" "$rel" || die "depmod for $rel in the image failed"
+# (A kernel with every module built in has empty indexes, but has them.)
 for f in modules.dep modules.alias modules.symbols modules.order modules.builtin; do
 	[ -s "$mdst/$f" ] || [ "$f" = modules.symbols ] ||
+		{ [ -n "$kroot" ] && [ -f "$mdst/$f" ]; } ||
 		die "$f missing in the image for $rel"
 done
 

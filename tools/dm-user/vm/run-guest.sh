@@ -6,7 +6,11 @@
 #
 #   run-guest.sh -k <release> [-m <file.ko>]... [-p <payload-dir>]
 #                [-t <timeout-s, 900>] [-M <memory, 2G>] [-c <cpus, 2>]
-#                -- <command...>
+#                [-d <disk size>] -- <command...>
+#
+# -d gives the guest an empty virtio disk of that size (a sparse file on the
+# host, gone afterwards) as /dev/vda: storage that is not guest RAM, for
+# tests that need to put memory pressure on the guest.
 #
 # The command words are joined with spaces and run by "sh -c" (as ssh does),
 # so "-- ./a.sh x" and "-- 'dmsetup targets; lsmod'" both work.
@@ -14,6 +18,8 @@
 # QEMU ended without a result (kernel panic, QEMU error); 2 on usage errors.
 #
 # Environment: DMUSER_BUILD (cache dir root, default <repo>/build),
+# DMUSER_KERNEL_ROOT (a directory holding boot/vmlinuz-<release> and
+# lib/modules/<release>, such as build-debug-kernel.sh makes; default /),
 # DMUSER_KVM=1 (try KVM first), DMUSER_QEMU_EXTRA (more QEMU arguments),
 # DMUSER_KERNEL_ARGS (more kernel command line).
 # shellcheck disable=SC2054 # commas in arrays are QEMU option syntax
@@ -23,14 +29,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 
 usage() {
-	echo "usage: run-guest.sh -k <release> [-m <file.ko>]... [-p <payload-dir>] [-t <timeout-s>] [-M <mem>] [-c <cpus>] -- <command...>" >&2
+	echo "usage: run-guest.sh -k <release> [-m <file.ko>]... [-p <payload-dir>] [-t <timeout-s>] [-M <mem>] [-c <cpus>] [-d <disk size>] -- <command...>" >&2
 	exit 2
 }
 die() { echo "run-guest: $*" >&2; exit 2; }
 
-rel="" payload="" timeout=900 mem=2G cpus=2
+rel="" payload="" timeout=900 mem=2G cpus=2 disk=""
 mods=()
-while getopts k:m:p:t:M:c:h opt; do
+while getopts k:m:p:t:M:c:d:h opt; do
 	case $opt in
 	k) rel=$OPTARG ;;
 	m) mods+=("$OPTARG") ;;
@@ -38,13 +44,15 @@ while getopts k:m:p:t:M:c:h opt; do
 	t) timeout=$OPTARG ;;
 	M) mem=$OPTARG ;;
 	c) cpus=$OPTARG ;;
+	d) disk=$OPTARG ;;
 	*) usage ;;
 	esac
 done
 shift $((OPTIND - 1))
 [ -n "$rel" ] && [ $# -gt 0 ] || usage
 case $timeout in '' | *[!0-9]*) die "-t wants whole seconds, got '$timeout'" ;; esac
-kernel=/boot/vmlinuz-$rel
+kroot=${DMUSER_KERNEL_ROOT:-}
+kernel=$kroot/boot/vmlinuz-$rel
 [ -r "$kernel" ] || die "kernel image $kernel not found or not readable"
 [ -z "$payload" ] || [ -d "$payload" ] || die "payload dir '$payload' not found"
 command -v qemu-system-x86_64 >/dev/null ||
@@ -58,10 +66,10 @@ if command -v flock >/dev/null; then
 fi
 
 # Rebuild the ~40 MB base image only when its inputs change: the release, the
-# host's module index and mkinitramfs.sh itself.
+# kernel's module index and mkinitramfs.sh itself.
 cache=${DMUSER_BUILD:-$repo/build}/vm/$rel
 base=$cache/base.cpio.gz
-stamp="$(sha256sum <"$here/mkinitramfs.sh" | cut -d' ' -f1) $rel $(stat -c %Y "/lib/modules/$rel/modules.dep" 2>/dev/null)"
+stamp="$(sha256sum <"$here/mkinitramfs.sh" | cut -d' ' -f1) $rel $(stat -c %Y "$kroot/lib/modules/$rel/modules.order" 2>/dev/null)"
 if [ ! -f "$base" ] || [ "$(cat "$cache/base.stamp" 2>/dev/null)" != "$stamp" ]; then
 	echo "run-guest: building base initramfs for $rel in $cache" >&2
 	mkdir -p "$cache"
@@ -103,6 +111,7 @@ q() { printf "'%s'" "$(printf %s "$1" | sed "s/'/'\\\\''/g")"; }
 	echo "DMUSER_CMD=$(q "$*")"
 	echo "DMUSER_TIMEOUT=$timeout"
 	echo "DMUSER_MODULES=$(q "${modnames# }")"
+	echo "DMUSER_DISK=${disk:+1}"
 } >"$st/etc/dmuser-guest.conf"
 
 cat >"$st/init" <<'EOF'
@@ -151,9 +160,19 @@ on_timeout() {
 	poweroff -f
 }
 
-modprobe dm-mod || { echo "run-guest: modprobe dm-mod failed"; finish 1; }
+# dm-mod is built in on the debug kernel.
+[ -d /sys/module/dm_mod ] || modprobe dm-mod ||
+	{ echo "run-guest: modprobe dm-mod failed"; finish 1; }
 # Targets the tests use besides "user"; absent on kernels that build them in.
 modprobe dm-zero 2>/dev/null
+if [ -n "$DMUSER_DISK" ]; then
+	# Built in on some kernels; then there is nothing to load.
+	modprobe virtio_pci 2>/dev/null
+	modprobe virtio_blk 2>/dev/null
+	i=0
+	while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	[ -b /dev/vda ] || { echo "run-guest: no /dev/vda for -d"; finish 1; }
+fi
 for m in $DMUSER_MODULES; do
 	if ! insmod "/lib/modules/extra/$m"; then
 		echo "run-guest: insmod $m failed; last kernel messages:"
@@ -198,6 +217,10 @@ else
 fi
 # shellcheck disable=SC2206 # word splitting is the point
 extra=(${DMUSER_QEMU_EXTRA:-})
+if [ -n "$disk" ]; then
+	truncate -s "$disk" "$work/disk.img" || die "-d $disk: cannot make the disk file"
+	extra+=(-drive "file=$work/disk.img,if=virtio,format=raw,cache=unsafe")
+fi
 
 result=$work/result
 # Under TCG with several vCPUs, the guest kernel now and then takes an "Oops:

@@ -465,6 +465,75 @@ TEST_F(dev, discard_write_zeroes_secure_erase)
 	}
 }
 
+/*
+ * No byte the daemon reads is left undefined: each read() lands in a buffer
+ * filled with a pattern; every header byte must be what the request says
+ * (five fields cover all 40 bytes), a write's data what was written, and
+ * nothing past the returned count may change.
+ */
+TEST_F(dev, header_bytes_are_all_defined)
+{
+	static const struct {
+		enum dmu_io_kind kind;
+		unsigned long req;
+		uint64_t type, sector, len, data;
+	} ops[] = {
+		{ DMU_PWRITE, 0, DM_USER_REQ_MAP_WRITE, 40, 8192, 8192 },
+		{ DMU_PREAD, 0, DM_USER_REQ_MAP_READ, 64, 4096, 0 },
+		{ DMU_FSYNC, 0, DM_USER_REQ_MAP_FLUSH, 0, 0, 0 },
+		{ DMU_IOCTL_RANGE, BLKDISCARD, DM_USER_REQ_MAP_DISCARD, 2048, 1 << 20, 0 },
+		{ DMU_IOCTL_RANGE, BLKZEROOUT, DM_USER_REQ_MAP_WRITE_ZEROES, 2048, 1 << 20, 0 },
+	};
+	/* Every flag bit the uapi defines; the rest must be zero. */
+	const uint64_t known_flags = 0x7ffff;
+	static const unsigned char fills[] = { 0xa5, 0x5a };
+	size_t room = DMU_HDR + 8192 + 4096;
+	unsigned char *msg = dmu_alloc(room);
+	struct dm_user_message hdr;
+	unsigned int i, f;
+	size_t k;
+
+	ASSERT_NE(NULL, msg);
+	for (f = 0; f < sizeof(fills); f++) {
+		for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+			struct dmu_io io = { .fd = self->bdev, .kind = ops[i].kind,
+					     .ioctl_req = ops[i].req,
+					     .buf = self->buf,
+					     .off = ops[i].sector * 512,
+					     .len = ops[i].len };
+			ssize_t n;
+
+			dmu_fill(self->buf, 8192, 100 + i + f);
+			ASSERT_EQ(0, dmu_io_start(&io));
+			ASSERT_EQ(0, dmu_wait_readable(self->ch, WAIT_MS));
+			memset(msg, fills[f], room);
+			n = read(self->ch, msg, room);
+			ASSERT_EQ(DMU_HDR + (ssize_t)ops[i].data, n);
+			memcpy(&hdr, msg, sizeof(hdr));
+			EXPECT_NE(0, hdr.seq);
+			EXPECT_EQ(ops[i].type, hdr.type);
+			EXPECT_EQ(ops[i].sector, hdr.sector);
+			EXPECT_EQ(ops[i].len, hdr.len);
+			EXPECT_EQ(0, hdr.flags & ~known_flags)
+				TH_LOG("op %u: flags 0x%llx", i,
+				       (unsigned long long)hdr.flags);
+			if (ops[i].data)
+				EXPECT_EQ(0, memcmp(msg + DMU_HDR, self->buf,
+						    ops[i].data));
+			for (k = n; k < room; k++)
+				if (msg[k] != fills[f])
+					break;
+			EXPECT_EQ(room, k) TH_LOG("op %u: byte %zu past the message changed", i, k);
+			ASSERT_EQ(0, dmu_answer(self->ch, &hdr, DM_USER_RESP_SUCCESS,
+						self->data, ops[i].type == DM_USER_REQ_MAP_READ ?
+						ops[i].len : 0) < 0);
+			ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+			EXPECT_LE(0, io.ret) TH_LOG("op %u: %s", i, strerror(io.err));
+		}
+	}
+	free(msg);
+}
+
 TEST_F(dev, large_io_is_split_at_1mib)
 {
 	struct dm_user_message hdr;

@@ -447,4 +447,74 @@ TEST(attach_and_detach_raise_events)
 	rdev_teardown(&r);
 }
 
+struct closer {
+	pthread_t thread;
+	int fd;
+};
+
+static void *close_fd(void *arg)
+{
+	struct closer *c = arg;
+
+	close(c->fd);
+	return NULL;
+}
+
+/*
+ * The channel holding every request closes (requeueing them) while the
+ * device is force-removed, again and again: every bio completes, nothing
+ * hangs, the node goes away, and the name can be used again at once.
+ */
+TEST(close_races_forced_remove)
+{
+	enum { NR_IO = 8, ROUNDS = 6 };
+	struct dm_user_message h;
+	int round, i;
+
+	for (round = 0; round < ROUNDS; round++) {
+		struct dmu_io io[NR_IO];
+		struct closer c;
+		struct rdev r;
+		char tag[16];
+		long t0;
+
+		/* A name per round: a remove still retrying must not meet the next. */
+		snprintf(tag, sizeof(tag), "race%d", round);
+		ASSERT_EQ(0, rdev_setup(&r, tag, "1 queue_if_no_daemon"));
+		c.fd = open_chan(&r);
+		ASSERT_LE(0, c.fd);
+		for (i = 0; i < NR_IO; i++) {
+			io[i] = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PREAD,
+						 .buf = r.buf + i * 4096,
+						 .len = 4096, .off = i * 4096 };
+			ASSERT_EQ(0, dmu_io_start(&io[i]));
+		}
+		/* Every request in flight on the channel. */
+		for (i = 0; i < NR_IO; i++)
+			ASSERT_EQ(0, dmu_read_msg(c.fd, &h, NULL, 0, WAIT_MS));
+		/* Odd rounds close first, even rounds remove first. */
+		if (round % 2)
+			ASSERT_EQ(0, pthread_create(&c.thread, NULL, close_fd, &c));
+		t0 = now_ms();
+		EXPECT_EQ(0, dmu_run("dmsetup remove --force %s >/dev/null 2>&1 &",
+				     r.dev));
+		if (!(round % 2))
+			ASSERT_EQ(0, pthread_create(&c.thread, NULL, close_fd, &c));
+		ASSERT_EQ(0, pthread_join(c.thread, NULL));
+		for (i = 0; i < NR_IO; i++) {
+			ASSERT_EQ(0, dmu_io_wait(&io[i], WAIT_MS))
+				TH_LOG("round %d: I/O %d still blocked", round, i);
+			/* The error table or the dead target fails it. */
+			EXPECT_EQ(-1, io[i].ret);
+			EXPECT_EQ(EIO, io[i].err);
+		}
+		close(r.bdev);
+		r.bdev = -1;
+		rdev_teardown(&r);
+		EXPECT_NE(0, access(r.chan, F_OK)) TH_LOG("round %d: node left", round);
+		TH_LOG("round %d: all %d bios completed in %ld ms", round, NR_IO,
+		       now_ms() - t0);
+	}
+}
+
 TEST_HARNESS_MAIN

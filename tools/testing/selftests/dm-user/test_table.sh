@@ -37,6 +37,8 @@ good "0 8192 user 0 8192 $n 7 max_queued 64 no_discard block_size 4096 no_write_
 good "0 8192 user 0 8192 $n 4 no_secure_erase no_write_zeroes no_discard no_flush"
 good "0 1024 user 0 1024 $n 4 request_timeout 7 no_daemon_timeout 0"
 good "0 1024 user 0 1024 $n 3 queue_if_no_daemon request_timeout 1000000"
+good "0 1024 user 0 1024 $n 6 mode 0660 uid 1000 gid 4294967294"
+good "0 1024 user 0 1024 $n 2 mode 0000"
 
 long=$(head -c 65 /dev/zero | tr '\0' x)
 bad "0 1024 user 0 1024" "Invalid argument count"
@@ -56,6 +58,15 @@ bad "0 1024 user 0 1024 $n 1 block_size" "block_size needs a value"
 bad "0 1024 user 0 1024 $n 2 block_size 1000" "block_size must be a power of two"
 bad "0 1024 user 0 1024 $n 2 block_size 8192" "Invalid block_size"
 bad "0 1024 user 0 1024 $n 2 block_size 256" "Invalid block_size"
+bad "0 1024 user 0 1024 $n 1 uid" "uid needs a value"
+bad "0 1024 user 0 1024 $n 2 uid 4294967295" "Invalid uid"
+bad "0 1024 user 0 1024 $n 2 uid -1" "Invalid uid"
+bad "0 1024 user 0 1024 $n 2 gid x" "Invalid gid"
+bad "0 1024 user 0 1024 $n 1 mode" "mode needs a value"
+bad "0 1024 user 0 1024 $n 2 mode 660" "Invalid mode"
+bad "0 1024 user 0 1024 $n 2 mode 0800" "Invalid mode"
+bad "0 1024 user 0 1024 $n 2 mode 1777" "Invalid mode"
+bad "0 1024 user 0 1024 $n 2 mode 00660" "Invalid mode"
 bad "0 1024 user 0 1024 $n 2 max_queued 0" "Invalid max_queued"
 bad "0 1024 user 0 1024 $n 2 no_daemon_timeout 1000001" "Invalid no_daemon_timeout"
 bad "0 1024 user 0 1024 $n 2 no_daemon_timeout -1" "Invalid no_daemon_timeout"
@@ -65,12 +76,18 @@ bad "0 1024 user 0 1024 $n 3 queue_if_no_daemon no_daemon_timeout 5" "Both queue
 bad "0 1001 user 0 1001 $n 2 block_size 4096" "Target start and length must be multiples of block_size"
 bad "0 1024 user 0 1024 $n 1 no_flush extra" "Unexpected arguments after the features"
 
-# The misc node: root only, named after the target, not the device.
+# The node: root only, named after the target, not the device.
 live=${n}_live
 dmsetup create "$live" --table "0 1024 user 0 1024 $n" || _fail "create $live"
 DEVS="$live"
 mode=$(stat -c '%F %a %u %g' "/dev/dm-user/$n") || _fail "no /dev/dm-user/$n"
 [ "$mode" = "character special file 600 0 0" ] || _fail "node is '$mode'"
+dmsetup remove "$live" || _fail "remove $live"
+# uid, gid and mode set the node's owner, group and permissions.
+dmsetup create "$live" --table "0 1024 user 0 1024 $n 6 uid 1234 gid 5678 mode 0640" ||
+	_fail "create $live with uid, gid and mode"
+mode=$(stat -c '%F %a %u %g' "/dev/dm-user/$n") || _fail "no /dev/dm-user/$n"
+[ "$mode" = "character special file 640 1234 5678" ] || _fail "node is '$mode'"
 
 # A second target may not take a live name, alone or beside another target.
 bad "0 1024 user 0 1024 $n" "Name already in use by another user target"
