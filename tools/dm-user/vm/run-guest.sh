@@ -236,7 +236,10 @@ boot_guest() {
 	# terminal. The console goes through sed to drop the serial line's CRs
 	# (for grep and for callers that parse it) and through tee to keep the
 	# "# running:" lines.
-	exec 3> >(sed -u 's/\r$//' | tee "$work/console")
+	# Helpers do not inherit the guest lock (fd 9): if this script is
+	# killed outright, an orphaned helper must not keep the next guest
+	# waiting.
+	exec 3> >(sed -u 's/\r$//' 9>&- | tee "$work/console" 9>&-)
 	teepid=$!
 	qemu-system-x86_64 "${accel[@]}" "${fw[@]}" -cpu max -smp "$cpus" -m "$mem" \
 		-kernel "$kernel" -initrd "$work/initrd" \
@@ -249,7 +252,7 @@ boot_guest() {
 
 	# The guest enforces the bound itself; this one is for a guest that
 	# is wedged.
-	sleep $((timeout + 60)) &
+	sleep $((timeout + 60)) 9>&- &
 	spid=$!
 	killed=0 qrc=0 ended=""
 	wait -n -p ended "$qpid" "$spid" || qrc=$?
