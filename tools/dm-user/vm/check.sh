@@ -55,44 +55,44 @@ pass=0 fail=0 skip=0 problems=()
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for rel in "${releases[@]}"; do
-  for i in "${!sections[@]}"; do
-	glist=${sections[$i]}
-	touch "$payload/$glist"
-	gtmo=${DMUSER_GUEST_TIMEOUT:-$(sed 's/#.*//' "$payload/$glist" |
-		awk 'NF { s += (NF > 1 ? $2 : 300) } END { print s + 300 }')}
-	# shellcheck disable=SC2206 # the options are words
-	opts=(${sargs[$i]})
-	echo "# kernel: $rel${opts[*]:+ (guest ${opts[*]})}"
-	args=(-k "$rel" -p "$payload" -t "$gtmo" ${opts[@]+"${opts[@]}"})
-	if [ -f "$payload/$rel/dm-user.ko" ]; then
-		args+=(-m "$payload/$rel/dm-user.ko")
-	else
-		echo "# kernel $rel: no $payload/$rel/dm-user.ko, running without it"
-	fi
-	"$here/run-guest.sh" "${args[@]}" -- "${DMUSER_GUEST_RUNNER:-./guest-tests.sh}" "$glist" 2>&1 |
-		tee "$log"
-	rc=${PIPESTATUS[0]}
-	sum=$(sed -n 's/^# dm-user-summary: pass=\([0-9]*\) fail=\([0-9]*\) skip=\([0-9]*\).*/\1 \2 \3/p' "$log" | tail -n 1)
-	if [ -n "$sum" ]; then
-		read -r p f s <<<"$sum"
-		pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
-		while read -r l; do problems+=("$rel: $l"); done < <(grep '^not ok' "$log" || true)
-	fi
-	# A summary only counts if the guest also finished normally: guest-tests
-	# exits 1 for failed tests, anything else is the guest's own trouble.
-	if [ -z "$sum" ] || { [ "$rc" != 0 ] && [ "$rc" != 1 ]; } ||
-	   { [ "$rc" = 1 ] && [ "${f:-0}" = 0 ]; }; then
-		case $rc in
-		124) why="guest timed out" ;;
-		125) why="guest crashed or QEMU failed" ;;
-		*) why="guest ended with status $rc" ;;
-		esac
-		[ -n "$sum" ] || why="$why, no test summary"
-		problems+=("$rel: $why")
-		fail=$((fail + 1))
-	fi
-	unset f
-  done
+	for i in "${!sections[@]}"; do
+		glist=${sections[$i]}
+		touch "$payload/$glist"
+		gtmo=${DMUSER_GUEST_TIMEOUT:-$(sed 's/#.*//' "$payload/$glist" |
+			awk 'NF { s += (NF > 1 ? $2 : 300) } END { print s + 300 }')}
+		# shellcheck disable=SC2206 # the options are words
+		opts=(${sargs[$i]})
+		echo "# kernel: $rel${opts[*]:+ (guest ${opts[*]})}"
+		args=(-k "$rel" -p "$payload" -t "$gtmo" ${opts[@]+"${opts[@]}"})
+		if [ -f "$payload/$rel/dm-user.ko" ]; then
+			args+=(-m "$payload/$rel/dm-user.ko")
+		else
+			echo "# kernel $rel: no $payload/$rel/dm-user.ko, running without it"
+		fi
+		"$here/run-guest.sh" "${args[@]}" -- "${DMUSER_GUEST_RUNNER:-./guest-tests.sh}" "$glist" 2>&1 |
+			tee "$log"
+		rc=${PIPESTATUS[0]}
+		sum=$(sed -n 's/^# dm-user-summary: pass=\([0-9]*\) fail=\([0-9]*\) skip=\([0-9]*\).*/\1 \2 \3/p' "$log" | tail -n 1)
+		if [ -n "$sum" ]; then
+			read -r p f s <<<"$sum"
+			pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
+			while read -r l; do problems+=("$rel: $l"); done < <(grep '^not ok' "$log" || true)
+		fi
+		# A summary only counts if the guest also finished normally: guest-tests
+		# exits 1 for failed tests, anything else is the guest's own trouble.
+		if [ -z "$sum" ] || { [ "$rc" != 0 ] && [ "$rc" != 1 ]; } ||
+		   { [ "$rc" = 1 ] && [ "${f:-0}" = 0 ]; }; then
+			case $rc in
+			124) why="guest timed out" ;;
+			125) why="guest crashed or QEMU failed" ;;
+			*) why="guest ended with status $rc" ;;
+			esac
+			[ -n "$sum" ] || why="$why, no test summary"
+			problems+=("$rel: $why")
+			fail=$((fail + 1))
+		fi
+		unset f
+	done
 done
 
 for p in ${problems[@]+"${problems[@]}"}; do echo "# FAILED $p"; done

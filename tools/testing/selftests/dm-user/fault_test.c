@@ -14,6 +14,7 @@
  *
  * Skips when the kernel has no fault injection (the stock kernels).
  */
+#include <stdbool.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <linux/dm-ioctl.h>
@@ -582,7 +583,7 @@ TEST_F(faults, io)
 	unsigned char *store = calloc(1, DEV_BYTES);
 	unsigned char *out = dmu_alloc(4096), *in = dmu_alloc(4096);
 	struct server srv = { 0 };
-	unsigned int n, failed = 0;
+	unsigned int n, k, failed = 0;
 	int disk, fired;
 	ssize_t r;
 
@@ -622,48 +623,43 @@ TEST_F(faults, io)
 	ASSERT_LT(n, MAX_NTH);
 	TH_LOG("submitter: %u fault points, %u writes failed cleanly", n - 1, failed);
 
-	/* The daemon's faults: this thread serves, armed; a thread writes. */
-	for (n = 1; n < MAX_NTH; n++) {
-		struct dmu_io io = { .fd = disk, .kind = DMU_PWRITE, .buf = out,
-				     .len = 4096, .off = (off_t)(n % 64) * 4096 };
-		int type;
+	/*
+	 * The daemon's faults: this thread serves, armed, while a thread
+	 * writes (the daemon reads data) or reads (the daemon writes data).
+	 */
+	for (k = 0; k < 2; k++) {
+		bool write = k == 0;
+		unsigned char *buf = write ? out : in;
 
-		dmu_fill(out, 4096, n + 100000);
-		ASSERT_EQ(0, dmu_io_start(&io));
-		ASSERT_EQ(0, dmu_wait_readable(srv.ch, 5000));
-		type = serve_one(srv.ch, store, self->nth, n);
-		fired = nth_fired(self->nth);
-		ASSERT_LE(0, fired);
-		ASSERT_EQ(DM_USER_REQ_MAP_WRITE, type);
-		ASSERT_EQ(0, dmu_io_wait(&io, 5000));
-		ASSERT_EQ(4096, io.ret);
-		ASSERT_EQ(0, memcmp(store + io.off, out, 4096));
-		if (!fired)
-			break;
+		for (n = 1; n < MAX_NTH; n++) {
+			struct dmu_io io = {
+				.fd = disk, .kind = write ? DMU_PWRITE : DMU_PREAD,
+				.buf = buf, .len = 4096,
+				.off = (off_t)(n % 64) * 4096,
+			};
+			int type;
+
+			if (write)
+				dmu_fill(out, 4096, n + 100000);
+			else
+				memset(in, 0, 4096);
+			ASSERT_EQ(0, dmu_io_start(&io));
+			ASSERT_EQ(0, dmu_wait_readable(srv.ch, 5000));
+			type = serve_one(srv.ch, store, self->nth, n);
+			fired = nth_fired(self->nth);
+			ASSERT_LE(0, fired);
+			ASSERT_EQ(write ? DM_USER_REQ_MAP_WRITE :
+				  DM_USER_REQ_MAP_READ, type);
+			ASSERT_EQ(0, dmu_io_wait(&io, 5000));
+			ASSERT_EQ(4096, io.ret);
+			ASSERT_EQ(0, memcmp(store + io.off, buf, 4096));
+			if (!fired)
+				break;
+		}
+		ASSERT_LT(n, MAX_NTH);
+		TH_LOG("daemon, %s request: %u fault points, all retried",
+		       write ? "write" : "read", n - 1);
 	}
-	ASSERT_LT(n, MAX_NTH);
-	TH_LOG("daemon, write request: %u fault points, all retried", n - 1);
-
-	for (n = 1; n < MAX_NTH; n++) {
-		struct dmu_io io = { .fd = disk, .kind = DMU_PREAD, .buf = in,
-				     .len = 4096, .off = (off_t)(n % 64) * 4096 };
-		int type;
-
-		memset(in, 0, 4096);
-		ASSERT_EQ(0, dmu_io_start(&io));
-		ASSERT_EQ(0, dmu_wait_readable(srv.ch, 5000));
-		type = serve_one(srv.ch, store, self->nth, n);
-		fired = nth_fired(self->nth);
-		ASSERT_LE(0, fired);
-		ASSERT_EQ(DM_USER_REQ_MAP_READ, type);
-		ASSERT_EQ(0, dmu_io_wait(&io, 5000));
-		ASSERT_EQ(4096, io.ret);
-		ASSERT_EQ(0, memcmp(store + io.off, in, 4096));
-		if (!fired)
-			break;
-	}
-	ASSERT_LT(n, MAX_NTH);
-	TH_LOG("daemon, read request: %u fault points, all retried", n - 1);
 
 	ASSERT_EQ(0, check_data(disk, srv.ch, store, 11));
 	close(disk);

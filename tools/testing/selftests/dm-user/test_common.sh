@@ -63,11 +63,14 @@ _create_dev() {
 
 # _start_daemon <name> <dmuserd options...>: serves /dev/dm-user/<name> and
 # waits until every channel is open (the daemon writes its pid file then).
+# DAEMON_WRAPPER, if set, runs it (say "run_as 1000 1000"); DAEMON_PID is
+# then still the daemon's own pid, as the wrapper execs it.
 _start_daemon() {
 	_name=$1
 	shift
 	rm -f "/tmp/$_name.pid"
-	"$DMUSERD" -p "/tmp/$_name.pid" "$@" "/dev/dm-user/$_name" &
+	# shellcheck disable=SC2086 # the wrapper is words
+	${DAEMON_WRAPPER:-} "$DMUSERD" -p "/tmp/$_name.pid" "$@" "/dev/dm-user/$_name" &
 	DAEMON_PID=$!
 	DAEMONS="$DAEMONS $DAEMON_PID"
 	_i=0
@@ -80,6 +83,17 @@ _start_daemon() {
 }
 
 # _stop_daemon <pid>: SIGTERM, and the daemon must exit cleanly.
+# _restart_daemon <name> <dmuserd options...>: SIGKILL the daemon
+# DAEMON_PID and, after a moment with no daemon attached (I/O queues),
+# start another with the same options.
+_restart_daemon() {
+	kill -9 "$DAEMON_PID"
+	wait "$DAEMON_PID" 2>/dev/null
+	DAEMONS=$(echo "$DAEMONS" | sed "s/ $DAEMON_PID\$//; s/ $DAEMON_PID / /")
+	sleep 0.3
+	_start_daemon "$@"
+}
+
 _stop_daemon() {
 	kill "$1" || _fail "kill $1"
 	wait "$1"

@@ -20,11 +20,8 @@ kills=0
 while [ $kills -lt 10 ] && kill -0 $FIO_PID 2>/dev/null; do
 	sleep 1
 	kill -0 $FIO_PID 2>/dev/null || break
-	kill -9 "$DAEMON_PID"
-	wait "$DAEMON_PID" 2>/dev/null
+	_restart_daemon "$n" -f "$img" -t 2
 	kills=$((kills + 1))
-	sleep 0.3
-	_start_daemon "$n" -f "$img" -t 2
 done
 _verify_fio_check "$n" "fio across $kills daemon kills"
 _log "$kills daemon kills, $(_status_value "$n" requeued) requests requeued, $FIO_KB KiB verified, fio errors 0"

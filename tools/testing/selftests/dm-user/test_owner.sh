@@ -26,18 +26,9 @@ grep -q "Permission denied" /tmp/$n.out ||
 	_fail "stranger refused, but not with EACCES: $(cat /tmp/$n.out)"
 
 # The owner, with no capability at all, serves the device.
-rm -f /tmp/$n.pid
-"$RUN_AS" $OWNER $OWNER "$DMUSERD" -p /tmp/$n.pid --ram $((sectors * 512)) \
-	--threads 2 "$node" 2> /tmp/$n.daemon &
-pid=$!
-DAEMONS=$pid
-i=0
-while [ ! -s /tmp/$n.pid ]; do
-	kill -0 $pid 2>/dev/null || _fail "unprivileged dmuserd exited: $(cat /tmp/$n.daemon)"
-	i=$((i + 1))
-	[ $i -lt 100 ] || _fail "unprivileged dmuserd not ready in 10 s"
-	sleep 0.1
-done
+DAEMON_WRAPPER="$RUN_AS $OWNER $OWNER" _start_daemon "$n" --ram $((sectors * 512)) \
+	--threads 2
+pid=$DAEMON_PID
 uid=$(awk '/^Uid:/ { print $2 }' /proc/$pid/status)
 [ "$uid" = $OWNER ] || _fail "daemon runs as uid $uid"
 "$DMU_IO" matrix "/dev/mapper/$n" 0 $((sectors * 512)) ||

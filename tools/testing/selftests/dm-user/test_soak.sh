@@ -28,10 +28,8 @@ while [ $(($(date +%s) - start)) -lt "$secs" ]; do
 		# 2 to 4 s, so kills land in every phase of the I/O.
 		sleep $((2 + kills % 3))
 		kill -0 $FIO_PID 2>/dev/null || break
-		kill -9 "$DAEMON_PID"
-		wait "$DAEMON_PID" 2>/dev/null
+		_restart_daemon "$n" -f "$img" -t 2
 		kills=$((kills + 1))
-		_start_daemon "$n" -f "$img" -t 2
 	done
 	rounds=$((rounds + 1))
 	_verify_fio_check "$n" "soak round $rounds (after $kills kills)"
