@@ -3,9 +3,10 @@
 #
 # make bench, inside the guest: fio against dm-user (reference daemon, RAM
 # store) and the in-kernel and userspace peers, all in this one boot so the
-# ratios compare like with like. Each figure is the median of $RUNS runs.
+# ratios compare like with like. Each figure is the median of $RUNS runs,
+# taken in rounds that visit every device once.
 export DM_DISABLE_UDEV=1
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 SECS=${SECS:-4}
 SIZE_MB=256
 fail() { echo "bench: $*" >&2; exit 1; }
@@ -44,25 +45,29 @@ run_fio() {
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
+: > /tmp/bench.raw
 : > /tmp/bench.results
 for t in $TESTS; do
 	IFS=: read -r tname rw bs eng qd <<EOT
 $t
 EOT
+	# Rounds go over all devices in turn, so that a slow spell of the
+	# emulator (the host is shared) lands on every device, not on one.
+	r=0
+	while [ $r -lt "$RUNS" ]; do
+		for d in $DEVICES; do
+			echo "${d%%:*} $(run_fio "${d#*:}" "$rw" "$bs" "$eng" "$qd")" >> /tmp/bench.raw
+		done
+		r=$((r + 1))
+	done
 	for d in $DEVICES; do
 		dname=${d%%:*}
-		dev=${d#*:}
-		: > /tmp/iops; : > /tmp/bw
-		i=0
-		while [ $i -lt "$RUNS" ]; do
-			set -- $(run_fio "$dev" "$rw" "$bs" "$eng" "$qd")
-			echo "${1:-0}" >> /tmp/iops
-			echo "${2:-0}" >> /tmp/bw
-			i=$((i + 1))
-		done
-		echo "$tname $dname $(median < /tmp/iops) $(median < /tmp/bw)" >> /tmp/bench.results
-		echo "# $tname $dname done" >&2
+		awk -v d="$dname" '$1 == d { print $2 + 0 }' /tmp/bench.raw > /tmp/iops
+		awk -v d="$dname" '$1 == d { print $3 + 0 }' /tmp/bench.raw > /tmp/bw
+		echo "$tname $dname $(median < /tmp/iops) $(median < /tmp/bw) $(sort -n /tmp/iops | head -n 1) $(sort -n /tmp/iops | tail -n 1)" >> /tmp/bench.results
 	done
+	: > /tmp/bench.raw
+	echo "# $tname done" >&2
 done
 
 kill $daemon; wait $daemon
@@ -73,21 +78,22 @@ dmsetup remove bench_linear
 
 echo
 echo "fio, $SECS s per run, median of $RUNS runs; Linux $(uname -r) under QEMU"
-echo "ratio = device / dm-user (above 1: faster than dm-user)"
+echo "ratio = device / dm-user (above 1: faster than dm-user); IOPS range = slowest and fastest run"
 awk '
-{ iops[$1, $2] = $3; bw[$1, $2] = $4
+{ iops[$1, $2] = $3; bw[$1, $2] = $4; lo[$1, $2] = $5; hi[$1, $2] = $6
   if (!($1 in seen)) { seen[$1] = 1; tests[++nt] = $1 }
   if (!($2 in dseen)) { dseen[$2] = 1; devs[++nd] = $2 } }
 END {
   for (i = 1; i <= nt; i++) {
     t = tests[i]
-    printf "\n%-14s %10s %9s %7s\n", t, "IOPS", "MB/s", "ratio"
+    printf "\n%-14s %10s %9s %7s %17s\n", t, "IOPS", "MB/s", "ratio", "IOPS range"
     base = iops[t, "dm-user"]
     for (j = 1; j <= nd; j++) {
       d = devs[j]
       # Parenthesised: a bare ">" in printf arguments is a redirection.
-      printf "%-14s %10d %9.1f %7.2f\n", d, iops[t, d], bw[t, d] * 1024 / 1e6,
-        (base > 0 ? iops[t, d] / base : 0)
+      printf "%-14s %10d %9.1f %7.2f %8d-%-8d\n", d, iops[t, d],
+        bw[t, d] * 1024 / 1e6, (base > 0 ? iops[t, d] / base : 0),
+        lo[t, d], hi[t, d]
     }
   }
   q = iops["rr4k-qd1", "nbd/nbdkit"]
