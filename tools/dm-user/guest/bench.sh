@@ -6,7 +6,7 @@
 # ratios compare like with like. Each figure is the median of $RUNS runs,
 # taken in rounds that visit every device once.
 export DM_DISABLE_UDEV=1
-RUNS=${RUNS:-5}
+RUNS=${RUNS:-3}
 SECS=${SECS:-4}
 SIZE_MB=256
 fail() { echo "bench: $*" >&2; exit 1; }
