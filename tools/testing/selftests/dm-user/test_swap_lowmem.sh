@@ -4,10 +4,11 @@
 # Swap on dm-user in a small guest (tests.list boots it with -M 320M and a
 # scratch disk): the reference daemon serves the disk with O_DIRECT (so it
 # needs no page cache to write it), the device is the only swap, and a
-# process writes and twice reads back twice the guest's RAM. The whole guest is short of memory -- the daemon too -- so this is
-# where a daemon whose allocations waited on its own device, or whose pages
-# were swapped to it, would deadlock. It must finish within its bound with
-# every page intact.
+# process writes and twice reads back twice the guest's RAM. The whole
+# guest is short of memory -- the daemon too -- so this is where a daemon
+# whose allocations waited on its own device, or whose pages were swapped
+# to it, would deadlock. It must finish within its bound with every page
+# intact.
 . "$(dirname "$0")/test_common.sh"
 _prep_test
 [ -b /dev/vda ] || _skip "no scratch disk /dev/vda (needs a guest booted with run-guest.sh -d)"
