@@ -6,9 +6,10 @@
  * header, then for a write the data. write() takes the answer: the header,
  * then for a successful read the data. Either may be split into pieces of
  * any size; one call never spans two messages. The rules for locks are at
- * the top of dm-user-target.c; this file owns dm_user_channel.io_lock,
- * which serialises the calls of one channel and is never taken on the map
- * path.
+ * the top of dm-user-target.c; this file owns dm_user_channel.read_lock
+ * and write_lock, which serialise the read() and the write() calls of one
+ * channel, are never held while waiting for a request and are never taken
+ * on the map path. A read() and a write() of one channel run concurrently.
  */
 
 #include <linux/bio.h>
@@ -31,11 +32,29 @@ static bool dm_user_nonblocking(struct kiocb *iocb)
 	       (iocb->ki_filp->f_flags & O_NONBLOCK);
 }
 
-static int dm_user_lock_channel(struct dm_user_channel *ch, bool nonblock)
+/*
+ * Takes one of the channel's mutexes. They are held only while a call
+ * copies a message, never while it waits for a request, so an O_NONBLOCK
+ * call may sleep on them as briefly as on a page fault; only IOCB_NOWAIT
+ * (io_uring's first attempt, which it retries from a worker) must not.
+ */
+static int dm_user_lock_channel(struct mutex *lock, struct kiocb *iocb)
 {
-	if (nonblock)
-		return mutex_trylock(&ch->io_lock) ? 0 : -EAGAIN;
-	return mutex_lock_interruptible(&ch->io_lock);
+	if (iocb->ki_flags & IOCB_NOWAIT)
+		return mutex_trylock(lock) ? 0 : -EAGAIN;
+	return mutex_lock_interruptible(lock) ? -ERESTARTSYS : 0;
+}
+
+/* Why a call on @ch must fail at once, or 0. */
+static int dm_user_channel_error_locked(struct dm_user_target *t,
+					struct dm_user_channel *ch)
+{
+	lockdep_assert_held(&t->lock);
+	if (t->dead)
+		return -ENOTBLK;
+	if (ch->reset)
+		return -ECONNRESET;
+	return 0;
 }
 
 /* Marks @req busy so that teardown leaves its pages alone. */
@@ -94,7 +113,8 @@ static int dm_user_open(struct inode *inode, struct file *file)
 	ch = kzalloc(sizeof(*ch), GFP_KERNEL);
 	if (!ch)
 		return -ENOMEM;
-	mutex_init(&ch->io_lock);
+	mutex_init(&ch->read_lock);
+	mutex_init(&ch->write_lock);
 	INIT_LIST_HEAD(&ch->owned);
 	INIT_LIST_HEAD(&ch->node);
 	ch->target = t;
@@ -150,38 +170,19 @@ static size_t dm_user_data_len_to_user(struct dm_user_request *req)
 }
 
 /*
- * Takes the next queued request for @ch, waiting for one unless
- * @nonblock. Called and returns with the target lock held.
+ * Takes the next queued request for @ch, if there is one: -EAGAIN if not.
+ * The caller holds ch->read_lock.
  */
 static int dm_user_take_request_locked(struct dm_user_target *t,
-				       struct dm_user_channel *ch,
-				       bool nonblock)
-	__must_hold(&t->lock)
+				       struct dm_user_channel *ch)
 {
 	struct dm_user_request *req;
-	int r;
 
-	for (;;) {
-		if (t->dead)
-			return -ENOTBLK;
-		req = list_first_entry_or_null(&t->queue,
-					       struct dm_user_request, list);
-		if (req)
-			break;
-		if (nonblock)
-			return -EAGAIN;
-		spin_unlock_irq(&t->lock);
-		r = wait_event_interruptible_exclusive(t->wq,
-						       READ_ONCE(t->dead) ||
-						       !list_empty(&t->queue));
-		spin_lock_irq(&t->lock);
-		if (r) {
-			/* Pass an exclusive wake-up on to another reader. */
-			if (!list_empty(&t->queue))
-				wake_up(&t->wq);
-			return r;
-		}
-	}
+	lockdep_assert_held(&t->lock);
+	req = list_first_entry_or_null(&t->queue, struct dm_user_request,
+				       list);
+	if (!req)
+		return -EAGAIN;
 
 	list_move_tail(&req->list, &ch->owned);
 	t->nr_queued--;
@@ -196,6 +197,14 @@ static int dm_user_take_request_locked(struct dm_user_target *t,
 	if (!list_empty(&t->queue))
 		wake_up(&t->wq);
 	return 0;
+}
+
+/* What a reader sleeping in read() waits for. */
+static bool dm_user_readable(struct dm_user_target *t,
+			     struct dm_user_channel *ch)
+{
+	return READ_ONCE(t->dead) || READ_ONCE(ch->reset) ||
+	       READ_ONCE(ch->sending) || !list_empty(&t->queue);
 }
 
 /* Copies what fits of @req's header and data to @to. */
@@ -283,28 +292,76 @@ static bool dm_user_next_fits_locked(struct dm_user_target *t, size_t room)
 	return req && DM_USER_HDR_SIZE + dm_user_data_len_to_user(req) <= room;
 }
 
+/*
+ * Locks @ch for reading with a request to send in ch->sending, waiting for
+ * one unless @nonblock. Returns 0 with ch->read_lock held, or an error
+ * without it.
+ */
+static int dm_user_read_begin(struct kiocb *iocb, struct dm_user_channel *ch,
+			      bool nonblock)
+{
+	struct dm_user_target *t = ch->target;
+	bool pass_on;
+	int r;
+
+	for (;;) {
+		r = dm_user_lock_channel(&ch->read_lock, iocb);
+		if (r)
+			return r;
+		spin_lock_irq(&t->lock);
+		r = dm_user_channel_error_locked(t, ch);
+		if (!r) {
+			if (unlikely(!ch->serving))
+				dm_user_channel_serving_locked(t, ch);
+			if (ch->sending || !dm_user_take_request_locked(t, ch)) {
+				spin_unlock_irq(&t->lock);
+				return 0;
+			}
+			r = -EAGAIN;
+		}
+		/* A failing reader passes a wake-up it got on to another. */
+		pass_on = r != -EAGAIN && !list_empty(&t->queue);
+		spin_unlock_irq(&t->lock);
+		mutex_unlock(&ch->read_lock);
+		if (pass_on)
+			wake_up(&t->wq);
+		if (r != -EAGAIN || nonblock)
+			return r;
+		/*
+		 * Exclusive, so that a request wakes one reader. No channel
+		 * mutex is held: this channel's answers and its other
+		 * readers never wait for a request to arrive.
+		 */
+		r = wait_event_interruptible_exclusive(t->wq,
+						       dm_user_readable(t, ch));
+		if (r) {
+			if (!list_empty(&t->queue))
+				wake_up(&t->wq);
+			return r;
+		}
+	}
+}
+
 static ssize_t dm_user_read_iter(struct kiocb *iocb, struct iov_iter *to)
 {
 	struct dm_user_channel *ch = iocb->ki_filp->private_data;
 	struct dm_user_target *t = ch->target;
-	bool nonblock = dm_user_nonblocking(iocb);
 	size_t copied = 0, n;
 	int r;
 
 	if (!iov_iter_count(to))
 		return 0;
 
-	r = dm_user_lock_channel(ch, nonblock);
-	if (r)
-		return r;
-
-	spin_lock_irq(&t->lock);
-	if (unlikely(!ch->serving) && !t->dead)
-		dm_user_channel_serving_locked(t, ch);
-	if (!ch->sending) {
-		r = dm_user_take_request_locked(t, ch, nonblock);
+	for (;;) {
+		r = dm_user_read_begin(iocb, ch, dm_user_nonblocking(iocb));
 		if (r)
-			goto out_unlock;
+			return r;
+		spin_lock_irq(&t->lock);
+		/* Not started, so a noflush suspend may have taken it back. */
+		if (likely(ch->sending))
+			break;
+		spin_unlock_irq(&t->lock);
+		mutex_unlock(&ch->read_lock);
 	}
 	n = dm_user_send(t, ch, to);
 	copied += n;
@@ -314,18 +371,16 @@ static ssize_t dm_user_read_iter(struct kiocb *iocb, struct iov_iter *to)
 	 * the same call, never waiting for them; others get one message.
 	 */
 	while ((ch->extensions & DM_USER_EXT_READ_BATCH) && n && !ch->sending &&
-	       !t->dead && dm_user_next_fits_locked(t, iov_iter_count(to))) {
-		r = dm_user_take_request_locked(t, ch, true);
-		if (r)
+	       !dm_user_channel_error_locked(t, ch) &&
+	       dm_user_next_fits_locked(t, iov_iter_count(to))) {
+		if (dm_user_take_request_locked(t, ch))
 			break;
 		n = dm_user_send(t, ch, to);
 		copied += n;
 	}
-	r = copied ? 0 : -EFAULT;
-out_unlock:
 	spin_unlock_irq(&t->lock);
-	mutex_unlock(&ch->io_lock);
-	return copied ? copied : r;
+	mutex_unlock(&ch->read_lock);
+	return copied ? copied : -EFAULT;
 }
 
 /* ------------------------------------------------------------------------
@@ -451,15 +506,15 @@ static ssize_t dm_user_write_iter(struct kiocb *iocb, struct iov_iter *from)
 	if (!iov_iter_count(from))
 		return 0;
 
-	r = dm_user_lock_channel(ch, dm_user_nonblocking(iocb));
+	/* Answers never wait for anything but this lock: no O_NONBLOCK case. */
+	r = dm_user_lock_channel(&ch->write_lock, iocb);
 	if (r)
 		return r;
 
 	spin_lock_irq(&t->lock);
-	if (t->dead) {
-		ret = -ENOTBLK;
+	ret = dm_user_channel_error_locked(t, ch);
+	if (ret)
 		goto out_unlock;
-	}
 
 	req = ch->receiving;
 	if (!req) {
@@ -480,8 +535,9 @@ static ssize_t dm_user_write_iter(struct kiocb *iocb, struct iov_iter *from)
 		/* Header complete: whatever happens, the next write starts anew. */
 		ch->answer_bytes = 0;
 		spin_lock_irq(&t->lock);
-		if (t->dead) {
-			ret = -ENOTBLK;
+		ret = dm_user_channel_error_locked(t, ch);
+		if (ret) {
+			consumed = 0;
 			goto out_unlock;
 		}
 		req = dm_user_accept_answer_locked(t, ch, iov_iter_count(from),
@@ -523,7 +579,7 @@ static ssize_t dm_user_write_iter(struct kiocb *iocb, struct iov_iter *from)
 out_unlock:
 	spin_unlock_irq(&t->lock);
 out:
-	mutex_unlock(&ch->io_lock);
+	mutex_unlock(&ch->write_lock);
 	if (consumed)
 		return consumed;
 	return ret ? ret : -EFAULT;
@@ -551,6 +607,9 @@ static __poll_t dm_user_poll(struct file *file, poll_table *wait)
 
 	if (READ_ONCE(t->dead))
 		return EPOLLERR | EPOLLHUP;
+	/* read() and write() fail at once, as POLLERR says. */
+	if (READ_ONCE(ch->reset))
+		return mask | EPOLLIN | EPOLLRDNORM | EPOLLERR;
 	if (READ_ONCE(ch->sending) || !list_empty(&t->queue))
 		mask |= EPOLLIN | EPOLLRDNORM;
 	return mask;

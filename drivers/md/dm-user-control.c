@@ -9,7 +9,7 @@
  * described in include/uapi/linux/dm-user.h.
  *
  * Locks: the handlers take the target lock (dm-user-target.c) to read or
- * change what it protects; NEGOTIATE takes the channel's io_lock so that an
+ * change what it protects; NEGOTIATE takes the channel's read_lock so that an
  * extension never changes in the middle of a read().
  */
 
@@ -358,10 +358,10 @@ static int dm_user_cmd_negotiate(struct dm_user_target *t,
 				      "extensions attribute required");
 	granted = dm_user_in_val(in, DM_USER_ATTR_EXTENSIONS) &
 		  DM_USER_EXT_SUPPORTED;
-	if (mutex_lock_interruptible(&ch->io_lock))
-		return -EINTR;
+	if (mutex_lock_interruptible(&ch->read_lock))
+		return -ERESTARTSYS;
 	ch->extensions = granted;
-	mutex_unlock(&ch->io_lock);
+	mutex_unlock(&ch->read_lock);
 	dm_user_put_u64(out, DM_USER_ATTR_EXTENSIONS, granted);
 	return 0;
 }

@@ -14,10 +14,12 @@
  *	targets never share a name, and orders adding and deleting the node of
  *	one name. Taken in the constructor and the destructor only.
  *
- *   dm_user_channel.io_lock (mutex, dm-user-channel.c)
- *	Serialises the read() and write() calls of one channel, so that a
- *	channel's partial message state is never used by two calls at once.
- *	Taken only in syscalls, never on the map path.
+ *   dm_user_channel.read_lock, dm_user_channel.write_lock (mutexes,
+ *   dm-user-channel.c)
+ *	Serialise the read() calls and the write() calls of one channel
+ *	respectively, so that a channel's partial message state is never used
+ *	by two calls at once. Never nested in each other, never held while
+ *	waiting for a request, taken only in syscalls, never on the map path.
  *
  *   dm_user_target.lock (spinlock, interrupts off)
  *	Protects everything that moves a request: the queue, the backlog, the
@@ -39,6 +41,14 @@
  * teardown does not complete a busy request but marks it aborted, and the
  * channel completes it when its copy ends. The destructor waits until no
  * request is busy, so no bio is completed after the target is gone.
+ *
+ * A request a channel has started to read is never taken back from it
+ * while the channel is open, so the byte stream of a channel is never cut
+ * in the middle of a message and no request is served twice at once: a
+ * noflush suspend waits for such requests as for any I/O in flight. The
+ * one exception is request_timeout, which fails the request and resets the
+ * channel (dm_user_channel.reset): from then on its read() and write() fail
+ * with ECONNRESET until the daemon closes it.
  */
 
 #include <linux/bio.h>
@@ -308,12 +318,36 @@ void dm_user_complete_list(struct list_head *done)
 }
 
 /*
- * Completes every request that is not busy with @status, and marks the busy
- * ones aborted with it. With @queued_only, only requests no channel has
- * read yet are taken.
+ * Whether a daemon may have seen any byte of @req, or be copying one: then
+ * only its channel's answer or close, or a timeout that resets the
+ * channel, ends it.
+ */
+static bool dm_user_req_started(const struct dm_user_request *req)
+{
+	return req->busy || req->state != DM_USER_REQ_SENDING || req->sent;
+}
+
+/*
+ * Resets @ch: a request it had started to read was taken from it, so the
+ * daemon's view of the channel no longer matches the kernel's. Its read()
+ * and write() fail from now on; readers and pollers wake to see it.
+ */
+static void dm_user_reset_channel_locked(struct dm_user_target *t,
+					 struct dm_user_channel *ch)
+{
+	lockdep_assert_held(&t->lock);
+	if (ch->reset)
+		return;
+	WRITE_ONCE(ch->reset, true);
+	wake_up_all(&t->wq);
+}
+
+/*
+ * Completes the requests @which selects with @status; of those, the busy
+ * ones are marked aborted instead, for their channel to complete.
  */
 void dm_user_fail_requests_locked(struct dm_user_target *t,
-				  struct list_head *done, bool queued_only,
+				  struct list_head *done, enum dm_user_take which,
 				  blk_status_t status)
 {
 	struct dm_user_request *req, *next;
@@ -324,18 +358,19 @@ void dm_user_fail_requests_locked(struct dm_user_target *t,
 		dm_user_detach_locked(t, req, done, status);
 	list_for_each_entry_safe(req, next, &t->queue, list)
 		dm_user_detach_locked(t, req, done, status);
-	if (queued_only)
+	if (which == DM_USER_TAKE_QUEUED)
 		return;
 
 	list_for_each_entry(ch, &t->channels, node) {
 		list_for_each_entry_safe(req, next, &ch->owned, list) {
-			if (req->busy) {
-				if (!req->aborted) {
-					req->aborted = true;
-					req->abort_status = status;
-				}
-			} else {
+			if (which == DM_USER_TAKE_UNSTARTED &&
+			    dm_user_req_started(req))
+				continue;
+			if (!req->busy) {
 				dm_user_detach_locked(t, req, done, status);
+			} else if (!req->aborted) {
+				req->aborted = true;
+				req->abort_status = status;
 			}
 		}
 	}
@@ -391,17 +426,35 @@ static void dm_user_give_up_locked(struct dm_user_target *t,
 		t->no_daemon_failing = true;
 		dm_user_raise_event_locked(t);
 	}
-	dm_user_fail_requests_locked(t, done, true, BLK_STS_IOERR);
+	dm_user_fail_requests_locked(t, done, DM_USER_TAKE_QUEUED,
+				     BLK_STS_IOERR);
+}
+
+/*
+ * How long requests wait for a daemon, in seconds. A flushing suspend waits
+ * for every request, the filesystem's freeze writes among them, so during
+ * one even queue_if_no_daemon waits no longer than the default timeout:
+ * the suspend stays bounded, and fails rather than hang.
+ */
+static unsigned int dm_user_no_daemon_secs(struct dm_user_target *t)
+{
+	unsigned int secs = t->no_daemon_timeout;
+
+	if (secs == DM_USER_TIMEOUT_FOREVER && t->suspending &&
+	    !dm_noflush_suspending(t->ti))
+		return DM_USER_DEFAULT_NO_DAEMON_TIMEOUT;
+	return secs;
 }
 
 /*
  * (Re)starts the no-daemon clock from now. Called with no channel open: at
- * resume, when the last channel closes and when no_daemon_timeout changes.
+ * resume, when the last channel closes, when a flushing suspend starts and
+ * when no_daemon_timeout changes.
  */
 static void dm_user_start_no_daemon_clock_locked(struct dm_user_target *t,
 						 struct list_head *done)
 {
-	unsigned int secs = t->no_daemon_timeout;
+	unsigned int secs = dm_user_no_daemon_secs(t);
 
 	lockdep_assert_held(&t->lock);
 	if (t->dead || t->nr_serving)
@@ -430,7 +483,7 @@ static void dm_user_no_daemon_work(struct work_struct *work)
 	LIST_HEAD(done);
 
 	spin_lock_irq(&t->lock);
-	secs = t->no_daemon_timeout;
+	secs = dm_user_no_daemon_secs(t);
 	if (t->dead || t->nr_serving || t->no_daemon_failing ||
 	    secs == DM_USER_TIMEOUT_FOREVER)
 		goto out;
@@ -480,14 +533,13 @@ static blk_status_t dm_user_giveback_status_locked(struct dm_user_target *t)
 {
 	if (t->dead)
 		return BLK_STS_IOERR;
-	if (t->suspending) {
-		/* dm core holds it and maps it again after resume. */
-		if (dm_noflush_suspending(t->ti))
-			return BLK_STS_DM_REQUEUE;
-		/* A flushing suspend waits for it, and nobody would serve it. */
-		if (!t->nr_serving)
-			return BLK_STS_IOERR;
-	}
+	/* dm core holds it and maps it again after resume. */
+	if (t->suspending && dm_noflush_suspending(t->ti))
+		return BLK_STS_DM_REQUEUE;
+	/*
+	 * Otherwise the no-daemon policy holds, during a flushing suspend
+	 * too: the filesystem's freeze writes wait for a daemon.
+	 */
 	if (!t->nr_serving && t->no_daemon_failing)
 		return BLK_STS_IOERR;
 	return BLK_STS_OK;
@@ -525,8 +577,9 @@ static void dm_user_orphaned_locked(struct dm_user_target *t,
 
 	dm_user_raise_event_locked(t);
 	if (status != BLK_STS_OK)
-		dm_user_fail_requests_locked(t, done, true, status);
-	else if (!t->suspending)
+		dm_user_fail_requests_locked(t, done, DM_USER_TAKE_QUEUED,
+					     status);
+	else
 		dm_user_start_no_daemon_clock_locked(t, done);
 }
 
@@ -580,6 +633,12 @@ static void dm_user_expire_locked(struct dm_user_target *t,
 	}
 	t->nr_timeouts++;
 	(*expired)++;
+	/*
+	 * Its channel cannot finish the message it started, nor tell its
+	 * copy from one served again: it is reset.
+	 */
+	if (req->owner && dm_user_req_started(req))
+		dm_user_reset_channel_locked(t, req->owner);
 	if (req->busy) {
 		/* The channel copying its data completes it. */
 		req->aborted = true;
@@ -1195,7 +1254,7 @@ static void user_dtr(struct dm_target *ti)
 
 	spin_lock_irqsave(&t->lock, irq_flags);
 	t->dead = true;
-	dm_user_fail_requests_locked(t, &done, false, BLK_STS_IOERR);
+	dm_user_fail_requests_locked(t, &done, DM_USER_TAKE_ALL, BLK_STS_IOERR);
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 
 	/* Readers blocked in read() return ENOTBLK; pollers see POLLHUP. */
@@ -1223,25 +1282,33 @@ static void user_presuspend(struct dm_target *ti)
 	unsigned long irq_flags;
 	LIST_HEAD(done);
 
-	/*
-	 * A noflush suspend gives every request back to dm core, which maps
-	 * it again after resume, perhaps to a new table: nothing waits for a
-	 * daemon, whatever it does. A flushing suspend waits for every
-	 * request; with no daemon attached none would complete, so fail what
-	 * is queued rather than hang.
-	 */
 	spin_lock_irqsave(&t->lock, irq_flags);
 	t->suspending = true;
-	if (dm_noflush_suspending(ti))
-		dm_user_fail_requests_locked(t, &done, false,
+	if (dm_noflush_suspending(ti)) {
+		/*
+		 * dm core maps these again after resume, perhaps to a new
+		 * table. Requests a channel has started to read stay with
+		 * it, and the suspend waits for their answers as for any I/O
+		 * in flight: taking them back would cut the channel's byte
+		 * stream and leave a copy with the daemon.
+		 */
+		dm_user_fail_requests_locked(t, &done, DM_USER_TAKE_UNSTARTED,
 					     BLK_STS_DM_REQUEUE);
-	else if (!t->nr_serving)
-		dm_user_fail_requests_locked(t, &done, true, BLK_STS_IOERR);
+	} else if (!t->nr_serving && !t->no_daemon_failing &&
+		   t->no_daemon_timeout == DM_USER_TIMEOUT_FOREVER) {
+		/* The clock was not running: bound the suspend's wait. */
+		dm_user_start_no_daemon_clock_locked(t, &done);
+	}
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 
 	dm_user_complete_list(&done);
 }
 
+/*
+ * Back to normal service, after a resume or a suspend that failed or was
+ * interrupted (presuspend_undo): what presuspend changed is undone, and the
+ * no-daemon clock starts afresh under the target's own policy.
+ */
 static void user_resume(struct dm_target *ti)
 {
 	struct dm_user_target *t = ti->private;
@@ -1378,6 +1445,7 @@ static struct target_type user_target = {
 	.dtr = user_dtr,
 	.map = user_map,
 	.presuspend = user_presuspend,
+	.presuspend_undo = user_resume,
 	.resume = user_resume,
 	.status = user_status,
 	.message = user_message,

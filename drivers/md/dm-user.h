@@ -198,8 +198,15 @@ struct dm_user_target {
 struct dm_user_channel {
 	struct dm_user_target *target;
 	struct list_head node;		/* in target->channels */
-	/* Serialises this channel's read() and write() calls. */
-	struct mutex io_lock;
+	/*
+	 * Serialises this channel's read() calls, so that a partly read
+	 * request is never copied by two calls at once. Not held while
+	 * waiting for a request, so an answer never waits behind a read()
+	 * that sleeps.
+	 */
+	struct mutex read_lock;
+	/* Serialises this channel's write() calls: the partial answer. */
+	struct mutex write_lock;
 	/* Requests this channel has taken and not completed (target lock). */
 	struct list_head owned;
 	/* Request partly read by the daemon (target lock). */
@@ -208,9 +215,16 @@ struct dm_user_channel {
 	struct dm_user_request *receiving;
 	/* Has called read(), so counts in nr_serving (target lock). */
 	bool serving;
-	/* DM_USER_EXT_* granted by NEGOTIATE (io_lock). */
+	/*
+	 * A request this channel had started to read was taken from it
+	 * (request_timeout): every later read() and write() fails with
+	 * ECONNRESET, so the daemon can tell its work on the channel is void
+	 * (target lock; read locklessly by poll()).
+	 */
+	bool reset;
+	/* DM_USER_EXT_* granted by NEGOTIATE (read_lock). */
 	u64 extensions;
-	/* Answer header being assembled from split writes (io_lock). */
+	/* Answer header being assembled from split writes (write_lock). */
 	struct dm_user_message answer;
 	size_t answer_bytes;
 };
@@ -258,8 +272,18 @@ void dm_user_detach_locked(struct dm_user_target *t,
 			   struct dm_user_request *req, struct list_head *done,
 			   blk_status_t status);
 void dm_user_complete_list(struct list_head *done);
+/* Which requests dm_user_fail_requests_locked() takes. */
+enum dm_user_take {
+	/* Those on the queue and the backlog: no channel has them. */
+	DM_USER_TAKE_QUEUED,
+	/* Also those a channel took but has not started to read. */
+	DM_USER_TAKE_UNSTARTED,
+	/* All, for a target that is going away. */
+	DM_USER_TAKE_ALL,
+};
+
 void dm_user_fail_requests_locked(struct dm_user_target *t,
-				  struct list_head *done, bool queued_only,
+				  struct list_head *done, enum dm_user_take which,
 				  blk_status_t status);
 
 #endif /* DM_USER_INTERNAL_H */

@@ -8,7 +8,12 @@
  * write(): the header with the request's @seq and @type set to one of the
  * DM_USER_RESP_* codes, followed, for a successful read only, by the data.
  * Reads and writes may be split into pieces of any size; one read() or
- * write() never spans two messages. Answers may come in any order.
+ * write() never spans two messages. Answers may come in any order. A read()
+ * and a write() of one channel may run concurrently. read() and write()
+ * fail with ENOTBLK once the target is destroyed, and with ECONNRESET once
+ * the channel was reset because request_timeout took a request it had
+ * started to read: the daemon must then apply none of the requests it read
+ * on that channel, and open a new one.
  *
  * The layout and the constant values are those of the 2020 dm-user RFC, so
  * daemons written for it work unchanged. See

@@ -70,6 +70,7 @@ enum chan_status {
 	CHAN_EMPTY,	/* non-blocking read: nothing waiting */
 	CHAN_STOP,	/* stop requested while waiting for a request */
 	CHAN_GONE,	/* ENOTBLK: the target was removed */
+	CHAN_RESET,	/* ECONNRESET: requests read on it were taken back */
 	CHAN_FATAL,	/* chan->err says why */
 };
 
@@ -92,7 +93,8 @@ struct chan {
 	struct request *reqs;	/* collected, not yet answered */
 	size_t nreq, reqcap;
 	int err;		/* negative errno once CHAN_FATAL */
-	unsigned long stale;	/* answers the kernel no longer waited for */
+	bool read_batch;	/* negotiate READ_BATCH on every open */
+	unsigned long resets;	/* times the kernel reset the channel */
 };
 
 struct server {
@@ -222,6 +224,8 @@ static enum chan_status chan_read(struct chan *ch, void *dst, size_t room,
 			continue;
 		if (errno == ENOTBLK)
 			return CHAN_GONE;
+		if (errno == ECONNRESET)
+			return CHAN_RESET;
 		if (errno != EAGAIN)
 			return chan_fail(ch, errno);
 		if (!wait)
@@ -417,8 +421,6 @@ static enum chan_status send_answer(struct chan *ch, struct iovec *iov,
 				    int cnt)
 {
 	size_t split = ch->srv->split;
-	size_t sent = 0;
-	uint64_t seq = ((const struct dm_user_message *)iov[0].iov_base)->seq;
 
 	for (;;) {
 		struct iovec part[2];
@@ -451,25 +453,12 @@ static enum chan_status send_answer(struct chan *ch, struct iovec *iov,
 		}
 		if (n < 0 && errno == ENOTBLK)
 			return CHAN_GONE;
-		if (n < 0 && errno == EINVAL && sent < HDR_SIZE) {
-			/*
-			 * Refused as a whole when the header completed: the
-			 * kernel no longer waits for this request (it timed
-			 * out, or a noflush suspend gave it back to dm).
-			 * Nothing of it was kept, so carry on.
-			 */
-			if (!ch->stale++ || ch->srv->verbose)
-				fprintf(stderr,
-					"%s: [%u] answer to seq %" PRIu64 " refused: the request is no longer waiting (timed out or taken back)\n",
-					program_invocation_short_name, ch->id,
-					seq);
-			return CHAN_OK;
-		}
+		if (n < 0 && errno == ECONNRESET)
+			return CHAN_RESET;
 		if (n < 0)
 			return chan_fail(ch, errno);
 		if (n == 0)
 			return chan_fail(ch, EIO);
-		sent += (size_t)n;
 		for (; n > 0 && (size_t)n >= iov->iov_len; iov++, cnt--)
 			n -= iov->iov_len;
 		if (n > 0) {
@@ -499,6 +488,53 @@ static enum chan_status answer(struct chan *ch, const struct request *rq)
 	return send_answer(ch, iov, 2);
 }
 
+/* Whether a request changes the store, so must not be applied late. */
+static bool modifies(const struct dm_user_message *m)
+{
+	return m->type != DM_USER_REQ_MAP_READ &&
+	       m->type != DM_USER_REQ_MAP_FLUSH;
+}
+
+/*
+ * Whether the kernel has reset the channel (POLLERR, and not the target's
+ * end, which read() reports as ENOTBLK). The protocol's rule: requests read
+ * on a reset channel are void and must not be applied, as the kernel may
+ * already have served them again.
+ */
+static bool chan_was_reset(struct chan *ch)
+{
+	struct pollfd p = { .fd = ch->fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLERR) &&
+	       !(p.revents & POLLHUP);
+}
+
+static enum chan_status serve_collected(struct chan *ch)
+{
+	struct server *srv = ch->srv;
+	size_t i;
+
+	for (i = 0; i < ch->nreq; i++)
+		if (modifies(ch->reqs[i].msg))
+			break;
+	if (i < ch->nreq && chan_was_reset(ch))
+		return CHAN_RESET;
+	/*
+	 * In reverse order when batching, on purpose: the kernel must cope
+	 * with answers in any order.
+	 */
+	for (i = 0; i < ch->nreq; i++) {
+		size_t k = srv->batch > 1 ? ch->nreq - 1 - i : i;
+		enum chan_status st = answer(ch, &ch->reqs[k]);
+
+		if (st != CHAN_OK)
+			return st;
+	}
+	return CHAN_OK;
+}
+
+static int open_fd(struct server *srv, struct chan *ch);
+
 static void *chan_main(void *arg)
 {
 	struct chan *ch = arg;
@@ -506,24 +542,33 @@ static void *chan_main(void *arg)
 	enum chan_status st = CHAN_OK;
 
 	while (st == CHAN_OK && !stopping(srv)) {
-		size_t i;
+		enum chan_status ast;
+		int rc;
 
 		st = collect(ch);
 		/*
-		 * What was read is answered even if a later read failed.
-		 * In reverse order when batching, on purpose: the kernel must
-		 * cope with answers in any order.
+		 * What was read is answered even if a later read failed,
+		 * unless the channel was reset: then all of it is void.
 		 */
-		for (i = 0; i < ch->nreq; i++) {
-			size_t k = srv->batch > 1 ? ch->nreq - 1 - i : i;
-			enum chan_status ast = answer(ch, &ch->reqs[k]);
-
-			if (ast != CHAN_OK) {
-				if (st == CHAN_OK)
-					st = ast;
-				break;
-			}
-		}
+		ast = st == CHAN_RESET ? st : serve_collected(ch);
+		if (st == CHAN_OK || st == CHAN_STOP)
+			st = ast;
+		if (st != CHAN_RESET)
+			continue;
+		/*
+		 * The kernel took back a request this channel had read (its
+		 * request_timeout): what is left of it is void. A new channel
+		 * starts clean.
+		 */
+		ch->resets++;
+		if (srv->verbose)
+			fprintf(stderr, "%s: [%u] channel reset by the kernel: reopening\n",
+				program_invocation_short_name, ch->id);
+		close(ch->epfd);
+		close(ch->fd);
+		rc = open_fd(srv, ch);
+		st = rc == -ENOTBLK || rc == -ENOENT ? CHAN_GONE :
+		     rc < 0 ? chan_fail(ch, rc) : CHAN_OK;
 	}
 	if (st == CHAN_GONE && srv->verbose)
 		fprintf(stderr, "%s: [%u] target removed\n",
@@ -537,12 +582,13 @@ static void *chan_main(void *arg)
 
 /* ---- Setup ----------------------------------------------------------- */
 
-static int open_chan(struct server *srv, struct chan *ch, bool read_batch)
+/* Opens the channel's fd and its epoll set; both -1 on failure. */
+static int open_fd(struct server *srv, struct chan *ch)
 {
-	unsigned int b;
-
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
+	int rc;
 
+	ch->epfd = -1;
 	ch->fd = open(srv->path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
 	if (ch->fd < 0)
 		return -errno;
@@ -552,24 +598,45 @@ static int open_chan(struct server *srv, struct chan *ch, bool read_batch)
 	 * read() would (Linux 4.5; older kernels wake all).
 	 */
 	ch->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (ch->epfd < 0)
-		return -errno;
+	if (ch->epfd < 0) {
+		rc = -errno;
+		goto fail;
+	}
 	if (epoll_ctl(ch->epfd, EPOLL_CTL_ADD, ch->fd, &ev)) {
 		ev.events = EPOLLIN;
 		if (errno != EINVAL ||
-		    epoll_ctl(ch->epfd, EPOLL_CTL_ADD, ch->fd, &ev))
-			return -errno;
+		    epoll_ctl(ch->epfd, EPOLL_CTL_ADD, ch->fd, &ev)) {
+			rc = -errno;
+			goto fail;
+		}
 	}
-	if (read_batch) {
+	if (ch->read_batch) {
 		uint64_t granted = 0;
-		int rc = dmu_negotiate(ch->fd, DM_USER_EXT_READ_BATCH,
-				       &granted);
 
+		rc = dmu_negotiate(ch->fd, DM_USER_EXT_READ_BATCH, &granted);
+		if (!rc && !(granted & DM_USER_EXT_READ_BATCH))
+			rc = -EOPNOTSUPP;
 		if (rc < 0)
-			return rc;
-		if (!(granted & DM_USER_EXT_READ_BATCH))
-			return -EOPNOTSUPP;
+			goto fail;
 	}
+	return 0;
+fail:
+	if (ch->epfd >= 0)
+		close(ch->epfd);
+	close(ch->fd);
+	ch->fd = ch->epfd = -1;
+	return rc;
+}
+
+static int open_chan(struct server *srv, struct chan *ch, bool read_batch)
+{
+	unsigned int b;
+	int rc;
+
+	ch->read_batch = read_batch;
+	rc = open_fd(srv, ch);
+	if (rc < 0)
+		return rc;
 	ch->bufs = calloc(srv->batch, sizeof(*ch->bufs));
 	ch->reqcap = srv->batch;
 	ch->reqs = calloc(ch->reqcap, sizeof(*ch->reqs));

@@ -234,6 +234,11 @@ struct dmu_serve_opts {
  * @name: the target's name, or a path to its node
  * @opts: NULL for the defaults
  *
+ * A channel the kernel resets (ECONNRESET, after request_timeout took a
+ * request it held) is closed and opened again; the requests read on it are
+ * dropped unanswered, and a batch that changes data is not applied once the
+ * channel reports the reset.
+ *
  * Return: 0 when the target was removed (every channel saw ENOTBLK) or
  * *stop was set, a negative errno when a channel failed.
  */

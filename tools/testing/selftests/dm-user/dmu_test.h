@@ -111,8 +111,11 @@ static inline int dmu_wait_readable(int fd, int ms)
 		return -errno;
 	if (r == 0)
 		return -ETIMEDOUT;
-	if (p.revents & (POLLERR | POLLHUP))
+	if (p.revents & POLLHUP)
 		return -ENOTBLK;
+	/* POLLERR alone: the kernel reset the channel. */
+	if (p.revents & POLLERR)
+		return -ECONNRESET;
 	return 0;
 }
 

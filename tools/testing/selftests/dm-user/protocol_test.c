@@ -645,7 +645,12 @@ TEST_F(dev, closing_channel_keeps_requests_for_next_daemon)
 	self->ch = -1;
 	EXPECT_EQ(-ETIMEDOUT, dmu_io_wait(&a, 1000));
 	EXPECT_EQ(-ETIMEDOUT, dmu_io_wait(&b, 10));
-	/* A flushing suspend with no daemon fails them rather than hang. */
+	/*
+	 * A flushing suspend with no daemon waits for one no longer than
+	 * no_daemon_timeout, then they fail.
+	 */
+	EXPECT_EQ(0, dmu_run("dmsetup message %s 0 set_params no_daemon_timeout=1",
+			     self->dev));
 	EXPECT_EQ(0, dmu_run("timeout 20 dmsetup suspend %s", self->dev));
 	ASSERT_EQ(0, dmu_io_wait(&a, WAIT_MS));
 	ASSERT_EQ(0, dmu_io_wait(&b, WAIT_MS));
@@ -654,16 +659,29 @@ TEST_F(dev, closing_channel_keeps_requests_for_next_daemon)
 	EXPECT_EQ(0, dmu_run("dmsetup resume %s", self->dev));
 }
 
+/*
+ * A flushing suspend with no daemon: the I/O it waits for waits for a
+ * daemon as any I/O does, no longer than no_daemon_timeout (set here while
+ * it already waits), so the suspend ends, and the I/O fails.
+ */
 TEST_F(dev, suspend_without_daemon_does_not_hang)
 {
 	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PREAD,
 			     .buf = self->buf, .len = 4096, .off = 0 };
+	struct timespec t0, t1;
+	long ms;
 
 	close(self->ch);
 	self->ch = -1;
 	ASSERT_EQ(0, dmu_io_start(&io));
 	usleep(200000);
+	EXPECT_EQ(0, dmu_run("dmsetup message %s 0 set_params no_daemon_timeout=2",
+			     self->dev));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	EXPECT_EQ(0, dmu_run("timeout 20 dmsetup suspend %s", self->dev));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	EXPECT_LE(1500, ms) TH_LOG("the suspend did not wait for a daemon");
 	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
 	EXPECT_EQ(EIO, io.err);
 	EXPECT_EQ(0, dmu_run("dmsetup resume %s", self->dev));

@@ -52,10 +52,13 @@ static void rdev_teardown(struct rdev *r)
 	free(r->data);
 }
 
-/* A channel that has not read yet does not count as a daemon. */
+/*
+ * A channel that has not read yet does not count as a daemon. Close on
+ * exec: a dmsetup the test starts must not keep the channel open.
+ */
 static int open_chan(struct rdev *r)
 {
-	return open(r->chan, O_RDWR);
+	return open(r->chan, O_RDWR | O_CLOEXEC);
 }
 
 /* The value after @key in "dmsetup status", as a string. */
@@ -255,41 +258,157 @@ TEST(zero_timeout_fails_at_once_and_forever_waits)
 	rdev_teardown(&q);
 }
 
+/* Checks that @ch was reset: read, write and poll all say so. */
+static void expect_reset(struct __test_metadata *_metadata, int ch,
+			 const struct dm_user_message *h)
+{
+	struct pollfd p = { .fd = ch, .events = POLLIN | POLLOUT };
+	char byte;
+
+	EXPECT_EQ(1, poll(&p, 1, 0));
+	EXPECT_TRUE(p.revents & POLLERR);
+	EXPECT_FALSE(p.revents & POLLHUP);
+	EXPECT_EQ(-1, read(ch, &byte, 1));
+	EXPECT_EQ(ECONNRESET, errno);
+	EXPECT_EQ(-1, dmu_answer(ch, h, DM_USER_RESP_ERROR, NULL, 0));
+	EXPECT_EQ(ECONNRESET, errno);
+}
+
 /*
- * request_timeout: a daemon that reads a request and never answers; the
- * request fails with ETIMEDOUT, the late answer is refused, and the
- * channel goes on serving.
+ * request_timeout: a daemon reads a write and never answers. The write
+ * fails with ETIMEDOUT and the channel is reset, so the daemon learns at
+ * once that its copy is void: the late answer fails with ECONNRESET. A
+ * newer write to the same sector, served on a new channel, is acknowledged
+ * and nothing of the old one comes back, even when the old channel closes.
  */
-TEST(request_timeout_fails_stuck_request)
+TEST(request_timeout_resets_the_channel)
 {
 	struct rdev r;
 	struct dm_user_message h, h2;
 	struct dmu_io io;
-	long t0;
-	int ch;
+	long t0, requeued;
+	int ch, ch2;
 
 	ASSERT_EQ(0, rdev_setup(&r, "rt", "2 request_timeout 1"));
 	ch = open_chan(&r);
 	ASSERT_LE(0, ch);
-	io = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PREAD, .buf = r.buf,
+	dmu_fill(r.buf, 4096, 1);
+	io = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PWRITE, .buf = r.buf,
 			      .len = 4096, .off = 0 };
 	t0 = now_ms();
 	ASSERT_EQ(0, dmu_io_start(&io));
-	ASSERT_EQ(0, dmu_read_msg(ch, &h, NULL, 0, WAIT_MS));
+	ASSERT_EQ(0, dmu_read_msg(ch, &h, r.data, 4096, WAIT_MS));
 	ASSERT_EQ(0, dmu_io_wait(&io, 8000));
 	EXPECT_EQ(ETIMEDOUT, io.err);
 	EXPECT_LE(900, now_ms() - t0);
 	EXPECT_EQ(1, status_num(&r, "timeouts"));
+	expect_reset(_metadata, ch, &h);
+	requeued = status_num(&r, "requeued");
 
-	dmu_fill(r.data, 4096, 1);
-	EXPECT_EQ(-1, dmu_answer(ch, &h, DM_USER_RESP_SUCCESS, r.data, 4096));
-	EXPECT_EQ(EINVAL, errno);
-
-	/* The channel still serves, in time. */
+	/* The newer write, on a new channel, while the old one is open. */
+	ch2 = open_chan(&r);
+	ASSERT_LE(0, ch2);
+	dmu_fill(r.buf, 4096, 2);
 	ASSERT_EQ(0, dmu_io_start(&io));
-	serve_read_4k(_metadata, &r, ch, &io, 2, &h2);
+	ASSERT_EQ(0, dmu_read_msg(ch2, &h2, r.data, 4096, WAIT_MS));
+	EXPECT_EQ(0, memcmp(r.buf, r.data, 4096));
 	EXPECT_NE(h.seq, h2.seq);
+	EXPECT_EQ(DMU_HDR, dmu_answer(ch2, &h2, DM_USER_RESP_SUCCESS, NULL, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(4096, io.ret);
+
+	/* Closing the reset channel gives nothing back to be served again. */
+	close(ch);
+	EXPECT_EQ(requeued, status_num(&r, "requeued"));
+	EXPECT_EQ(-ETIMEDOUT, dmu_read_msg(ch2, &h, NULL, 0, 300));
 	EXPECT_EQ(1, status_num(&r, "timeouts"));
+	close(ch2);
+	rdev_teardown(&r);
+}
+
+/*
+ * request_timeout fires after the daemon read a write's header and part of
+ * its data: the channel is reset rather than handing the daemon the next
+ * header where it expects data. A new channel then gets the next write
+ * whole, at its own sector.
+ */
+TEST(timeout_in_a_split_read)
+{
+	struct rdev r;
+	struct dm_user_message h;
+	struct dmu_io io;
+	int ch;
+
+	ASSERT_EQ(0, rdev_setup(&r, "rs", "2 request_timeout 1"));
+	ch = open_chan(&r);
+	ASSERT_LE(0, ch);
+	dmu_fill(r.buf, 8192, 3);
+	io = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PWRITE, .buf = r.buf,
+			      .len = 8192, .off = 4096 };
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_wait_readable(ch, WAIT_MS));
+	ASSERT_EQ(DMU_HDR, read(ch, &h, DMU_HDR));
+	EXPECT_EQ(DM_USER_REQ_MAP_WRITE, h.type);
+	ASSERT_EQ(1000, read(ch, r.data, 1000));
+	ASSERT_EQ(0, dmu_io_wait(&io, 8000));
+	EXPECT_EQ(ETIMEDOUT, io.err);
+
+	/* A second write is waiting: the reset channel must not show it. */
+	dmu_fill(r.buf, 8192, 4);
+	ASSERT_EQ(0, dmu_io_start(&io));
+	usleep(100000);
+	expect_reset(_metadata, ch, &h);
+	close(ch);
+
+	ch = open_chan(&r);
+	ASSERT_LE(0, ch);
+	ASSERT_EQ(0, dmu_read_msg_split(ch, &h, r.data, 8192, 509, WAIT_MS));
+	EXPECT_EQ(DM_USER_REQ_MAP_WRITE, h.type);
+	EXPECT_EQ(8, h.sector);
+	EXPECT_EQ(8192, h.len);
+	EXPECT_EQ(0, memcmp(r.buf, r.data, 8192));
+	EXPECT_EQ(DMU_HDR, dmu_answer(ch, &h, DM_USER_RESP_SUCCESS, NULL, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(8192, io.ret);
+	close(ch);
+	rdev_teardown(&r);
+}
+
+/*
+ * request_timeout fires after the daemon wrote a read's answer header and
+ * part of its data: the channel is reset, so the rest of that answer is
+ * never taken as the header of another. A new channel serves the next
+ * read with the right bytes.
+ */
+TEST(timeout_in_a_split_answer)
+{
+	struct rdev r;
+	struct dm_user_message h, ans;
+	struct dmu_io io;
+	int ch;
+
+	ASSERT_EQ(0, rdev_setup(&r, "ra", "2 request_timeout 1"));
+	ch = open_chan(&r);
+	ASSERT_LE(0, ch);
+	io = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PREAD, .buf = r.buf,
+			      .len = 4096, .off = 8192 };
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(ch, &h, NULL, 0, WAIT_MS));
+	ans = h;
+	ans.type = DM_USER_RESP_SUCCESS;
+	ASSERT_EQ(DMU_HDR, write(ch, &ans, DMU_HDR));
+	dmu_fill(r.data, 4096, 5);
+	ASSERT_EQ(1000, write(ch, r.data, 1000));
+	ASSERT_EQ(0, dmu_io_wait(&io, 8000));
+	EXPECT_EQ(ETIMEDOUT, io.err);
+	expect_reset(_metadata, ch, &h);
+	close(ch);
+
+	ch = open_chan(&r);
+	ASSERT_LE(0, ch);
+	ASSERT_EQ(0, dmu_io_start(&io));
+	serve_read_4k(_metadata, &r, ch, &io, 6, &h);
+	EXPECT_EQ(16, h.sector);
 	close(ch);
 	rdev_teardown(&r);
 }
@@ -355,55 +474,69 @@ TEST(timeouts_set_at_run_time)
 }
 
 /*
- * A noflush suspend gives every request back to dm core even while the
- * daemon sits on them, so it finishes at once; after resume they come back
- * under new seqs and complete.
+ * A noflush suspend gives back to dm core the requests no channel has
+ * started to read, but waits for the answer of one a channel has read, as
+ * for any I/O in flight: taking it back would leave a copy with the daemon
+ * that it could apply after the request was served again. After resume the
+ * given-back one comes back under a new seq and completes.
  */
-TEST(noflush_suspend_gives_requests_back)
+TEST(noflush_suspend_waits_for_started_requests)
 {
 	struct rdev r;
-	struct dm_user_message h1, h2, h3, h4;
+	struct dm_user_message h1, h2, h3;
 	struct dmu_io a, b;
-	int ch;
+	char w[64];
+	pid_t pid;
+	int ch, st;
 
 	ASSERT_EQ(0, rdev_setup(&r, "ns", ""));
 	ch = open_chan(&r);
 	ASSERT_LE(0, ch);
-	a = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PREAD, .buf = r.buf,
+	dmu_fill(r.buf, 4096, 7);
+	a = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PWRITE, .buf = r.buf,
 			     .len = 4096, .off = 0 };
 	b = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PREAD,
 			     .buf = r.buf + 4096, .len = 4096, .off = 4096 };
 	ASSERT_EQ(0, dmu_io_start(&a));
-	ASSERT_EQ(0, dmu_read_msg(ch, &h1, NULL, 0, WAIT_MS));
+	ASSERT_EQ(0, dmu_read_msg(ch, &h1, r.data, 4096, WAIT_MS));
 	ASSERT_EQ(0, dmu_io_start(&b));
 	usleep(200000);
 
-	EXPECT_EQ(0, dmu_run("timeout 20 dmsetup suspend --noflush %s",
-			     r.dev));
-	EXPECT_EQ(-1, dmu_answer(ch, &h1, DM_USER_RESP_SUCCESS, r.data, 4096));
-	EXPECT_EQ(EINVAL, errno);
-	EXPECT_EQ(0, __atomic_load_n(&a.done, __ATOMIC_ACQUIRE));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0)
+		_exit(dmu_run("timeout 20 dmsetup suspend --noflush %s",
+			      r.dev));
+	usleep(1000000);
+	/* Still waiting for the write the daemon holds. */
+	EXPECT_EQ(0, waitpid(pid, &st, WNOHANG));
+	ASSERT_EQ(0, dmu_capture(w, sizeof(w),
+				 "dmsetup info -c --noheadings -o attr %s",
+				 r.dev));
+	EXPECT_EQ('-', w[2]) TH_LOG("suspended with a request in flight: %s",
+				    w);
+	EXPECT_EQ(DMU_HDR, dmu_answer(ch, &h1, DM_USER_RESP_SUCCESS, NULL, 0));
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ASSERT_EQ(0, dmu_io_wait(&a, WAIT_MS));
+	EXPECT_EQ(4096, a.ret);
+	/* The queued read went back to dm core, not to the daemon. */
+	EXPECT_EQ(0, __atomic_load_n(&b.done, __ATOMIC_ACQUIRE));
+	EXPECT_EQ(-ETIMEDOUT, dmu_read_msg(ch, &h2, NULL, 0, 300));
 	EXPECT_EQ(0, dmu_run("dmsetup resume %s", r.dev));
 
 	ASSERT_EQ(0, dmu_read_msg(ch, &h2, NULL, 0, WAIT_MS));
-	ASSERT_EQ(0, dmu_read_msg(ch, &h3, NULL, 0, WAIT_MS));
+	EXPECT_EQ(DM_USER_REQ_MAP_READ, h2.type);
+	EXPECT_EQ(8, h2.sector);
 	EXPECT_NE(h1.seq, h2.seq);
-	EXPECT_NE(h1.seq, h3.seq);
-	dmu_fill(r.data, 4096, 11);
-	dmu_fill(r.data + 4096, 4096, 12);
+	dmu_fill(r.data, 4096, 8);
 	EXPECT_EQ(DMU_HDR + 4096,
-		  dmu_answer(ch, &h2, DM_USER_RESP_SUCCESS,
-			     r.data + (h2.sector ? 4096 : 0), 4096));
-	EXPECT_EQ(DMU_HDR + 4096,
-		  dmu_answer(ch, &h3, DM_USER_RESP_SUCCESS,
-			     r.data + (h3.sector ? 4096 : 0), 4096));
-	ASSERT_EQ(0, dmu_io_wait(&a, WAIT_MS));
+		  dmu_answer(ch, &h2, DM_USER_RESP_SUCCESS, r.data, 4096));
 	ASSERT_EQ(0, dmu_io_wait(&b, WAIT_MS));
-	EXPECT_EQ(4096, a.ret);
 	EXPECT_EQ(4096, b.ret);
-	EXPECT_EQ(0, memcmp(r.buf, r.data, 8192));
-	/* Nothing is left over. */
-	EXPECT_EQ(-ETIMEDOUT, dmu_read_msg(ch, &h4, NULL, 0, 300));
+	EXPECT_EQ(0, memcmp(r.buf + 4096, r.data, 4096));
+	/* Nothing is left over, the write least of all. */
+	EXPECT_EQ(-ETIMEDOUT, dmu_read_msg(ch, &h3, NULL, 0, 300));
 	close(ch);
 	rdev_teardown(&r);
 }
@@ -480,7 +613,11 @@ TEST(close_races_forced_remove)
 
 		/* A name per round: a remove still retrying must not meet the next. */
 		snprintf(tag, sizeof(tag), "race%d", round);
-		ASSERT_EQ(0, rdev_setup(&r, tag, "1 queue_if_no_daemon"));
+		/*
+		 * The forced remove's flushing suspend waits for a daemon
+		 * as long as I/O does: one second.
+		 */
+		ASSERT_EQ(0, rdev_setup(&r, tag, "2 no_daemon_timeout 1"));
 		c.fd = open_chan(&r);
 		ASSERT_LE(0, c.fd);
 		for (i = 0; i < NR_IO; i++) {
