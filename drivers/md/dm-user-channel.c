@@ -118,6 +118,8 @@ static int dm_user_open(struct inode *inode, struct file *file)
 	INIT_LIST_HEAD(&ch->owned);
 	INIT_LIST_HEAD(&ch->node);
 	ch->target = t;
+	ch->read_write = (file->f_mode & (FMODE_READ | FMODE_WRITE)) ==
+			 (FMODE_READ | FMODE_WRITE);
 
 	spin_lock_irqsave(&t->lock, irq_flags);
 	if (t->dead) {
@@ -184,7 +186,8 @@ static int dm_user_take_request_locked(struct dm_user_target *t,
 	if (!req)
 		return -EAGAIN;
 
-	list_move_tail(&req->list, &ch->owned);
+	list_del(&req->list);
+	dm_user_insert_by_age_locked(t, req, &ch->owned);
 	t->nr_queued--;
 	t->nr_inflight++;
 	req->state = DM_USER_REQ_SENDING;
@@ -248,38 +251,69 @@ static size_t dm_user_copy_to_user(struct dm_user_request *req,
 /*
  * Copies what fits of ch->sending to @to. Returns the bytes copied; when
  * the request is now completely read it can be answered.
+ *
+ * The copy runs with page faults disabled, because the request is pinned
+ * and teardown waits for pins: a fault on the daemon's buffer (userfaultfd,
+ * a FUSE mapping) must not hold it up. A fault is then taken with the
+ * request unpinned, and the copy goes on where it stopped.
  */
 static size_t dm_user_send(struct dm_user_target *t,
 			   struct dm_user_channel *ch, struct iov_iter *to)
 	__must_hold(&t->lock)
 {
 	struct dm_user_request *req = ch->sending;
-	size_t copied;
+	size_t total = DM_USER_HDR_SIZE + dm_user_data_len_to_user(req);
+	size_t copied = 0;
 	LIST_HEAD(done);
 
-	dm_user_pin_locked(t, req);
-	spin_unlock_irq(&t->lock);
+	bool faulted_in = false;
 
-	copied = dm_user_copy_to_user(req, to);
+	for (;;) {
+		size_t want = min(total - req->sent, iov_iter_count(to));
+		size_t n;
 
-	spin_lock_irq(&t->lock);
-	if (dm_user_unpin_locked(t, req, &done)) {
-		/* Teardown aborted it: complete it outside the lock. */
+		dm_user_pin_locked(t, req);
 		spin_unlock_irq(&t->lock);
-		dm_user_finish_copy(t, &done);
+		pagefault_disable();
+		n = dm_user_copy_to_user(req, to);
+		pagefault_enable();
 		spin_lock_irq(&t->lock);
-		return copied;
+		copied += n;
+		if (dm_user_unpin_locked(t, req, &done)) {
+			/* Aborted meanwhile: complete it outside the lock. */
+			spin_unlock_irq(&t->lock);
+			dm_user_finish_copy(t, &done);
+			spin_lock_irq(&t->lock);
+			return copied;
+		}
+		/* Nothing to complete: the pin goes without dropping the lock. */
+		if (atomic_dec_and_test(&t->nr_busy))
+			wake_up(&t->busy_wq);
+		if (req->sent == total) {
+			/* Fully read: now, and only now, it can be answered. */
+			ch->sending = NULL;
+			req->state = DM_USER_REQ_WAITING;
+			dm_user_hash_add_locked(t, req);
+			return copied;
+		}
+		/*
+		 * Done, or stopped at a fault: take it, unless it cannot be
+		 * taken or taking it did not help (a fault finer than a page)
+		 * or the caller is being killed.
+		 */
+		if (n == want || (!n && faulted_in) ||
+		    fatal_signal_pending(current))
+			return copied;
+		want -= n;
+		spin_unlock_irq(&t->lock);
+		n = fault_in_iov_iter_writeable(to, want);
+		spin_lock_irq(&t->lock);
+		/* Unpinned, an unstarted request may have been taken back. */
+		if (n == want || ch->sending != req ||
+		    dm_user_channel_error_locked(t, ch))
+			return copied;
+		faulted_in = true;
 	}
-	/* Nothing to complete, so the pin can go without dropping the lock. */
-	if (atomic_dec_and_test(&t->nr_busy))
-		wake_up(&t->busy_wq);
-	if (req->sent == DM_USER_HDR_SIZE + dm_user_data_len_to_user(req)) {
-		/* Fully read: now, and only now, it can be answered. */
-		ch->sending = NULL;
-		req->state = DM_USER_REQ_WAITING;
-		hash_add(t->answer_hash, &req->hash_node, req->msg.seq);
-	}
-	return copied;
 }
 
 /* With READ_BATCH, whether the next queued request fits @room whole. */
@@ -306,14 +340,29 @@ static int dm_user_read_begin(struct kiocb *iocb, struct dm_user_channel *ch,
 
 	for (;;) {
 		r = dm_user_lock_channel(&ch->read_lock, iocb);
-		if (r)
+		if (r) {
+			/* It may have been woken for a request: pass it on. */
+			if (!list_empty(&t->queue))
+				wake_up(&t->wq);
 			return r;
+		}
 		spin_lock_irq(&t->lock);
 		r = dm_user_channel_error_locked(t, ch);
 		if (!r) {
 			if (unlikely(!ch->serving))
 				dm_user_channel_serving_locked(t, ch);
-			if (ch->sending || !dm_user_take_request_locked(t, ch)) {
+			if (ch->sending) {
+				/*
+				 * Another reader of this channel started it:
+				 * a wake-up meant for a queued request goes
+				 * to another reader.
+				 */
+				if (!list_empty(&t->queue))
+					wake_up(&t->wq);
+				spin_unlock_irq(&t->lock);
+				return 0;
+			}
+			if (!dm_user_take_request_locked(t, ch)) {
 				spin_unlock_irq(&t->lock);
 				return 0;
 			}
@@ -349,6 +398,12 @@ static ssize_t dm_user_read_iter(struct kiocb *iocb, struct iov_iter *to)
 	size_t copied = 0, n;
 	int r;
 
+	/*
+	 * A request may carry a write's data and must be answered on the
+	 * same channel: only a read-write open may take one.
+	 */
+	if (!ch->read_write)
+		return -EBADF;
 	if (!iov_iter_count(to))
 		return 0;
 
@@ -357,13 +412,22 @@ static ssize_t dm_user_read_iter(struct kiocb *iocb, struct iov_iter *to)
 		if (r)
 			return r;
 		spin_lock_irq(&t->lock);
-		/* Not started, so a noflush suspend may have taken it back. */
-		if (likely(ch->sending))
-			break;
+		/*
+		 * The lock was dropped: the channel may have been reset, and
+		 * a request not started yet may have been taken back, here
+		 * or while a fault on the buffer was taken in dm_user_send().
+		 */
+		r = dm_user_channel_error_locked(t, ch);
+		if (likely(!r && ch->sending)) {
+			n = dm_user_send(t, ch, to);
+			if (n || ch->sending)
+				break;
+		}
 		spin_unlock_irq(&t->lock);
 		mutex_unlock(&ch->read_lock);
+		if (r)
+			return r;
 	}
-	n = dm_user_send(t, ch, to);
 	copied += n;
 
 	/*
@@ -378,9 +442,13 @@ static ssize_t dm_user_read_iter(struct kiocb *iocb, struct iov_iter *to)
 		n = dm_user_send(t, ch, to);
 		copied += n;
 	}
+	/* Nothing copied: the channel may have failed while a fault was taken. */
+	r = copied ? 0 : dm_user_channel_error_locked(t, ch);
 	spin_unlock_irq(&t->lock);
 	mutex_unlock(&ch->read_lock);
-	return copied ? copied : -EFAULT;
+	if (copied)
+		return copied;
+	return r ? r : -EFAULT;
 }
 
 /* ------------------------------------------------------------------------
@@ -393,17 +461,6 @@ static void dm_user_bad_answer(struct dm_user_target *t,
 {
 	DMERR_LIMIT("%s: rejected answer for seq %llu (type %llu, len %llu): %s",
 		    t->name, ans->seq, ans->type, ans->len, why);
-}
-
-static struct dm_user_request *dm_user_find_locked(struct dm_user_target *t,
-						   u64 seq)
-{
-	struct dm_user_request *req;
-
-	hash_for_each_possible(t->answer_hash, req, hash_node, seq)
-		if (req->msg.seq == seq)
-			return req;
-	return NULL;
 }
 
 /*
@@ -421,7 +478,7 @@ dm_user_accept_answer_locked(struct dm_user_target *t,
 	blk_status_t status;
 	u64 need;
 
-	req = dm_user_find_locked(t, ans->seq);
+	req = dm_user_hash_find_locked(t, ans->seq);
 	if (!req) {
 		dm_user_bad_answer(t, ans, "no such request waiting for an answer");
 		return ERR_PTR(-EINVAL);
@@ -464,7 +521,7 @@ dm_user_accept_answer_locked(struct dm_user_target *t,
 		dm_user_detach_locked(t, req, done, status);
 		return req;
 	}
-	hash_del(&req->hash_node);
+	hlist_del_init(&req->hash_node);
 	req->state = DM_USER_REQ_RECEIVING;
 	req->received = 0;
 	req->data_iter = req->bio->bi_iter;
@@ -484,6 +541,8 @@ static size_t dm_user_copy_from_user(struct dm_user_request *req,
 		size_t done = copy_page_from_iter(bv.bv_page, bv.bv_offset, n,
 						  from);
 
+		/* As loop does, for caches that alias the page. */
+		flush_dcache_page(bv.bv_page);
 		bio_advance_iter_single(req->bio, &req->data_iter, done);
 		req->received += done;
 		copied += done;
@@ -493,12 +552,65 @@ static size_t dm_user_copy_from_user(struct dm_user_request *req,
 	return copied;
 }
 
+/*
+ * Copies answer data from @from into ch->receiving, @req, and completes it
+ * once whole. Called with the target lock held, which it drops. Page
+ * faults are taken unpinned, as in dm_user_send(). Returns bytes copied.
+ */
+static size_t dm_user_receive(struct dm_user_target *t,
+			      struct dm_user_channel *ch,
+			      struct dm_user_request *req,
+			      struct iov_iter *from)
+	__releases(&t->lock)
+{
+	bool faulted_in = false;
+	size_t copied = 0;
+	LIST_HEAD(done);
+
+	for (;;) {
+		size_t want = iov_iter_count(from);
+		size_t n;
+
+		dm_user_pin_locked(t, req);
+		spin_unlock_irq(&t->lock);
+		pagefault_disable();
+		n = dm_user_copy_from_user(req, from);
+		pagefault_enable();
+		copied += n;
+		spin_lock_irq(&t->lock);
+		if (dm_user_unpin_locked(t, req, &done))
+			break;
+		if (req->received == req->msg.len) {
+			dm_user_detach_locked(t, req, &done, BLK_STS_OK);
+			break;
+		}
+		/* As in dm_user_send(). */
+		if (n == want || (!n && faulted_in) ||
+		    fatal_signal_pending(current))
+			break;
+		want -= n;
+		spin_unlock_irq(&t->lock);
+		dm_user_finish_copy(t, &done);
+		n = fault_in_iov_iter_readable(from, want);
+		spin_lock_irq(&t->lock);
+		if (n == want || ch->receiving != req ||
+		    dm_user_channel_error_locked(t, ch)) {
+			spin_unlock_irq(&t->lock);
+			return copied;
+		}
+		faulted_in = true;
+	}
+	spin_unlock_irq(&t->lock);
+	dm_user_finish_copy(t, &done);
+	return copied;
+}
+
 static ssize_t dm_user_write_iter(struct kiocb *iocb, struct iov_iter *from)
 {
 	struct dm_user_channel *ch = iocb->ki_filp->private_data;
 	struct dm_user_target *t = ch->target;
 	struct dm_user_request *req;
-	size_t consumed = 0;
+	size_t consumed = 0, got;
 	ssize_t ret = 0;
 	LIST_HEAD(done);
 	int r;
@@ -563,17 +675,14 @@ static ssize_t dm_user_write_iter(struct kiocb *iocb, struct iov_iter *from)
 	if (!iov_iter_count(from))
 		goto out_unlock;
 
-	dm_user_pin_locked(t, req);
-	spin_unlock_irq(&t->lock);
-
-	consumed += dm_user_copy_from_user(req, from);
-
-	spin_lock_irq(&t->lock);
-	if (!dm_user_unpin_locked(t, req, &done) &&
-	    req->received == req->msg.len)
-		dm_user_detach_locked(t, req, &done, BLK_STS_OK);
-	spin_unlock_irq(&t->lock);
-	dm_user_finish_copy(t, &done);
+	got = dm_user_receive(t, ch, req, from);
+	consumed += got;
+	if (!got) {
+		/* The channel may have failed while a fault was taken. */
+		spin_lock_irq(&t->lock);
+		ret = dm_user_channel_error_locked(t, ch);
+		spin_unlock_irq(&t->lock);
+	}
 	goto out;
 
 out_unlock:
@@ -595,6 +704,9 @@ static __poll_t dm_user_poll(struct file *file, poll_table *wait)
 	struct dm_user_target *t = ch->target;
 	__poll_t mask = EPOLLOUT | EPOLLWRNORM;
 
+	/* read() fails at once, and such a channel never serves. */
+	if (!ch->read_write)
+		return EPOLLERR;
 	poll_wait(file, &t->wq, wait);
 
 	/* Waiting for requests is serving, as read() is. */

@@ -7,6 +7,7 @@
 #define DM_USER_COMPAT_H
 
 #include <linux/blk_types.h>
+#include <linux/blkdev.h>
 
 /*
  * REQ_CGROUP_PUNT moved into btrfs in 6.4; report it where it exists. It is
@@ -26,6 +27,35 @@
 #define DM_USER_COMPAT_DEVNODE_CONST	const
 #else
 #define DM_USER_COMPAT_DEVNODE_CONST
+#endif
+
+/*
+ * Polled I/O: dm core gives a bio-based device the support when no target
+ * reports an underlying device that cannot poll, and this target reports
+ * none. From 6.11 the support is a queue limit feature (BLK_FEAT_POLL, a
+ * macro, so its presence is tested directly, as REQ_CGROUP_PUNT's is),
+ * which io_hints can take away before the limits are stacked; before, it
+ * is a queue flag dm core sets after the limits, which the target clears
+ * at resume, while the device is still suspended.
+ */
+#ifdef BLK_FEAT_POLL
+static inline void dm_user_compat_no_poll_hint(struct queue_limits *limits)
+{
+	limits->features &= ~BLK_FEAT_POLL;
+}
+
+static inline void dm_user_compat_no_poll_resume(struct request_queue *q)
+{
+}
+#else
+static inline void dm_user_compat_no_poll_hint(struct queue_limits *limits)
+{
+}
+
+static inline void dm_user_compat_no_poll_resume(struct request_queue *q)
+{
+	blk_queue_flag_clear(QUEUE_FLAG_POLL, q);
+}
 #endif
 
 #endif /* DM_USER_COMPAT_H */

@@ -223,6 +223,13 @@ struct dm_user_cmd {
 	const char *name;	/* dmsetup message word */
 	bool admin;		/* changes settings: owner or CAP_SYS_ADMIN */
 	bool per_channel;	/* only meaningful on a channel (ioctl) */
+	/*
+	 * Changes something, and emits at most this many bytes of
+	 * attributes: the reply's room is checked before it runs, so that
+	 * ENOSPC never comes after a change was made.
+	 */
+	bool changes;
+	u16 reply_max;
 	const u16 *inputs;	/* tags it takes, 0-terminated */
 	int (*fn)(struct dm_user_target *t, struct dm_user_channel *ch,
 		  const struct dm_user_ctl_in *in,
@@ -316,6 +323,10 @@ static int dm_user_cmd_set_params(struct dm_user_target *t,
 	}
 	if (!has_max && !has_nd && !has_rt)
 		return dm_user_refuse(out, -EINVAL, 0, "no parameter to set");
+	/* The last step that can fail, so a failure changes nothing. */
+	if (has_max && dm_user_grow_hash(t, max_queued))
+		return dm_user_refuse(out, -ENOMEM, DM_USER_ATTR_MAX_QUEUED,
+				      "cannot grow the answer hash");
 
 	spin_lock_irqsave(&t->lock, irq_flags);
 	if (has_max)
@@ -375,16 +386,28 @@ static const u16 dm_user_set_inputs[] = {
 static const u16 dm_user_negotiate_inputs[] = { DM_USER_ATTR_EXTENSIONS, 0 };
 
 static const struct dm_user_cmd dm_user_cmds[] = {
-	{ DM_USER_CMD_GET_INFO, 1, "info", false, false, dm_user_no_inputs,
-	  dm_user_cmd_get_info },
-	{ DM_USER_CMD_GET_PARAMS, 1, "get_params", false, false,
-	  dm_user_no_inputs, dm_user_cmd_get_params },
-	{ DM_USER_CMD_SET_PARAMS, 1, "set_params", true, false,
-	  dm_user_set_inputs, dm_user_cmd_set_params },
-	{ DM_USER_CMD_RESET_COUNTERS, 1, "reset_counters", true, false,
-	  dm_user_no_inputs, dm_user_cmd_reset_counters },
-	{ DM_USER_CMD_NEGOTIATE, 1, "negotiate", false, true,
-	  dm_user_negotiate_inputs, dm_user_cmd_negotiate },
+	{
+		.command = DM_USER_CMD_GET_INFO, .version = 1, .name = "info",
+		.inputs = dm_user_no_inputs, .fn = dm_user_cmd_get_info,
+	}, {
+		.command = DM_USER_CMD_GET_PARAMS, .version = 1,
+		.name = "get_params", .inputs = dm_user_no_inputs,
+		.fn = dm_user_cmd_get_params,
+	}, {
+		.command = DM_USER_CMD_SET_PARAMS, .version = 1,
+		.name = "set_params", .admin = true, .changes = true,
+		.inputs = dm_user_set_inputs, .fn = dm_user_cmd_set_params,
+	}, {
+		.command = DM_USER_CMD_RESET_COUNTERS, .version = 1,
+		.name = "reset_counters", .admin = true, .changes = true,
+		.inputs = dm_user_no_inputs, .fn = dm_user_cmd_reset_counters,
+	}, {
+		.command = DM_USER_CMD_NEGOTIATE, .version = 1,
+		.name = "negotiate", .per_channel = true, .changes = true,
+		.reply_max = DM_USER_ATTR_HDR + sizeof(u64),
+		.inputs = dm_user_negotiate_inputs,
+		.fn = dm_user_cmd_negotiate,
+	},
 };
 
 static const struct dm_user_cmd *dm_user_find_cmd(u16 command)
@@ -552,6 +575,11 @@ long dm_user_ctl_ioctl(struct dm_user_target *t, struct dm_user_channel *ch,
 	r = dm_user_parse_attrs(cmd, buf->data, buf->in_len, in, &out);
 	if (r)
 		goto reply;
+	if (cmd->changes && !ch->read_write) {
+		r = dm_user_refuse(&out, -EBADF, 0,
+				   "needs the node opened for reading and writing");
+		goto reply;
+	}
 	if (cmd->admin && !dm_user_may_change_settings(t)) {
 		r = dm_user_refuse(&out, -EPERM, 0,
 				   "needs the node's owner or CAP_SYS_ADMIN");
@@ -560,6 +588,17 @@ long dm_user_ctl_ioctl(struct dm_user_target *t, struct dm_user_channel *ch,
 	if (READ_ONCE(t->dead)) {
 		r = -ENOTBLK;
 		goto reply;
+	}
+	if (cmd->changes) {
+		size_t need = cmd->reply_max + in->nr_unknown *
+			      (DM_USER_ATTR_HDR + DM_USER_ATTR_ALIGN(sizeof(u32)));
+
+		if (need > out.cap) {
+			/* Refused before anything changed. */
+			out.len = need;
+			r = -ENOSPC;
+			goto reply;
+		}
 	}
 
 	/* The reply replaces the request attributes, now decoded into in. */
@@ -654,7 +693,7 @@ int dm_user_ctl_message(struct dm_user_target *t, unsigned int argc,
 		}
 		if (dm_user_tags[ti].forever && !strcmp(eq + 1, "forever")) {
 			v = DM_USER_TIMEOUT_FOREVER;
-		} else if (kstrtoull(eq + 1, 0, &v) ||
+		} else if (kstrtoull(eq + 1, 10, &v) ||
 			   (dm_user_tags[ti].type == DM_USER_TYPE_U32 &&
 			    v > U32_MAX)) {
 			DMERR("%s: %s: '%s' needs a number, not '%s'", t->name,

@@ -24,10 +24,13 @@
  *   dm_user_target.lock (spinlock, interrupts off)
  *	Protects everything that moves a request: the queue, the backlog, the
  *	answer hash, each channel's owned list and its sending/receiving
- *	pointers, the counters, the channel list and the suspending and dead
- *	flags. The map path takes only this lock. Nothing sleeps under it and
- *	bios are never completed under it: completing a bio may submit another
- *	one to this target.
+ *	pointers, the counters, the channel list and the suspending,
+ *	flush_suspending and dead flags. The map path takes only this lock.
+ *	Nothing sleeps under it and bios are never completed under it:
+ *	completing a bio may submit another one to this target. Interrupts
+ *	are off wherever it is taken because the map path runs wherever a bio
+ *	is submitted, and a stacked driver may submit one from its own
+ *	completion handler in interrupt context.
  *
  * Work items (no_daemon_work, timeout_work, event_work) take the target
  * lock themselves and are queued only under it while the target is not
@@ -54,9 +57,11 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/cred.h>
+#include <linux/ctype.h>
 #include <linux/device-mapper.h>
 #include <linux/idr.h>
 #include <linux/kernel.h>
+#include <linux/log2.h>
 #include <linux/module.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -163,8 +168,12 @@ static const struct dm_user_feature_value dm_user_feature_values[DM_USER_NR_FEAT
 		{ 0, UINT_MAX - 1, "Invalid gid" },
 		"gid needs a value"
 	},
+	/*
+	 * devtmpfs reads a mode of 0 as "not set" and makes the node 0600, so
+	 * 0000 cannot be honoured: refused rather than silently widened.
+	 */
 	[DM_USER_FEAT_MODE] = {
-		{ 0, 0777, "Invalid mode: four octal digits from 0000 to 0777" },
+		{ 1, 0777, "Invalid mode: four octal digits from 0001 to 0777" },
 		"mode needs a value",
 		true
 	},
@@ -231,6 +240,111 @@ static bool dm_user_refill_locked(struct dm_user_target *t)
 	return moved;
 }
 
+/*
+ * Puts @req on @list in arrival order, which request_timeout's scan relies
+ * on, looking from the tail: a request taken from the queue is normally
+ * the youngest its channel holds, and goes last at once; one that a closed
+ * channel gave back walks past the younger ones.
+ */
+void dm_user_insert_by_age_locked(struct dm_user_target *t,
+				  struct dm_user_request *req,
+				  struct list_head *list)
+{
+	struct dm_user_request *pos;
+
+	lockdep_assert_held(&t->lock);
+	list_for_each_entry_reverse(pos, list, list)
+		if (!time_after(pos->start, req->start))
+			break;
+	/* After pos, or first if none is as old (pos is then the head). */
+	list_add(&req->list, &pos->list);
+}
+
+/* ------------------------------------------------------------------------
+ * The answer hash
+ */
+
+/* Buckets for at least half of @max_queued (1 to 1M), and at least 16. */
+static unsigned int dm_user_hash_bits_for(unsigned int max_queued)
+{
+	unsigned int bits = order_base_2(max_queued);
+
+	return bits > DM_USER_MIN_HASH_BITS + 1 ? bits - 1 :
+						   DM_USER_MIN_HASH_BITS;
+}
+
+static struct hlist_head *dm_user_alloc_hash(unsigned int bits)
+{
+	struct hlist_head *hash;
+	unsigned int i;
+
+	hash = kvmalloc_array(1U << bits, sizeof(*hash), GFP_KERNEL);
+	if (hash)
+		for (i = 0; i < (1U << bits); i++)
+			INIT_HLIST_HEAD(&hash[i]);
+	return hash;
+}
+
+void dm_user_hash_add_locked(struct dm_user_target *t,
+			     struct dm_user_request *req)
+{
+	lockdep_assert_held(&t->lock);
+	hlist_add_head(&req->hash_node,
+		       &t->answer_hash[hash_64(req->msg.seq, t->hash_bits)]);
+}
+
+struct dm_user_request *dm_user_hash_find_locked(struct dm_user_target *t,
+						 u64 seq)
+{
+	struct dm_user_request *req;
+
+	lockdep_assert_held(&t->lock);
+	hlist_for_each_entry(req, &t->answer_hash[hash_64(seq, t->hash_bits)],
+			     hash_node)
+		if (req->msg.seq == seq)
+			return req;
+	return NULL;
+}
+
+/*
+ * Makes the hash big enough for @max_queued before the cap is raised to
+ * it. Called without the target lock, as it allocates; the requests move
+ * to the new buckets under it. Returns 0 or -ENOMEM, with nothing changed.
+ */
+int dm_user_grow_hash(struct dm_user_target *t, unsigned int max_queued)
+{
+	unsigned int bits = dm_user_hash_bits_for(max_queued), old_bits, i;
+	struct hlist_head *hash, *old;
+	struct dm_user_request *req;
+	struct hlist_node *tmp;
+	unsigned long irq_flags;
+
+	if (bits <= READ_ONCE(t->hash_bits))
+		return 0;
+	hash = dm_user_alloc_hash(bits);
+	if (!hash)
+		return -ENOMEM;
+
+	spin_lock_irqsave(&t->lock, irq_flags);
+	old = t->answer_hash;
+	old_bits = t->hash_bits;
+	if (bits <= old_bits) {
+		/* Another caller grew it meanwhile. */
+		spin_unlock_irqrestore(&t->lock, irq_flags);
+		kvfree(hash);
+		return 0;
+	}
+	for (i = 0; i < (1U << old_bits); i++)
+		hlist_for_each_entry_safe(req, tmp, &old[i], hash_node)
+			hlist_add_head(&req->hash_node,
+				       &hash[hash_64(req->msg.seq, bits)]);
+	t->answer_hash = hash;
+	WRITE_ONCE(t->hash_bits, bits);
+	spin_unlock_irqrestore(&t->lock, irq_flags);
+	kvfree(old);
+	return 0;
+}
+
 /* A larger cap lets backlogged requests through at once. */
 void dm_user_set_max_queued_locked(struct dm_user_target *t,
 				   unsigned int max_queued)
@@ -265,7 +379,7 @@ static void dm_user_unlink_locked(struct dm_user_target *t,
 		t->nr_inflight--;
 		break;
 	case DM_USER_REQ_WAITING:
-		hash_del(&req->hash_node);
+		hlist_del_init(&req->hash_node);
 		t->nr_inflight--;
 		break;
 	case DM_USER_REQ_RECEIVING:
@@ -363,7 +477,8 @@ void dm_user_fail_requests_locked(struct dm_user_target *t,
 
 	list_for_each_entry(ch, &t->channels, node) {
 		list_for_each_entry_safe(req, next, &ch->owned, list) {
-			if (which == DM_USER_TAKE_UNSTARTED &&
+			/* A reset channel has no byte stream left to keep. */
+			if (which == DM_USER_TAKE_UNSTARTED && !ch->reset &&
 			    dm_user_req_started(req))
 				continue;
 			if (!req->busy) {
@@ -440,8 +555,7 @@ static unsigned int dm_user_no_daemon_secs(struct dm_user_target *t)
 {
 	unsigned int secs = t->no_daemon_timeout;
 
-	if (secs == DM_USER_TIMEOUT_FOREVER && t->suspending &&
-	    !dm_noflush_suspending(t->ti))
+	if (secs == DM_USER_TIMEOUT_FOREVER && t->flush_suspending)
 		return DM_USER_DEFAULT_NO_DAEMON_TIMEOUT;
 	return secs;
 }
@@ -454,11 +568,12 @@ static unsigned int dm_user_no_daemon_secs(struct dm_user_target *t)
 static void dm_user_start_no_daemon_clock_locked(struct dm_user_target *t,
 						 struct list_head *done)
 {
-	unsigned int secs = dm_user_no_daemon_secs(t);
+	unsigned int secs;
 
 	lockdep_assert_held(&t->lock);
 	if (t->dead || t->nr_serving)
 		return;
+	secs = dm_user_no_daemon_secs(t);
 	t->no_daemon_since = jiffies;
 	if (!secs) {
 		dm_user_give_up_locked(t, done);
@@ -483,9 +598,10 @@ static void dm_user_no_daemon_work(struct work_struct *work)
 	LIST_HEAD(done);
 
 	spin_lock_irq(&t->lock);
+	if (t->dead || t->nr_serving || t->no_daemon_failing)
+		goto out;
 	secs = dm_user_no_daemon_secs(t);
-	if (t->dead || t->nr_serving || t->no_daemon_failing ||
-	    secs == DM_USER_TIMEOUT_FOREVER)
+	if (secs == DM_USER_TIMEOUT_FOREVER)
 		goto out;
 	/* A channel came and went since this run was queued: look later. */
 	deadline = t->no_daemon_since + (unsigned long)secs * HZ;
@@ -546,27 +662,37 @@ static blk_status_t dm_user_giveback_status_locked(struct dm_user_target *t)
 }
 
 /*
- * Puts @req, read by a channel that is closing, back at the head of the
- * queue with nothing of its old delivery kept: the next channel gets it
- * whole, a write with all its data, under a new seq, so that no answer
- * meant for the old delivery can complete it.
+ * Puts the requests @ch read, back on the queue, in age order and with
+ * nothing of their old delivery kept: the next channel gets each whole, a
+ * write with all its data, under a new seq, so that no answer meant for
+ * the old delivery can complete it. Both lists are in age order, so one
+ * forward pass merges them: the given-back requests, older than what
+ * waits, normally all go at the head.
  */
-static void dm_user_requeue_locked(struct dm_user_target *t,
-				   struct dm_user_request *req,
-				   struct list_head *done)
+static void dm_user_requeue_owned_locked(struct dm_user_target *t,
+					 struct dm_user_channel *ch,
+					 struct list_head *done)
 {
 	blk_status_t status = dm_user_giveback_status_locked(t);
+	struct dm_user_request *req, *next;
+	struct list_head *pos = t->queue.next;
 
-	if (status != BLK_STS_OK) {
-		dm_user_detach_locked(t, req, done, status);
-		return;
+	list_for_each_entry_safe(req, next, &ch->owned, list) {
+		if (status != BLK_STS_OK) {
+			dm_user_detach_locked(t, req, done, status);
+			continue;
+		}
+		/* In flight becomes queued: the cap's count does not change. */
+		dm_user_unlink_locked(t, req);
+		while (pos != &t->queue &&
+		       !time_after(list_entry(pos, struct dm_user_request,
+					      list)->start, req->start))
+			pos = pos->next;
+		list_add_tail(&req->list, pos);
+		req->state = DM_USER_REQ_QUEUED;
+		t->nr_queued++;
+		t->nr_requeued++;
 	}
-	/* In flight becomes queued: the cap's count does not change. */
-	dm_user_unlink_locked(t, req);
-	list_add(&req->list, &t->queue);
-	req->state = DM_USER_REQ_QUEUED;
-	t->nr_queued++;
-	t->nr_requeued++;
 }
 
 /* The last channel is gone: what waits on the queue follows the policy. */
@@ -579,7 +705,8 @@ static void dm_user_orphaned_locked(struct dm_user_target *t,
 	if (status != BLK_STS_OK)
 		dm_user_fail_requests_locked(t, done, DM_USER_TAKE_QUEUED,
 					     status);
-	else
+	/* A suspended target's clock starts at resume. */
+	else if (!t->suspending || t->flush_suspending)
 		dm_user_start_no_daemon_clock_locked(t, done);
 }
 
@@ -591,16 +718,13 @@ void dm_user_channel_closed_locked(struct dm_user_target *t,
 				   struct dm_user_channel *ch,
 				   struct list_head *done)
 {
-	struct dm_user_request *req, *next;
-
 	lockdep_assert_held(&t->lock);
 	list_del_init(&ch->node);
 	t->nr_channels--;
 	if (!ch->serving)
 		return;
 	t->nr_serving--;
-	list_for_each_entry_safe_reverse(req, next, &ch->owned, list)
-		dm_user_requeue_locked(t, req, done);
+	dm_user_requeue_owned_locked(t, ch, done);
 	if (!t->nr_serving)
 		dm_user_orphaned_locked(t, done);
 	if (!list_empty(&t->queue))
@@ -612,10 +736,11 @@ void dm_user_channel_closed_locked(struct dm_user_target *t,
  */
 
 /*
- * Fails @req if it is older than @timeout; otherwise keeps the earliest
- * deadline still to come in @next (valid when *@pending).
+ * Fails @req if it is older than @timeout. Returns false if it is not due
+ * yet, with its deadline kept in @next if that is the earliest (valid when
+ * *@pending).
  */
-static void dm_user_expire_locked(struct dm_user_target *t,
+static bool dm_user_expire_locked(struct dm_user_target *t,
 				  struct dm_user_request *req,
 				  unsigned long now, unsigned long timeout,
 				  unsigned long *next, bool *pending,
@@ -624,12 +749,12 @@ static void dm_user_expire_locked(struct dm_user_target *t,
 	unsigned long deadline = req->start + timeout;
 
 	if (req->aborted)
-		return;
+		return true;
 	if (time_before(now, deadline)) {
 		if (!*pending || time_before(deadline, *next))
 			*next = deadline;
 		*pending = true;
-		return;
+		return false;
 	}
 	t->nr_timeouts++;
 	(*expired)++;
@@ -646,6 +771,28 @@ static void dm_user_expire_locked(struct dm_user_target *t,
 	} else {
 		dm_user_detach_locked(t, req, done, BLK_STS_TIMEOUT);
 	}
+	return true;
+}
+
+/*
+ * Fails the requests of @list that are due. Every list that holds requests
+ * is kept in the order they arrived (see dm_user_insert_by_age_locked()),
+ * so the scan stops at the first one not due: its work is bounded by what
+ * expired, not by how many requests wait.
+ */
+static void dm_user_expire_list_locked(struct dm_user_target *t,
+				       struct list_head *list,
+				       unsigned long now, unsigned long timeout,
+				       unsigned long *next, bool *pending,
+				       unsigned int *expired,
+				       struct list_head *done)
+{
+	struct dm_user_request *req, *tmp;
+
+	list_for_each_entry_safe(req, tmp, list, list)
+		if (!dm_user_expire_locked(t, req, now, timeout, next, pending,
+					   expired, done))
+			break;
 }
 
 static void dm_user_timeout_work(struct work_struct *work)
@@ -653,7 +800,6 @@ static void dm_user_timeout_work(struct work_struct *work)
 	struct dm_user_target *t = container_of(to_delayed_work(work),
 						 struct dm_user_target,
 						 timeout_work);
-	struct dm_user_request *req, *tmp;
 	unsigned long now, timeout, next = 0;
 	struct dm_user_channel *ch;
 	unsigned int expired = 0, secs;
@@ -670,20 +816,17 @@ static void dm_user_timeout_work(struct work_struct *work)
 	now = jiffies;
 	timeout = (unsigned long)secs * HZ;
 	/* The backlog first: while it is not empty the queue is full. */
-	list_for_each_entry_safe(req, tmp, &t->backlog, list)
-		dm_user_expire_locked(t, req, now, timeout, &next, &pending,
-				      &expired, &done);
-	list_for_each_entry_safe(req, tmp, &t->queue, list)
-		dm_user_expire_locked(t, req, now, timeout, &next, &pending,
-				      &expired, &done);
+	dm_user_expire_list_locked(t, &t->backlog, now, timeout, &next,
+				   &pending, &expired, &done);
+	dm_user_expire_list_locked(t, &t->queue, now, timeout, &next,
+				   &pending, &expired, &done);
 	list_for_each_entry(ch, &t->channels, node)
-		list_for_each_entry_safe(req, tmp, &ch->owned, list)
-			dm_user_expire_locked(t, req, now, timeout, &next,
-					      &pending, &expired, &done);
+		dm_user_expire_list_locked(t, &ch->owned, now, timeout, &next,
+					   &pending, &expired, &done);
 	t->timeout_armed = pending;
 	/*
 	 * Timeouts are in seconds: looking again at most ten times a second
-	 * bounds the scans however the deadlines are spread.
+	 * bounds the number of scans however the deadlines are spread.
 	 */
 	if (pending)
 		queue_delayed_work(system_wq, &t->timeout_work,
@@ -817,9 +960,10 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 	if (op != DM_USER_OP_FLUSH)
 		req->msg.sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
 	req->msg.len = bio->bi_iter.bi_size;
-	req->start = jiffies;
 
 	spin_lock_irqsave(&t->lock, irq_flags);
+	/* Under the lock, so that the lists stay in the order of start. */
+	req->start = jiffies;
 	if (unlikely(t->suspending || t->dead || !t->nr_serving)) {
 		blk_status_t status = dm_user_giveback_status_locked(t);
 
@@ -874,11 +1018,14 @@ static bool dm_user_name_valid(const char *name)
 		return false;
 	if (!strcmp(name, ".") || !strcmp(name, ".."))
 		return false;
-	for (i = 0; i < len; i++) {
-		/* Printable ASCII other than space, and no path separator. */
-		if (name[i] <= ' ' || name[i] > '~' || name[i] == '/')
+	/*
+	 * The name becomes a device name, a sysfs name and a path under
+	 * /dev/dm-user, and the driver core turns '!' into '/': only
+	 * characters that mean nothing to any of them.
+	 */
+	for (i = 0; i < len; i++)
+		if (!isalnum(name[i]) && !strchr("-_.+:@", name[i]))
 			return false;
-	}
 	return true;
 }
 
@@ -1057,13 +1204,19 @@ static char *dm_user_devnode(DM_USER_COMPAT_DEVNODE_CONST struct device *dev,
 	return NULL;
 }
 
+static void dm_user_free(struct dm_user_target *t)
+{
+	kvfree(t->answer_hash);
+	kfree(t);
+}
+
 static void dm_user_dev_release(struct device *dev)
 {
 	struct dm_user_target *t = container_of(dev, struct dm_user_target,
 						 dev);
 
 	ida_free(&dm_user_minors, MINOR(dev->devt));
-	kfree(t);
+	dm_user_free(t);
 }
 
 static const struct device_type dm_user_node_type = {
@@ -1095,7 +1248,7 @@ static int dm_user_add_node(struct dm_user_target *t, struct dm_target *ti)
 	if (minor < 0) {
 		ti->error = minor == -ENOSPC ? "Too many user targets" :
 			    "Cannot allocate a minor number";
-		kfree(t);
+		dm_user_free(t);
 		return minor;
 	}
 
@@ -1143,7 +1296,6 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	INIT_LIST_HEAD(&t->queue);
 	INIT_LIST_HEAD(&t->backlog);
 	INIT_LIST_HEAD(&t->channels);
-	hash_init(t->answer_hash);
 	init_waitqueue_head(&t->wq);
 	init_waitqueue_head(&t->busy_wq);
 	atomic_set(&t->nr_busy, 0);
@@ -1172,7 +1324,7 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	if (r)
 		goto bad;
 	if (!dm_user_name_valid(argv[2])) {
-		ti->error = "Invalid name: 1-64 printable characters, no '/', not '.' or '..'";
+		ti->error = "Invalid name: 1-64 of A-Z a-z 0-9 - _ . + : @, not '.' or '..'";
 		r = -EINVAL;
 		goto bad;
 	}
@@ -1186,6 +1338,14 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	if (as.argc) {
 		ti->error = "Unexpected arguments after the features";
 		r = -EINVAL;
+		goto bad;
+	}
+
+	t->hash_bits = dm_user_hash_bits_for(t->max_queued);
+	t->answer_hash = dm_user_alloc_hash(t->hash_bits);
+	if (!t->answer_hash) {
+		ti->error = "Cannot allocate the answer hash";
+		r = -ENOMEM;
 		goto bad;
 	}
 
@@ -1236,7 +1396,7 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	return 0;
 
 bad:
-	kfree(t);
+	dm_user_free(t);
 	return r;
 }
 
@@ -1294,20 +1454,46 @@ static void user_presuspend(struct dm_target *ti)
 		 */
 		dm_user_fail_requests_locked(t, &done, DM_USER_TAKE_UNSTARTED,
 					     BLK_STS_DM_REQUEUE);
-	} else if (!t->nr_serving && !t->no_daemon_failing &&
-		   t->no_daemon_timeout == DM_USER_TIMEOUT_FOREVER) {
-		/* The clock was not running: bound the suspend's wait. */
-		dm_user_start_no_daemon_clock_locked(t, &done);
+	} else {
+		t->flush_suspending = true;
+		/* Under queue_if_no_daemon the clock was not running. */
+		if (!t->nr_serving && !t->no_daemon_failing &&
+		    t->no_daemon_timeout == DM_USER_TIMEOUT_FOREVER)
+			dm_user_start_no_daemon_clock_locked(t, &done);
 	}
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 
 	dm_user_complete_list(&done);
 }
 
+/* Ends the bound a flushing suspend put on queue_if_no_daemon. */
+static void dm_user_end_flush_suspend_locked(struct dm_user_target *t)
+{
+	lockdep_assert_held(&t->lock);
+	if (!t->flush_suspending)
+		return;
+	t->flush_suspending = false;
+	if (t->no_daemon_timeout == DM_USER_TIMEOUT_FOREVER) {
+		cancel_delayed_work(&t->no_daemon_work);
+		t->no_daemon_failing = false;
+	}
+}
+
+static void user_postsuspend(struct dm_target *ti)
+{
+	struct dm_user_target *t = ti->private;
+	unsigned long irq_flags;
+
+	spin_lock_irqsave(&t->lock, irq_flags);
+	dm_user_end_flush_suspend_locked(t);
+	spin_unlock_irqrestore(&t->lock, irq_flags);
+}
+
 /*
  * Back to normal service, after a resume or a suspend that failed or was
- * interrupted (presuspend_undo): what presuspend changed is undone, and the
- * no-daemon clock starts afresh under the target's own policy.
+ * interrupted (presuspend_undo): what presuspend changed is undone, and
+ * with no daemon the no-daemon clock starts afresh under the target's own
+ * policy, unless that policy has already given up.
  */
 static void user_resume(struct dm_target *ti)
 {
@@ -1316,12 +1502,25 @@ static void user_resume(struct dm_target *ti)
 	LIST_HEAD(done);
 
 	spin_lock_irqsave(&t->lock, irq_flags);
+	dm_user_end_flush_suspend_locked(t);
 	t->suspending = false;
 	if (!t->nr_serving && !t->no_daemon_failing)
 		dm_user_start_no_daemon_clock_locked(t, &done);
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 
 	dm_user_complete_list(&done);
+}
+
+/*
+ * Nothing here can be polled: a REQ_POLLED bio would make its submitter
+ * spin for the whole round trip to the daemon. See dm-user-compat.h for
+ * why the support is taken away here on some kernels and in io_hints on
+ * others.
+ */
+static void user_resume_table(struct dm_target *ti)
+{
+	user_resume(ti);
+	dm_user_compat_no_poll_resume(dm_disk(dm_table_get_md(ti->table))->queue);
 }
 
 /* ------------------------------------------------------------------------
@@ -1417,6 +1616,7 @@ static void user_io_hints(struct dm_target *ti, struct queue_limits *limits)
 	unsigned int max_sectors = round_down(UINT_MAX >> SECTOR_SHIFT,
 					      t->block_size >> SECTOR_SHIFT);
 
+	dm_user_compat_no_poll_hint(limits);
 	limits->logical_block_size = t->block_size;
 	limits->physical_block_size = t->block_size;
 	limits->io_min = t->block_size;
@@ -1446,7 +1646,8 @@ static struct target_type user_target = {
 	.map = user_map,
 	.presuspend = user_presuspend,
 	.presuspend_undo = user_resume,
-	.resume = user_resume,
+	.postsuspend = user_postsuspend,
+	.resume = user_resume_table,
 	.status = user_status,
 	.message = user_message,
 	.iterate_devices = user_iterate_devices,

@@ -11,7 +11,7 @@
 #include <linux/blk_types.h>
 #include <linux/cdev.h>
 #include <linux/device.h>
-#include <linux/hashtable.h>
+#include <linux/hash.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
 #include <linux/sizes.h>
@@ -38,7 +38,8 @@
 #define DM_USER_DEFAULT_MAX_QUEUED	1024
 #define DM_USER_MAX_MAX_QUEUED		SZ_1M
 
-#define DM_USER_HASH_BITS	8
+/* The answer hash has at least this many buckets. */
+#define DM_USER_MIN_HASH_BITS	4
 
 /* Largest no_daemon_timeout and request_timeout, in seconds (11.5 days). */
 #define DM_USER_MAX_TIMEOUT	1000000
@@ -161,7 +162,13 @@ struct dm_user_target {
 	unsigned int nr_backlog;
 	unsigned int nr_inflight;	/* read by a channel, not completed */
 	u64 next_seq;
-	DECLARE_HASHTABLE(answer_hash, DM_USER_HASH_BITS);
+	/*
+	 * Requests waiting for their answer, by seq, in 2^hash_bits buckets:
+	 * at least half the cap, so that chains stay short however full the
+	 * target is. Grows with max_queued, never shrinks.
+	 */
+	struct hlist_head *answer_hash;
+	unsigned int hash_bits;
 	struct list_head channels;
 	unsigned int nr_channels;
 	/*
@@ -169,7 +176,10 @@ struct dm_user_target {
 	 * only for control commands does not count.
 	 */
 	unsigned int nr_serving;
+	/* From presuspend to resume (or presuspend_undo). */
 	bool suspending;
+	/* A flushing suspend is waiting for I/O: presuspend to postsuspend. */
+	bool flush_suspending;
 	bool dead;
 	/* No daemon for no_daemon_timeout: I/O fails until one attaches. */
 	bool no_daemon_failing;
@@ -213,6 +223,11 @@ struct dm_user_channel {
 	struct dm_user_request *sending;
 	/* Request whose answer data is partly written (target lock). */
 	struct dm_user_request *receiving;
+	/*
+	 * Opened for reading and writing, so it may serve and change
+	 * settings; any other open may only read GET_INFO and GET_PARAMS.
+	 */
+	bool read_write;
 	/* Has called read(), so counts in nr_serving (target lock). */
 	bool serving;
 	/*
@@ -258,6 +273,14 @@ bool dm_user_may_change_settings(struct dm_user_target *t);
 void dm_user_snapshot(struct dm_user_target *t, struct dm_user_snapshot *s);
 void dm_user_set_max_queued_locked(struct dm_user_target *t,
 				   unsigned int max_queued);
+void dm_user_insert_by_age_locked(struct dm_user_target *t,
+				  struct dm_user_request *req,
+				  struct list_head *list);
+int dm_user_grow_hash(struct dm_user_target *t, unsigned int max_queued);
+void dm_user_hash_add_locked(struct dm_user_target *t,
+			     struct dm_user_request *req);
+struct dm_user_request *dm_user_hash_find_locked(struct dm_user_target *t,
+						 u64 seq);
 void dm_user_set_no_daemon_timeout_locked(struct dm_user_target *t,
 					  unsigned int secs,
 					  struct list_head *done);

@@ -140,9 +140,13 @@ struct dm_user_message {
  *		command (the reply's @version is the kernel's)
  *  ERANGE	a value out of range (error_tag names it)
  *  ENOSPC	the reply does not fit in size; out_len says how many bytes of
- *		attributes it needs
+ *		attributes it needs. A command that changes something is
+ *		checked for room before it runs, so it has then changed
+ *		nothing
  *  EPERM	a command that changes settings, from neither the node's owner
  *		nor a process with CAP_SYS_ADMIN
+ *  EBADF	a command that changes something, on an fd not opened for
+ *		reading and writing
  *  ENOTBLK	the target this fd was opened on has been destroyed
  */
 
@@ -282,7 +286,7 @@ struct dm_user_attr {
 #define DM_USER_TIMEOUT_FOREVER		0xffffffffU
 
 /* DM_USER_ATTR_DAEMON_STATE */
-#define DM_USER_STATE_ATTACHED	1	/* at least one channel is open */
+#define DM_USER_STATE_ATTACHED	1	/* at least one channel serves */
 #define DM_USER_STATE_WAITING	2	/* none: requests wait for one */
 #define DM_USER_STATE_FAILING	3	/* none for no_daemon_timeout: EIO */
 

@@ -316,7 +316,69 @@ TEST_F(dev, set_params_is_atomic)
 				 "dmsetup message %s 0 get_params", self->dev));
 	EXPECT_STREQ("max_queued=5 no_daemon_timeout=12 request_timeout=0",
 		     line);
+	/* Numbers are decimal, as in the table: 010 is ten; 0x10 is no number. */
+	EXPECT_EQ(0, dmu_run("dmsetup message %s 0 set_params max_queued=010",
+			     self->dev));
+	EXPECT_NE(0, dmu_run("dmsetup message %s 0 set_params max_queued=0x10 2>/dev/null",
+			     self->dev));
+	ASSERT_EQ(0, dmu_capture(line, sizeof(line),
+				 "dmsetup message %s 0 get_params", self->dev));
+	EXPECT_STREQ("max_queued=10 no_daemon_timeout=12 request_timeout=0",
+		     line);
 }
+
+/* Adds @n unknown optional attributes of no value: 8 bytes each. */
+static void ctl_add_unknown(struct ctl *c, unsigned int n)
+{
+	static const uint32_t none;
+	unsigned int k;
+
+	for (k = 0; k < n; k++)
+		ctl_add(c, 900 + k, DM_USER_TYPE_U32, 0, &none, 0);
+}
+
+/*
+ * Each ignored optional attribute is listed in the reply in 16 bytes, so a
+ * request of empty unknown attributes in a buffer that just holds it has no
+ * room for its reply. A command that changes something is then refused
+ * with ENOSPC before it changes anything, and out_len says what it needs.
+ */
+TEST_F(dev, no_reply_room_changes_nothing)
+{
+	struct ctl c;
+
+	ctl_init(&c, DM_USER_CMD_SET_PARAMS, 1);
+	ctl_add_u32(&c, DM_USER_ATTR_MAX_QUEUED, DM_USER_ATTR_F_MANDATORY, 7);
+	ctl_add_unknown(&c, 20);
+	c.hdr.size = sizeof(c.hdr) + c.hdr.in_len;
+	EXPECT_EQ(-ENOSPC, ctl_do(self->ch, &c));
+	EXPECT_EQ(20 * 16, c.hdr.out_len);
+	ctl_init(&c, DM_USER_CMD_GET_PARAMS, 1);
+	ASSERT_EQ(0, ctl_do(self->ch, &c));
+	EXPECT_EQ(100, ctl_num(&c, DM_USER_ATTR_MAX_QUEUED));
+
+	/* With the room it asked for, the same request is applied. */
+	ctl_init(&c, DM_USER_CMD_SET_PARAMS, 1);
+	ctl_add_u32(&c, DM_USER_ATTR_MAX_QUEUED, DM_USER_ATTR_F_MANDATORY, 7);
+	ctl_add_unknown(&c, 20);
+	c.hdr.size = sizeof(c.hdr) + 20 * 16;
+	EXPECT_EQ(0, ctl_do(self->ch, &c));
+	EXPECT_EQ(900, ctl_num(&c, DM_USER_ATTR_UNKNOWN_TAG));
+	ctl_init(&c, DM_USER_CMD_GET_PARAMS, 1);
+	ASSERT_EQ(0, ctl_do(self->ch, &c));
+	EXPECT_EQ(7, ctl_num(&c, DM_USER_ATTR_MAX_QUEUED));
+
+	/* The counters are not reset by a refused reset. */
+	ASSERT_EQ(0, do_served_read(self->ch, self->mapper));
+	ctl_init(&c, DM_USER_CMD_RESET_COUNTERS, 1);
+	ctl_add_unknown(&c, 10);
+	c.hdr.size = sizeof(c.hdr) + c.hdr.in_len;
+	EXPECT_EQ(-ENOSPC, ctl_do(self->ch, &c));
+	ctl_init(&c, DM_USER_CMD_GET_INFO, 1);
+	ASSERT_EQ(0, ctl_do(self->ch, &c));
+	EXPECT_EQ(1, ctl_num(&c, DM_USER_ATTR_READ_REQUESTS));
+}
+
 
 TEST_F(dev, message_info_and_reset_counters)
 {

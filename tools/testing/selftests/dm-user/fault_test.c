@@ -391,6 +391,28 @@ out:
  * the tests
  */
 
+/*
+ * Each step walks every fault point of its path, which takes minutes under
+ * KASAN and emulation: the bound is per step (TEST_F_TIMEOUT), and a line
+ * every 25 points shows the step is moving.
+ */
+#define STEP_TIMEOUT	900
+
+static void progress(struct __test_metadata *_metadata, const char *step,
+		     unsigned int n)
+{
+	static struct timespec t0;
+	struct timespec now;
+
+	if (n == 1)
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (n % 25)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	TH_LOG("%s: fault point %u, %ld s", step, n,
+	       (long)(now.tv_sec - t0.tv_sec));
+}
+
 FIXTURE(faults) {
 	int nth;
 	char name[64];
@@ -421,7 +443,7 @@ FIXTURE_TEARDOWN(faults)
 }
 
 /* Table load and destruction of the inactive table, then activation. */
-TEST_F(faults, create)
+TEST_F_TIMEOUT(faults, create, STEP_TIMEOUT)
 {
 	char params[128];
 	unsigned int n, failed = 0;
@@ -431,6 +453,7 @@ TEST_F(faults, create)
 		 DEV_SECTORS, self->name);
 	ASSERT_EQ(0, dm_create(self->name, &self->minor));
 	for (n = 1; n < MAX_NTH; n++) {
+		progress(_metadata, "create 1", n);
 		r = dm_load(self->name, params, self->nth, n);
 		fired = nth_fired(self->nth);
 		ASSERT_LE(0, fired);
@@ -465,6 +488,7 @@ TEST_F(faults, create)
 
 	/* Activation (resume), with the table loaded each time. */
 	for (n = 1; n < MAX_NTH; n++) {
+		progress(_metadata, "create 2", n);
 		ASSERT_EQ(0, dm_load(self->name, params, -1, 0));
 		r = dm_simple(DM_DEV_SUSPEND, self->name, self->nth, n);
 		fired = nth_fired(self->nth);
@@ -487,7 +511,7 @@ TEST_F(faults, create)
 }
 
 /* Opening channels and control commands. */
-TEST_F(faults, open_and_control)
+TEST_F_TIMEOUT(faults, open_and_control, STEP_TIMEOUT)
 {
 	unsigned char *store = calloc(1, DEV_BYTES);
 	struct dm_user_ctl *ctl = calloc(1, 4096);
@@ -498,6 +522,7 @@ TEST_F(faults, open_and_control)
 	ASSERT_NE(NULL, ctl);
 	ASSERT_EQ(0, make_device(self->name, &self->minor));
 	for (n = 1; n < MAX_NTH; n++) {
+		progress(_metadata, "open_and_control 1", n);
 		ASSERT_EQ(0, nth_write(self->nth, n));
 		fd = open_node(self->name, O_RDWR);
 		fired = nth_fired(self->nth);
@@ -518,6 +543,7 @@ TEST_F(faults, open_and_control)
 	fd = open_node(self->name, O_RDWR);
 	ASSERT_LE(0, fd);
 	for (n = 1; n < MAX_NTH; n++) {
+		progress(_metadata, "open_and_control 2", n);
 		int r;
 
 		memset(ctl, 0, 4096);
@@ -578,7 +604,7 @@ static void *server_loop(void *arg)
  * the request, writing the answer). Every write that succeeds must read
  * back; the daemon's own faults must cost nothing but a retry.
  */
-TEST_F(faults, io)
+TEST_F_TIMEOUT(faults, io, STEP_TIMEOUT)
 {
 	unsigned char *store = calloc(1, DEV_BYTES);
 	unsigned char *out = dmu_alloc(4096), *in = dmu_alloc(4096);
@@ -600,6 +626,7 @@ TEST_F(faults, io)
 	/* The submitter's faults: this thread writes, armed. */
 	ASSERT_EQ(0, pthread_create(&srv.thread, NULL, server_loop, &srv));
 	for (n = 1; n < MAX_NTH; n++) {
+		progress(_metadata, "io 1", n);
 		off_t off = (off_t)(n % 64) * 4096;
 
 		dmu_fill(out, 4096, n);
@@ -632,6 +659,7 @@ TEST_F(faults, io)
 		unsigned char *buf = write ? out : in;
 
 		for (n = 1; n < MAX_NTH; n++) {
+			progress(_metadata, "io 2", n);
 			struct dmu_io io = {
 				.fd = disk, .kind = write ? DMU_PWRITE : DMU_PREAD,
 				.buf = buf, .len = 4096,
@@ -673,7 +701,7 @@ TEST_F(faults, io)
  * Requeue: a channel that read a write request closes (armed); the request
  * must reach the next channel whole, and complete once.
  */
-TEST_F(faults, requeue)
+TEST_F_TIMEOUT(faults, requeue, STEP_TIMEOUT)
 {
 	unsigned char *store = calloc(1, DEV_BYTES);
 	unsigned char *out = dmu_alloc(4096);
@@ -687,6 +715,7 @@ TEST_F(faults, requeue)
 	disk = open_disk(self->minor);
 	ASSERT_LE(0, disk);
 	for (n = 1; n < MAX_NTH; n++) {
+		progress(_metadata, "requeue 1", n);
 		struct dmu_io io = { .fd = disk, .kind = DMU_PWRITE, .buf = out,
 				     .len = 4096, .off = (off_t)(n % 64) * 4096 };
 
@@ -725,7 +754,7 @@ TEST_F(faults, requeue)
  * Removal with a daemon attached: a failed remove leaves a working device;
  * a successful one wakes the daemon with ENOTBLK and leaves no node.
  */
-TEST_F(faults, remove)
+TEST_F_TIMEOUT(faults, remove, STEP_TIMEOUT)
 {
 	unsigned char *store = calloc(1, DEV_BYTES);
 	unsigned int n, failed = 0;
@@ -733,6 +762,7 @@ TEST_F(faults, remove)
 
 	ASSERT_NE(NULL, store);
 	for (n = 1; n < MAX_NTH; n++) {
+		progress(_metadata, "remove 1", n);
 		ASSERT_EQ(0, make_device(self->name, &self->minor));
 		ch = open_node(self->name, O_RDWR);
 		ASSERT_LE(0, ch);

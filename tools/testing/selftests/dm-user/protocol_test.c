@@ -660,6 +660,77 @@ TEST_F(dev, closing_channel_keeps_requests_for_next_daemon)
 }
 
 /*
+ * Only a read-write open may serve: a read-only one (a group member under
+ * mode 0640, say) gets EBADF from read() and POLLERR from poll(), never
+ * counts as the daemon, never sees a request (write data included), and
+ * may read GET_INFO but not change anything. A write-only one never serves
+ * either.
+ */
+TEST_F(dev, only_read_write_opens_serve)
+{
+	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PWRITE,
+			     .buf = self->buf, .len = 4096, .off = 0 };
+	struct dm_user_message hdr;
+	struct {
+		struct dm_user_ctl hdr;
+		__u8 data[4096];
+	} ctl;
+	struct pollfd p;
+	char w[64];
+	int ro, wo;
+
+	close(self->ch);
+	self->ch = -1;
+	ro = open(self->chan, O_RDONLY);
+	ASSERT_LE(0, ro);
+	wo = open(self->chan, O_WRONLY);
+	ASSERT_LE(0, wo);
+	dmu_fill(self->buf, 4096, 9);
+	ASSERT_EQ(0, dmu_io_start(&io));
+	usleep(200000);
+
+	EXPECT_EQ(-1, read(ro, &hdr, sizeof(hdr)));
+	EXPECT_EQ(EBADF, errno);
+	p = (struct pollfd){ .fd = ro, .events = POLLIN };
+	EXPECT_EQ(1, poll(&p, 1, 0));
+	EXPECT_EQ(POLLERR, p.revents);
+	p = (struct pollfd){ .fd = wo, .events = POLLIN | POLLOUT };
+	EXPECT_EQ(1, poll(&p, 1, 0));
+	EXPECT_EQ(POLLERR, p.revents);
+	ASSERT_EQ(0, dmu_capture(w, sizeof(w),
+				 "dmsetup status %s | tr ' ' '\\n' | grep -A1 -x daemon | tail -n 1",
+				 self->dev));
+	EXPECT_STREQ("waiting", w);
+
+	/* GET_INFO is fine; a change is not, even for root. */
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.hdr.size = sizeof(ctl);
+	ctl.hdr.version = 1;
+	ctl.hdr.command = DM_USER_CMD_GET_INFO;
+	EXPECT_EQ(0, ioctl(ro, DM_USER_IOCTL_CTL, &ctl));
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.hdr.size = sizeof(ctl);
+	ctl.hdr.version = 1;
+	ctl.hdr.command = DM_USER_CMD_RESET_COUNTERS;
+	EXPECT_EQ(-1, ioctl(ro, DM_USER_IOCTL_CTL, &ctl));
+	EXPECT_EQ(EBADF, errno);
+
+	/* The write is still waiting, whole, for a real daemon. */
+	EXPECT_EQ(0, __atomic_load_n(&io.done, __ATOMIC_ACQUIRE));
+	self->ch = open(self->chan, O_RDWR);
+	ASSERT_LE(0, self->ch);
+	ASSERT_EQ(0, dmu_read_msg(self->ch, &hdr, self->data, 4096, WAIT_MS));
+	EXPECT_EQ(DM_USER_REQ_MAP_WRITE, hdr.type);
+	EXPECT_EQ(0, memcmp(self->buf, self->data, 4096));
+	EXPECT_EQ(DMU_HDR, dmu_answer(self->ch, &hdr, DM_USER_RESP_SUCCESS,
+				      NULL, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(4096, io.ret);
+	close(ro);
+	close(wo);
+}
+
+/*
  * A flushing suspend with no daemon: the I/O it waits for waits for a
  * daemon as any I/O does, no longer than no_daemon_timeout (set here while
  * it already waits), so the suspend ends, and the I/O fails.

@@ -6,6 +6,9 @@
  * errors, counters, the daemon state and dm events.
  */
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <linux/userfaultfd.h>
 
 #include "dmu_test.h"
 #include <kselftest_harness.h>
@@ -413,6 +416,81 @@ TEST(timeout_in_a_split_answer)
 	rdev_teardown(&r);
 }
 
+struct stuck_reader {
+	pthread_t thread;
+	int fd;
+	void *buf;
+	ssize_t ret;
+	int err;
+};
+
+static void *stuck_read(void *arg)
+{
+	struct stuck_reader *sr = arg;
+
+	sr->ret = read(sr->fd, sr->buf, 4096 + DMU_HDR);
+	sr->err = sr->ret < 0 ? errno : 0;
+	return NULL;
+}
+
+/*
+ * The daemon reads into a buffer whose pages never arrive (userfaultfd that
+ * nobody serves, as a FUSE mapping or a network-backed buffer may be). The
+ * kernel must not wait for that fault with the request pinned: the request
+ * still times out, and the device can still be removed. Once the fault is
+ * released the read() returns ENOTBLK.
+ */
+TEST(fault_on_the_daemon_buffer_holds_nothing_up)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	struct stuck_reader sr = { 0 };
+	struct timespec ts;
+	struct dmu_io io;
+	struct rdev r;
+	size_t len = 64 << 10;
+	int uffd;
+
+	uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (uffd < 0)
+		SKIP(return, "userfaultfd: %s", strerror(errno));
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_API, &api));
+	sr.buf = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, sr.buf);
+	reg.range.start = (unsigned long)sr.buf;
+	reg.range.len = len;
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_REGISTER, &reg));
+
+	ASSERT_EQ(0, rdev_setup(&r, "uf", "2 request_timeout 1"));
+	sr.fd = open_chan(&r);
+	ASSERT_LE(0, sr.fd);
+	dmu_fill(r.buf, 4096, 10);
+	io = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PWRITE, .buf = r.buf,
+			      .len = 4096, .off = 0 };
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_wait_readable(sr.fd, WAIT_MS));
+	ASSERT_EQ(0, pthread_create(&sr.thread, NULL, stuck_read, &sr));
+
+	ASSERT_EQ(0, dmu_io_wait(&io, 8000))
+		TH_LOG("the request stayed pinned by a fault on the daemon's buffer");
+	EXPECT_EQ(ETIMEDOUT, io.err);
+	close(r.bdev);
+	r.bdev = -1;
+	EXPECT_EQ(0, dmu_run("timeout 20 dmsetup remove %s", r.dev));
+
+	/* Release the fault: the reader finds the target gone. */
+	close(uffd);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	ASSERT_EQ(0, pthread_timedjoin_np(sr.thread, NULL, &ts));
+	EXPECT_EQ(-1, sr.ret);
+	EXPECT_EQ(ENOTBLK, sr.err);
+	close(sr.fd);
+	munmap(sr.buf, len);
+	rdev_teardown(&r);
+}
+
 /*
  * Both timeouts changed while the target runs: a request already older
  * than a new request_timeout fails at once; a no_daemon_timeout of 0 fails
@@ -537,6 +615,57 @@ TEST(noflush_suspend_waits_for_started_requests)
 	EXPECT_EQ(0, memcmp(r.buf + 4096, r.data, 4096));
 	/* Nothing is left over, the write least of all. */
 	EXPECT_EQ(-ETIMEDOUT, dmu_read_msg(ch, &h3, NULL, 0, 300));
+	close(ch);
+	rdev_teardown(&r);
+}
+
+/*
+ * The answer hash grows with max_queued: requests waiting for their answer
+ * when the cap is raised are found in the new buckets, and so are requests
+ * read after.
+ */
+TEST(raising_the_cap_keeps_waiting_requests)
+{
+	enum { NR = 6 };
+	struct dm_user_message h[NR * 2];
+	struct dmu_io io[NR * 2];
+	struct rdev r;
+	int ch, i;
+
+	ASSERT_EQ(0, rdev_setup(&r, "hg", "2 max_queued 8"));
+	ch = open_chan(&r);
+	ASSERT_LE(0, ch);
+	for (i = 0; i < NR; i++) {
+		io[i] = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PREAD,
+					 .buf = r.buf + i * 4096, .len = 4096,
+					 .off = i * 4096 };
+		ASSERT_EQ(0, dmu_io_start(&io[i]));
+		ASSERT_EQ(0, dmu_read_msg(ch, &h[i], NULL, 0, WAIT_MS));
+	}
+	EXPECT_EQ(0, dmu_run("dmsetup message %s 0 set_params max_queued=65536",
+			     r.dev));
+	for (i = NR; i < NR * 2; i++) {
+		io[i] = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PREAD,
+					 .buf = r.buf + i * 4096, .len = 4096,
+					 .off = i * 4096 };
+		ASSERT_EQ(0, dmu_io_start(&io[i]));
+		ASSERT_EQ(0, dmu_read_msg(ch, &h[i], NULL, 0, WAIT_MS));
+	}
+	/* Answered newest first, each with its own pattern. */
+	for (i = NR * 2 - 1; i >= 0; i--) {
+		unsigned int k = h[i].sector / 8;
+
+		ASSERT_GT(NR * 2, k);
+		dmu_fill(r.data + k * 4096, 4096, 100 + k);
+		EXPECT_EQ(DMU_HDR + 4096,
+			  dmu_answer(ch, &h[i], DM_USER_RESP_SUCCESS,
+				     r.data + k * 4096, 4096));
+	}
+	for (i = 0; i < NR * 2; i++) {
+		ASSERT_EQ(0, dmu_io_wait(&io[i], WAIT_MS));
+		EXPECT_EQ(4096, io[i].ret);
+	}
+	EXPECT_EQ(0, memcmp(r.buf, r.data, NR * 2 * 4096));
 	close(ch);
 	rdev_teardown(&r);
 }

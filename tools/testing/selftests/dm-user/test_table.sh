@@ -38,7 +38,10 @@ good "0 8192 user 0 8192 $n 4 no_secure_erase no_write_zeroes no_discard no_flus
 good "0 1024 user 0 1024 $n 4 request_timeout 7 no_daemon_timeout 0"
 good "0 1024 user 0 1024 $n 3 queue_if_no_daemon request_timeout 1000000"
 good "0 1024 user 0 1024 $n 6 mode 0660 uid 1000 gid 4294967294"
-good "0 1024 user 0 1024 $n 2 mode 0000"
+good "0 1024 user 0 1024 $n 2 mode 0001"
+good "0 1024 user 0 1024 $n 2 max_queued 1"
+good "0 1024 user 0 1024 $n 2 max_queued 1048576"
+good "0 1024 user 0 1024 A-z_0.9+x:y@z"
 
 long=$(head -c 65 /dev/zero | tr '\0' x)
 bad "0 1024 user 0 1024" "Invalid argument count"
@@ -50,6 +53,14 @@ bad "0 1024 user 0 1024 a/b" "Invalid name"
 bad "0 1024 user 0 1024 ." "Invalid name"
 bad "0 1024 user 0 1024 .." "Invalid name"
 bad "0 1024 user 0 1024 $long" "Invalid name"
+# The driver core makes '!' a '/': neither may take the node out of
+# /dev/dm-user or into a subdirectory of it.
+bad "0 1024 user 0 1024 ..!evil_$$" "Invalid name"
+bad "0 1024 user 0 1024 a!b_$$" "Invalid name"
+bad "0 1024 user 0 1024 x\$y" "Invalid name"
+bad "0 1024 user 0 1024 *" "Invalid name"
+[ ! -e "/dev/evil_$$" ] && [ ! -e "/dev/dm-user/a" ] ||
+	_fail "a refused name still made a node: $(ls /dev /dev/dm-user)"
 bad "0 1024 user 0 1024 $n 1 sparkle" "Unrecognised feature requested"
 bad "0 1024 user 0 1024 $n 2 no_flush" "Invalid number of feature arguments"
 bad "0 1024 user 0 1024 $n 99 no_flush" "Invalid number of feature arguments"
@@ -67,6 +78,8 @@ bad "0 1024 user 0 1024 $n 2 mode 660" "Invalid mode"
 bad "0 1024 user 0 1024 $n 2 mode 0800" "Invalid mode"
 bad "0 1024 user 0 1024 $n 2 mode 1777" "Invalid mode"
 bad "0 1024 user 0 1024 $n 2 mode 00660" "Invalid mode"
+# devtmpfs would make 0000 a 0600 node: refused, never widened.
+bad "0 1024 user 0 1024 $n 2 mode 0000" "Invalid mode"
 bad "0 1024 user 0 1024 $n 2 max_queued 0" "Invalid max_queued"
 bad "0 1024 user 0 1024 $n 2 no_daemon_timeout 1000001" "Invalid no_daemon_timeout"
 bad "0 1024 user 0 1024 $n 2 no_daemon_timeout -1" "Invalid no_daemon_timeout"
