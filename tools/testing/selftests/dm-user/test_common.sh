@@ -30,6 +30,8 @@ _skip() {
 _cleanup_test() {
 	for p in $DAEMONS; do
 		kill "$p" 2>/dev/null
+		# A test may fail while it holds a daemon stopped.
+		kill -CONT "$p" 2>/dev/null
 	done
 	for p in $DAEMONS; do
 		wait "$p" 2>/dev/null

@@ -17,9 +17,23 @@ _create_dev "$n" 131072 1 queue_if_no_daemon
 _start_daemon "$n" -f "$img" -t 2
 
 _verify_fio_start "$n" 6
-sleep 2
-kill -0 $FIO_PID 2>/dev/null || _fail "fio ended too soon"
+# Wait for I/O to flow (fio starts slowly on the debug kernel), stop the
+# daemon, and wait for I/O that it then holds or leaves queued.
+i=0
+while [ "$(_status_value "$n" write)" = 0 ]; do
+	kill -0 $FIO_PID 2>/dev/null || _fail "fio ended before writing"
+	i=$((i + 1))
+	[ $i -lt 300 ] || _fail "no write reached the daemon in 60 s"
+	sleep 0.2
+done
 kill -STOP "$DAEMON_PID"
+i=0
+while [ $(($(_status_value "$n" queued) + $(_status_value "$n" inflight))) = 0 ]; do
+	kill -0 $FIO_PID 2>/dev/null || _fail "fio ended too soon"
+	i=$((i + 1))
+	[ $i -lt 300 ] || _fail "no I/O waiting on the stopped daemon in 60 s"
+	sleep 0.2
+done
 timeout -s KILL 3 dmsetup suspend "$n" && _fail "suspend finished with the daemon stopped"
 case $(dmsetup info -c --noheadings -o attr "$n") in
 ??s*) _fail "the device stayed suspended after the interrupted suspend" ;;
