@@ -684,8 +684,12 @@ static void dm_user_requeue_owned_locked(struct dm_user_target *t,
 		}
 		/* In flight becomes queued: the cap's count does not change. */
 		dm_user_unlink_locked(t, req);
+		/*
+		 * Strictly older ones only: with the same start (one jiffy)
+		 * the given-back request goes first, as it was taken first.
+		 */
 		while (pos != &t->queue &&
-		       !time_after(list_entry(pos, struct dm_user_request,
+		       time_before(list_entry(pos, struct dm_user_request,
 					      list)->start, req->start))
 			pos = pos->next;
 		list_add_tail(&req->list, pos);
