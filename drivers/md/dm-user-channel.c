@@ -5,7 +5,8 @@
  * Every open() is a channel. read() hands the daemon the next request: the
  * header, then for a write the data. write() takes the answer: the header,
  * then for a successful read the data. Either may be split into pieces of
- * any size; one call never spans two messages. The rules for locks are at
+ * any size; one call never spans two messages, unless the channel
+ * negotiated READ_BATCH (read) or WRITE_BATCH (write). The rules for locks are at
  * the top of dm-user-target.c; this file owns dm_user_channel.read_lock
  * and write_lock, which serialise the read() and the write() calls of one
  * channel, are never held while waiting for a request and are never taken
@@ -465,13 +466,14 @@ static void dm_user_bad_answer(struct dm_user_target *t,
 
 /*
  * Validates the complete answer header in ch->answer, followed by @rest
- * more bytes in this write. Returns the request, now receiving or detached
- * onto @done, or an ERR_PTR.
+ * more bytes in this write: all of them this answer's unless @batch
+ * (WRITE_BATCH), where more answers may follow. Returns the request, now
+ * receiving or detached onto @done, or an ERR_PTR.
  */
 static struct dm_user_request *
 dm_user_accept_answer_locked(struct dm_user_target *t,
 			     struct dm_user_channel *ch, size_t rest,
-			     struct list_head *done)
+			     bool batch, struct list_head *done)
 {
 	const struct dm_user_message *ans = &ch->answer;
 	struct dm_user_request *req;
@@ -512,7 +514,7 @@ dm_user_accept_answer_locked(struct dm_user_target *t,
 		dm_user_bad_answer(t, ans, "length differs from the request's");
 		return ERR_PTR(-EINVAL);
 	}
-	if (rest > need) {
+	if (rest > need && !batch) {
 		dm_user_bad_answer(t, ans, "more data than the request needs");
 		return ERR_PTR(-EINVAL);
 	}
@@ -554,7 +556,8 @@ static size_t dm_user_copy_from_user(struct dm_user_request *req,
 
 /*
  * Copies answer data from @from into ch->receiving, @req, and completes it
- * once whole. Called with the target lock held, which it drops. Page
+ * once whole; with WRITE_BATCH @from may hold more answers after it, which
+ * stay there. Called with the target lock held, which it drops. Page
  * faults are taken unpinned, as in dm_user_send(). Returns bytes copied.
  */
 static size_t dm_user_receive(struct dm_user_target *t,
@@ -568,7 +571,9 @@ static size_t dm_user_receive(struct dm_user_target *t,
 	LIST_HEAD(done);
 
 	for (;;) {
-		size_t want = iov_iter_count(from);
+		/* This answer's bytes only: a fault-in stops there too. */
+		size_t want = min_t(size_t, iov_iter_count(from),
+				    req->msg.len - req->received);
 		size_t n;
 
 		dm_user_pin_locked(t, req);
@@ -605,24 +610,24 @@ static size_t dm_user_receive(struct dm_user_target *t,
 	return copied;
 }
 
-static ssize_t dm_user_write_iter(struct kiocb *iocb, struct iov_iter *from)
+/*
+ * Takes the bytes of one answer from @from: what is missing of its header,
+ * then of its data. With @batch, bytes after the answer are left in @from
+ * for the next; without, they are an error. Called with ch->write_lock
+ * held. Returns the bytes taken, or a negative errno with none taken;
+ * @whole says whether the answer is now complete.
+ */
+static ssize_t dm_user_write_answer(struct dm_user_target *t,
+				    struct dm_user_channel *ch,
+				    struct iov_iter *from, bool batch,
+				    bool *whole)
 {
-	struct dm_user_channel *ch = iocb->ki_filp->private_data;
-	struct dm_user_target *t = ch->target;
 	struct dm_user_request *req;
-	size_t consumed = 0, got;
+	size_t consumed = 0, got, left;
 	ssize_t ret = 0;
 	LIST_HEAD(done);
-	int r;
 
-	if (!iov_iter_count(from))
-		return 0;
-
-	/* Answers never wait for anything but this lock: no O_NONBLOCK case. */
-	r = dm_user_lock_channel(&ch->write_lock, iocb);
-	if (r)
-		return r;
-
+	*whole = false;
 	spin_lock_irq(&t->lock);
 	ret = dm_user_channel_error_locked(t, ch);
 	if (ret)
@@ -635,14 +640,12 @@ static ssize_t dm_user_write_iter(struct kiocb *iocb, struct iov_iter *from)
 
 		spin_unlock_irq(&t->lock);
 		if (!copy_from_iter_full((u8 *)&ch->answer + ch->answer_bytes,
-					 n, from)) {
-			ret = -EFAULT;
-			goto out;
-		}
+					 n, from))
+			return -EFAULT;
 		ch->answer_bytes += n;
 		consumed = n;
 		if (ch->answer_bytes < DM_USER_HDR_SIZE)
-			goto out;
+			return consumed;
 
 		/* Header complete: whatever happens, the next write starts anew. */
 		ch->answer_bytes = 0;
@@ -653,7 +656,7 @@ static ssize_t dm_user_write_iter(struct kiocb *iocb, struct iov_iter *from)
 			goto out_unlock;
 		}
 		req = dm_user_accept_answer_locked(t, ch, iov_iter_count(from),
-						   &done);
+						   batch, &done);
 		if (IS_ERR(req)) {
 			ret = PTR_ERR(req);
 			consumed = 0;
@@ -663,9 +666,11 @@ static ssize_t dm_user_write_iter(struct kiocb *iocb, struct iov_iter *from)
 			/* Answer without data: already detached. */
 			spin_unlock_irq(&t->lock);
 			dm_user_complete_list(&done);
-			goto out;
+			*whole = true;
+			return consumed;
 		}
-	} else if (iov_iter_count(from) > req->msg.len - req->received) {
+	} else if (!batch &&
+		   iov_iter_count(from) > req->msg.len - req->received) {
 		dm_user_bad_answer(t, &ch->answer,
 				   "more data than the request needs");
 		ret = -EINVAL;
@@ -675,7 +680,13 @@ static ssize_t dm_user_write_iter(struct kiocb *iocb, struct iov_iter *from)
 	if (!iov_iter_count(from))
 		goto out_unlock;
 
+	/*
+	 * Copies this answer's data only: the rest of @from stays. Once
+	 * @left bytes are in, @req is completed and must not be looked at.
+	 */
+	left = req->msg.len - req->received;
 	got = dm_user_receive(t, ch, req, from);
+	*whole = got == left;
 	consumed += got;
 	if (!got) {
 		/* The channel may have failed while a fault was taken. */
@@ -683,15 +694,44 @@ static ssize_t dm_user_write_iter(struct kiocb *iocb, struct iov_iter *from)
 		ret = dm_user_channel_error_locked(t, ch);
 		spin_unlock_irq(&t->lock);
 	}
-	goto out;
+	return consumed ? consumed : ret ? ret : -EFAULT;
 
 out_unlock:
 	spin_unlock_irq(&t->lock);
-out:
+	return consumed ? consumed : ret ? ret : -EFAULT;
+}
+
+static ssize_t dm_user_write_iter(struct kiocb *iocb, struct iov_iter *from)
+{
+	struct dm_user_channel *ch = iocb->ki_filp->private_data;
+	struct dm_user_target *t = ch->target;
+	size_t total = 0;
+	bool batch, whole;
+	ssize_t n;
+	int r;
+
+	if (!iov_iter_count(from))
+		return 0;
+
+	/* Answers never wait for anything but this lock: no O_NONBLOCK case. */
+	r = dm_user_lock_channel(&ch->write_lock, iocb);
+	if (r)
+		return r;
+	batch = READ_ONCE(ch->extensions) & DM_USER_EXT_WRITE_BATCH;
+	/*
+	 * With WRITE_BATCH, answer after answer while the call has bytes and
+	 * the last answer is whole. One that is refused ends the call short:
+	 * its bytes are not counted, so a daemon that writes the rest again
+	 * starts with it and gets the error.
+	 */
+	do {
+		n = dm_user_write_answer(t, ch, from, batch, &whole);
+		if (n <= 0)
+			break;
+		total += n;
+	} while (batch && whole && iov_iter_count(from));
 	mutex_unlock(&ch->write_lock);
-	if (consumed)
-		return consumed;
-	return ret ? ret : -EFAULT;
+	return total ? total : n;
 }
 
 /* ------------------------------------------------------------------------

@@ -26,7 +26,8 @@
 #define DM_USER_ATTR_HDR	sizeof(struct dm_user_attr)
 
 /* Extensions this kernel can grant. */
-#define DM_USER_EXT_SUPPORTED	DM_USER_EXT_READ_BATCH
+#define DM_USER_EXT_SUPPORTED	\
+	(DM_USER_EXT_READ_BATCH | DM_USER_EXT_WRITE_BATCH)
 
 /* ------------------------------------------------------------------------
  * Tags the kernel knows
@@ -371,7 +372,8 @@ static int dm_user_cmd_negotiate(struct dm_user_target *t,
 		  DM_USER_EXT_SUPPORTED;
 	if (mutex_lock_interruptible(&ch->read_lock))
 		return -ERESTARTSYS;
-	ch->extensions = granted;
+	/* The write path reads it once per call, without read_lock. */
+	WRITE_ONCE(ch->extensions, granted);
 	mutex_unlock(&ch->read_lock);
 	dm_user_put_u64(out, DM_USER_ATTR_EXTENSIONS, granted);
 	return 0;

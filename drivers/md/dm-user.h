@@ -237,7 +237,12 @@ struct dm_user_channel {
 	 * (target lock; read locklessly by poll()).
 	 */
 	bool reset;
-	/* DM_USER_EXT_* granted by NEGOTIATE (read_lock). */
+	/*
+	 * DM_USER_EXT_* granted by NEGOTIATE: written (WRITE_ONCE) under
+	 * read_lock, so read() reads it plainly; write() reads it once per
+	 * call with READ_ONCE, not under read_lock, so a NEGOTIATE takes
+	 * effect for answers from the next write().
+	 */
 	u64 extensions;
 	/* Answer header being assembled from split writes (write_lock). */
 	struct dm_user_message answer;

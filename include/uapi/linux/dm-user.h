@@ -8,7 +8,9 @@
  * write(): the header with the request's @seq and @type set to one of the
  * DM_USER_RESP_* codes, followed, for a successful read only, by the data.
  * Reads and writes may be split into pieces of any size; one read() or
- * write() never spans two messages. Answers may come in any order. A read()
+ * write() never spans two messages unless the channel negotiated
+ * DM_USER_EXT_READ_BATCH or DM_USER_EXT_WRITE_BATCH respectively. Answers
+ * may come in any order. A read()
  * and a write() of one channel may run concurrently. read() and write()
  * fail with ENOTBLK once the target is destroyed, and with ECONNRESET once
  * the channel was reset because request_timeout took a request it had
@@ -304,6 +306,17 @@ struct dm_user_attr {
  * not fit, which then continues as without the extension.
  */
 #define DM_USER_EXT_READ_BATCH		_BITULL(0)
+/*
+ * DM_USER_EXT_WRITE_BATCH: one write() may carry several answers one after
+ * the other (each a header, then its data for a successful read), the last
+ * of them possibly incomplete, to be continued by the next write(). Bytes
+ * after an answer are always taken as the next header. A write() that
+ * reaches an answer the kernel refuses returns the bytes of the answers
+ * before it (a short write); the refused answer is dropped whole, and
+ * writing it again fails with its error. Takes effect from the next
+ * write(): negotiate before answering.
+ */
+#define DM_USER_EXT_WRITE_BATCH		_BITULL(1)
 
 /* Not taken in ioctl-number.rst (0xDD is zfcp's, 0xFD device-mapper's). */
 #define DM_USER_IOC_MAGIC	0xde

@@ -605,6 +605,181 @@ TEST_F(dev, negotiate_is_per_channel)
 	free(wbuf);
 }
 
+/* Negotiates @ext on @fd and returns what was granted, or -1. */
+static int64_t negotiate(int fd, uint64_t ext)
+{
+	struct ctl c;
+
+	ctl_init(&c, DM_USER_CMD_NEGOTIATE, 1);
+	ctl_add_u64(&c, DM_USER_ATTR_EXTENSIONS, DM_USER_ATTR_F_MANDATORY, ext);
+	if (ctl_do(fd, &c))
+		return -1;
+	return (int64_t)ctl_num(&c, DM_USER_ATTR_EXTENSIONS);
+}
+
+/* Puts an answer to @req (header, then @len bytes of @data) at @p. */
+static size_t put_answer(char *p, const struct dm_user_message *req,
+			 uint64_t type, const void *data, size_t len)
+{
+	struct dm_user_message ans = *req;
+
+	ans.type = type;
+	memcpy(p, &ans, DMU_HDR);
+	if (len)
+		memcpy(p + DMU_HDR, data, len);
+	return DMU_HDR + len;
+}
+
+/*
+ * WRITE_BATCH: several answers in one write(), the last one split over
+ * two; a refused answer ends a write() short and fails the next; a channel
+ * without the extension still takes one answer per write().
+ */
+TEST_F(dev, write_batch_answers_in_one_write)
+{
+	char *data = dmu_alloc(4 * 4096), *back = dmu_alloc(4 * 4096);
+	char *out = dmu_alloc(1 << 16);
+	struct dm_user_message req[4];
+	struct dmu_io io[4];
+	size_t len, cut;
+	int bdev, i, k;
+	ssize_t n;
+
+	ASSERT_EQ(DM_USER_EXT_WRITE_BATCH,
+		  negotiate(self->ch, DM_USER_EXT_WRITE_BATCH));
+	bdev = open(self->mapper, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, bdev);
+	for (i = 0; i < 4; i++) {
+		io[i] = (struct dmu_io){ .fd = bdev, .kind = DMU_PREAD,
+			.buf = back + i * 4096, .len = 4096,
+			.off = (off_t)i * 65536 };
+		dmu_fill(data + i * 4096, 4096, 70 + i);
+		ASSERT_EQ(0, dmu_io_start(&io[i]));
+		ASSERT_EQ(0, dmu_read_msg(self->ch, &req[i], NULL, 0, WAIT_MS));
+		ASSERT_EQ(DM_USER_REQ_MAP_READ, req[i].type);
+	}
+	/* Which read is which: by sector. */
+#define IDX(m) ((int)((m).sector / 128))
+	/*
+	 * Answer 0 and answer 1 (ERROR) whole, then the first 1000 bytes of
+	 * answer 2: one call takes all of it; the second call ends it.
+	 */
+	len = put_answer(out, &req[0], DM_USER_RESP_SUCCESS,
+			 data + IDX(req[0]) * 4096, 4096);
+	len += put_answer(out + len, &req[1], DM_USER_RESP_ERROR, NULL, 0);
+	cut = len;
+	len += put_answer(out + len, &req[2], DM_USER_RESP_SUCCESS,
+			  data + IDX(req[2]) * 4096, 4096);
+	EXPECT_EQ((ssize_t)(cut + DMU_HDR + 1000),
+		  write(self->ch, out, cut + DMU_HDR + 1000));
+	EXPECT_EQ((ssize_t)(len - cut - DMU_HDR - 1000),
+		  write(self->ch, out + cut + DMU_HDR + 1000,
+			len - cut - DMU_HDR - 1000));
+	for (k = 0; k < 3; k++) {
+		i = IDX(req[k]);
+		ASSERT_EQ(0, dmu_io_wait(&io[i], WAIT_MS));
+		if (k == 1) {
+			EXPECT_EQ(-1, io[i].ret);
+			EXPECT_EQ(EIO, io[i].err);
+		} else {
+			EXPECT_EQ(4096, io[i].ret);
+			EXPECT_EQ(0, memcmp(back + i * 4096, data + i * 4096,
+					    4096));
+		}
+	}
+
+	/*
+	 * An answer for a request never sent between two good ones: the
+	 * call stops before it, the next call fails with EINVAL, and the
+	 * good answer after it still lands on a call of its own.
+	 */
+	ASSERT_EQ(0, dmu_io_start(&io[IDX(req[0])]));
+	ASSERT_EQ(0, dmu_read_msg(self->ch, &req[0], NULL, 0, WAIT_MS));
+	len = put_answer(out, &req[3], DM_USER_RESP_SUCCESS,
+			 data + IDX(req[3]) * 4096, 4096);
+	cut = len;
+	req[1].seq = 1ULL << 60;
+	len += put_answer(out + len, &req[1], DM_USER_RESP_SUCCESS, NULL, 0);
+	n = write(self->ch, out, len + put_answer(out + len, &req[0],
+						   DM_USER_RESP_SUCCESS,
+						   data + IDX(req[0]) * 4096,
+						   4096));
+	EXPECT_EQ((ssize_t)cut, n);
+	EXPECT_EQ(-1, write(self->ch, out + cut, len - cut));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(DMU_HDR + 4096, write(self->ch, out + len, DMU_HDR + 4096));
+	for (k = 0; k < 4; k += 3) {
+		i = IDX(req[k]);
+		ASSERT_EQ(0, dmu_io_wait(&io[i], WAIT_MS));
+		EXPECT_EQ(4096, io[i].ret);
+		EXPECT_EQ(0, memcmp(back + i * 4096, data + i * 4096, 4096));
+	}
+
+	/* A batch that ends inside a header: the next write() completes it. */
+	for (k = 0; k < 2; k++) {
+		ASSERT_EQ(0, dmu_io_start(&io[k]));
+		ASSERT_EQ(0, dmu_read_msg(self->ch, &req[k], NULL, 0, WAIT_MS));
+	}
+	len = put_answer(out, &req[0], DM_USER_RESP_SUCCESS,
+			 data + IDX(req[0]) * 4096, 4096);
+	cut = len + 20;
+	len += put_answer(out + len, &req[1], DM_USER_RESP_SUCCESS,
+			  data + IDX(req[1]) * 4096, 4096);
+	EXPECT_EQ((ssize_t)cut, write(self->ch, out, cut));
+	EXPECT_EQ((ssize_t)(len - cut), write(self->ch, out + cut, len - cut));
+	for (k = 0; k < 2; k++) {
+		ASSERT_EQ(0, dmu_io_wait(&io[k], WAIT_MS));
+		EXPECT_EQ(4096, io[k].ret);
+		EXPECT_EQ(0, memcmp(back + k * 4096, data + k * 4096, 4096));
+	}
+
+	/*
+	 * A refused answer whose header began in the write() before: that
+	 * write() counted its first bytes, the one completing it fails, and
+	 * the channel then takes the next answer as usual.
+	 */
+	ASSERT_EQ(0, dmu_io_start(&io[0]));
+	ASSERT_EQ(0, dmu_read_msg(self->ch, &req[0], NULL, 0, WAIT_MS));
+	req[1].seq = 1ULL << 61;
+	len = put_answer(out, &req[1], DM_USER_RESP_SUCCESS, NULL, 0);
+	EXPECT_EQ(20, write(self->ch, out, 20));
+	EXPECT_EQ(-1, write(self->ch, out + 20, len - 20));
+	EXPECT_EQ(EINVAL, errno);
+	len = put_answer(out, &req[0], DM_USER_RESP_SUCCESS,
+			 data + IDX(req[0]) * 4096, 4096);
+	EXPECT_EQ((ssize_t)len, write(self->ch, out, len));
+	ASSERT_EQ(0, dmu_io_wait(&io[0], WAIT_MS));
+	EXPECT_EQ(4096, io[0].ret);
+	EXPECT_EQ(0, memcmp(back, data, 4096));
+
+	/* Without the extension, two answers in one write() are refused. */
+	ASSERT_EQ(0, negotiate(self->ch, 0));
+	for (k = 0; k < 2; k++) {
+		ASSERT_EQ(0, dmu_io_start(&io[k]));
+		ASSERT_EQ(0, dmu_read_msg(self->ch, &req[k], NULL, 0, WAIT_MS));
+	}
+	len = put_answer(out, &req[0], DM_USER_RESP_SUCCESS,
+			 data + IDX(req[0]) * 4096, 4096);
+	len += put_answer(out + len, &req[1], DM_USER_RESP_SUCCESS,
+			  data + IDX(req[1]) * 4096, 4096);
+	EXPECT_EQ(-1, write(self->ch, out, len));
+	EXPECT_EQ(EINVAL, errno);
+	for (k = 0; k < 2; k++)
+		EXPECT_EQ(DMU_HDR + 4096,
+			  write(self->ch, out + k * (DMU_HDR + 4096),
+				DMU_HDR + 4096));
+	for (k = 0; k < 2; k++) {
+		ASSERT_EQ(0, dmu_io_wait(&io[k], WAIT_MS));
+		EXPECT_EQ(4096, io[k].ret);
+		EXPECT_EQ(0, memcmp(back + k * 4096, data + k * 4096, 4096));
+	}
+#undef IDX
+	close(bdev);
+	free(data);
+	free(back);
+	free(out);
+}
+
 /* The fd is bound to the target it was opened on, not to the name. */
 TEST_F(dev, removed_target_fd_gets_enotblk)
 {

@@ -159,7 +159,7 @@ TEST(device_life_through_the_library)
 	EXPECT_EQ(DM_USER_STATE_WAITING, info.daemon_state);
 	EXPECT_EQ(0, info.timeouts);
 	ASSERT_EQ(0, dmu_negotiate(ch, ~0ULL, &granted));
-	EXPECT_EQ(DM_USER_EXT_READ_BATCH, granted);
+	EXPECT_EQ(DM_USER_EXT_READ_BATCH | DM_USER_EXT_WRITE_BATCH, granted);
 	EXPECT_EQ(0, dmu_reset_counters(ch));
 	/* A command the library does not know is refused, not guessed. */
 	EXPECT_EQ(-ENOSYS, dmu_cmd_version(999));
