@@ -10,8 +10,9 @@
  *   dmuser serve [options] <name-or-path>
  *
  * "dmuser serve" is the reference daemon: it serves every block request of
- * one target from a RAM store or from a file or block device, through the
- * library's serving loop (one thread per channel). Invoked as "dmuserd",
+ * one target from a RAM store, a file or block device, or nothing at all
+ * (the null store), through the library's serving loop (one thread per
+ * channel). Invoked as "dmuserd",
  * the program is "dmuser serve", so that scripts written for the former
  * daemon keep working.
  */
@@ -50,6 +51,8 @@
 #define MAX_THREADS	64
 #define MAX_BATCH	128
 #define ZERO_CHUNK	(1U << 20)
+/* The most a READ asks for: libdmuser fails larger ones. */
+#define NULL_ZEROES	(1U << 20)
 #define NODE_WAIT_MS	5000
 
 static const char *prog = "dmuser";
@@ -177,8 +180,16 @@ struct store;
 typedef int store_fn(struct store *s, unsigned char *buf, uint64_t off,
 		     uint64_t len);
 
+/*
+ * read_place and write_place, where a store has them, give the memory that
+ * holds a range, so that the kernel copies between it and the request's
+ * pages directly (one copy, not two through a buffer of the library); the
+ * op for a READ or WRITE is then called with that memory as its buffer.
+ */
 struct store_ops {
 	store_fn *op[DM_USER_REQ_MAP_WRITE_ZEROES + 1];
+	unsigned char *(*read_place)(struct store *s, uint64_t off, uint64_t len);
+	unsigned char *(*write_place)(struct store *s, uint64_t off, uint64_t len);
 	int (*flush)(struct store *s);
 	void (*close)(struct store *s);
 };
@@ -203,7 +214,10 @@ struct store {
 /*
  * The RAM store's lock only exists so that overlapping requests on two
  * channels are no data race in the C sense (the block layer orders none).
- * Failing to take it is a bug, not an I/O error.
+ * Reads and writes the kernel copies straight from and to the store (its
+ * read_place and write_place) take no lock: only the kernel touches those
+ * bytes then, and overlapping requests are unordered by the block layer's
+ * contract anyway. Failing to take it is a bug, not an I/O error.
  */
 static void ram_lock(struct store *s, bool exclusive)
 {
@@ -226,9 +240,18 @@ static void ram_unlock(struct store *s)
 	}
 }
 
+static unsigned char *ram_place(struct store *s, uint64_t off, uint64_t len)
+{
+	(void)len;
+	return s->mem + off;
+}
+
+/* Nothing to copy when the data is already in place (ram_place). */
 static int ram_read(struct store *s, unsigned char *buf, uint64_t off,
 		    uint64_t len)
 {
+	if (buf == s->mem + off)
+		return 0;
 	ram_lock(s, false);
 	memcpy(buf, s->mem + off, len);
 	ram_unlock(s);
@@ -238,6 +261,8 @@ static int ram_read(struct store *s, unsigned char *buf, uint64_t off,
 static int ram_write(struct store *s, unsigned char *buf, uint64_t off,
 		     uint64_t len)
 {
+	if (buf == s->mem + off)
+		return 0;
 	ram_lock(s, true);
 	memcpy(s->mem + off, buf, len);
 	ram_unlock(s);
@@ -291,6 +316,8 @@ static const struct store_ops ram_ops = {
 		[DM_USER_REQ_MAP_WRITE_ZEROES] = ram_zero,
 		[DM_USER_REQ_MAP_SECURE_ERASE] = ram_zero,
 	},
+	.read_place = ram_place,
+	.write_place = ram_place,
 	.flush = ram_flush,
 	.close = ram_close,
 };
@@ -333,6 +360,70 @@ static int ram_open(struct store *s, uint64_t size)
 	s->page_size = page;
 	s->size = size;
 	s->ops = &ram_ops;
+	return 0;
+}
+
+/*
+ * The null store keeps nothing: reads return zeroes, writes and the other
+ * operations succeed at once. It measures the cost of the round trip
+ * itself, like ublk's and null_blk's null devices. Reads are answered from
+ * a mapping never written, so all zero pages: no memory, nothing to clear.
+ */
+static unsigned char *null_read_place(struct store *s, uint64_t off,
+				      uint64_t len)
+{
+	(void)off;
+	return len <= NULL_ZEROES ? s->mem : NULL;
+}
+
+static int null_read(struct store *s, unsigned char *buf, uint64_t off,
+		     uint64_t len)
+{
+	(void)off;
+	if (buf != s->mem)
+		memset(buf, 0, len);
+	return 0;
+}
+
+static int null_nothing(struct store *s, unsigned char *buf, uint64_t off,
+			uint64_t len)
+{
+	(void)s;
+	(void)buf;
+	(void)off;
+	(void)len;
+	return 0;
+}
+
+static void null_close(struct store *s)
+{
+	if (munmap(s->mem, NULL_ZEROES))
+		report(errno, "munmap");
+}
+
+static const struct store_ops null_ops = {
+	.op = {
+		[DM_USER_REQ_MAP_READ] = null_read,
+		[DM_USER_REQ_MAP_WRITE] = null_nothing,
+		[DM_USER_REQ_MAP_DISCARD] = null_nothing,
+		[DM_USER_REQ_MAP_WRITE_ZEROES] = null_nothing,
+		[DM_USER_REQ_MAP_SECURE_ERASE] = null_nothing,
+	},
+	.read_place = null_read_place,
+	.flush = ram_flush,
+	.close = null_close,
+};
+
+static int null_open(struct store *s, uint64_t size)
+{
+	s->mem = mmap(NULL, NULL_ZEROES, PROT_READ,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (s->mem == MAP_FAILED) {
+		report(errno, "mmap of %u bytes of zeroes", NULL_ZEROES);
+		return -1;
+	}
+	s->size = size;
+	s->ops = &null_ops;
 	return 0;
 }
 
@@ -567,6 +658,9 @@ static void count(enum counter c, uint64_t n)
 	atomic_fetch_add_explicit(&counters[c], n, memory_order_relaxed);
 }
 
+/* Whether reads may be answered from the store itself (not --copy). */
+static bool in_place = true;
+
 /* [off, off + len) lies in the store. */
 static bool range_ok(uint64_t off, uint64_t len, uint64_t size)
 {
@@ -593,6 +687,14 @@ static int serve_op(struct store *s, struct dmu_req *r, enum counter c)
 	} else {
 		if (preflush)
 			rc = s->ops->flush(s);
+		/* Answered from the store itself: see struct dmu_req. */
+		if (!rc && r->type == DM_USER_REQ_MAP_READ && s->ops->read_place &&
+		    in_place) {
+			unsigned char *p = s->ops->read_place(s, r->offset, r->len);
+
+			if (p)
+				r->data = p;
+		}
 		if (!rc)
 			rc = s->ops->op[r->type](s, r->data, r->offset, r->len);
 		/* FUA means nothing to a read. */
@@ -626,7 +728,28 @@ static int cb_serve(void *ctx, struct dmu_req *r)
 	return serve_op(ctx, r, by_type[r->type]);
 }
 
+/* A WRITE's data goes straight to its place in the store, where it has one. */
+static void *cb_write_buffer(void *ctx, const struct dmu_req *r)
+{
+	struct store *s = ctx;
+
+	if (!s->ops->write_place || !range_ok(r->offset, r->len, s->size))
+		return NULL;
+	return s->ops->write_place(s, r->offset, r->len);
+}
+
 static const struct dmu_ops store_dmu_ops = {
+	.read = cb_serve,
+	.write = cb_serve,
+	.flush = cb_serve,
+	.discard = cb_serve,
+	.write_zeroes = cb_serve,
+	.secure_erase = cb_serve,
+	.write_buffer = cb_write_buffer,
+};
+
+/* --copy: every byte through the library's buffers, as before in-place. */
+static const struct dmu_ops store_dmu_ops_copy = {
 	.read = cb_serve,
 	.write = cb_serve,
 	.flush = cb_serve,
@@ -637,10 +760,10 @@ static const struct dmu_ops store_dmu_ops = {
 
 static struct serve_options {
 	const char *channel, *file, *stats_path, *pid_path;
-	uint64_t ram_size;
+	uint64_t ram_size, null_size;
 	unsigned int threads, batch;
 	size_t split;
-	bool read_batch, verbose, direct;
+	bool read_batch, write_batch, verbose, direct, copy;
 } sopt = { .threads = 1, .batch = 1 };
 
 /* Set by SIGTERM and SIGINT; the serving threads look at it. */
@@ -755,6 +878,8 @@ static void serve_usage(FILE *f)
 "  -r, --ram <size>      zero-filled RAM store of <size> bytes\n"
 "                        (suffix K, M, G or T: powers of 1024)\n"
 "  -f, --file <path>     regular file or block device, served with pread/pwrite\n"
+"  -n, --null <size>     keep nothing: reads return zeroes, writes are dropped\n"
+"                        (for measuring the round trip)\n"
 "Options:\n"
 "  -d, --direct          open the --file with O_DIRECT: no page cache, so the\n"
 "                        daemon allocates nothing to write it (use it when\n"
@@ -764,6 +889,11 @@ static void serve_usage(FILE *f)
 "                        order (default 1, max %d)\n"
 "  -B, --read-batch      negotiate DM_USER_EXT_READ_BATCH: many requests per\n"
 "                        read()\n"
+"  -W, --write-batch     negotiate DM_USER_EXT_WRITE_BATCH, if the kernel has\n"
+"                        it: the answers to one batch in one write()\n"
+"  -c, --copy            move data through buffers of the library even where\n"
+"                        the kernel could copy it to and from the RAM or null\n"
+"                        store in place (to measure what in-place saves)\n"
 "  -s, --split <bytes>   split every read() and write() on the channel into\n"
 "                        pieces of at most <bytes> (default 0: no splitting)\n"
 "  -S, --stats <path>    write counters to <path> on exit\n"
@@ -781,10 +911,13 @@ static void serve_parse(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "ram", required_argument, NULL, 'r' },
 		{ "file", required_argument, NULL, 'f' },
+		{ "null", required_argument, NULL, 'n' },
 		{ "direct", no_argument, NULL, 'd' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "batch", required_argument, NULL, 'q' },
 		{ "read-batch", no_argument, NULL, 'B' },
+		{ "write-batch", no_argument, NULL, 'W' },
+		{ "copy", no_argument, NULL, 'c' },
 		{ "split", required_argument, NULL, 's' },
 		{ "stats", required_argument, NULL, 'S' },
 		{ "pidfile", required_argument, NULL, 'p' },
@@ -794,12 +927,16 @@ static void serve_parse(int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":r:f:dt:q:Bs:S:p:vh", longopts,
+	while ((c = getopt_long(argc, argv, ":r:f:n:dt:q:BWcs:S:p:vh", longopts,
 				NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			sopt.ram_size = parse_number("--ram", optarg, true, 1,
 						     UINT64_MAX);
+			break;
+		case 'n':
+			sopt.null_size = parse_number("--null", optarg, true, 1,
+						      UINT64_MAX);
 			break;
 		case 'd':
 			sopt.direct = true;
@@ -817,6 +954,12 @@ static void serve_parse(int argc, char **argv)
 			break;
 		case 'B':
 			sopt.read_batch = true;
+			break;
+		case 'W':
+			sopt.write_batch = true;
+			break;
+		case 'c':
+			sopt.copy = true;
 			break;
 		case 's':
 			sopt.split = (size_t)parse_number("--split", optarg,
@@ -843,8 +986,9 @@ static void serve_parse(int argc, char **argv)
 			bad_usage("unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	if ((sopt.ram_size != 0) == (sopt.file != NULL))
-		bad_usage("exactly one of --ram and --file is required");
+	if ((sopt.ram_size != 0) + (sopt.file != NULL) +
+	    (sopt.null_size != 0) != 1)
+		bad_usage("exactly one of --ram, --file and --null is required");
 	if (sopt.direct && !sopt.file)
 		bad_usage("--direct applies to --file only");
 	if (optind != argc - 1)
@@ -868,21 +1012,26 @@ static int cmd_serve(int argc, char **argv)
 	 * is per thread and inherited, and the store is allocated locked.
 	 */
 	prepare_daemon();
-	if (sopt.file ? file_open(&store, sopt.file, sopt.direct)
-		      : ram_open(&store, sopt.ram_size))
+	if (sopt.null_size ? null_open(&store, sopt.null_size) :
+	    sopt.file ? file_open(&store, sopt.file, sopt.direct) :
+	    ram_open(&store, sopt.ram_size))
 		return 1;
 	if (sopt.verbose)
 		report(0, "serving %" PRIu64 " bytes of %s on %s", store.size,
-		       sopt.file ? sopt.file : "RAM", sopt.channel);
+		       sopt.file ? sopt.file : sopt.null_size ? "nothing" : "RAM",
+		       sopt.channel);
 
+	in_place = !sopt.copy;
 	opts.threads = sopt.threads;
 	opts.batch = sopt.batch;
 	opts.split = sopt.split;
 	opts.read_batch = sopt.read_batch;
+	opts.write_batch = sopt.write_batch;
 	opts.verbose = sopt.verbose;
 	opts.stop = &stop_flag;
 	opts.ready = serve_ready;
-	rc = dmu_serve(sopt.channel, &store_dmu_ops, &store, &opts);
+	rc = dmu_serve(sopt.channel, sopt.copy ? &store_dmu_ops_copy :
+		       &store_dmu_ops, &store, &opts);
 	if (rc) {
 		report(rc, "serve %s%s", strchr(sopt.channel, '/') ? "" :
 		       "/dev/dm-user/", sopt.channel);

@@ -59,6 +59,12 @@
 #define BUF_LEAD	(BUF_ALIGN - HDR_SIZE)
 #define BUF_CAP		(HDR_SIZE + MAX_IO)
 #define BUF_SIZE	((BUF_LEAD + BUF_CAP + BUF_ALIGN - 1) / BUF_ALIGN * BUF_ALIGN)
+/*
+ * With WRITE_BATCH, the answers of one batch go out in one writev() of up
+ * to this many pieces (a header and a READ's data each); the data of READs
+ * answered from the library's buffer share ch->rdata until then.
+ */
+#define OUT_IOV		64
 /* How often a thread waiting for requests looks at the stop flags. */
 #define POLL_MS		200
 
@@ -74,9 +80,13 @@ enum chan_status {
 	CHAN_FATAL,	/* chan->err says why */
 };
 
-/* A request read completely; msg points into one of the receive buffers. */
+/*
+ * A request read completely; msg points into one of the receive buffers,
+ * and a WRITE's data follows it there unless ->write_buffer placed it.
+ */
 struct request {
 	struct dm_user_message *msg;
+	void *data;		/* where ->write_buffer put a WRITE's data */
 	bool oversize;		/* a WRITE larger than MAX_IO: drained */
 };
 
@@ -89,11 +99,18 @@ struct chan {
 	int epfd;		/* waits for a request on fd */
 	pthread_t thread;
 	unsigned char **bufs;	/* srv->batch receive buffers */
-	unsigned char *rdata;	/* data of a READ answer; drain space */
+	unsigned char *rdata;	/* data of READ answers; drain space */
 	struct request *reqs;	/* collected, not yet answered */
 	size_t nreq, reqcap;
+	/* Answers not sent yet (WRITE_BATCH), their headers and data. */
+	struct dm_user_message out_hdr[OUT_IOV / 2];
+	struct iovec out_iov[OUT_IOV];
+	unsigned int nout;
+	size_t out_data;	/* bytes of ch->rdata in use by them */
 	int err;		/* negative errno once CHAN_FATAL */
 	bool read_batch;	/* negotiate READ_BATCH on every open */
+	bool want_write_batch;	/* ask for WRITE_BATCH on every open */
+	bool write_batch;	/* WRITE_BATCH granted on this open */
 	unsigned long resets;	/* times the kernel reset the channel */
 };
 
@@ -249,6 +266,7 @@ static enum chan_status add_request(struct chan *ch,
 		ch->reqcap = cap;
 	}
 	ch->reqs[ch->nreq].msg = m;
+	ch->reqs[ch->nreq].data = NULL;
 	ch->reqs[ch->nreq].oversize = oversize;
 	ch->nreq++;
 	if (ch->srv->verbose)
@@ -305,6 +323,62 @@ static enum chan_status finish_message(struct chan *ch, unsigned char *p,
 	return add_request(ch, m, oversize);
 }
 
+/* The offset of a request in bytes; false if it overflows. */
+static bool byte_offset(const struct dm_user_message *m, uint64_t *offset)
+{
+	if (m->sector > UINT64_MAX >> SECTOR_SHIFT ||
+	    m->len > UINT64_MAX - (m->sector << SECTOR_SHIFT))
+		return false;
+	*offset = m->sector << SECTOR_SHIFT;
+	return true;
+}
+
+/*
+ * With ->write_buffer: a header first, alone, so that a WRITE's data can
+ * then be read straight to where the callback wants it (one copy, the
+ * kernel's, instead of a second one from a buffer of ours). Anything else,
+ * or a WRITE the callback leaves to us, is completed as usual.
+ */
+static enum chan_status recv_header_first(struct chan *ch, unsigned char *base,
+					  bool wait)
+{
+	struct dm_user_message *m = (struct dm_user_message *)base;
+	struct server *srv = ch->srv;
+	struct dmu_req req = { .channel = ch->id };
+	enum chan_status st;
+	unsigned char *dst;
+	size_t have, n;
+	uint64_t left;
+
+	st = chan_read(ch, base, HDR_SIZE, wait, true, &have);
+	while (st == CHAN_OK && have < HDR_SIZE) {
+		st = chan_read(ch, base + have, HDR_SIZE - have, true, false, &n);
+		have += n;
+	}
+	if (st != CHAN_OK)
+		return st;
+	if (m->type != DM_USER_REQ_MAP_WRITE || m->len == 0 ||
+	    m->len > MAX_IO || !byte_offset(m, &req.offset))
+		return finish_message(ch, base, have, BUF_CAP);
+	req.type = m->type;
+	req.flags = m->flags;
+	req.len = m->len;
+	dst = srv->ops->write_buffer(srv->ctx, &req);
+	if (!dst)
+		return finish_message(ch, base, have, BUF_CAP);
+	for (left = m->len; left; left -= n) {
+		st = chan_read(ch, dst + (m->len - left), left, true, false, &n);
+		if (st != CHAN_OK)
+			return st;
+		if (n > left)
+			return chan_fail(ch, EPROTO);
+	}
+	st = add_request(ch, m, false);
+	if (st == CHAN_OK)
+		ch->reqs[ch->nreq - 1].data = dst;
+	return st;
+}
+
 /*
  * One read() into receive buffer @b: one message without READ_BATCH, as
  * many whole ones as fit with it. Whatever it ends with that is not whole
@@ -316,6 +390,8 @@ static enum chan_status recv_buffer(struct chan *ch, unsigned int b, bool wait)
 	size_t pos = 0, got;
 	enum chan_status st;
 
+	if (ch->srv->ops->write_buffer && !ch->read_batch)
+		return recv_header_first(ch, base, wait);
 	st = chan_read(ch, base, BUF_CAP, wait, true, &got);
 	if (st != CHAN_OK)
 		return st;
@@ -382,16 +458,20 @@ static op_fn *op_callback(const struct dmu_ops *ops, uint64_t type)
 	}
 }
 
-/* Runs the callback; returns the DM_USER_RESP_* code, its result in @rc. */
-static int serve_request(struct chan *ch, const struct request *rq, int *rc)
+/*
+ * Runs the callback; returns the DM_USER_RESP_* code, its result in @rc,
+ * and in @req what it was given (a READ's data is at req->data after it).
+ */
+static int serve_request(struct chan *ch, const struct request *rq,
+			 void *rbuf, struct dmu_req *req, int *rc)
 {
 	const struct dm_user_message *m = rq->msg;
 	op_fn *fn = op_callback(ch->srv->ops, m->type);
-	struct dmu_req req = {
+
+	*req = (struct dmu_req){
 		.type = m->type, .flags = m->flags, .len = m->len,
 		.channel = ch->id,
 	};
-
 	*rc = 0;
 	if (!fn)
 		return DM_USER_RESP_UNSUPPORTED;
@@ -399,31 +479,32 @@ static int serve_request(struct chan *ch, const struct request *rq, int *rc)
 	    (m->type == DM_USER_REQ_MAP_READ && m->len > MAX_IO))
 		return DM_USER_RESP_ERROR;
 	/* The range of a flush means nothing, whatever its sector says. */
-	if (m->type != DM_USER_REQ_MAP_FLUSH) {
-		if (m->sector > UINT64_MAX >> SECTOR_SHIFT ||
-		    m->len > UINT64_MAX - (m->sector << SECTOR_SHIFT))
-			return DM_USER_RESP_ERROR;
-		req.offset = m->sector << SECTOR_SHIFT;
-	}
+	if (m->type != DM_USER_REQ_MAP_FLUSH && !byte_offset(m, &req->offset))
+		return DM_USER_RESP_ERROR;
 	if (m->type == DM_USER_REQ_MAP_READ)
-		req.data = ch->rdata;
+		req->data = rbuf;
 	else if (m->type == DM_USER_REQ_MAP_WRITE)
-		req.data = (void *)m->buf;
-	*rc = fn(ch->srv->ctx, &req);
+		req->data = rq->data ? rq->data : (void *)m->buf;
+	*rc = fn(ch->srv->ctx, req);
 	if (*rc == 0)
 		return DM_USER_RESP_SUCCESS;
 	return *rc == -EOPNOTSUPP ? DM_USER_RESP_UNSUPPORTED
 				  : DM_USER_RESP_ERROR;
 }
 
-/* Each write() carries bytes of this one answer only, as the kernel needs. */
+/*
+ * Sends @cnt pieces: one answer, or with WRITE_BATCH several in a row (the
+ * kernel takes any number of whole answers per call then; otherwise each
+ * write() must carry bytes of one answer only). At most opts->split bytes
+ * per call.
+ */
 static enum chan_status send_answer(struct chan *ch, struct iovec *iov,
 				    int cnt)
 {
 	size_t split = ch->srv->split;
 
 	for (;;) {
-		struct iovec part[2];
+		struct iovec part[OUT_IOV];
 		size_t budget = split ? split : SIZE_MAX;
 		int i, np = 0;
 		ssize_t n;
@@ -434,7 +515,7 @@ static enum chan_status send_answer(struct chan *ch, struct iovec *iov,
 		}
 		if (cnt == 0)
 			return CHAN_OK;
-		for (i = 0; i < cnt && i < 2 && budget; i++, np++) {
+		for (i = 0; i < cnt && i < OUT_IOV && budget; i++, np++) {
 			part[i].iov_base = iov[i].iov_base;
 			part[i].iov_len = iov[i].iov_len < budget ?
 					  iov[i].iov_len : budget;
@@ -468,10 +549,62 @@ static enum chan_status send_answer(struct chan *ch, struct iovec *iov,
 	}
 }
 
+/* Sends the answers gathered by queue_answer(), in one call if it can. */
+static enum chan_status flush_answers(struct chan *ch)
+{
+	enum chan_status st;
+
+	if (!ch->nout)
+		return CHAN_OK;
+	st = send_answer(ch, ch->out_iov, ch->nout);
+	ch->nout = 0;
+	ch->out_data = 0;
+	return st;
+}
+
+/*
+ * WRITE_BATCH: serves @rq and adds its answer to those waiting to be sent,
+ * sending them first if this one's header or data would not fit.
+ */
+static enum chan_status queue_answer(struct chan *ch, const struct request *rq)
+{
+	const struct dm_user_message *m = rq->msg;
+	struct dm_user_message *hdr;
+	enum chan_status st;
+	struct dmu_req req;
+	int rc, resp;
+	size_t data;
+
+	if (ch->nout + 2 > OUT_IOV ||
+	    (m->type == DM_USER_REQ_MAP_READ &&
+	     m->len > MAX_IO - ch->out_data)) {
+		st = flush_answers(ch);
+		if (st != CHAN_OK)
+			return st;
+	}
+	resp = serve_request(ch, rq, ch->rdata + ch->out_data, &req, &rc);
+	data = resp == DM_USER_RESP_SUCCESS &&
+	       m->type == DM_USER_REQ_MAP_READ ? m->len : 0;
+	if (ch->srv->verbose && resp != DM_USER_RESP_SUCCESS)
+		log_answer(ch, m, resp, rc);
+	hdr = &ch->out_hdr[ch->nout / 2];
+	*hdr = (struct dm_user_message){
+		.seq = m->seq, .type = resp, .flags = m->flags,
+		.sector = m->sector, .len = m->len,
+	};
+	ch->out_iov[ch->nout++] = (struct iovec){ hdr, HDR_SIZE };
+	/* Always a pair, so that headers and pieces stay in step. */
+	ch->out_iov[ch->nout++] = (struct iovec){ req.data, data };
+	if (data && req.data == ch->rdata + ch->out_data)
+		ch->out_data += data;
+	return CHAN_OK;
+}
+
 static enum chan_status answer(struct chan *ch, const struct request *rq)
 {
 	const struct dm_user_message *m = rq->msg;
-	int rc, resp = serve_request(ch, rq, &rc);
+	struct dmu_req req;
+	int rc, resp = serve_request(ch, rq, ch->rdata, &req, &rc);
 	struct dm_user_message hdr = {
 		.seq = m->seq, .type = resp, .flags = m->flags,
 		.sector = m->sector, .len = m->len,
@@ -479,8 +612,9 @@ static enum chan_status answer(struct chan *ch, const struct request *rq)
 	/* Bounded by MAX_IO: serve_request() fails larger reads. */
 	size_t data = resp == DM_USER_RESP_SUCCESS &&
 		      m->type == DM_USER_REQ_MAP_READ ? m->len : 0;
+	/* From the callback's own memory if it pointed req.data there. */
 	struct iovec iov[2] = {
-		{ &hdr, HDR_SIZE }, { ch->rdata, data },
+		{ &hdr, HDR_SIZE }, { req.data, data },
 	};
 
 	if (ch->srv->verbose && resp != DM_USER_RESP_SUCCESS)
@@ -525,12 +659,17 @@ static enum chan_status serve_collected(struct chan *ch)
 	 */
 	for (i = 0; i < ch->nreq; i++) {
 		size_t k = srv->batch > 1 ? ch->nreq - 1 - i : i;
-		enum chan_status st = answer(ch, &ch->reqs[k]);
+		enum chan_status st;
 
-		if (st != CHAN_OK)
+		st = ch->write_batch ? queue_answer(ch, &ch->reqs[k])
+				     : answer(ch, &ch->reqs[k]);
+		if (st != CHAN_OK) {
+			ch->nout = 0;
+			ch->out_data = 0;
 			return st;
+		}
 	}
-	return CHAN_OK;
+	return flush_answers(ch);
 }
 
 static int open_fd(struct server *srv, struct chan *ch);
@@ -610,14 +749,21 @@ static int open_fd(struct server *srv, struct chan *ch)
 			goto fail;
 		}
 	}
-	if (ch->read_batch) {
-		uint64_t granted = 0;
+	ch->write_batch = false;
+	if (ch->read_batch || ch->want_write_batch) {
+		uint64_t want = 0, granted = 0;
 
-		rc = dmu_negotiate(ch->fd, DM_USER_EXT_READ_BATCH, &granted);
-		if (!rc && !(granted & DM_USER_EXT_READ_BATCH))
+		if (ch->read_batch)
+			want |= DM_USER_EXT_READ_BATCH;
+		if (ch->want_write_batch)
+			want |= DM_USER_EXT_WRITE_BATCH;
+		rc = dmu_negotiate(ch->fd, want, &granted);
+		/* WRITE_BATCH is only faster: without it, one answer a call. */
+		if (!rc && ch->read_batch && !(granted & DM_USER_EXT_READ_BATCH))
 			rc = -EOPNOTSUPP;
-		if (rc < 0)
+		if (rc < 0 && (rc != -EOPNOTSUPP || ch->read_batch))
 			goto fail;
+		ch->write_batch = !rc && (granted & DM_USER_EXT_WRITE_BATCH);
 	}
 	return 0;
 fail:
@@ -628,12 +774,14 @@ fail:
 	return rc;
 }
 
-static int open_chan(struct server *srv, struct chan *ch, bool read_batch)
+static int open_chan(struct server *srv, struct chan *ch, bool read_batch,
+		     bool write_batch)
 {
 	unsigned int b;
 	int rc;
 
 	ch->read_batch = read_batch;
+	ch->want_write_batch = write_batch;
 	rc = open_fd(srv, ch);
 	if (rc < 0)
 		return rc;
@@ -704,7 +852,8 @@ int dmu_serve(const char *name, const struct dmu_ops *ops, void *ctx,
 		srv.chans[i].epfd = -1;
 	}
 	for (i = 0; i < srv.threads && !err; i++)
-		err = open_chan(&srv, &srv.chans[i], opts->read_batch);
+		err = open_chan(&srv, &srv.chans[i], opts->read_batch,
+				opts->write_batch);
 
 	for (i = 0; i < srv.threads && !err; i++) {
 		rc = pthread_create(&srv.chans[i].thread, NULL, chan_main,

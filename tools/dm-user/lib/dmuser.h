@@ -196,7 +196,14 @@ struct dmu_req {
 	uint64_t flags;		/* DM_USER_REQ_MAP_FLAG_* */
 	uint64_t offset;	/* bytes from the start of the target */
 	uint64_t len;		/* bytes */
-	void *data;		/* read: fill len bytes; write: len bytes */
+	/*
+	 * READ: @len bytes to fill, in a buffer of the library; or the
+	 * callback points @data at @len bytes of its own (the store itself)
+	 * that stay as they are until the answer is sent, and the answer is
+	 * sent from there. WRITE: the @len bytes of data, in a buffer of the
+	 * library or where ->write_buffer asked for them.
+	 */
+	void *data;
 	unsigned int channel;	/* index of the channel, 0 to threads-1 */
 };
 
@@ -213,6 +220,19 @@ struct dmu_ops {
 	int (*discard)(void *ctx, struct dmu_req *req);
 	int (*write_zeroes)(void *ctx, struct dmu_req *req);
 	int (*secure_erase)(void *ctx, struct dmu_req *req);
+	/*
+	 * Optional. Where the data of a WRITE should land, asked once the
+	 * request's header is in and before its data is read: return
+	 * @req->len bytes of memory (the place in the store, say) and the
+	 * kernel copies the data straight there, or NULL for a buffer of the
+	 * library. ->write is then called with @req->data pointing there and
+	 * the data in place. @req->data is NULL here. The data may have landed
+	 * even if ->write is never called (the channel was reset, or the target
+	 * went away mid-request): only a store that may hold anything a failed
+	 * write leaves should say where. Not asked on a channel that negotiated
+	 * READ_BATCH, whose reads bring whole messages.
+	 */
+	void *(*write_buffer)(void *ctx, const struct dmu_req *req);
 };
 
 struct dmu_serve_opts {
@@ -222,6 +242,12 @@ struct dmu_serve_opts {
 	size_t split;		/* at most this many bytes per read() and
 				 * write() on a channel; 0: no limit */
 	bool read_batch;	/* negotiate DM_USER_EXT_READ_BATCH */
+	/*
+	 * Ask for DM_USER_EXT_WRITE_BATCH: the answers to the requests of one
+	 * read (a batch) go out in one write(). Without it from the kernel,
+	 * one write() per answer, as in the RFC protocol.
+	 */
+	bool write_batch;
 	bool verbose;		/* log every request to stderr */
 	/* Serving stops when *stop becomes non-zero (may be NULL). */
 	volatile int *stop;

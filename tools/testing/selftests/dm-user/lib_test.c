@@ -242,4 +242,166 @@ TEST(device_life_through_the_library)
 	free(back);
 }
 
+/*
+ * In place: ->write_buffer points a WRITE's data at the store, and the read
+ * callback points req->data at the store instead of copying, so no byte
+ * goes through a buffer of the library. Every other placed WRITE is refused
+ * (NULL), which must fall back to the library's buffer. Also with split
+ * messages, and with READ_BATCH and WRITE_BATCH (where reads bring whole
+ * messages and ->write_buffer is not asked).
+ */
+struct placed {
+	unsigned char *mem;
+	uint64_t size;
+	volatile int stop;
+	int ready;
+	unsigned int asked, placed, copied;
+};
+
+static void *placed_write_buffer(void *ctx, const struct dmu_req *r)
+{
+	struct placed *m = ctx;
+	unsigned int n = __atomic_add_fetch(&m->asked, 1, __ATOMIC_RELAXED);
+
+	if (r->data || r->offset + r->len > m->size || (n & 1))
+		return NULL;
+	return m->mem + r->offset;
+}
+
+static int placed_write(void *ctx, struct dmu_req *r)
+{
+	struct placed *m = ctx;
+
+	if (r->offset + r->len > m->size)
+		return -EIO;
+	if (r->data == m->mem + r->offset) {
+		__atomic_add_fetch(&m->placed, 1, __ATOMIC_RELAXED);
+		return 0;
+	}
+	__atomic_add_fetch(&m->copied, 1, __ATOMIC_RELAXED);
+	memcpy(m->mem + r->offset, r->data, r->len);
+	return 0;
+}
+
+static int placed_read(void *ctx, struct dmu_req *r)
+{
+	struct placed *m = ctx;
+
+	if (r->offset + r->len > m->size)
+		return -EIO;
+	r->data = m->mem + r->offset;
+	return 0;
+}
+
+static const struct dmu_ops placed_ops = {
+	.read = placed_read,
+	.write = placed_write,
+	.write_buffer = placed_write_buffer,
+};
+
+static void placed_ready(void *ctx)
+{
+	__atomic_store_n(&((struct placed *)ctx)->ready, 1, __ATOMIC_RELEASE);
+}
+
+struct placed_server {
+	pthread_t thread;
+	const char *name;
+	struct placed *m;
+	size_t split;
+	bool batches;	/* READ_BATCH and WRITE_BATCH */
+	int ret;
+};
+
+static void *placed_thread(void *arg)
+{
+	struct placed_server *s = arg;
+	struct dmu_serve_opts opts = {
+		.threads = 2, .batch = 3, .split = s->split,
+		.read_batch = s->batches, .write_batch = s->batches,
+		.stop = &s->m->stop, .ready = placed_ready,
+	};
+
+	s->ret = dmu_serve(s->name, &placed_ops, s->m, &opts);
+	return NULL;
+}
+
+TEST(serving_in_place)
+{
+	static const size_t sizes[] = { 512, 4096, 65536, 1 << 20 };
+	static const size_t splits[] = { 0, 509, 0 };
+	struct placed m = { .size = (uint64_t)SECTORS * 512 };
+	struct placed_server srv = { .m = &m };
+	char dev[64], table[256], mapper[128];
+	unsigned char *buf, *back;
+	unsigned int sp, i, k, asked, placed, copied;
+	int bdev;
+
+	snprintf(dev, sizeof(dev), "dmu_place_%d", getpid());
+	snprintf(mapper, sizeof(mapper), "/dev/mapper/%s", dev);
+	ASSERT_EQ(0, dmu_table_line(table, sizeof(table), SECTORS, dev,
+				    "no_flush"));
+	ASSERT_EQ(0, dmu_dev_create(dev, table));
+	ASSERT_EQ(0, dmu_wait_node(dev, 5000));
+	m.mem = calloc(1, m.size);
+	buf = dmu_alloc(1 << 20);
+	back = dmu_alloc(1 << 20);
+	ASSERT_NE(NULL, m.mem);
+	srv.name = dev;
+	for (sp = 0; sp < 3; sp++) {
+		m.stop = 0;
+		m.ready = 0;
+		srv.split = splits[sp];
+		srv.batches = sp == 2;
+		asked = m.asked;
+		placed = m.placed;
+		copied = m.copied;
+		ASSERT_EQ(0, pthread_create(&srv.thread, NULL, placed_thread, &srv));
+		for (i = 0; i < 500 && !__atomic_load_n(&m.ready, __ATOMIC_ACQUIRE); i++)
+			usleep(10000);
+		ASSERT_EQ(1, m.ready);
+		bdev = open(mapper, O_RDWR | O_DIRECT);
+		ASSERT_LE(0, bdev);
+		for (k = 0; k < 4; k++) {
+			for (i = 0; i < 4; i++) {
+				size_t len = sizes[i];
+				off_t off = (off_t)(k * 4 + i) * 256 * 1024 +
+					    (len < 4096 ? 512 : 0);
+
+				dmu_fill(buf, len, sp * 100 + k * 10 + i);
+				ASSERT_EQ((ssize_t)len, pwrite(bdev, buf, len, off));
+				EXPECT_EQ(0, memcmp(buf, m.mem + off, len));
+				memset(back, 0xa5, len);
+				ASSERT_EQ((ssize_t)len, pread(bdev, back, len, off));
+				EXPECT_EQ(0, memcmp(buf, back, len)) {
+					TH_LOG("size %zu at %lld, split %zu",
+					       len, (long long)off, splits[sp]);
+				}
+			}
+		}
+		close(bdev);
+		m.stop = 1;
+		ASSERT_EQ(0, pthread_join(srv.thread, NULL));
+		EXPECT_EQ(0, srv.ret);
+		asked = m.asked - asked;
+		placed = m.placed - placed;
+		copied = m.copied - copied;
+		if (srv.batches) {
+			/* Whole messages per read(): never asked. */
+			EXPECT_EQ(0, asked);
+			EXPECT_EQ(0, placed);
+			EXPECT_LT(0, copied);
+		} else {
+			/* Both ways taken; every WRITE asked, once. */
+			EXPECT_LT(0, placed);
+			EXPECT_LT(0, copied);
+			EXPECT_EQ(asked, placed + copied);
+		}
+	}
+	EXPECT_EQ(0, dmu_dev_remove(dev));
+	free(m.mem);
+	free(buf);
+	free(back);
+}
+
 TEST_HARNESS_MAIN

@@ -57,8 +57,37 @@ grep -q "^daemon attached\$" /tmp/$n.info || _fail "info: daemon not attached: $
 [ $? = 2 ] || _fail "unknown subcommand did not exit 2"
 "$DMUSER" info dmu_no_such_$$ >/dev/null 2>&1
 [ $? = 1 ] || _fail "info on a missing device did not exit 1"
+"$DMUSER" serve -r 1M -n 1M "$n" >/dev/null 2>/tmp/$n.err
+[ $? = 2 ] || _fail "serve with two stores did not exit 2"
+grep -q "exactly one of --ram, --file and --null" /tmp/$n.err ||
+	_fail "serve with two stores: $(cat /tmp/$n.err)"
 
 "$DMUSER" remove "$n" || _fail "dmuser remove"
 _expect_exit_after_remove $pid "dmuser serve"
 dmsetup info "$n" >/dev/null 2>&1 && _fail "device still present"
+
+# The null store: writes succeed and are dropped, reads return zeroes.
+"$DMUSER" create "$n" --size 1M || _fail "dmuser create (null store)"
+rm -f /tmp/$n.pid
+"$DMUSER" serve -n 1M -S /tmp/$n.stats -p /tmp/$n.pid "$n" &
+pid=$!
+DAEMONS=$pid
+i=0
+while [ ! -s /tmp/$n.pid ]; do
+	i=$((i + 1)); [ $i -lt 100 ] || _fail "dmuser serve -n did not start"; sleep 0.1
+done
+head -c 65536 /dev/urandom > /tmp/$n.rand
+dd if=/tmp/$n.rand of="/dev/mapper/$n" bs=64k count=1 oflag=direct 2>/dev/null ||
+	_fail "write to the null store"
+head -c 65536 /dev/zero > /tmp/$n.zero
+dd if="/dev/mapper/$n" of=/tmp/$n.back bs=64k count=1 iflag=direct 2>/dev/null ||
+	_fail "read from the null store"
+cmp -s /tmp/$n.back /tmp/$n.zero || _fail "the null store read back non-zero data"
+"$DMUSER" remove "$n" || _fail "dmuser remove (null store)"
+_expect_exit_after_remove $pid "dmuser serve -n"
+# Something else (a probe) may read the device too, but nothing writes it.
+[ "$(_stat /tmp/$n.stats writes)" = 1 ] &&
+	[ "$(_stat /tmp/$n.stats bytes_read)" -ge 65536 ] ||
+	_fail "null store counters: $(cat /tmp/$n.stats)"
+rm -f /tmp/$n.rand /tmp/$n.zero /tmp/$n.back /tmp/$n.stats
 exit 0

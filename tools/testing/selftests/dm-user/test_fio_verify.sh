@@ -9,7 +9,6 @@ command -v fio >/dev/null || _skip "fio not installed"
 
 n=dmu_fio_$$
 _create_dev "$n" 262144			# 128 MiB
-_start_daemon "$n" -r 128M -t 4 -q 8 -S /tmp/$n.stats
 
 run_fio() {
 	_log "fio $*"
@@ -23,16 +22,24 @@ run_fio() {
 	[ "${kb:-0}" -gt 0 ] || _fail "fio verified nothing"
 }
 
-run_fio --rw=randwrite --bs=4k --ioengine=psync --numjobs=2
-run_fio --rw=randwrite --bsrange=4k-256k --ioengine=libaio --iodepth=16 --numjobs=4
-run_fio --rw=write --bs=1M --ioengine=libaio --iodepth=4 --numjobs=2
-if fio --enghelp 2>/dev/null | grep -q io_uring; then
-	run_fio --rw=randwrite --bs=16k --ioengine=io_uring --iodepth=32 --numjobs=2
-fi
-
-_stop_daemon "$DAEMON_PID"
-w=$(_stat /tmp/$n.stats writes)
-r=$(_stat /tmp/$n.stats reads)
-_log "daemon served $r reads and $w writes on 4 channels"
-[ "${w:-0}" -gt 0 ] && [ "${r:-0}" -gt 0 ] || _fail "daemon counters empty"
+# Both ways the reference daemon moves data: in place (the kernel copies
+# straight to and from the RAM store) and --copy (through buffers); and with
+# READ_BATCH and WRITE_BATCH, many requests per read() and many answers per
+# write().
+for mode in "" --copy "--read-batch --write-batch"; do
+	_log "daemon ${mode:-in place}"
+	# shellcheck disable=SC2086 # options, as words
+	_start_daemon "$n" -r 128M -t 4 -q 8 -S /tmp/$n.stats $mode
+	run_fio --rw=randwrite --bs=4k --ioengine=psync --numjobs=2
+	run_fio --rw=randwrite --bsrange=4k-256k --ioengine=libaio --iodepth=16 --numjobs=4
+	run_fio --rw=write --bs=1M --ioengine=libaio --iodepth=4 --numjobs=2
+	if fio --enghelp 2>/dev/null | grep -q io_uring; then
+		run_fio --rw=randwrite --bs=16k --ioengine=io_uring --iodepth=32 --numjobs=2
+	fi
+	_stop_daemon "$DAEMON_PID"
+	w=$(_stat /tmp/$n.stats writes)
+	r=$(_stat /tmp/$n.stats reads)
+	_log "daemon served $r reads and $w writes on 4 channels"
+	[ "${w:-0}" -gt 0 ] && [ "${r:-0}" -gt 0 ] || _fail "daemon counters empty"
+done
 exit 0
