@@ -783,4 +783,48 @@ TEST(close_races_forced_remove)
 	}
 }
 
+/* For tests longer than the harness's default 30 s bound. */
+FIXTURE(slow) {
+	int unused;
+};
+
+FIXTURE_SETUP(slow)
+{
+}
+
+FIXTURE_TEARDOWN(slow)
+{
+}
+
+/*
+ * A flushing suspend bounds queue_if_no_daemon by the default timeout (30
+ * s) only while it runs: a target left suspended longer than that, with no
+ * daemon, must still hold I/O for a daemon after resume, not fail it.
+ */
+TEST_F_TIMEOUT(slow, queue_if_no_daemon_outlasts_a_flushing_suspend, 120)
+{
+	struct rdev r;
+	struct dm_user_message h;
+	struct dmu_io io;
+	char w[64];
+	int ch;
+
+	ASSERT_EQ(0, rdev_setup(&r, "qs", "1 queue_if_no_daemon"));
+	ASSERT_EQ(0, dmu_run("dmsetup suspend %s", r.dev));
+	sleep(35);
+	ASSERT_EQ(0, status_word(&r, "daemon", w, sizeof(w)));
+	EXPECT_STREQ("waiting", w);
+	ASSERT_EQ(0, dmu_run("dmsetup resume %s", r.dev));
+	io = (struct dmu_io){ .fd = r.bdev, .kind = DMU_PREAD, .buf = r.buf,
+			      .len = 4096, .off = 4096 };
+	ASSERT_EQ(0, dmu_io_start(&io));
+	EXPECT_EQ(-ETIMEDOUT, dmu_io_wait(&io, 2000));
+	ch = open_chan(&r);
+	ASSERT_LE(0, ch);
+	serve_read_4k(_metadata, &r, ch, &io, 9, &h);
+	EXPECT_EQ(8, h.sector);
+	close(ch);
+	rdev_teardown(&r);
+}
+
 TEST_HARNESS_MAIN
