@@ -9,7 +9,8 @@
 #   make check                build for Linux 6.1 and 6.12, run every
 #                             selftest in a QEMU guest of each
 #   make demo                 a dm-user device with ext4 on it, in a guest
-#   make bench                fio: dm-user against brd, null_blk, loop, nbd
+#   make bench                fio: dm-user against ublk, brd, null_blk, loop,
+#                             nbd; memory of idle devices and queued requests
 #   make lint                 checkpatch, W=1 and sparse for both kernels
 #   make check-debug          build (once per machine) a 6.1 kernel with KASAN,
 #                             lockdep, kmemleak, UBSAN and fault injection;
@@ -113,10 +114,33 @@ demo: deps
 	@k=$(GUEST_KVER); $(VM)/run-guest.sh -k $$k -m $(BUILD)/$$k/dm-user.ko \
 		-p $(BUILD)/guest -t 600 -- ./demo.sh
 
+# BENCH_RUNS rounds of BENCH_SECS-second fio runs; fewer and shorter ones
+# make a quick check of the benchmark itself, not figures to quote.
+BENCH_RUNS ?= 3
+BENCH_SECS ?= 4
+# ublksrv is built outside the tree (build-ublksrv.sh); without its tarball
+# the ublk rows are skipped and the guest says why. The guest prints its
+# tables also as "csv <file>: " lines, kept here as $(BUILD)/<file>.
 bench: deps
 	@$(MAKE) --no-print-directory guest-payload
-	@k=$(GUEST_KVER); $(VM)/run-guest.sh -k $$k -m $(BUILD)/$$k/dm-user.ko \
-		-p $(BUILD)/guest -t 1800 -- ./bench.sh
+	@rm -rf $(BUILD)/guest/ublk $(BUILD)/guest/ublk.skip; \
+	if d=$$($(VM)/build-ublksrv.sh 2>$(BUILD)/ublksrv.err); then \
+		mkdir -p $(BUILD)/guest/ublk && cp $$d/ublk* $(BUILD)/guest/ublk/; \
+	elif [ $$? = 3 ]; then \
+		cp $(BUILD)/ublksrv.err $(BUILD)/guest/ublk.skip; \
+	else \
+		cat $(BUILD)/ublksrv.err >&2; exit 1; \
+	fi
+	@k=$(GUEST_KVER); { $(VM)/run-guest.sh -k $$k -m $(BUILD)/$$k/dm-user.ko \
+		-p $(BUILD)/guest -M 3G -t 3600 -- \
+		RUNS=$(BENCH_RUNS) SECS=$(BENCH_SECS) ./bench.sh; \
+		echo $$? >$(BUILD)/bench.status; } 2>&1 | tee $(BUILD)/bench.log
+	@for f in bench.csv bench-memory.csv; do \
+		tr -d '\r' <$(BUILD)/bench.log | sed -n "s/^csv $$f: //p" \
+			>$(BUILD)/$$f; \
+	done; \
+	st=$$(cat $(BUILD)/bench.status); [ "$$st" = 0 ] || exit $$st; \
+	echo "bench: tables in $(BUILD)/bench.csv and $(BUILD)/bench-memory.csv"
 
 # checkpatch.pl comes from the linux-source-6.1 package, extracted once.
 CHECKPATCH = $(BUILD)/scripts/checkpatch.pl

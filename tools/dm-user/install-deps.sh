@@ -6,7 +6,8 @@
 # nothing is done at all when every package is installed.
 set -eu
 
-# flex, bison and libelf-dev build the debug kernel (make check-debug).
+# flex, bison and libelf-dev build the debug kernel (make check-debug);
+# autoconf, automake, libtool and g++ build ublksrv for make bench.
 # The 6.12 kernel comes from bookworm's security/updates archive as a
 # meta-package that follows the newest 6.12 build.
 pkgs="build-essential make gcc gcc-multilib libc6-dev-i386 bc kmod
@@ -17,7 +18,8 @@ pkgs="build-essential make gcc gcc-multilib libc6-dev-i386 bc kmod
  dmsetup libdevmapper-dev libaio-dev liburing-dev pkg-config
  fio e2fsprogs sparse
  nbdkit nbd-client
- flex bison libelf-dev"
+ flex bison libelf-dev
+ autoconf automake libtool g++"
 
 missing=""
 for p in $pkgs; do

@@ -1,15 +1,29 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
 #
-# make bench, inside the guest: fio against dm-user (reference daemon, RAM
-# store) and the in-kernel and userspace peers, all in this one boot so the
-# ratios compare like with like. Each figure is the median of $RUNS runs,
-# taken in rounds that visit every device once.
+# make bench, inside the guest: fio against dm-user (the reference daemon
+# with its null, RAM and file stores), ublk (null and loop, when make bench
+# could build ublksrv) and the in-kernel and userspace peers, all in this one
+# boot so that the ratios compare like with like. Each figure is the median
+# of $RUNS runs, taken in rounds that visit every device once, with the
+# slowest and fastest run beside it and the guest CPU time per I/O.
+#
+# Then the memory of idle devices and of queued requests.
+#
+# Lines starting "csv <file>: " are the tables again as CSV; the host writes
+# them to build/<file>.
 export DM_DISABLE_UDEV=1
 RUNS=${RUNS:-3}
 SECS=${SECS:-4}
 SIZE_MB=256
+# Like for like: dm-user serves with THREADS channels (one thread each);
+# ublk gets THREADS queues of UBLK_DEPTH requests.
+THREADS=2
+UBLK_DEPTH=64
+IDLE_DEVICES=64
+QUEUED=10000
 fail() { echo "bench: $*" >&2; exit 1; }
+csv() { echo "csv $1: $2"; }
 
 # --- devices -------------------------------------------------------------
 modprobe brd rd_nr=2 rd_size=$((SIZE_MB * 1024)) || fail "modprobe brd"
@@ -22,31 +36,90 @@ loopdev=$(losetup -f) && losetup "$loopdev" /tmp/loop.img || fail "losetup"
 nbdkit -U /tmp/nbd.sock memory ${SIZE_MB}M || fail "nbdkit"
 modprobe nbd || fail "modprobe nbd"
 nbd-client -u /tmp/nbd.sock /dev/nbd0 -b 4096 >/dev/null 2>&1 || fail "nbd-client"
-dmsetup create bench_user --table "0 $((SIZE_MB * 2048)) user 0 $((SIZE_MB * 2048)) bench" ||
-	fail "dm-user create"
-./dmuserd -r ${SIZE_MB}M -t 4 -p /tmp/bench.pid /dev/dm-user/bench &
-daemon=$!
-i=0
-while [ ! -s /tmp/bench.pid ]; do
-	i=$((i + 1)); [ $i -lt 100 ] || fail "dmuserd did not start"; sleep 0.1
-done
 
-DEVICES="dm-user:/dev/mapper/bench_user brd:/dev/ram0 null_blk:/dev/nullb0 dm-linear/brd:/dev/mapper/bench_linear loop/tmpfs:$loopdev nbd/nbdkit:/dev/nbd0"
+# wait_file <path> <what>: up to 10 s for a daemon's pid file.
+wait_file() {
+	i=0
+	while [ ! -s "$1" ]; do
+		i=$((i + 1)); [ $i -lt 100 ] || fail "$2 did not start"; sleep 0.1
+	done
+}
+
+# user_dev <name> <store options...>: a dm-user device and its daemon.
+DAEMONS=""
+user_dev() {
+	_n=$1
+	shift
+	dmsetup create "$_n" --table "0 $((SIZE_MB * 2048)) user 0 $((SIZE_MB * 2048)) $_n" ||
+		fail "dm-user create $_n"
+	./dmuserd "$@" -t $THREADS -p "/tmp/$_n.pid" "/dev/dm-user/$_n" &
+	DAEMONS="$DAEMONS $!"
+	wait_file "/tmp/$_n.pid" "dmuserd for $_n"
+}
+user_dev bench_null -n ${SIZE_MB}M
+user_dev bench_null_rb -n ${SIZE_MB}M -B
+user_dev bench_null_copy -n ${SIZE_MB}M -c
+user_dev bench_null_rbwb -n ${SIZE_MB}M -B -W
+user_dev bench_ram -r ${SIZE_MB}M
+truncate -s ${SIZE_MB}M /tmp/user.img || fail "truncate /tmp/user.img"
+user_dev bench_file -f /tmp/user.img
+
+DEVICES="dm-user/null:/dev/mapper/bench_null dm-user/null+RB:/dev/mapper/bench_null_rb dm-user/null+RB+WB:/dev/mapper/bench_null_rbwb dm-user/null-copy:/dev/mapper/bench_null_copy"
+UBLK=""
+if [ -f ublk.skip ]; then
+	echo "bench: ublk rows skipped: $(cat ublk.skip)"
+elif ! modprobe ublk_drv 2>/dev/null; then
+	echo "bench: ublk rows skipped: this kernel has no ublk_drv module"
+else
+	UBLK=./ublk/ublk
+	"$UBLK" add -t null -n 0 -q $THREADS -d $UBLK_DEPTH >/dev/null ||
+		fail "ublk add -t null"
+	truncate -s ${SIZE_MB}M /tmp/ublk.img || fail "truncate /tmp/ublk.img"
+	"$UBLK" add -t loop -n 1 -q $THREADS -d $UBLK_DEPTH -f /tmp/ublk.img >/dev/null ||
+		fail "ublk add -t loop"
+	DEVICES="$DEVICES ublk/null:/dev/ublkb0"
+fi
+DEVICES="$DEVICES dm-user/RAM:/dev/mapper/bench_ram dm-user/file:/dev/mapper/bench_file"
+[ -z "$UBLK" ] || DEVICES="$DEVICES ublk/loop:/dev/ublkb1"
+DEVICES="$DEVICES loop:$loopdev brd:/dev/ram0 null_blk:/dev/nullb0 dm-linear/brd:/dev/mapper/bench_linear nbd/nbdkit:/dev/nbd0"
+
 # name rw bs engine depth
-TESTS="rr4k-qd1:randread:4k:psync:1 rw4k-qd1:randwrite:4k:psync:1 rr4k-qd16:randread:4k:io_uring:16 rw4k-qd16:randwrite:4k:io_uring:16 seq128k:read:128k:io_uring:4"
+TESTS="rr4k-qd1:randread:4k:psync:1
+rw4k-qd1:randwrite:4k:psync:1
+rr4k-qd16:randread:4k:io_uring:16
+rw4k-qd16:randwrite:4k:io_uring:16
+rr4k-qd16-aio:randread:4k:libaio:16
+rr4k-qd64:randread:4k:io_uring:64
+rw4k-qd64:randwrite:4k:io_uring:64
+sr128k-qd4:read:128k:io_uring:4
+sw128k-qd4:write:128k:io_uring:4
+sr1m-qd4:read:1m:io_uring:4"
 
-# Prints "iops kib_per_s" of one run.
+# Busy time of all CPUs in ticks of USER_HZ: everything but idle and iowait.
+busy_ticks() {
+	awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+HZ=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+# Prints "iops kib_per_s cpu_us_per_io" of one run.
 run_fio() {
-	fio --name=b --filename="$1" --direct=1 --rw="$2" --bs="$3" \
+	_b0=$(busy_ticks)
+	_r=$(fio --name=b --filename="$1" --direct=1 --rw="$2" --bs="$3" \
 	    --ioengine="$4" --iodepth="$5" --runtime="$SECS" --time_based \
 	    --size=$((SIZE_MB / 2))M --output-format=terse --terse-version=3 \
-	    2>/dev/null | awk -F';' '{ print $8 + $49, $7 + $48 }'
+	    2>/dev/null | awk -F';' '{ print $8 + $49, $7 + $48 }')
+	_b1=$(busy_ticks)
+	# Parenthesised: a bare ">" in printf arguments is a redirection.
+	echo "$_r" | awk -v t=$((_b1 - _b0)) -v hz="$HZ" -v s="$SECS" \
+		'{ ios = $1 * s; printf "%d %d %.1f\n", $1, $2,
+		   (ios > 0 ? t * 1e6 / hz / ios : 0) }'
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 : > /tmp/bench.raw
 : > /tmp/bench.results
+rm -f /tmp/bench.failed
 for t in $TESTS; do
 	IFS=: read -r tname rw bs eng qd <<EOT
 $t
@@ -56,48 +129,192 @@ EOT
 	r=0
 	while [ $r -lt "$RUNS" ]; do
 		for d in $DEVICES; do
-			echo "${d%%:*} $(run_fio "${d#*:}" "$rw" "$bs" "$eng" "$qd")" >> /tmp/bench.raw
+			res=$(run_fio "${d#*:}" "$rw" "$bs" "$eng" "$qd")
+			echo "${d%%:*} $res" >> /tmp/bench.raw
+			# A run that moved nothing is a failure, not a zero.
+			case $res in
+			"" | 0\ *)
+				echo "bench: $tname on ${d%%:*}: fio did no I/O" >&2
+				: > /tmp/bench.failed ;;
+			esac
 		done
 		r=$((r + 1))
 	done
 	for d in $DEVICES; do
 		dname=${d%%:*}
-		awk -v d="$dname" '$1 == d { print $2 + 0 }' /tmp/bench.raw > /tmp/iops
-		awk -v d="$dname" '$1 == d { print $3 + 0 }' /tmp/bench.raw > /tmp/bw
-		echo "$tname $dname $(median < /tmp/iops) $(median < /tmp/bw) $(sort -n /tmp/iops | head -n 1) $(sort -n /tmp/iops | tail -n 1)" >> /tmp/bench.results
+		for f in 2 3 4; do
+			awk -v d="$dname" -v f=$f '$1 == d { print $f + 0 }' /tmp/bench.raw > /tmp/col$f
+		done
+		echo "$tname $dname $(median < /tmp/col2) $(median < /tmp/col3) $(sort -n /tmp/col2 | head -n 1) $(sort -n /tmp/col2 | tail -n 1) $(median < /tmp/col4)" >> /tmp/bench.results
 	done
 	: > /tmp/bench.raw
 	echo "# $tname done" >&2
 done
 
-kill $daemon; wait $daemon
-dmsetup remove bench_user
+# --- memory ----------------------------------------------------------------
+# /proc/meminfo fields in KiB.
+meminfo() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }
+# used: memory no longer free, less what the page cache took (tmpfs files
+# and nodes count in Shmem/Cached and do not change here).
+mem_snapshot() { echo "$(meminfo Slab) $(( $(meminfo MemTotal) - $(meminfo MemFree) - $(meminfo Cached) - $(meminfo Buffers) ))"; }
+settle() { sync; echo 3 > /proc/sys/vm/drop_caches; sleep 1; }
+
+: > /tmp/bench.mem
+# mem_row <what> <count> <before> <after>: per-item slab and used memory.
+mem_row() {
+	# shellcheck disable=SC2086 # two words each
+	set -- "$1" "$2" $3 $4
+	echo "$1 $2 $(( ($5 - $3) * 1024 / $2 )) $(( ($6 - $4) * 1024 / $2 ))" >> /tmp/bench.mem
+}
+
+# idle_devices <what> <target words>: $IDLE_DEVICES device-mapper devices
+# of one target each; "@" in the words stands for the device's name. A
+# dm-zero device is the baseline: what device-mapper itself costs.
+idle_devices() {
+	settle
+	_m0=$(mem_snapshot)
+	i=0
+	while [ $i -lt $IDLE_DEVICES ]; do
+		dmsetup create "idle$i" --table "0 2048 $(echo "$2" | sed "s/@/idle$i/")" ||
+			fail "$1: dmsetup create idle$i"
+		i=$((i + 1))
+	done
+	settle
+	mem_row "$1" $IDLE_DEVICES "$_m0" "$(mem_snapshot)"
+	i=0
+	while [ $i -lt $IDLE_DEVICES ]; do
+		dmsetup remove "idle$i" || fail "$1: dmsetup remove idle$i"
+		i=$((i + 1))
+	done
+}
+idle_devices dm-zero-idle-device "zero"
+idle_devices dm-user-idle-device "user 0 2048 @"
+
+if [ -n "$UBLK" ]; then
+	settle
+	m0=$(mem_snapshot)
+	i=0
+	while [ $i -lt $IDLE_DEVICES ]; do
+		"$UBLK" add -t null -n $((i + 10)) -q $THREADS -d $UBLK_DEPTH >/dev/null ||
+			fail "ublk add idle $i"
+		i=$((i + 1))
+	done
+	settle
+	mem_row "ublk-idle-device(with-its-daemon)" $IDLE_DEVICES "$m0" "$(mem_snapshot)"
+	i=0
+	while [ $i -lt $IDLE_DEVICES ]; do
+		"$UBLK" del -n $((i + 10)) >/dev/null || fail "ublk del $((i + 10))"
+		i=$((i + 1))
+	done
+fi
+
+# $QUEUED 4 KiB reads waiting for a daemon that is not there yet. The slab
+# holds the block layer's and aio's objects for each as well as dm-user's.
+dmsetup create bench_q --table "0 $((SIZE_MB * 2048)) user 0 $((SIZE_MB * 2048)) bench_q 3 max_queued 16384 queue_if_no_daemon" ||
+	fail "dm-user create bench_q"
+settle
+m0=$(mem_snapshot)
+fio --name=q --filename=/dev/mapper/bench_q --direct=1 --rw=randread --bs=4k \
+    --ioengine=libaio --iodepth=$QUEUED --iodepth_batch_submit=$QUEUED \
+    --number_ios=$QUEUED --size=$((SIZE_MB / 2))M --output-format=terse \
+    >/dev/null 2>&1 &
+fio_q=$!
+i=0
+while :; do
+	q=$(./dmuser info bench_q 2>/dev/null | awk '$1 == "queued" { print $2 }')
+	[ "${q:-0}" -ge $QUEUED ] && break
+	i=$((i + 1)); [ $i -lt 600 ] || fail "only ${q:-0} of $QUEUED requests queued after 60 s"
+	sleep 0.1
+done
+sleep 1
+mem_row "dm-user-queued-4k-read(with-bio-and-aio)" $QUEUED "$m0" "$(mem_snapshot)"
+./dmuserd -n ${SIZE_MB}M -t $THREADS /dev/dm-user/bench_q &
+qd=$!
+wait $fio_q || fail "fio of the queued requests failed"
+kill $qd; wait $qd
+dmsetup remove bench_q
+
+# --- teardown --------------------------------------------------------------
+# shellcheck disable=SC2086 # a list of pids
+kill $DAEMONS; wait
+for n in bench_null bench_null_rb bench_null_rbwb bench_null_copy bench_ram bench_file; do
+	dmsetup remove $n || fail "dmsetup remove $n"
+done
+[ -z "$UBLK" ] || "$UBLK" del -a >/dev/null
 nbd-client -d /dev/nbd0 >/dev/null 2>&1
 losetup -d "$loopdev"
 dmsetup remove bench_linear
 
+# --- report ----------------------------------------------------------------
 echo
-echo "fio, $SECS s per run, median of $RUNS runs; Linux $(uname -r) under QEMU"
-echo "ratio = device / dm-user (above 1: faster than dm-user); IOPS range = slowest and fastest run"
+echo "fio, $SECS s per run, median of $RUNS interleaved rounds; Linux $(uname -r) under QEMU ($(nproc) vCPUs)"
+echo "dm-user: reference daemon, $THREADS channels (one thread each); RB, WB = READ_BATCH, WRITE_BATCH;"
+echo "  copy = --copy, data through the library's buffers instead of in place"
+[ -z "$UBLK" ] || echo "ublk: ublksrv, $THREADS queues of depth $UBLK_DEPTH; loop rows: a tmpfs file"
+echo "IOPS range = slowest and fastest run; CPU = guest CPU time (all of it, fio's too) per I/O"
 awk '
 { iops[$1, $2] = $3; bw[$1, $2] = $4; lo[$1, $2] = $5; hi[$1, $2] = $6
+  cpu[$1, $2] = $7
   if (!($1 in seen)) { seen[$1] = 1; tests[++nt] = $1 }
   if (!($2 in dseen)) { dseen[$2] = 1; devs[++nd] = $2 } }
 END {
   for (i = 1; i <= nt; i++) {
     t = tests[i]
-    printf "\n%-14s %10s %9s %7s %17s\n", t, "IOPS", "MB/s", "ratio", "IOPS range"
-    base = iops[t, "dm-user"]
+    printf "\n%-20s %9s %9s %17s %8s\n", t, "IOPS", "MB/s", "IOPS range", "CPU us"
     for (j = 1; j <= nd; j++) {
       d = devs[j]
-      # Parenthesised: a bare ">" in printf arguments is a redirection.
-      printf "%-14s %10d %9.1f %7.2f %8d-%-8d\n", d, iops[t, d],
-        bw[t, d] * 1024 / 1e6, (base > 0 ? iops[t, d] / base : 0),
-        lo[t, d], hi[t, d]
+      printf "%-20s %9d %9.1f %8d-%-8d %8.1f\n", d, iops[t, d],
+        bw[t, d] * 1024 / 1e6, lo[t, d], hi[t, d], cpu[t, d]
     }
   }
+}' /tmp/bench.results
+
+# Each goal of the performance issue, from this boot.
+echo
+echo "ratios (goal in brackets)"
+awk '
+function r(t, a, b) { return iops[t, b] > 0 ? iops[t, a] / iops[t, b] : -1 }
+function show(t, a, b, want,   v) {
+  if (!((t SUBSEP a) in iops) || !((t SUBSEP b) in iops)) return
+  v = r(t, a, b)
+  printf "  %-14s %-18s / %-14s %6.2f  [>= %.1f] %s\n", t, a, b, v, want,
+    (v >= want ? "met" : "NOT met")
+}
+{ iops[$1, $2] = $3; if (!($1 in seen)) { seen[$1] = 1; tests[++nt] = $1 } }
+END {
+  for (i = 1; i <= nt; i++) {
+    t = tests[i]
+    show(t, "dm-user/null", "ublk/null", t ~ /^s/ ? 1.0 : 1.3)
+  }
+  for (i = 1; i <= nt; i++)
+    show(tests[i], "dm-user/file", "ublk/loop", 1.0)
+  show("rr4k-qd16", "dm-user/file", "loop", 0.9)
+  show("rw4k-qd16", "dm-user/file", "loop", 0.9)
+  show("sr128k-qd4", "dm-user/file", "loop", 0.8)
+  show("rr4k-qd16", "dm-user/null", "null_blk", 0.6)
+  show("rw4k-qd16", "dm-user/null", "null_blk", 0.6)
+  for (i = 1; i <= nt; i++)
+    show(tests[i], "dm-user/null+RB", "dm-user/null", 1.0)
+  for (i = 1; i <= nt; i++)
+    show(tests[i], "dm-user/null+RB+WB", "dm-user/null", 1.0)
   q = iops["rr4k-qd1", "nbd/nbdkit"]
   if (q > 0)
-    printf "\ngoal: dm-user / nbd at QD1 4 KiB random read = %.2f (want >= 2)\n",
-      iops["rr4k-qd1", "dm-user"] / q
+    printf "  %-14s %-18s / %-14s %6.2f  [>= 2.0] %s\n", "rr4k-qd1",
+      "dm-user/RAM", "nbd/nbdkit", iops["rr4k-qd1", "dm-user/RAM"] / q,
+      (iops["rr4k-qd1", "dm-user/RAM"] / q >= 2 ? "met" : "NOT met")
 }' /tmp/bench.results
+
+echo
+echo "memory per item: slab bytes, and all memory taken (slab, pages, daemons)"
+awk '{ printf "  %-42s x%-6d slab %7d B   used %8d B\n", $1, $2, $3, $4 }' /tmp/bench.mem
+
+csv bench.csv "workload,device,iops_median,mb_per_s_median,iops_min,iops_max,cpu_us_per_io"
+awk '{ printf "%s,%s,%d,%.1f,%d,%d,%.1f\n", $1, $2, $3, $4 * 1024 / 1e6, $5, $6, $7 }' /tmp/bench.results |
+	while read -r l; do csv bench.csv "$l"; done
+csv bench-memory.csv "item,count,slab_bytes_each,used_bytes_each"
+awk '{ printf "%s,%d,%d,%d\n", $1, $2, $3, $4 }' /tmp/bench.mem |
+	while read -r l; do csv bench-memory.csv "$l"; done
+if [ -e /tmp/bench.failed ]; then
+	echo "bench: some runs did no I/O (see above): the figures are not valid" >&2
+	exit 1
+fi
