@@ -658,8 +658,13 @@ static void count(enum counter c, uint64_t n)
 	atomic_fetch_add_explicit(&counters[c], n, memory_order_relaxed);
 }
 
-/* Whether reads may be answered from the store itself (not --copy). */
-static bool in_place = true;
+static struct serve_options {
+	const char *channel, *file, *stats_path, *pid_path;
+	uint64_t ram_size, null_size;
+	unsigned int threads, batch;
+	size_t split;
+	bool read_batch, write_batch, verbose, direct, copy;
+} sopt = { .threads = 1, .batch = 1 };
 
 /* [off, off + len) lies in the store. */
 static bool range_ok(uint64_t off, uint64_t len, uint64_t size)
@@ -689,7 +694,7 @@ static int serve_op(struct store *s, struct dmu_req *r, enum counter c)
 			rc = s->ops->flush(s);
 		/* Answered from the store itself: see struct dmu_req. */
 		if (!rc && r->type == DM_USER_REQ_MAP_READ && s->ops->read_place &&
-		    in_place) {
+		    !sopt.copy) {
 			unsigned char *p = s->ops->read_place(s, r->offset, r->len);
 
 			if (p)
@@ -747,24 +752,6 @@ static const struct dmu_ops store_dmu_ops = {
 	.secure_erase = cb_serve,
 	.write_buffer = cb_write_buffer,
 };
-
-/* --copy: every byte through the library's buffers, as before in-place. */
-static const struct dmu_ops store_dmu_ops_copy = {
-	.read = cb_serve,
-	.write = cb_serve,
-	.flush = cb_serve,
-	.discard = cb_serve,
-	.write_zeroes = cb_serve,
-	.secure_erase = cb_serve,
-};
-
-static struct serve_options {
-	const char *channel, *file, *stats_path, *pid_path;
-	uint64_t ram_size, null_size;
-	unsigned int threads, batch;
-	size_t split;
-	bool read_batch, write_batch, verbose, direct, copy;
-} sopt = { .threads = 1, .batch = 1 };
 
 /* Set by SIGTERM and SIGINT; the serving threads look at it. */
 static volatile int stop_flag;
@@ -999,6 +986,7 @@ static void serve_parse(int argc, char **argv)
 
 static int cmd_serve(int argc, char **argv)
 {
+	struct dmu_ops ops = store_dmu_ops;
 	struct dmu_serve_opts opts = { 0 };
 	struct store store = { 0 };
 	int status = 0, rc;
@@ -1021,7 +1009,9 @@ static int cmd_serve(int argc, char **argv)
 		       sopt.file ? sopt.file : sopt.null_size ? "nothing" : "RAM",
 		       sopt.channel);
 
-	in_place = !sopt.copy;
+	/* --copy: every byte through the library's buffers. */
+	if (sopt.copy)
+		ops.write_buffer = NULL;
 	opts.threads = sopt.threads;
 	opts.batch = sopt.batch;
 	opts.split = sopt.split;
@@ -1030,8 +1020,7 @@ static int cmd_serve(int argc, char **argv)
 	opts.verbose = sopt.verbose;
 	opts.stop = &stop_flag;
 	opts.ready = serve_ready;
-	rc = dmu_serve(sopt.channel, sopt.copy ? &store_dmu_ops_copy :
-		       &store_dmu_ops, &store, &opts);
+	rc = dmu_serve(sopt.channel, &ops, &store, &opts);
 	if (rc) {
 		report(rc, "serve %s%s", strchr(sopt.channel, '/') ? "" :
 		       "/dev/dm-user/", sopt.channel);

@@ -563,8 +563,10 @@ static enum chan_status flush_answers(struct chan *ch)
 }
 
 /*
- * WRITE_BATCH: serves @rq and adds its answer to those waiting to be sent,
- * sending them first if this one's header or data would not fit.
+ * Serves @rq and adds its answer to those waiting to be sent, sending them
+ * first if this one's header or data would not fit. Without WRITE_BATCH
+ * the caller flushes after each answer, as the kernel then takes one answer
+ * per write().
  */
 static enum chan_status queue_answer(struct chan *ch, const struct request *rq)
 {
@@ -598,28 +600,6 @@ static enum chan_status queue_answer(struct chan *ch, const struct request *rq)
 	if (data && req.data == ch->rdata + ch->out_data)
 		ch->out_data += data;
 	return CHAN_OK;
-}
-
-static enum chan_status answer(struct chan *ch, const struct request *rq)
-{
-	const struct dm_user_message *m = rq->msg;
-	struct dmu_req req;
-	int rc, resp = serve_request(ch, rq, ch->rdata, &req, &rc);
-	struct dm_user_message hdr = {
-		.seq = m->seq, .type = resp, .flags = m->flags,
-		.sector = m->sector, .len = m->len,
-	};
-	/* Bounded by MAX_IO: serve_request() fails larger reads. */
-	size_t data = resp == DM_USER_RESP_SUCCESS &&
-		      m->type == DM_USER_REQ_MAP_READ ? m->len : 0;
-	/* From the callback's own memory if it pointed req.data there. */
-	struct iovec iov[2] = {
-		{ &hdr, HDR_SIZE }, { req.data, data },
-	};
-
-	if (ch->srv->verbose && resp != DM_USER_RESP_SUCCESS)
-		log_answer(ch, m, resp, rc);
-	return send_answer(ch, iov, 2);
 }
 
 /* Whether a request changes the store, so must not be applied late. */
@@ -661,8 +641,9 @@ static enum chan_status serve_collected(struct chan *ch)
 		size_t k = srv->batch > 1 ? ch->nreq - 1 - i : i;
 		enum chan_status st;
 
-		st = ch->write_batch ? queue_answer(ch, &ch->reqs[k])
-				     : answer(ch, &ch->reqs[k]);
+		st = queue_answer(ch, &ch->reqs[k]);
+		if (st == CHAN_OK && !ch->write_batch)
+			st = flush_answers(ch);
 		if (st != CHAN_OK) {
 			ch->nout = 0;
 			ch->out_data = 0;
