@@ -641,14 +641,12 @@ static enum chan_status serve_collected(struct chan *ch)
 		size_t k = srv->batch > 1 ? ch->nreq - 1 - i : i;
 		enum chan_status st;
 
+		/* A failure comes from flush_answers(), which empties the queue. */
 		st = queue_answer(ch, &ch->reqs[k]);
 		if (st == CHAN_OK && !ch->write_batch)
 			st = flush_answers(ch);
-		if (st != CHAN_OK) {
-			ch->nout = 0;
-			ch->out_data = 0;
+		if (st != CHAN_OK)
 			return st;
-		}
 	}
 	return flush_answers(ch);
 }
