@@ -47,8 +47,8 @@ static int dm_user_lock_channel(struct mutex *lock, struct kiocb *iocb)
 }
 
 /* Why a call on @ch must fail at once, or 0. */
-static int dm_user_channel_error_locked(struct dm_user_target *t,
-					struct dm_user_channel *ch)
+int dm_user_channel_error_locked(struct dm_user_target *t,
+				 struct dm_user_channel *ch)
 {
 	lockdep_assert_held(&t->lock);
 	if (t->dead)
@@ -59,8 +59,7 @@ static int dm_user_channel_error_locked(struct dm_user_target *t,
 }
 
 /* Marks @req busy so that teardown leaves its pages alone. */
-static void dm_user_pin_locked(struct dm_user_target *t,
-			       struct dm_user_request *req)
+void dm_user_pin_locked(struct dm_user_target *t, struct dm_user_request *req)
 {
 	lockdep_assert_held(&t->lock);
 	req->busy = true;
@@ -71,9 +70,8 @@ static void dm_user_pin_locked(struct dm_user_target *t,
  * Ends a copy started by dm_user_pin_locked(). Returns true if teardown
  * aborted the request meanwhile; it is then on @done, to be completed.
  */
-static bool dm_user_unpin_locked(struct dm_user_target *t,
-				 struct dm_user_request *req,
-				 struct list_head *done)
+bool dm_user_unpin_locked(struct dm_user_target *t,
+			  struct dm_user_request *req, struct list_head *done)
 {
 	lockdep_assert_held(&t->lock);
 	req->busy = false;
@@ -88,8 +86,7 @@ static bool dm_user_unpin_locked(struct dm_user_target *t,
  * order, so that the destructor, which waits for the count, never returns
  * before the bio it aborted has been completed.
  */
-static void dm_user_finish_copy(struct dm_user_target *t,
-				struct list_head *done)
+void dm_user_finish_copy(struct dm_user_target *t, struct list_head *done)
 {
 	dm_user_complete_list(done);
 	if (atomic_dec_and_test(&t->nr_busy))
@@ -158,6 +155,9 @@ static int dm_user_release(struct inode *inode, struct file *file)
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 
 	dm_user_complete_list(&done);
+	/* No mapping is left: each holds the file, so this runs after. */
+	if (ch->ring)
+		dm_user_ring_free(ch->ring);
 	kfree(ch);
 	put_device(&t->dev);
 	return 0;
@@ -349,6 +349,9 @@ static int dm_user_read_begin(struct kiocb *iocb, struct dm_user_channel *ch,
 		}
 		spin_lock_irq(&t->lock);
 		r = dm_user_channel_error_locked(t, ch);
+		/* It became a ring after read() looked: nothing to read. */
+		if (!r && ch->ring)
+			r = -EINVAL;
 		if (!r) {
 			if (unlikely(!ch->serving))
 				dm_user_channel_serving_locked(t, ch);
@@ -405,6 +408,9 @@ static ssize_t dm_user_read_iter(struct kiocb *iocb, struct iov_iter *to)
 	 */
 	if (!ch->read_write)
 		return -EBADF;
+	/* A ring channel's requests go through the ring only. */
+	if (dm_user_channel_ring(ch))
+		return -EINVAL;
 	if (!iov_iter_count(to))
 		return 0;
 
@@ -456,12 +462,31 @@ static ssize_t dm_user_read_iter(struct kiocb *iocb, struct iov_iter *to)
  * write(): answers from the daemon
  */
 
-static void dm_user_bad_answer(struct dm_user_target *t,
-			       const struct dm_user_message *ans,
-			       const char *why)
+/* Counts and reports a refused answer; the caller holds the target lock. */
+void dm_user_bad_answer(struct dm_user_target *t,
+			const struct dm_user_message *ans, const char *why)
 {
+	lockdep_assert_held(&t->lock);
+	t->nr_bad_answers++;
 	DMERR_LIMIT("%s: rejected answer for seq %llu (type %llu, len %llu): %s",
 		    t->name, ans->seq, ans->type, ans->len, why);
+}
+
+/* The status a DM_USER_RESP_* code completes a bio with; -EINVAL if none. */
+int dm_user_resp_status(u64 type, blk_status_t *status)
+{
+	switch (type) {
+	case DM_USER_RESP_SUCCESS:
+		*status = BLK_STS_OK;
+		return 0;
+	case DM_USER_RESP_ERROR:
+		*status = BLK_STS_IOERR;
+		return 0;
+	case DM_USER_RESP_UNSUPPORTED:
+		*status = BLK_STS_NOTSUPP;
+		return 0;
+	}
+	return -EINVAL;
 }
 
 /*
@@ -489,17 +514,7 @@ dm_user_accept_answer_locked(struct dm_user_target *t,
 		dm_user_bad_answer(t, ans, "request was read on another channel");
 		return ERR_PTR(-EINVAL);
 	}
-	switch (ans->type) {
-	case DM_USER_RESP_SUCCESS:
-		status = BLK_STS_OK;
-		break;
-	case DM_USER_RESP_ERROR:
-		status = BLK_STS_IOERR;
-		break;
-	case DM_USER_RESP_UNSUPPORTED:
-		status = BLK_STS_NOTSUPP;
-		break;
-	default:
+	if (dm_user_resp_status(ans->type, &status)) {
 		dm_user_bad_answer(t, ans, "unknown response type");
 		return ERR_PTR(-EINVAL);
 	}
@@ -710,6 +725,8 @@ static ssize_t dm_user_write_iter(struct kiocb *iocb, struct iov_iter *from)
 	ssize_t n;
 	int r;
 
+	if (dm_user_channel_ring(ch))
+		return -EINVAL;
 	if (!iov_iter_count(from))
 		return 0;
 
@@ -742,7 +759,9 @@ static __poll_t dm_user_poll(struct file *file, poll_table *wait)
 {
 	struct dm_user_channel *ch = file->private_data;
 	struct dm_user_target *t = ch->target;
-	__poll_t mask = EPOLLOUT | EPOLLWRNORM;
+	struct dm_user_ring_state *ring = dm_user_channel_ring(ch);
+	/* A ring channel has no write() to be ready for. */
+	__poll_t mask = ring ? 0 : EPOLLOUT | EPOLLWRNORM;
 
 	/* read() fails at once, and such a channel never serves. */
 	if (!ch->read_write)
@@ -762,8 +781,12 @@ static __poll_t dm_user_poll(struct file *file, poll_table *wait)
 	/* read() and write() fail at once, as POLLERR says. */
 	if (READ_ONCE(ch->reset))
 		return mask | EPOLLIN | EPOLLRDNORM | EPOLLERR;
-	if (READ_ONCE(ch->sending) || !list_empty(&t->queue))
+	if (ring) {
+		if (dm_user_ring_readable(t, ch))
+			mask |= EPOLLIN | EPOLLRDNORM;
+	} else if (READ_ONCE(ch->sending) || !list_empty(&t->queue)) {
 		mask |= EPOLLIN | EPOLLRDNORM;
+	}
 	return mask;
 }
 
@@ -772,9 +795,22 @@ static long dm_user_ioctl(struct file *file, unsigned int cmd,
 {
 	struct dm_user_channel *ch = file->private_data;
 
-	if (cmd != DM_USER_IOCTL_CTL)
-		return -ENOTTY;
-	return dm_user_ctl_ioctl(ch->target, ch, (void __user *)arg);
+	switch (cmd) {
+	case DM_USER_IOCTL_CTL:
+		return dm_user_ctl_ioctl(ch->target, ch, (void __user *)arg);
+	case DM_USER_IOCTL_RING_ENTER:
+		return dm_user_ring_enter(ch, arg);
+	}
+	return -ENOTTY;
+}
+
+/* The RING_ENTER argument is flags, not a pointer: no conversion. */
+static long dm_user_compat_ioctl(struct file *file, unsigned int cmd,
+				 unsigned long arg)
+{
+	if (cmd == DM_USER_IOCTL_RING_ENTER)
+		return dm_user_ioctl(file, cmd, arg);
+	return compat_ptr_ioctl(file, cmd, arg);
 }
 
 const struct file_operations dm_user_fops = {
@@ -786,5 +822,6 @@ const struct file_operations dm_user_fops = {
 	.poll = dm_user_poll,
 	.unlocked_ioctl = dm_user_ioctl,
 	/* The layout has no pointers and no longs: the same for 32 bits. */
-	.compat_ioctl = compat_ptr_ioctl,
+	.compat_ioctl = dm_user_compat_ioctl,
+	.mmap = dm_user_ring_mmap,
 };

@@ -8,6 +8,8 @@
 
 #include <linux/blk_types.h>
 #include <linux/blkdev.h>
+#include <linux/cacheinfo.h>
+#include <linux/mm.h>
 
 /*
  * REQ_CGROUP_PUNT moved into btrfs in 6.4; report it where it exists. It is
@@ -55,6 +57,45 @@ static inline void dm_user_compat_no_poll_hint(struct queue_limits *limits)
 static inline void dm_user_compat_no_poll_resume(struct request_queue *q)
 {
 	blk_queue_flag_clear(QUEUE_FLAG_POLL, q);
+}
+#endif
+
+/*
+ * vm_area_struct.vm_flags is changed through vm_flags_mod() and its kind
+ * from 6.3 on, which assert the mmap lock; the top-level Kbuild finds out
+ * which kind it has.
+ */
+#ifdef DM_USER_HAVE_VM_FLAGS_SET
+static inline void dm_user_compat_vm_flags_mod(struct vm_area_struct *vma,
+					       vm_flags_t set, vm_flags_t clear)
+{
+	vm_flags_mod(vma, set, clear);
+}
+#else
+static inline void dm_user_compat_vm_flags_mod(struct vm_area_struct *vma,
+					       vm_flags_t set, vm_flags_t clear)
+{
+	vma->vm_flags = (vma->vm_flags | set) & ~clear;
+}
+#endif
+
+/*
+ * Whether the data cache may hold one page under two addresses, so that
+ * the kernel's view of memory it shares with a process and the process's
+ * view can disagree; the ring is not offered there. Asked of the kernel
+ * from 6.9 on; before, the architectures known not to alias say no.
+ */
+#ifdef DM_USER_HAVE_DCACHE_IS_ALIASING
+static inline bool dm_user_compat_dcache_aliasing(void)
+{
+	return cpu_dcache_is_aliasing();
+}
+#else
+static inline bool dm_user_compat_dcache_aliasing(void)
+{
+	return !(IS_ENABLED(CONFIG_X86) || IS_ENABLED(CONFIG_ARM64) ||
+		 IS_ENABLED(CONFIG_S390) || IS_ENABLED(CONFIG_PPC64) ||
+		 IS_ENABLED(CONFIG_RISCV) || IS_ENABLED(CONFIG_LOONGARCH));
 }
 #endif
 

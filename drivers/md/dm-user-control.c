@@ -16,18 +16,20 @@
 #include <linux/capability.h>
 #include <linux/device-mapper.h>
 #include <linux/kernel.h>
+#include <linux/log2.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
 
 #include "dm-user.h"
+#include "dm-user-compat.h"
 
 #define DM_USER_CTL_HDR		sizeof(struct dm_user_ctl)
 #define DM_USER_ATTR_HDR	sizeof(struct dm_user_attr)
 
 /* Extensions this kernel can grant. */
 #define DM_USER_EXT_SUPPORTED	\
-	(DM_USER_EXT_READ_BATCH | DM_USER_EXT_WRITE_BATCH)
+	(DM_USER_EXT_READ_BATCH | DM_USER_EXT_WRITE_BATCH | DM_USER_EXT_RING)
 
 /* ------------------------------------------------------------------------
  * Tags the kernel knows
@@ -63,6 +65,7 @@ static const struct dm_user_tag_desc dm_user_tags[] = {
 	  false, dm_user_daemon_state_names, DM_USER_NR_DAEMON_STATES },
 	{ DM_USER_ATTR_REQUEUED, DM_USER_TYPE_U64, false, "requeued" },
 	{ DM_USER_ATTR_TIMEOUTS, DM_USER_TYPE_U64, false, "timeouts" },
+	{ DM_USER_ATTR_BAD_ANSWERS, DM_USER_TYPE_U64, false, "bad_answers" },
 	{ DM_USER_ATTR_READ_REQUESTS, DM_USER_TYPE_U64, false, "read_requests" },
 	{ DM_USER_ATTR_READ_BYTES, DM_USER_TYPE_U64, false, "read_bytes" },
 	{ DM_USER_ATTR_READ_ERRORS, DM_USER_TYPE_U64, false, "read_errors" },
@@ -93,6 +96,9 @@ static const struct dm_user_tag_desc dm_user_tags[] = {
 	{ DM_USER_ATTR_REQUEST_TIMEOUT, DM_USER_TYPE_U32, false,
 	  "request_timeout" },
 	{ DM_USER_ATTR_EXTENSIONS, DM_USER_TYPE_U64, true, "extensions" },
+	{ DM_USER_ATTR_RING_DEPTH, DM_USER_TYPE_U32, false, "ring_depth" },
+	{ DM_USER_ATTR_RING_SIZE, DM_USER_TYPE_U64, false, "ring_size" },
+	{ DM_USER_ATTR_RING_DATA, DM_USER_TYPE_U32, false, "ring_data" },
 };
 
 #define DM_USER_NR_TAGS ARRAY_SIZE(dm_user_tags)
@@ -262,6 +268,7 @@ static int dm_user_cmd_get_info(struct dm_user_target *t,
 	dm_user_put_u32(out, DM_USER_ATTR_DAEMON_STATE, snap.state);
 	dm_user_put_u64(out, DM_USER_ATTR_REQUEUED, snap.requeued);
 	dm_user_put_u64(out, DM_USER_ATTR_TIMEOUTS, snap.timeouts);
+	dm_user_put_u64(out, DM_USER_ATTR_BAD_ANSWERS, snap.bad_answers);
 	/* The counter tags run requests, bytes, errors per op, in op order. */
 	BUILD_BUG_ON(DM_USER_ATTR_SECURE_ERASE_ERRORS !=
 		     DM_USER_ATTR_READ_REQUESTS + 3 * DM_USER_NR_OPS - 1);
@@ -360,7 +367,10 @@ static int dm_user_cmd_negotiate(struct dm_user_target *t,
 				 const struct dm_user_ctl_in *in,
 				 struct dm_user_ctl_out *out)
 {
-	u64 granted;
+	struct dm_user_ring_state *ring = NULL;
+	u64 granted, depth = DM_USER_RING_DEFAULT_DEPTH;
+	u64 data = DM_USER_RING_DEFAULT_DATA;
+	const char *busy = NULL;
 
 	if (!ch)
 		return dm_user_refuse(out, -EINVAL, 0,
@@ -370,12 +380,73 @@ static int dm_user_cmd_negotiate(struct dm_user_target *t,
 				      "extensions attribute required");
 	granted = dm_user_in_val(in, DM_USER_ATTR_EXTENSIONS) &
 		  DM_USER_EXT_SUPPORTED;
-	if (mutex_lock_interruptible(&ch->read_lock))
+	/*
+	 * The ring changes how the channel is used, not only how messages
+	 * are framed: only a daemon that says how deep (0 for the default)
+	 * shows it knows, not one that sets every bit. Not offered where
+	 * the kernel's and the daemon's views of it could disagree.
+	 */
+	if (!dm_user_in_has(in, DM_USER_ATTR_RING_DEPTH) ||
+	    dm_user_compat_dcache_aliasing())
+		granted &= ~DM_USER_EXT_RING;
+	else if (dm_user_in_val(in, DM_USER_ATTR_RING_DEPTH))
+		depth = dm_user_in_val(in, DM_USER_ATTR_RING_DEPTH);
+	if ((granted & DM_USER_EXT_RING) &&
+	    (depth > DM_USER_RING_MAX_DEPTH || !is_power_of_2(depth)))
+		return dm_user_refuse(out, -ERANGE, DM_USER_ATTR_RING_DEPTH,
+				      "ring_depth must be a power of two from 1 to 1024");
+	if (dm_user_in_val(in, DM_USER_ATTR_RING_DATA))
+		data = dm_user_in_val(in, DM_USER_ATTR_RING_DATA);
+	/* The largest request must fit, or it would wait for ever. */
+	if ((granted & DM_USER_EXT_RING) &&
+	    (data < DM_USER_MAX_IO_SECTORS << SECTOR_SHIFT ||
+	     data > DM_USER_RING_MAX_DATA || !PAGE_ALIGNED(data)))
+		return dm_user_refuse(out, -ERANGE, DM_USER_ATTR_RING_DATA,
+				      "ring_data must be a multiple of the page size from max_io to 256 MiB");
+	/* Allocated before any lock; dropped if the channel has one. */
+	if ((granted & DM_USER_EXT_RING) && !READ_ONCE(ch->ring)) {
+		const char *why;
+
+		ring = dm_user_ring_alloc(depth, data, &why);
+		if (IS_ERR(ring))
+			return dm_user_refuse(out, PTR_ERR(ring),
+					      DM_USER_ATTR_RING_DATA, why);
+	}
+
+	if (mutex_lock_interruptible(&ch->read_lock)) {
+		if (ring)
+			dm_user_ring_free(ring);
 		return -ERESTARTSYS;
-	/* The write path reads it once per call, without read_lock. */
-	WRITE_ONCE(ch->extensions, granted);
+	}
+	spin_lock_irq(&t->lock);
+	if (ch->ring && !(granted & DM_USER_EXT_RING))
+		busy = "a ring channel stays one";
+	else if (!ch->ring && ring && !list_empty(&ch->owned))
+		busy = "the channel holds requests read with read()";
+	if (!busy) {
+		/* The write path reads it once per call, without read_lock. */
+		WRITE_ONCE(ch->extensions, granted);
+		if (!ch->ring && ring) {
+			/* Set up before it is seen: dm_user_channel_ring(). */
+			smp_store_release(&ch->ring, ring);
+			ring = NULL;
+		}
+	}
+	spin_unlock_irq(&t->lock);
 	mutex_unlock(&ch->read_lock);
+	if (ring)
+		dm_user_ring_free(ring);
+	if (busy)
+		return dm_user_refuse(out, -EBUSY, DM_USER_ATTR_EXTENSIONS,
+				      busy);
+
 	dm_user_put_u64(out, DM_USER_ATTR_EXTENSIONS, granted);
+	if (granted & DM_USER_EXT_RING) {
+		dm_user_put_u32(out, DM_USER_ATTR_RING_DEPTH, ch->ring->depth);
+		dm_user_put_u64(out, DM_USER_ATTR_RING_SIZE, ch->ring->size);
+		dm_user_put_u32(out, DM_USER_ATTR_RING_DATA,
+				ch->ring->data_pages << PAGE_SHIFT);
+	}
 	return 0;
 }
 
@@ -385,7 +456,10 @@ static const u16 dm_user_set_inputs[] = {
 	DM_USER_ATTR_REQUEST_TIMEOUT, 0
 };
 
-static const u16 dm_user_negotiate_inputs[] = { DM_USER_ATTR_EXTENSIONS, 0 };
+static const u16 dm_user_negotiate_inputs[] = {
+	DM_USER_ATTR_EXTENSIONS, DM_USER_ATTR_RING_DEPTH,
+	DM_USER_ATTR_RING_DATA, 0
+};
 
 static const struct dm_user_cmd dm_user_cmds[] = {
 	{
@@ -406,7 +480,7 @@ static const struct dm_user_cmd dm_user_cmds[] = {
 	}, {
 		.command = DM_USER_CMD_NEGOTIATE, .version = 1,
 		.name = "negotiate", .per_channel = true, .changes = true,
-		.reply_max = DM_USER_ATTR_HDR + sizeof(u64),
+		.reply_max = 4 * (DM_USER_ATTR_HDR + sizeof(u64)),
 		.inputs = dm_user_negotiate_inputs,
 		.fn = dm_user_cmd_negotiate,
 	},

@@ -21,6 +21,11 @@
  *	by two calls at once. Never nested in each other, never held while
  *	waiting for a request, taken only in syscalls, never on the map path.
  *
+ *   dm_user_channel.ring (dm-user-ring.c)
+ *	A ring channel's queue positions are the read_lock's; its slot table,
+ *	free slots and data page map are the target lock's. The fault
+ *	handler takes no lock: the ring's memory is fixed from NEGOTIATE on.
+ *
  *   dm_user_target.lock (spinlock, interrupts off)
  *	Protects everything that moves a request: the queue, the backlog, the
  *	answer hash, each channel's owned list and its sending/receiving
@@ -386,6 +391,10 @@ static void dm_user_unlink_locked(struct dm_user_target *t,
 		ch->receiving = NULL;
 		t->nr_inflight--;
 		break;
+	case DM_USER_REQ_RING:
+		dm_user_ring_release_slot_locked(ch->ring, req);
+		t->nr_inflight--;
+		break;
 	}
 	list_del_init(&req->list);
 	req->owner = NULL;
@@ -453,6 +462,8 @@ static void dm_user_reset_channel_locked(struct dm_user_target *t,
 	if (ch->reset)
 		return;
 	WRITE_ONCE(ch->reset, true);
+	if (ch->ring)
+		dm_user_ring_set_flags(ch->ring, DM_USER_RING_RESET);
 	wake_up_all(&t->wq);
 }
 
@@ -529,6 +540,7 @@ void dm_user_snapshot(struct dm_user_target *t, struct dm_user_snapshot *s)
 		s->state = DM_USER_DAEMON_WAITING;
 	s->requeued = t->nr_requeued;
 	s->timeouts = t->nr_timeouts;
+	s->bad_answers = t->nr_bad_answers;
 	memcpy(s->stats, t->stats, sizeof(s->stats));
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 }

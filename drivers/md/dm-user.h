@@ -75,6 +75,7 @@ enum dm_user_req_state {
 	DM_USER_REQ_SENDING,	/* owner->owned, owner->sending */
 	DM_USER_REQ_WAITING,	/* owner->owned, target->answer_hash */
 	DM_USER_REQ_RECEIVING,	/* owner->owned, owner->receiving */
+	DM_USER_REQ_RING,	/* owner->owned, owner->ring->slot_req[slot] */
 };
 
 /*
@@ -104,6 +105,13 @@ struct dm_user_request {
 	blk_status_t abort_status;
 	/* jiffies when the request was mapped, for request_timeout. */
 	unsigned long start;
+	/*
+	 * DM_USER_REQ_RING: the slot that holds it, and the pages of the
+	 * ring's data area its data has (data_count 0: none).
+	 */
+	u32 slot;
+	u32 data_first;
+	u32 data_count;
 	/* A channel is copying to or from the bio's pages without the lock. */
 	bool busy;
 	/* Failed by teardown or a timeout while busy. */
@@ -190,6 +198,7 @@ struct dm_user_target {
 	struct dm_user_op_stats stats[DM_USER_NR_OPS];
 	u64 nr_requeued;	/* given back by a closing channel */
 	u64 nr_timeouts;	/* failed by request_timeout */
+	u64 nr_bad_answers;	/* answers and completions refused */
 
 	/* Fires no_daemon_timeout after the last channel closed. */
 	struct delayed_work no_daemon_work;
@@ -203,6 +212,49 @@ struct dm_user_target {
 	/* Teardown waits here for channels copying request data. */
 	atomic_t nr_busy;
 	wait_queue_head_t busy_wq;
+};
+
+/*
+ * The kernel's side of a ring channel (DM_USER_EXT_RING): the memory it
+ * shares with the daemon and what it must not trust that memory for.
+ * Allocated by NEGOTIATE, freed when the channel is released, which is
+ * after every mapping of it is gone (a mapping holds the file).
+ */
+struct dm_user_ring_state {
+	/*
+	 * All the shared memory, from __vmalloc(): head, queues,
+	 * descriptors and data area, size bytes. Mapped by the fault
+	 * handler, page by page.
+	 */
+	struct dm_user_ring *shared;
+	struct dm_user_ring_sqe *sq;
+	struct dm_user_ring_cqe *cq;
+	struct dm_user_message *desc;
+	void *data;
+	u64 size;
+	unsigned int depth;
+	unsigned int data_pages;
+	/* The kernel's own queue positions (channel read_lock). */
+	u32 sq_tail;
+	u32 cq_head;
+	/* What it shows in shared->flags, never read back (target lock). */
+	u32 flags;
+	/* Whose RLIMIT_MEMLOCK the memory is charged to, and how much. */
+	struct mm_struct *mm;
+	unsigned long locked_pages;
+	/* The request in each slot, NULL when free (target lock). */
+	struct dm_user_request **slot_req;
+	/* A stack of free slot numbers (target lock; read locklessly). */
+	unsigned int *free_slot;
+	unsigned int nr_free;
+	/* Data area pages in use, a bit each (target lock). */
+	unsigned long *data_map;
+	/*
+	 * The oldest queued request did not fit in the free data pages;
+	 * cleared when a request's pages are freed (target lock; read
+	 * locklessly).
+	 */
+	bool data_full;
 };
 
 struct dm_user_channel {
@@ -247,10 +299,47 @@ struct dm_user_channel {
 	/* Answer header being assembled from split writes (write_lock). */
 	struct dm_user_message answer;
 	size_t answer_bytes;
+	/*
+	 * Set once by NEGOTIATE (smp_store_release, under read_lock and the
+	 * target lock) and never cleared: a ring channel serves only
+	 * through the ring.
+	 */
+	struct dm_user_ring_state *ring;
 };
 
 /* dm-user-channel.c */
 extern const struct file_operations dm_user_fops;
+
+/* The channel's ring, or NULL if it is not one. */
+static inline struct dm_user_ring_state *
+dm_user_channel_ring(struct dm_user_channel *ch)
+{
+	/* Pairs with the release in NEGOTIATE: the ring is seen set up. */
+	return smp_load_acquire(&ch->ring);
+}
+
+int dm_user_resp_status(u64 type, blk_status_t *status);
+void dm_user_bad_answer(struct dm_user_target *t,
+			const struct dm_user_message *ans, const char *why);
+int dm_user_channel_error_locked(struct dm_user_target *t,
+				 struct dm_user_channel *ch);
+void dm_user_pin_locked(struct dm_user_target *t, struct dm_user_request *req);
+bool dm_user_unpin_locked(struct dm_user_target *t,
+			  struct dm_user_request *req, struct list_head *done);
+void dm_user_finish_copy(struct dm_user_target *t, struct list_head *done);
+
+/* dm-user-ring.c */
+struct dm_user_ring_state *dm_user_ring_alloc(unsigned int depth,
+					      unsigned int data_bytes,
+					      const char **why);
+void dm_user_ring_free(struct dm_user_ring_state *ring);
+void dm_user_ring_set_flags(struct dm_user_ring_state *ring, u32 flags);
+void dm_user_ring_release_slot_locked(struct dm_user_ring_state *ring,
+				      struct dm_user_request *req);
+bool dm_user_ring_readable(struct dm_user_target *t,
+			   struct dm_user_channel *ch);
+long dm_user_ring_enter(struct dm_user_channel *ch, unsigned long arg);
+int dm_user_ring_mmap(struct file *file, struct vm_area_struct *vma);
 
 /* dm-user-control.c */
 long dm_user_ctl_ioctl(struct dm_user_target *t, struct dm_user_channel *ch,
@@ -267,6 +356,7 @@ struct dm_user_snapshot {
 	enum dm_user_daemon_state state;
 	u64 requeued;
 	u64 timeouts;
+	u64 bad_answers;
 	struct dm_user_op_stats stats[DM_USER_NR_OPS];
 };
 

@@ -664,6 +664,9 @@ static struct serve_options {
 	unsigned int threads, batch;
 	size_t split;
 	bool read_batch, write_batch, verbose, direct, copy;
+	enum dmu_transport transport;
+	unsigned int ring_depth;
+	unsigned int ring_data;
 } sopt = { .threads = 1, .batch = 1 };
 
 /* [off, off + len) lies in the store. */
@@ -878,6 +881,15 @@ static void serve_usage(FILE *f)
 "                        read()\n"
 "  -W, --write-batch     negotiate DM_USER_EXT_WRITE_BATCH, if the kernel has\n"
 "                        it: the answers to one batch in one write()\n"
+"  -T, --transport <t>   how requests travel: 'ring' (shared memory, one\n"
+"                        ioctl a batch), 'rw' (read() and write(), the RFC\n"
+"                        protocol) or 'auto' (default: the ring where the\n"
+"                        kernel has it and no read()/write() option is given)\n"
+"  -R, --ring-depth <n>  slots of each ring, a power of two up to 1024\n"
+"                        (default: the kernel's, 64)\n"
+"  -D, --ring-data <size> bytes of each ring's data area, a multiple of 4K\n"
+"                        from 1M to 256M (suffix K or M; default: the\n"
+"                        kernel's, 1M), all allocated when the ring is set up\n"
 "  -c, --copy            move data through buffers of the library even where\n"
 "                        the kernel could copy it to and from the RAM or null\n"
 "                        store in place (to measure what in-place saves)\n"
@@ -905,6 +917,9 @@ static void serve_parse(int argc, char **argv)
 		{ "read-batch", no_argument, NULL, 'B' },
 		{ "write-batch", no_argument, NULL, 'W' },
 		{ "copy", no_argument, NULL, 'c' },
+		{ "transport", required_argument, NULL, 'T' },
+		{ "ring-depth", required_argument, NULL, 'R' },
+		{ "ring-data", required_argument, NULL, 'D' },
 		{ "split", required_argument, NULL, 's' },
 		{ "stats", required_argument, NULL, 'S' },
 		{ "pidfile", required_argument, NULL, 'p' },
@@ -914,7 +929,7 @@ static void serve_parse(int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":r:f:n:dt:q:BWcs:S:p:vh", longopts,
+	while ((c = getopt_long(argc, argv, ":r:f:n:dt:q:BWcT:R:D:s:S:p:vh", longopts,
 				NULL)) != -1) {
 		switch (c) {
 		case 'r':
@@ -948,6 +963,31 @@ static void serve_parse(int argc, char **argv)
 		case 'c':
 			sopt.copy = true;
 			break;
+		case 'T':
+			if (!strcmp(optarg, "auto"))
+				sopt.transport = DMU_TRANSPORT_AUTO;
+			else if (!strcmp(optarg, "ring"))
+				sopt.transport = DMU_TRANSPORT_RING;
+			else if (!strcmp(optarg, "rw"))
+				sopt.transport = DMU_TRANSPORT_RW;
+			else
+				bad_usage("--transport must be auto, ring or rw, not '%s'",
+					  optarg);
+			break;
+		case 'R':
+			sopt.ring_depth = (unsigned int)parse_number(
+				"--ring-depth", optarg, false, 1,
+				DM_USER_RING_MAX_DEPTH);
+			if (sopt.ring_depth & (sopt.ring_depth - 1))
+				bad_usage("--ring-depth must be a power of two");
+			break;
+		case 'D':
+			sopt.ring_data = (unsigned int)parse_number(
+				"--ring-data", optarg, true, 1 << 20,
+				DM_USER_RING_MAX_DATA);
+			if (sopt.ring_data % 4096)
+				bad_usage("--ring-data must be a multiple of 4K");
+			break;
 		case 's':
 			sopt.split = (size_t)parse_number("--split", optarg,
 						false, 0, SSIZE_MAX);
@@ -978,6 +1018,10 @@ static void serve_parse(int argc, char **argv)
 		bad_usage("exactly one of --ram, --file and --null is required");
 	if (sopt.direct && !sopt.file)
 		bad_usage("--direct applies to --file only");
+	if (sopt.ring_depth && sopt.transport == DMU_TRANSPORT_RW)
+		bad_usage("--ring-depth applies to the ring, not --transport rw");
+	if (sopt.ring_data && sopt.transport == DMU_TRANSPORT_RW)
+		bad_usage("--ring-data applies to the ring, not --transport rw");
 	if (optind != argc - 1)
 		bad_usage(optind == argc ? "missing <name-or-path>"
 					 : "more than one <name-or-path>");
@@ -1017,6 +1061,9 @@ static int cmd_serve(int argc, char **argv)
 	opts.split = sopt.split;
 	opts.read_batch = sopt.read_batch;
 	opts.write_batch = sopt.write_batch;
+	opts.transport = sopt.transport;
+	opts.ring_depth = sopt.ring_depth;
+	opts.ring_data = sopt.ring_data;
 	opts.verbose = sopt.verbose;
 	opts.stop = &stop_flag;
 	opts.ready = serve_ready;
@@ -1296,6 +1343,7 @@ static int cmd_info(int argc, char **argv)
 	printf("daemon %s\n", daemon_state_name(info.daemon_state));
 	printf("requeued %" PRIu64 "\n", info.requeued);
 	printf("timeouts %" PRIu64 "\n", info.timeouts);
+	printf("bad_answers %" PRIu64 "\n", info.bad_answers);
 	for (i = 0; i < DMU_NR_OPS; i++) {
 		printf("%s_requests %" PRIu64 "\n", op_names[i],
 		       info.stats[i].requests);

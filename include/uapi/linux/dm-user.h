@@ -152,8 +152,11 @@ struct dm_user_message {
  *  ENOTBLK	the target this fd was opened on has been destroyed
  */
 
-/* The kernel's control interface version. */
-#define DM_USER_CTL_VERSION	1
+/*
+ * The kernel's control interface version. 2 added the ring
+ * (DM_USER_EXT_RING, its attributes and DM_USER_ATTR_BAD_ANSWERS).
+ */
+#define DM_USER_CTL_VERSION	2
 
 #define DM_USER_CTL_MAX_SIZE	65536
 #define DM_USER_CTL_MAX_ATTRS	256
@@ -249,6 +252,7 @@ struct dm_user_attr {
 #define DM_USER_ATTR_DAEMON_STATE	21	/* U32, v1: DM_USER_STATE_* */
 #define DM_USER_ATTR_REQUEUED		22	/* U64, v1: requeued on close */
 #define DM_USER_ATTR_TIMEOUTS		23	/* U64, v1: request_timeout hits */
+#define DM_USER_ATTR_BAD_ANSWERS	24	/* U64, v2: answers refused */
 /* Per-operation counters in GET_INFO replies: U64, v1. */
 #define DM_USER_ATTR_READ_REQUESTS		30
 #define DM_USER_ATTR_READ_BYTES			31
@@ -283,6 +287,22 @@ struct dm_user_attr {
 #define DM_USER_ATTR_REQUEST_TIMEOUT	62
 /* NEGOTIATE: asked for in the request, granted in the reply. */
 #define DM_USER_ATTR_EXTENSIONS		70	/* U64, v1: DM_USER_EXT_* */
+/*
+ * U32, v2: slots of the ring; in a NEGOTIATE request that asks for
+ * DM_USER_EXT_RING a power of two up to DM_USER_RING_MAX_DEPTH, or 0 for
+ * DM_USER_RING_DEFAULT_DEPTH, and required for the ring to be granted;
+ * in the reply the depth granted.
+ */
+#define DM_USER_ATTR_RING_DEPTH		71
+/* U64, v2: in a NEGOTIATE reply granting the ring, bytes to mmap(). */
+#define DM_USER_ATTR_RING_SIZE		72
+/*
+ * U32, v2: bytes of the ring's data area; in a NEGOTIATE request asking
+ * for the ring (optional) a multiple of the page size from
+ * DM_USER_ATTR_MAX_IO to DM_USER_RING_MAX_DATA, or 0 for
+ * DM_USER_RING_DEFAULT_DATA; in the reply the size granted.
+ */
+#define DM_USER_ATTR_RING_DATA		73
 
 /* DM_USER_ATTR_NO_DAEMON_TIMEOUT: keep requests queued until a daemon comes. */
 #define DM_USER_TIMEOUT_FOREVER		0xffffffffU
@@ -317,9 +337,146 @@ struct dm_user_attr {
  * write(): negotiate before answering.
  */
 #define DM_USER_EXT_WRITE_BATCH		_BITULL(1)
+/*
+ * DM_USER_EXT_RING: requests and answers go through memory the channel
+ * shares with the kernel, described by struct dm_user_ring, instead of
+ * read() and write(), which then fail with EINVAL. Granted only to a
+ * request that also carries DM_USER_ATTR_RING_DEPTH, so a daemon that sets
+ * every bit does not get a channel it cannot use, and not where the data
+ * cache may alias (the kernel's and the daemon's views of the memory could
+ * disagree). Asked for while the channel holds no request read with
+ * read(), and never given up: NEGOTIATE fails with EBUSY otherwise, and
+ * with ENOMEM without the memory or when it would take the caller past
+ * its RLIMIT_MEMLOCK (the ring's memory is locked; CAP_IPC_LOCK lifts the
+ * limit). See struct dm_user_ring.
+ */
+#define DM_USER_EXT_RING		_BITULL(2)
+
+#define DM_USER_RING_DEFAULT_DEPTH	64
+#define DM_USER_RING_MAX_DEPTH		1024
+#define DM_USER_RING_DEFAULT_DATA	(1024U * 1024)
+#define DM_USER_RING_MAX_DATA		(256U << 20)
+
+/**
+ * struct dm_user_ring - the head of a ring channel's shared memory
+ * @depth: slots, a power of two: the requests the channel holds at most.
+ * @data_size: bytes of the data area, a multiple of the page size and at
+ *	least DM_USER_ATTR_MAX_IO: the data of the requests in the slots.
+ * @sq_offset: where the submission queue starts: @depth struct
+ *	dm_user_ring_sqe.
+ * @cq_offset: where the completion queue starts: @depth struct
+ *	dm_user_ring_cqe.
+ * @desc_offset: where the request headers start: @depth struct
+ *	dm_user_message, one per slot.
+ * @flags: written by the kernel: DM_USER_RING_RESET once the channel is
+ *	reset (request_timeout), so a daemon can see it without a call.
+ * @data_offset: where the data area starts, page aligned.
+ * @sq_tail: written by the kernel: submission entries posted so far
+ *	(wrapping); entry n is at index n & (@depth - 1).
+ * @cq_head: written by the kernel: completion entries it has consumed; the
+ *	daemon may reuse their places.
+ * @cq_tail: written by the daemon: completion entries posted so far
+ *	(wrapping), the same way.
+ * @reserved: zero.
+ * @reserved2: zero.
+ *
+ * 128 bytes: what the kernel writes and what the daemon writes are on
+ * cache lines of their own. mmap() the channel, MAP_SHARED, from offset 0,
+ * with the length DM_USER_ATTR_RING_SIZE of the NEGOTIATE reply; offsets
+ * here are from the start of that mapping. All of it is allocated by
+ * NEGOTIATE, none of it later; a daemon that serves swap should touch all
+ * of its mapping once (MADV_POPULATE_WRITE), so that it takes no page
+ * fault while it serves. Then
+ * ioctl(fd, DM_USER_IOCTL_RING_ENTER, wait_ms):
+ *  1. the kernel consumes the completions from @cq_head to @cq_tail: each
+ *     names a slot and the @seq of its request, and a DM_USER_RESP_* code;
+ *     for a successful read, the request's data area must hold the data.
+ *     Bad entries (a slot out of range or not in use, a @seq that is not
+ *     the slot's, an unknown code) are refused and counted
+ *     (DM_USER_ATTR_BAD_ANSWERS), and change nothing else;
+ *  2. it fills free slots with queued requests, oldest first: the header
+ *     in the slot's descriptor, for a read or a write @len bytes of the
+ *     data area set aside (a write's data copied there), and posts a
+ *     struct dm_user_ring_sqe naming both. A request whose data does not
+ *     fit in what is free of the area waits, and so do the younger ones;
+ *  3. if it posted nothing, and a slot and room for the oldest request's
+ *     data are free, it waits up to wait_ms milliseconds (0: not at all;
+ *     DM_USER_RING_WAIT_FOREVER: no limit) for a request, a signal, or
+ *     the channel's failure, and posts what came. A full ring is not
+ *     waited on: only the daemon's completions make room.
+ * It returns the number of requests posted. With DM_USER_RING_COMPLETE_ONLY
+ * it does step 1 alone and returns 0. A slot and its data are the daemon's
+ * from its posting until its completion is consumed; the daemon must not
+ * post more than @depth completions beyond @cq_head. poll() reports POLLIN
+ * when a request waits and the ring has room for it, never POLLOUT. A
+ * READ's answer must fill its @len bytes: the area keeps whatever it last
+ * held, another request's data included.
+ *
+ * The ioctl fails with ENOTBLK and ECONNRESET as read() does, EINVAL for
+ * an argument above 32 bits or DM_USER_RING_COMPLETE_ONLY with a wait, a
+ * channel without the ring, or a completion queue more than @depth entries
+ * ahead (then nothing of it is consumed), and EINTR when a signal came
+ * while it waited. Closing the channel gives
+ * its slots' requests back as closing an RFC channel does; a mapping holds
+ * the channel open, so that happens at the last of close() and munmap().
+ * The mapping stays valid after the target is gone.
+ */
+struct dm_user_ring {
+	__u32 depth;
+	__u32 data_size;
+	__u32 sq_offset;
+	__u32 cq_offset;
+	__u32 desc_offset;
+	__u32 flags;
+	__u64 data_offset;
+	__u32 sq_tail;
+	__u32 cq_head;
+	__u32 reserved[6];
+	/* The daemon's word, on a cache line of its own. */
+	__u32 cq_tail;
+	__u32 reserved2[15];
+};
+
+/* &dm_user_ring.flags */
+#define DM_USER_RING_RESET		0x1
+
+/**
+ * struct dm_user_ring_sqe - one request on the submission queue
+ * @slot: the slot whose descriptor holds the request's header.
+ * @data: where the request's data is, in bytes from &dm_user_ring.data_offset,
+ *	page aligned: a write's data, or the place for a read's answer.
+ *	0 for a request without data.
+ */
+struct dm_user_ring_sqe {
+	__u32 slot;
+	__u32 data;
+};
+
+/**
+ * struct dm_user_ring_cqe - one completion on the completion queue
+ * @seq: the @seq of the request in the slot.
+ * @slot: the slot, as posted on the submission queue.
+ * @type: DM_USER_RESP_*.
+ */
+struct dm_user_ring_cqe {
+	__u64 seq;
+	__u32 slot;
+	__u32 type;
+};
+
+/*
+ * The DM_USER_IOCTL_RING_ENTER argument: a wait in milliseconds below
+ * DM_USER_RING_WAIT_FOREVER, which waits without a time limit, or
+ * DM_USER_RING_COMPLETE_ONLY alone: consume the completions, post nothing
+ * (for a daemon that stops and hands in its last answers).
+ */
+#define DM_USER_RING_WAIT_FOREVER	0x7fffffffU
+#define DM_USER_RING_COMPLETE_ONLY	0x80000000U
 
 /* Not taken in ioctl-number.rst (0xDD is zfcp's, 0xFD device-mapper's). */
 #define DM_USER_IOC_MAGIC	0xde
 #define DM_USER_IOCTL_CTL	_IOWR(DM_USER_IOC_MAGIC, 1, struct dm_user_ctl)
+/* The argument is a time in milliseconds, not a pointer. */
+#define DM_USER_IOCTL_RING_ENTER	_IO(DM_USER_IOC_MAGIC, 2)
 
 #endif /* _UAPI_LINUX_DM_USER_H */

@@ -39,9 +39,9 @@ nbd-client -u /tmp/nbd.sock /dev/nbd0 -b 4096 >/dev/null 2>&1 || fail "nbd-clien
 
 # wait_file <path> <what>: up to 10 s for a daemon's pid file.
 wait_file() {
-	i=0
+	_wf=0	# its own counter: callers loop on i
 	while [ ! -s "$1" ]; do
-		i=$((i + 1)); [ $i -lt 100 ] || fail "$2 did not start"; sleep 0.1
+		_wf=$((_wf + 1)); [ $_wf -lt 100 ] || fail "$2 did not start"; sleep 0.1
 	done
 }
 
@@ -57,14 +57,15 @@ user_dev() {
 	wait_file "/tmp/$_n.pid" "dmuserd for $_n"
 }
 user_dev bench_null -n ${SIZE_MB}M
+user_dev bench_null_rw -n ${SIZE_MB}M -T rw
 user_dev bench_null_rb -n ${SIZE_MB}M -B
-user_dev bench_null_copy -n ${SIZE_MB}M -c
+user_dev bench_null_copy -n ${SIZE_MB}M -c -T rw
 user_dev bench_null_rbwb -n ${SIZE_MB}M -B -W
 user_dev bench_ram -r ${SIZE_MB}M
 truncate -s ${SIZE_MB}M /tmp/user.img || fail "truncate /tmp/user.img"
 user_dev bench_file -f /tmp/user.img
 
-DEVICES="dm-user/null:/dev/mapper/bench_null dm-user/null+RB:/dev/mapper/bench_null_rb dm-user/null+RB+WB:/dev/mapper/bench_null_rbwb dm-user/null-copy:/dev/mapper/bench_null_copy"
+DEVICES="dm-user/null:/dev/mapper/bench_null dm-user/null-rw:/dev/mapper/bench_null_rw dm-user/null+RB:/dev/mapper/bench_null_rb dm-user/null+RB+WB:/dev/mapper/bench_null_rbwb dm-user/null-copy:/dev/mapper/bench_null_copy"
 UBLK=""
 if [ -f ublk.skip ]; then
 	echo "bench: ublk rows skipped: $(cat ublk.skip)"
@@ -151,6 +152,74 @@ EOT
 	echo "# $tname done" >&2
 done
 
+# --- speed report -----------------------------------------------------------
+# Printed before the memory section, so that a failure there loses nothing.
+echo
+echo "fio, $SECS s per run, median of $RUNS interleaved rounds; Linux $(uname -r) under QEMU ($(nproc) vCPUs)"
+echo "dm-user: reference daemon, $THREADS channels (one thread each); its default transport, the"
+echo "  ring (default depth and data area), unless named: rw = read() and write() (RFC protocol), RB, WB = READ_BATCH,"
+echo "  WRITE_BATCH (on read() and write()), copy = rw with --copy (data through the"
+echo "  library's buffers instead of in place)"
+[ -z "$UBLK" ] || echo "ublk: ublksrv, $THREADS queues of depth $UBLK_DEPTH; loop rows: a tmpfs file"
+echo "IOPS range = slowest and fastest run; CPU = guest CPU time (all of it, fio's too) per I/O"
+awk '
+{ iops[$1, $2] = $3; bw[$1, $2] = $4; lo[$1, $2] = $5; hi[$1, $2] = $6
+  cpu[$1, $2] = $7
+  if (!($1 in seen)) { seen[$1] = 1; tests[++nt] = $1 }
+  if (!($2 in dseen)) { dseen[$2] = 1; devs[++nd] = $2 } }
+END {
+  for (i = 1; i <= nt; i++) {
+    t = tests[i]
+    printf "\n%-20s %9s %9s %17s %8s\n", t, "IOPS", "MB/s", "IOPS range", "CPU us"
+    for (j = 1; j <= nd; j++) {
+      d = devs[j]
+      printf "%-20s %9d %9.1f %8d-%-8d %8.1f\n", d, iops[t, d],
+        bw[t, d] * 1024 / 1e6, lo[t, d], hi[t, d], cpu[t, d]
+    }
+  }
+}' /tmp/bench.results
+
+# Each goal of the performance issue, from this boot.
+echo
+echo "ratios (goal in brackets)"
+awk '
+function r(t, a, b) { return iops[t, b] > 0 ? iops[t, a] / iops[t, b] : -1 }
+function show(t, a, b, want,   v) {
+  if (!((t SUBSEP a) in iops) || !((t SUBSEP b) in iops)) return
+  v = r(t, a, b)
+  printf "  %-14s %-18s / %-14s %6.2f  [>= %.1f] %s\n", t, a, b, v, want,
+    (v >= want ? "met" : "NOT met")
+}
+{ iops[$1, $2] = $3; if (!($1 in seen)) { seen[$1] = 1; tests[++nt] = $1 } }
+END {
+  for (i = 1; i <= nt; i++) {
+    t = tests[i]
+    show(t, "dm-user/null", "ublk/null", t ~ /^s/ ? 1.0 : 1.3)
+  }
+  for (i = 1; i <= nt; i++)
+    show(tests[i], "dm-user/file", "ublk/loop", 1.0)
+  show("rr4k-qd16", "dm-user/file", "loop", 0.9)
+  show("rw4k-qd16", "dm-user/file", "loop", 0.9)
+  show("sr128k-qd4", "dm-user/file", "loop", 0.8)
+  show("rr4k-qd16", "dm-user/null", "null_blk", 0.6)
+  show("rw4k-qd16", "dm-user/null", "null_blk", 0.6)
+  for (i = 1; i <= nt; i++)
+    show(tests[i], "dm-user/null", "dm-user/null-rw", 1.0)
+  for (i = 1; i <= nt; i++)
+    show(tests[i], "dm-user/null+RB", "dm-user/null-rw", 1.0)
+  for (i = 1; i <= nt; i++)
+    show(tests[i], "dm-user/null+RB+WB", "dm-user/null-rw", 1.0)
+  q = iops["rr4k-qd1", "nbd/nbdkit"]
+  if (q > 0)
+    printf "  %-14s %-18s / %-14s %6.2f  [>= 2.0] %s\n", "rr4k-qd1",
+      "dm-user/RAM", "nbd/nbdkit", iops["rr4k-qd1", "dm-user/RAM"] / q,
+      (iops["rr4k-qd1", "dm-user/RAM"] / q >= 2 ? "met" : "NOT met")
+}' /tmp/bench.results
+
+csv bench.csv "workload,device,iops_median,mb_per_s_median,iops_min,iops_max,cpu_us_per_io"
+awk '{ printf "%s,%s,%d,%.1f,%d,%d,%.1f\n", $1, $2, $3, $4 * 1024 / 1e6, $5, $6, $7 }' /tmp/bench.results |
+	while read -r l; do csv bench.csv "$l"; done
+
 # --- memory ----------------------------------------------------------------
 # /proc/meminfo fields in KiB.
 meminfo() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }
@@ -189,6 +258,30 @@ idle_devices() {
 }
 idle_devices dm-zero-idle-device "zero"
 idle_devices dm-user-idle-device "user 0 2048 @"
+
+# The same with a daemon each, as the ublk row below has: its channels
+# (rings by default) and the daemon's own memory.
+settle
+m0=$(mem_snapshot)
+d=0
+idle_pids=""
+while [ $d -lt $IDLE_DEVICES ]; do
+	dmsetup create "idle$d" --table "0 2048 user 0 2048 idle$d" ||
+		fail "dmsetup create idle$d"
+	./dmuserd -n 1M -t $THREADS -p "/tmp/idle$d.pid" "/dev/dm-user/idle$d" &
+	idle_pids="$idle_pids $!"
+	wait_file "/tmp/idle$d.pid" "dmuserd for idle$d"
+	d=$((d + 1))
+done
+settle
+mem_row "dm-user-idle-device(with-its-daemon)" $IDLE_DEVICES "$m0" "$(mem_snapshot)"
+d=0
+while [ $d -lt $IDLE_DEVICES ]; do
+	dmsetup remove "idle$d" || fail "dmsetup remove idle$d"
+	d=$((d + 1))
+done
+# shellcheck disable=SC2086 # a list of pids
+wait $idle_pids
 
 if [ -n "$UBLK" ]; then
 	settle
@@ -237,7 +330,7 @@ dmsetup remove bench_q
 # --- teardown --------------------------------------------------------------
 # shellcheck disable=SC2086 # a list of pids
 kill $DAEMONS; wait
-for n in bench_null bench_null_rb bench_null_rbwb bench_null_copy bench_ram bench_file; do
+for n in bench_null bench_null_rw bench_null_rb bench_null_rbwb bench_null_copy bench_ram bench_file; do
 	dmsetup remove $n || fail "dmsetup remove $n"
 done
 [ -z "$UBLK" ] || "$UBLK" del -a >/dev/null
@@ -245,72 +338,11 @@ nbd-client -d /dev/nbd0 >/dev/null 2>&1
 losetup -d "$loopdev"
 dmsetup remove bench_linear
 
-# --- report ----------------------------------------------------------------
-echo
-echo "fio, $SECS s per run, median of $RUNS interleaved rounds; Linux $(uname -r) under QEMU ($(nproc) vCPUs)"
-echo "dm-user: reference daemon, $THREADS channels (one thread each); RB, WB = READ_BATCH, WRITE_BATCH;"
-echo "  copy = --copy, data through the library's buffers instead of in place"
-[ -z "$UBLK" ] || echo "ublk: ublksrv, $THREADS queues of depth $UBLK_DEPTH; loop rows: a tmpfs file"
-echo "IOPS range = slowest and fastest run; CPU = guest CPU time (all of it, fio's too) per I/O"
-awk '
-{ iops[$1, $2] = $3; bw[$1, $2] = $4; lo[$1, $2] = $5; hi[$1, $2] = $6
-  cpu[$1, $2] = $7
-  if (!($1 in seen)) { seen[$1] = 1; tests[++nt] = $1 }
-  if (!($2 in dseen)) { dseen[$2] = 1; devs[++nd] = $2 } }
-END {
-  for (i = 1; i <= nt; i++) {
-    t = tests[i]
-    printf "\n%-20s %9s %9s %17s %8s\n", t, "IOPS", "MB/s", "IOPS range", "CPU us"
-    for (j = 1; j <= nd; j++) {
-      d = devs[j]
-      printf "%-20s %9d %9.1f %8d-%-8d %8.1f\n", d, iops[t, d],
-        bw[t, d] * 1024 / 1e6, lo[t, d], hi[t, d], cpu[t, d]
-    }
-  }
-}' /tmp/bench.results
-
-# Each goal of the performance issue, from this boot.
-echo
-echo "ratios (goal in brackets)"
-awk '
-function r(t, a, b) { return iops[t, b] > 0 ? iops[t, a] / iops[t, b] : -1 }
-function show(t, a, b, want,   v) {
-  if (!((t SUBSEP a) in iops) || !((t SUBSEP b) in iops)) return
-  v = r(t, a, b)
-  printf "  %-14s %-18s / %-14s %6.2f  [>= %.1f] %s\n", t, a, b, v, want,
-    (v >= want ? "met" : "NOT met")
-}
-{ iops[$1, $2] = $3; if (!($1 in seen)) { seen[$1] = 1; tests[++nt] = $1 } }
-END {
-  for (i = 1; i <= nt; i++) {
-    t = tests[i]
-    show(t, "dm-user/null", "ublk/null", t ~ /^s/ ? 1.0 : 1.3)
-  }
-  for (i = 1; i <= nt; i++)
-    show(tests[i], "dm-user/file", "ublk/loop", 1.0)
-  show("rr4k-qd16", "dm-user/file", "loop", 0.9)
-  show("rw4k-qd16", "dm-user/file", "loop", 0.9)
-  show("sr128k-qd4", "dm-user/file", "loop", 0.8)
-  show("rr4k-qd16", "dm-user/null", "null_blk", 0.6)
-  show("rw4k-qd16", "dm-user/null", "null_blk", 0.6)
-  for (i = 1; i <= nt; i++)
-    show(tests[i], "dm-user/null+RB", "dm-user/null", 1.0)
-  for (i = 1; i <= nt; i++)
-    show(tests[i], "dm-user/null+RB+WB", "dm-user/null", 1.0)
-  q = iops["rr4k-qd1", "nbd/nbdkit"]
-  if (q > 0)
-    printf "  %-14s %-18s / %-14s %6.2f  [>= 2.0] %s\n", "rr4k-qd1",
-      "dm-user/RAM", "nbd/nbdkit", iops["rr4k-qd1", "dm-user/RAM"] / q,
-      (iops["rr4k-qd1", "dm-user/RAM"] / q >= 2 ? "met" : "NOT met")
-}' /tmp/bench.results
-
+# --- memory report ----------------------------------------------------------
 echo
 echo "memory per item: slab bytes, and all memory taken (slab, pages, daemons)"
 awk '{ printf "  %-42s x%-6d slab %7d B   used %8d B\n", $1, $2, $3, $4 }' /tmp/bench.mem
 
-csv bench.csv "workload,device,iops_median,mb_per_s_median,iops_min,iops_max,cpu_us_per_io"
-awk '{ printf "%s,%s,%d,%.1f,%d,%d,%.1f\n", $1, $2, $3, $4 * 1024 / 1e6, $5, $6, $7 }' /tmp/bench.results |
-	while read -r l; do csv bench.csv "$l"; done
 csv bench-memory.csv "item,count,slab_bytes_each,used_bytes_each"
 awk '{ printf "%s,%d,%d,%d\n", $1, $2, $3, $4 }' /tmp/bench.mem |
 	while read -r l; do csv bench-memory.csv "$l"; done

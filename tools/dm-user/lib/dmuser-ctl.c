@@ -67,11 +67,21 @@ static void dmu_ctl_add(union dmu_ctl_buf *b, uint16_t tag, uint8_t type,
 
 	a->tag = tag;
 	a->type = type;
-	/* Every attribute this library sends must be understood. */
+	/* Mandatory unless dmu_ctl_add_optional() says otherwise. */
 	a->flags = DM_USER_ATTR_F_MANDATORY;
 	a->len = len;
 	memcpy(a->value, val, len);
 	b->hdr.in_len += sizeof(*a) + DM_USER_ATTR_ALIGN(len);
+}
+
+/* An attribute an older kernel may ignore: it then lists it as unknown. */
+static void dmu_ctl_add_optional(union dmu_ctl_buf *b, uint16_t tag,
+				 uint8_t type, const void *val, uint32_t len)
+{
+	struct dm_user_attr *a = (void *)(b->hdr.data + b->hdr.in_len);
+
+	dmu_ctl_add(b, tag, type, val, len);
+	a->flags = 0;
 }
 
 static const struct dm_user_attr *dmu_ctl_next(const union dmu_ctl_buf *b,
@@ -199,6 +209,9 @@ int dmu_get_info(int fd, struct dmu_info *info)
 		case DM_USER_ATTR_TIMEOUTS:
 			info->timeouts = v;
 			break;
+		case DM_USER_ATTR_BAD_ANSWERS:
+			info->bad_answers = v;
+			break;
 		default:
 			/* The counters: three tags per operation, in order. */
 			if (a->tag >= DM_USER_ATTR_READ_REQUESTS &&
@@ -276,24 +289,52 @@ int dmu_reset_counters(int fd)
 	return dmu_ctl_call(fd, &b);
 }
 
-int dmu_negotiate(int fd, uint64_t want, uint64_t *granted)
+int dmu_negotiate_ring(int fd, uint64_t want, struct dmu_ring_params *ring,
+		       uint64_t *granted)
 {
 	union dmu_ctl_buf b;
 	const struct dm_user_attr *a;
 	uint32_t off = 0;
+	uint64_t got = 0;
 	int r;
 
 	dmu_ctl_init(&b, DM_USER_CMD_NEGOTIATE);
 	dmu_ctl_add(&b, DM_USER_ATTR_EXTENSIONS, DM_USER_TYPE_U64, &want,
 		    sizeof(want));
+	/*
+	 * The ring is granted only with a depth (0: the default). Optional:
+	 * a kernel before the ring ignores them (and grants no ring), rather
+	 * than refusing the whole negotiation.
+	 */
+	if (ring && (want & DM_USER_EXT_RING)) {
+		dmu_ctl_add_optional(&b, DM_USER_ATTR_RING_DEPTH,
+				     DM_USER_TYPE_U32, &ring->depth,
+				     sizeof(ring->depth));
+		dmu_ctl_add_optional(&b, DM_USER_ATTR_RING_DATA,
+				     DM_USER_TYPE_U32, &ring->data,
+				     sizeof(ring->data));
+	}
 	r = dmu_ctl_call(fd, &b);
 	if (r)
 		return r;
-	if (granted) {
-		*granted = 0;
-		while ((a = dmu_ctl_next(&b, &off)))
-			if (a->tag == DM_USER_ATTR_EXTENSIONS)
-				*granted = dmu_attr_num(a);
+	if (ring)
+		*ring = (struct dmu_ring_params){ 0 };
+	while ((a = dmu_ctl_next(&b, &off))) {
+		if (a->tag == DM_USER_ATTR_EXTENSIONS)
+			got = dmu_attr_num(a);
+		else if (a->tag == DM_USER_ATTR_RING_DEPTH && ring)
+			ring->depth = (uint32_t)dmu_attr_num(a);
+		else if (a->tag == DM_USER_ATTR_RING_DATA && ring)
+			ring->data = (uint32_t)dmu_attr_num(a);
+		else if (a->tag == DM_USER_ATTR_RING_SIZE && ring)
+			ring->size = dmu_attr_num(a);
 	}
+	if (granted)
+		*granted = got;
 	return 0;
+}
+
+int dmu_negotiate(int fd, uint64_t want, uint64_t *granted)
+{
+	return dmu_negotiate_ring(fd, want & ~DM_USER_EXT_RING, NULL, granted);
 }

@@ -8,6 +8,8 @@
  * Everything the protocol allows the kernel to do is handled here: a
  * message split over several read() calls, several whole messages in one
  * read() (DM_USER_EXT_READ_BATCH), and the end of the target (ENOTBLK).
+ * Where the kernel grants it, a channel is a ring (DM_USER_EXT_RING)
+ * instead: requests and data in shared memory, one ioctl a batch.
  *
  * The channels are non-blocking: a thread waits in epoll with a timeout,
  * so that it notices *opts->stop, or a failed sibling, without a signal.
@@ -29,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -41,6 +44,9 @@
 
 #ifndef PR_SET_IO_FLUSHER
 #define PR_SET_IO_FLUSHER	57
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE	23
 #endif
 #ifndef MCL_ONFAULT
 #define MCL_ONFAULT		4
@@ -112,6 +118,15 @@ struct chan {
 	bool want_write_batch;	/* ask for WRITE_BATCH on every open */
 	bool write_batch;	/* WRITE_BATCH granted on this open */
 	unsigned long resets;	/* times the kernel reset the channel */
+	/* The ring, when the channel is one (DM_USER_EXT_RING). */
+	struct dm_user_ring *ring;	/* the mapping's head; NULL if none */
+	size_t ring_size;
+	struct dm_user_ring_sqe *sq;
+	struct dm_user_ring_cqe *cq;
+	struct dm_user_message *desc;
+	unsigned char *data;	/* the data area */
+	uint32_t depth, data_size;
+	uint32_t sq_head, cq_tail;	/* our queue positions */
 };
 
 struct server {
@@ -122,6 +137,8 @@ struct server {
 	size_t split;
 	bool verbose;
 	volatile int *stop;
+	enum dmu_transport transport;	/* what open_fd() tries */
+	unsigned int ring_depth, ring_data;
 	atomic_bool abort;	/* a channel failed: every thread stops */
 	struct chan *chans;
 };
@@ -651,7 +668,115 @@ static enum chan_status serve_collected(struct chan *ch)
 	return flush_answers(ch);
 }
 
+/* ---- The ring ------------------------------------------------------- */
+
+/*
+ * RING_ENTER: hands in the completions posted, takes new requests into
+ * *@posted, waiting up to @wait_ms for one. A signal is a call that posted
+ * nothing.
+ */
+static enum chan_status ring_enter(struct chan *ch, unsigned int wait_ms,
+				   unsigned int *posted)
+{
+	int n = ioctl(ch->fd, DM_USER_IOCTL_RING_ENTER, (unsigned long)wait_ms);
+
+	*posted = n > 0 ? (unsigned int)n : 0;
+	if (n >= 0 || errno == EINTR)
+		return CHAN_OK;
+	if (errno == ENOTBLK)
+		return CHAN_GONE;
+	if (errno == ECONNRESET)
+		return CHAN_RESET;
+	return chan_fail(ch, errno);
+}
+
+/* Posts the completion of the request in @slot; the next enter hands it in. */
+static void ring_complete(struct chan *ch, uint32_t slot, uint64_t seq,
+			  uint32_t resp)
+{
+	ch->cq[ch->cq_tail & (ch->depth - 1)] = (struct dm_user_ring_cqe){
+		.seq = seq, .slot = slot, .type = resp,
+	};
+	ch->cq_tail++;
+	/* The entry before the tail that publishes it. */
+	__atomic_store_n(&ch->ring->cq_tail, ch->cq_tail, __ATOMIC_RELEASE);
+}
+
+/*
+ * Serves the requests the kernel posted since the last call, each from and
+ * into its data: a WRITE's data is there, and a READ's answer goes there
+ * (copied from the callback's own memory if it pointed req.data there).
+ */
+static enum chan_status ring_serve(struct chan *ch)
+{
+	uint32_t tail = __atomic_load_n(&ch->ring->sq_tail, __ATOMIC_ACQUIRE);
+	uint32_t mask = ch->depth - 1;
+
+	for (; ch->sq_head != tail; ch->sq_head++) {
+		struct dm_user_ring_sqe sqe = ch->sq[ch->sq_head & mask];
+		uint32_t slot = sqe.slot;
+		struct request rq = { 0 };
+		struct dm_user_message m;
+		unsigned char *data;
+		struct dmu_req req;
+		int rc, resp;
+
+		if (slot >= ch->depth)
+			return chan_fail(ch, EPROTO);
+		/* Ours until completed, but copied: the memory is shared. */
+		m = ch->desc[slot];
+		if ((m.type == DM_USER_REQ_MAP_READ ||
+		     m.type == DM_USER_REQ_MAP_WRITE) &&
+		    (sqe.data > ch->data_size ||
+		     m.len > ch->data_size - sqe.data))
+			return chan_fail(ch, EPROTO);
+		data = ch->data + sqe.data;
+		if (ch->srv->verbose)
+			log_request(ch, &m);
+		/* As for read(): nothing is applied on a reset channel. */
+		if (modifies(&m) && (__atomic_load_n(&ch->ring->flags,
+						     __ATOMIC_ACQUIRE) &
+				     DM_USER_RING_RESET))
+			return CHAN_RESET;
+		rq.msg = &m;
+		if (m.type == DM_USER_REQ_MAP_WRITE)
+			rq.data = data;
+		resp = serve_request(ch, &rq, data, &req, &rc);
+		if (resp == DM_USER_RESP_SUCCESS &&
+		    m.type == DM_USER_REQ_MAP_READ && req.data != data)
+			memcpy(data, req.data, m.len);
+		if (ch->srv->verbose && resp != DM_USER_RESP_SUCCESS)
+			log_answer(ch, &m, resp, rc);
+		ring_complete(ch, slot, m.seq, resp);
+	}
+	return CHAN_OK;
+}
+
+/*
+ * Serves a ring channel until it fails, is reset, or the server stops.
+ * One call a round: it hands in the last round's answers and takes the
+ * next round's requests.
+ */
+static enum chan_status ring_main(struct chan *ch)
+{
+	enum chan_status st = CHAN_OK;
+	unsigned int posted;
+
+	while (st == CHAN_OK && !stopping(ch->srv)) {
+		st = ring_enter(ch, POLL_MS, &posted);
+		if (st == CHAN_OK && posted)
+			st = ring_serve(ch);
+	}
+	/* Answers not handed in yet, without taking new requests. */
+	if ((st == CHAN_OK || st == CHAN_STOP) &&
+	    ch->cq_tail != __atomic_load_n(&ch->ring->cq_head,
+					   __ATOMIC_ACQUIRE))
+		st = ring_enter(ch, DM_USER_RING_COMPLETE_ONLY, &posted);
+	return st == CHAN_OK ? CHAN_STOP : st;
+}
+
 static int open_fd(struct server *srv, struct chan *ch);
+static void close_fd(struct chan *ch);
 
 static void *chan_main(void *arg)
 {
@@ -663,14 +788,19 @@ static void *chan_main(void *arg)
 		enum chan_status ast;
 		int rc;
 
-		st = collect(ch);
-		/*
-		 * What was read is answered even if a later read failed,
-		 * unless the channel was reset: then all of it is void.
-		 */
-		ast = st == CHAN_RESET ? st : serve_collected(ch);
-		if (st == CHAN_OK || st == CHAN_STOP)
-			st = ast;
+		if (ch->ring) {
+			st = ring_main(ch);
+		} else {
+			st = collect(ch);
+			/*
+			 * What was read is answered even if a later read
+			 * failed, unless the channel was reset: then all of
+			 * it is void.
+			 */
+			ast = st == CHAN_RESET ? st : serve_collected(ch);
+			if (st == CHAN_OK || st == CHAN_STOP)
+				st = ast;
+		}
 		if (st != CHAN_RESET)
 			continue;
 		/*
@@ -682,8 +812,7 @@ static void *chan_main(void *arg)
 		if (srv->verbose)
 			fprintf(stderr, "%s: [%u] channel reset by the kernel: reopening\n",
 				program_invocation_short_name, ch->id);
-		close(ch->epfd);
-		close(ch->fd);
+		close_fd(ch);
 		rc = open_fd(srv, ch);
 		st = rc == -ENOTBLK || rc == -ENOENT ? CHAN_GONE :
 		     rc < 0 ? chan_fail(ch, rc) : CHAN_OK;
@@ -700,8 +829,100 @@ static void *chan_main(void *arg)
 
 /* ---- Setup ----------------------------------------------------------- */
 
-/* Opens the channel's fd and its epoll set; both -1 on failure. */
-static int open_fd(struct server *srv, struct chan *ch)
+/*
+ * Makes the channel a ring: negotiated and mapped. -EOPNOTSUPP if the
+ * kernel does not grant it.
+ */
+static int open_ring(struct server *srv, struct chan *ch)
+{
+	struct dmu_ring_params rp = {
+		.depth = srv->ring_depth, .data = srv->ring_data,
+	};
+	const struct dm_user_ring *h;
+	uint64_t granted;
+	void *map;
+	int rc;
+
+	rc = dmu_negotiate_ring(ch->fd, DM_USER_EXT_RING, &rp, &granted);
+	/* A kernel without the control interface has no ring either. */
+	if (rc == -ENOTTY)
+		return -EOPNOTSUPP;
+	if (rc)
+		return rc;
+	if (!(granted & DM_USER_EXT_RING) || !rp.depth || rp.size > SIZE_MAX)
+		return -EOPNOTSUPP;
+	map = mmap(NULL, rp.size, PROT_READ | PROT_WRITE, MAP_SHARED, ch->fd,
+		   0);
+	if (map == MAP_FAILED)
+		return -errno;
+	/* What the kernel says must fit what it mapped. */
+	h = map;
+	if (h->depth != rp.depth || h->data_size != rp.data ||
+	    h->data_offset > rp.size ||
+	    rp.size - h->data_offset < h->data_size ||
+	    h->sq_offset > h->data_offset || h->cq_offset > h->data_offset ||
+	    h->desc_offset > h->data_offset) {
+		munmap(map, rp.size);
+		return -EPROTO;
+	}
+	/*
+	 * Every page mapped now, so that serving takes no page fault (whose
+	 * page tables are allocations that could wait for this very device,
+	 * if it is swap). The memory is the kernel's already.
+	 */
+	if (madvise(map, rp.size, MADV_POPULATE_WRITE)) {
+		size_t off;
+
+		if (errno != EINVAL) {
+			rc = -errno;
+			munmap(map, rp.size);
+			return rc;
+		}
+		/* Before Linux 5.14: touched by hand. */
+		for (off = 0; off < rp.size; off += 4096)
+			((volatile unsigned char *)map)[off] =
+				((unsigned char *)map)[off];
+	}
+	ch->ring = map;
+	ch->ring_size = rp.size;
+	ch->depth = rp.depth;
+	ch->data_size = rp.data;
+	ch->sq = (void *)((char *)map + h->sq_offset);
+	ch->cq = (void *)((char *)map + h->cq_offset);
+	ch->desc = (void *)((char *)map + h->desc_offset);
+	ch->data = (unsigned char *)map + h->data_offset;
+	ch->sq_head = 0;
+	ch->cq_tail = 0;
+	return 0;
+}
+
+/* Whether open_fd() asks for the ring. */
+static bool wants_ring(const struct server *srv, const struct chan *ch)
+{
+	if (srv->transport == DMU_TRANSPORT_RING)
+		return true;
+	return srv->transport == DMU_TRANSPORT_AUTO && srv->batch == 1 &&
+	       !srv->split && !ch->read_batch && !ch->want_write_batch;
+}
+
+/* Unmaps the ring, closes the fd and its epoll set. */
+static void close_fd(struct chan *ch)
+{
+	if (ch->ring)
+		munmap(ch->ring, ch->ring_size);
+	ch->ring = NULL;
+	if (ch->epfd >= 0)
+		close(ch->epfd);
+	if (ch->fd >= 0)
+		close(ch->fd);
+	ch->fd = ch->epfd = -1;
+}
+
+/*
+ * Opens the channel's fd and its epoll set, a ring if @try_ring and the
+ * options want one; both -1 on failure.
+ */
+static int open_fd_how(struct server *srv, struct chan *ch, bool try_ring)
 {
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
 	int rc;
@@ -729,6 +950,22 @@ static int open_fd(struct server *srv, struct chan *ch)
 		}
 	}
 	ch->write_batch = false;
+	if (try_ring && wants_ring(srv, ch)) {
+		rc = open_ring(srv, ch);
+		if (!rc)
+			return 0;
+		if (srv->transport == DMU_TRANSPORT_RING)
+			goto fail;
+		/*
+		 * AUTO falls back to read() and write(): on a new fd if the
+		 * ring was granted but could not be mapped, as a channel that
+		 * is a ring stays one.
+		 */
+		if (rc != -EOPNOTSUPP) {
+			close_fd(ch);
+			return open_fd_how(srv, ch, false);
+		}
+	}
 	if (ch->read_batch || ch->want_write_batch) {
 		uint64_t want = 0, granted = 0;
 
@@ -746,11 +983,13 @@ static int open_fd(struct server *srv, struct chan *ch)
 	}
 	return 0;
 fail:
-	if (ch->epfd >= 0)
-		close(ch->epfd);
-	close(ch->fd);
-	ch->fd = ch->epfd = -1;
+	close_fd(ch);
 	return rc;
+}
+
+static int open_fd(struct server *srv, struct chan *ch)
+{
+	return open_fd_how(srv, ch, true);
 }
 
 static int open_chan(struct server *srv, struct chan *ch, bool read_batch,
@@ -782,10 +1021,7 @@ static void close_chan(struct server *srv, struct chan *ch)
 {
 	unsigned int b;
 
-	if (ch->epfd >= 0)
-		close(ch->epfd);
-	if (ch->fd >= 0)
-		close(ch->fd);
+	close_fd(ch);
 	for (b = 0; ch->bufs && b < srv->batch; b++)
 		free(ch->bufs[b]);
 	free(ch->bufs);
@@ -819,6 +1055,11 @@ int dmu_serve(const char *name, const struct dmu_ops *ops, void *ctx,
 	srv.split = opts->split;
 	srv.verbose = opts->verbose;
 	srv.stop = opts->stop;
+	srv.transport = opts->transport;
+	srv.ring_depth = opts->ring_depth;
+	srv.ring_data = opts->ring_data;
+	if (srv.transport > DMU_TRANSPORT_RW)
+		return -EINVAL;
 	atomic_init(&srv.abort, false);
 
 	srv.chans = calloc(srv.threads, sizeof(*srv.chans));

@@ -151,6 +151,7 @@ struct dmu_info {
 	uint32_t daemon_state;		/* DM_USER_STATE_*; 0: kernel too old */
 	uint64_t requeued;		/* given back by closing channels */
 	uint64_t timeouts;		/* failed by request_timeout */
+	uint64_t bad_answers;		/* answers refused (kernel v2) */
 	struct dmu_op_stats stats[DMU_NR_OPS];
 };
 
@@ -182,9 +183,38 @@ int dmu_set_params(int fd, const struct dmu_params *params,
 int dmu_reset_counters(int fd);
 /**
  * dmu_negotiate() - ask for wire extensions (DM_USER_EXT_*) on channel @fd
- * @granted: what the kernel granted, a subset of @want
+ * @granted: what the kernel granted, a subset of @want; never the ring,
+ *	which changes how the channel is used (see dmu_negotiate_ring())
  */
 int dmu_negotiate(int fd, uint64_t want, uint64_t *granted);
+/**
+ * struct dmu_ring_params - the shape of a ring (DM_USER_EXT_RING)
+ * @depth: slots, a power of two up to DM_USER_RING_MAX_DEPTH; 0 asks for
+ *	DM_USER_RING_DEFAULT_DEPTH. Set to what was granted (0: no ring).
+ * @data: bytes of the data area, a multiple of the page size from the
+ *	target's max_io to DM_USER_RING_MAX_DATA; 0 asks for
+ *	DM_USER_RING_DEFAULT_DATA. Set to what was granted (0: no ring).
+ * @size: set to the bytes to mmap() from offset 0 of the channel (0: no
+ *	ring).
+ */
+struct dmu_ring_params {
+	uint32_t depth;
+	uint32_t data;
+	uint64_t size;
+};
+
+/**
+ * dmu_negotiate_ring() - dmu_negotiate() with DM_USER_EXT_RING in @want
+ * @ring: the ring asked for, and what was granted
+ * @granted: what the kernel granted
+ *
+ * Return: 0, or a negative errno: -EBUSY when the channel holds a request
+ * it read with read(), or is a ring and @want leaves the ring out; -ERANGE
+ * for a bad @ring->depth or @ring->data; -ENOMEM without the memory or
+ * when the ring would take the caller past its RLIMIT_MEMLOCK.
+ */
+int dmu_negotiate_ring(int fd, uint64_t want, struct dmu_ring_params *ring,
+		       uint64_t *granted);
 
 /* ------------------------------------------------------------------------
  * Serving
@@ -197,11 +227,14 @@ struct dmu_req {
 	uint64_t offset;	/* bytes from the start of the target */
 	uint64_t len;		/* bytes */
 	/*
-	 * READ: @len bytes to fill, in a buffer of the library; or the
-	 * callback points @data at @len bytes of its own (the store itself)
-	 * that stay as they are until the answer is sent, and the answer is
-	 * sent from there. WRITE: the @len bytes of data, in a buffer of the
-	 * library or where ->write_buffer asked for them.
+	 * READ: @len bytes to fill, in a buffer of the library (on a ring,
+	 * the request's place in the ring's data area); or the callback
+	 * points @data at @len bytes of its own (the store itself) that stay
+	 * as they are until the answer is sent, and the answer is sent from
+	 * there (on a ring, copied to the data area). WRITE: the @len bytes
+	 * of data, in a buffer of the library (the data area) or where
+	 * ->write_buffer asked for them. Page aligned in the data area, as
+	 * O_DIRECT wants.
 	 */
 	void *data;
 	unsigned int channel;	/* index of the channel, 0 to threads-1 */
@@ -230,9 +263,28 @@ struct dmu_ops {
 	 * even if ->write is never called (the channel was reset, or the target
 	 * went away mid-request): only a store that may hold anything a failed
 	 * write leaves should say where. Not asked on a channel that negotiated
-	 * READ_BATCH, whose reads bring whole messages.
+	 * READ_BATCH, whose reads bring whole messages, nor on a ring, where
+	 * the data is in the data area before the request is seen.
 	 */
 	void *(*write_buffer)(void *ctx, const struct dmu_req *req);
+};
+
+/*
+ * How dmu_serve() moves requests and answers on each channel.
+ *
+ * DMU_TRANSPORT_AUTO: the ring (DM_USER_EXT_RING: requests and their data
+ *	in memory shared with the kernel, one ioctl a batch) where the kernel
+ *	grants it, else read() and write(). Asking for batch > 1, split,
+ *	read_batch or write_batch, which are about read() and write(),
+ *	chooses those.
+ * DMU_TRANSPORT_RING: the ring, or -EOPNOTSUPP from dmu_serve().
+ * DMU_TRANSPORT_RW: read() and write(), the RFC protocol, with the
+ *	batching extensions asked for.
+ */
+enum dmu_transport {
+	DMU_TRANSPORT_AUTO,
+	DMU_TRANSPORT_RING,
+	DMU_TRANSPORT_RW,
 };
 
 struct dmu_serve_opts {
@@ -253,6 +305,12 @@ struct dmu_serve_opts {
 	volatile int *stop;
 	/* Called once every channel is open (may be NULL). */
 	void (*ready)(void *ctx);
+	/* How requests travel; see enum dmu_transport. */
+	enum dmu_transport transport;
+	/* Slots of each ring, a power of two; 0: the kernel's default. */
+	unsigned int ring_depth;
+	/* Bytes of each ring's data area; 0: the kernel's default. */
+	unsigned int ring_data;
 };
 
 /**

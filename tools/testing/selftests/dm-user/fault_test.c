@@ -16,6 +16,7 @@
  */
 #include <stdbool.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <linux/dm-ioctl.h>
 
@@ -749,6 +750,120 @@ TEST_F_TIMEOUT(faults, requeue, STEP_TIMEOUT)
 	TH_LOG("requeue on close: %u fault points", n - 1);
 	close(disk);
 	free(store);
+	free(out);
+}
+
+/* NEGOTIATE for a ring of the default depth on @fd; 0 or -errno. */
+static int negotiate_ring(int fd, uint64_t *size)
+{
+	struct dm_user_ctl *ctl = calloc(1, 4096);
+	struct dm_user_attr *a;
+	uint32_t off = 0;
+	int r = 0;
+
+	if (!ctl)
+		return -ENOMEM;
+	ctl->size = 4096;
+	ctl->version = 1;
+	ctl->command = DM_USER_CMD_NEGOTIATE;
+	a = (void *)ctl->data;
+	*a = (struct dm_user_attr){ .tag = DM_USER_ATTR_EXTENSIONS,
+		.type = DM_USER_TYPE_U64, .len = 8 };
+	*(uint64_t *)a->value = DM_USER_EXT_RING;
+	a = (void *)(ctl->data + 16);
+	*a = (struct dm_user_attr){ .tag = DM_USER_ATTR_RING_DEPTH,
+		.type = DM_USER_TYPE_U32, .len = 4 };
+	ctl->in_len = 32;
+	if (ioctl(fd, DM_USER_IOCTL_CTL, ctl))
+		r = -errno;
+	while (!r && off + sizeof(*a) <= ctl->out_len) {
+		a = (void *)(ctl->data + off);
+		if (a->tag == DM_USER_ATTR_RING_SIZE)
+			memcpy(size, a->value, 8);
+		off += sizeof(*a) + DM_USER_ATTR_ALIGN(a->len);
+	}
+	free(ctl);
+	return r;
+}
+
+/*
+ * The ring: NEGOTIATE (the ring's allocations), armed, fails cleanly or
+ * works. Then the I/O path: RING_ENTER posting a write and consuming its
+ * completion must allocate nothing (the ring may serve swap), so with a
+ * fault armed for its first allocation none fires, and the write is served
+ * whole.
+ */
+TEST_F_TIMEOUT(faults, ring, STEP_TIMEOUT)
+{
+	unsigned char *out = dmu_alloc(4096);
+	struct dm_user_ring_sqe sqe;
+	struct dm_user_message *m;
+	struct dm_user_ring *h;
+	uint64_t size = 0, off;
+	unsigned int n;
+	int disk, fd, fired, r;
+	struct dmu_io io;
+	uint32_t tail;
+	char *map;
+
+	ASSERT_NE(NULL, out);
+	ASSERT_EQ(0, make_device(self->name, &self->minor));
+	for (n = 1; n < MAX_NTH; n++) {
+		progress(_metadata, "ring", n);
+		fd = open_node(self->name, O_RDWR);
+		ASSERT_LE(0, fd);
+		ASSERT_EQ(0, nth_write(self->nth, n));
+		r = negotiate_ring(fd, &size);
+		fired = nth_fired(self->nth);
+		ASSERT_LE(0, fired);
+		if (r) {
+			ASSERT_EQ(1, fired) TH_LOG("NEGOTIATE failed (%d) without a fault", r);
+		}
+		if (!fired) {
+			ASSERT_EQ(0, r);
+			break;
+		}
+		close(fd);
+	}
+	ASSERT_LT(n, MAX_NTH);
+	TH_LOG("ring negotiation: %u fault points", n - 1);
+	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, map);
+	h = (void *)map;
+	/* Faulted in now: page tables are allocations of this task too. */
+	for (off = 0; off < size; off += 4096)
+		((volatile char *)map)[off] = map[off];
+
+	disk = open_disk(self->minor);
+	ASSERT_LE(0, disk);
+	io = (struct dmu_io){ .fd = disk, .kind = DMU_PWRITE, .buf = out,
+			      .len = 4096, .off = 8192 };
+	dmu_fill(out, 4096, 300001);
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_wait_readable(fd, 5000));
+	ASSERT_EQ(0, nth_write(self->nth, 1));
+	r = ioctl(fd, DM_USER_IOCTL_RING_ENTER, 0);
+	ASSERT_EQ(1, r) TH_LOG("RING_ENTER: %s", r < 0 ? strerror(errno) : "no request");
+	tail = __atomic_load_n(&h->sq_tail, __ATOMIC_ACQUIRE);
+	sqe = ((struct dm_user_ring_sqe *)(map + h->sq_offset))
+		[(tail - 1) & (h->depth - 1)];
+	m = (struct dm_user_message *)(map + h->desc_offset) + sqe.slot;
+	ASSERT_EQ(DM_USER_REQ_MAP_WRITE, m->type);
+	ASSERT_EQ(0, memcmp(map + h->data_offset + sqe.data, out, 4096));
+	((struct dm_user_ring_cqe *)(map + h->cq_offset))
+		[h->cq_tail & (h->depth - 1)] = (struct dm_user_ring_cqe){
+			.seq = m->seq, .slot = sqe.slot,
+			.type = DM_USER_RESP_SUCCESS };
+	__atomic_store_n(&h->cq_tail, h->cq_tail + 1, __ATOMIC_RELEASE);
+	ASSERT_EQ(0, ioctl(fd, DM_USER_IOCTL_RING_ENTER, 0));
+	fired = nth_fired(self->nth);
+	EXPECT_EQ(0, fired) TH_LOG("the ring's I/O path allocated memory");
+	ASSERT_EQ(0, nth_write(self->nth, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, 5000));
+	ASSERT_EQ(4096, io.ret);
+	munmap(map, size);
+	close(fd);
+	close(disk);
 	free(out);
 }
 

@@ -159,6 +159,7 @@ TEST(device_life_through_the_library)
 	EXPECT_EQ(DM_USER_STATE_WAITING, info.daemon_state);
 	EXPECT_EQ(0, info.timeouts);
 	ASSERT_EQ(0, dmu_negotiate(ch, ~0ULL, &granted));
+	/* Not the ring: that takes a depth, which dmu_negotiate() never sends. */
 	EXPECT_EQ(DM_USER_EXT_READ_BATCH | DM_USER_EXT_WRITE_BATCH, granted);
 	EXPECT_EQ(0, dmu_reset_counters(ch));
 	/* A command the library does not know is refused, not guessed. */
@@ -247,8 +248,10 @@ TEST(device_life_through_the_library)
  * callback points req->data at the store instead of copying, so no byte
  * goes through a buffer of the library. Every other placed WRITE is refused
  * (NULL), which must fall back to the library's buffer. Also with split
- * messages, and with READ_BATCH and WRITE_BATCH (where reads bring whole
- * messages and ->write_buffer is not asked).
+ * messages, with READ_BATCH and WRITE_BATCH (where reads bring whole
+ * messages and ->write_buffer is not asked), and on a ring (where a
+ * WRITE's data is already in its slot, so ->write_buffer is not asked, and
+ * a READ placed in the store is copied to the slot).
  */
 struct placed {
 	unsigned char *mem;
@@ -310,6 +313,8 @@ struct placed_server {
 	struct placed *m;
 	size_t split;
 	bool batches;	/* READ_BATCH and WRITE_BATCH */
+	/* DMU_TRANSPORT_AUTO and nothing about read(): the ring. */
+	bool ring;
 	int ret;
 };
 
@@ -317,9 +322,10 @@ static void *placed_thread(void *arg)
 {
 	struct placed_server *s = arg;
 	struct dmu_serve_opts opts = {
-		.threads = 2, .batch = 3, .split = s->split,
+		.threads = 2, .batch = s->ring ? 1 : 3, .split = s->split,
 		.read_batch = s->batches, .write_batch = s->batches,
 		.stop = &s->m->stop, .ready = placed_ready,
+		.transport = s->ring ? DMU_TRANSPORT_AUTO : DMU_TRANSPORT_RW,
 	};
 
 	s->ret = dmu_serve(s->name, &placed_ops, s->m, &opts);
@@ -329,7 +335,7 @@ static void *placed_thread(void *arg)
 TEST(serving_in_place)
 {
 	static const size_t sizes[] = { 512, 4096, 65536, 1 << 20 };
-	static const size_t splits[] = { 0, 509, 0 };
+	static const size_t splits[] = { 0, 509, 0, 0 };
 	struct placed m = { .size = (uint64_t)SECTORS * 512 };
 	struct placed_server srv = { .m = &m };
 	char dev[64], table[256], mapper[128];
@@ -348,11 +354,12 @@ TEST(serving_in_place)
 	back = dmu_alloc(1 << 20);
 	ASSERT_NE(NULL, m.mem);
 	srv.name = dev;
-	for (sp = 0; sp < 3; sp++) {
+	for (sp = 0; sp < 4; sp++) {
 		m.stop = 0;
 		m.ready = 0;
 		srv.split = splits[sp];
 		srv.batches = sp == 2;
+		srv.ring = sp == 3;
 		asked = m.asked;
 		placed = m.placed;
 		copied = m.copied;
@@ -386,8 +393,11 @@ TEST(serving_in_place)
 		asked = m.asked - asked;
 		placed = m.placed - placed;
 		copied = m.copied - copied;
-		if (srv.batches) {
-			/* Whole messages per read(): never asked. */
+		if (srv.batches || srv.ring) {
+			/*
+			 * Whole messages, or data in the slot: never asked
+			 * (which shows that AUTO chose the ring).
+			 */
 			EXPECT_EQ(0, asked);
 			EXPECT_EQ(0, placed);
 			EXPECT_LT(0, copied);

@@ -61,6 +61,19 @@ grep -q "^daemon attached\$" /tmp/$n.info || _fail "info: daemon not attached: $
 [ $? = 2 ] || _fail "serve with two stores did not exit 2"
 grep -q "exactly one of --ram, --file and --null" /tmp/$n.err ||
 	_fail "serve with two stores: $(cat /tmp/$n.err)"
+for bad in "--transport pipe:--transport must be auto, ring or rw" \
+	   "--ring-depth 3:--ring-depth must be a power of two" \
+	   "--ring-depth 2048:--ring-depth" \
+	   "--ring-depth 4 --transport rw:--ring-depth applies to the ring" \
+	   "--ring-data 512K:--ring-data" \
+	   "--ring-data 1026K:--ring-data must be a multiple of 4K" \
+	   "--ring-data 2M --transport rw:--ring-data applies to the ring"; do
+	# shellcheck disable=SC2086 # options, as words
+	"$DMUSER" serve -r 1M ${bad%%:*} "$n" >/dev/null 2>/tmp/$n.err
+	[ $? = 2 ] || _fail "serve ${bad%%:*} did not exit 2"
+	grep -q -- "${bad#*:}" /tmp/$n.err ||
+		_fail "serve ${bad%%:*}: $(cat /tmp/$n.err)"
+done
 
 "$DMUSER" remove "$n" || _fail "dmuser remove"
 _expect_exit_after_remove $pid "dmuser serve"

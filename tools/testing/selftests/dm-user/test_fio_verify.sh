@@ -22,14 +22,16 @@ run_fio() {
 	[ "${kb:-0}" -gt 0 ] || _fail "fio verified nothing"
 }
 
-# Both ways the reference daemon moves data: in place (the kernel copies
-# straight to and from the RAM store) and --copy (through buffers); and with
-# READ_BATCH and WRITE_BATCH, many requests per read() and many answers per
-# write().
-for mode in "" --copy "--read-batch --write-batch"; do
-	_log "daemon ${mode:-in place}"
+# Both ways the reference daemon moves data with read() and write(): in
+# place (the kernel copies straight to and from the RAM store) and --copy
+# (through buffers); with READ_BATCH and WRITE_BATCH, many requests per
+# read() and many answers per write(); and through a ring of 16 slots per
+# channel, fewer than fio keeps in flight.
+for mode in "-q 8" "-q 8 --copy" "-q 8 --read-batch --write-batch" \
+	    "--transport ring --ring-depth 16"; do
+	_log "daemon $mode"
 	# shellcheck disable=SC2086 # options, as words
-	_start_daemon "$n" -r 128M -t 4 -q 8 -S /tmp/$n.stats $mode
+	_start_daemon "$n" -r 128M -t 4 -S /tmp/$n.stats $mode
 	run_fio --rw=randwrite --bs=4k --ioengine=psync --numjobs=2
 	run_fio --rw=randwrite --bsrange=4k-256k --ioengine=libaio --iodepth=16 --numjobs=4
 	run_fio --rw=write --bs=1M --ioengine=libaio --iodepth=4 --numjobs=2
@@ -42,4 +44,19 @@ for mode in "" --copy "--read-batch --write-batch"; do
 	_log "daemon served $r reads and $w writes on 4 channels"
 	[ "${w:-0}" -gt 0 ] && [ "${r:-0}" -gt 0 ] || _fail "daemon counters empty"
 done
+
+# The file store reading and writing with O_DIRECT straight from the
+# ring's slots: the kernel pins slot pages for the I/O. Over a loop device,
+# since tmpfs has no O_DIRECT on every kernel.
+truncate -s 128M /tmp/$n.img || _fail "truncate"
+modprobe loop 2>/dev/null
+loopdev=$(losetup -f) && losetup "$loopdev" /tmp/$n.img || _fail "losetup"
+_log "daemon --file $loopdev --direct --transport ring"
+_start_daemon "$n" -f "$loopdev" -d -t 2 --transport ring -S /tmp/$n.stats
+run_fio --rw=randwrite --bsrange=4k-256k --ioengine=libaio --iodepth=16 --numjobs=4
+run_fio --rw=write --bs=1M --ioengine=libaio --iodepth=4 --numjobs=2
+_stop_daemon "$DAEMON_PID"
+losetup -d "$loopdev"
+rm -f /tmp/$n.img
+[ "$(_stat /tmp/$n.stats writes)" -gt 0 ] || _fail "daemon counters empty"
 exit 0
