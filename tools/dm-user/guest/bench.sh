@@ -236,70 +236,47 @@ mem_row() {
 	echo "$1 $2 $(( ($5 - $3) * 1024 / $2 )) $(( ($6 - $4) * 1024 / $2 ))" >> /tmp/bench.mem
 }
 
-# idle_devices <what> <target words>: $IDLE_DEVICES device-mapper devices
-# of one target each; "@" in the words stands for the device's name. A
-# dm-zero device is the baseline: what device-mapper itself costs.
-idle_devices() {
+# idle_items <what> <add> <del>: the memory of $IDLE_DEVICES idle devices,
+# each made by "<add> <i>" and taken away by "<del> <i>".
+idle_items() {
 	settle
 	_m0=$(mem_snapshot)
-	i=0
-	while [ $i -lt $IDLE_DEVICES ]; do
-		dmsetup create "idle$i" --table "0 2048 $(echo "$2" | sed "s/@/idle$i/")" ||
-			fail "$1: dmsetup create idle$i"
-		i=$((i + 1))
+	_i=0	# its own counter: the callers' loops use i
+	while [ $_i -lt $IDLE_DEVICES ]; do
+		$2 $_i || fail "$1: $2 $_i"
+		_i=$((_i + 1))
 	done
 	settle
 	mem_row "$1" $IDLE_DEVICES "$_m0" "$(mem_snapshot)"
-	i=0
-	while [ $i -lt $IDLE_DEVICES ]; do
-		dmsetup remove "idle$i" || fail "$1: dmsetup remove idle$i"
-		i=$((i + 1))
+	_i=0
+	while [ $_i -lt $IDLE_DEVICES ]; do
+		$3 $_i || fail "$1: $3 $_i"
+		_i=$((_i + 1))
 	done
 }
-idle_devices dm-zero-idle-device "zero"
-idle_devices dm-user-idle-device "user 0 2048 @"
-
-# The same with a daemon each, as the ublk row below has: its channels
-# (rings by default) and the daemon's own memory.
-settle
-m0=$(mem_snapshot)
-d=0
+# A dm-zero device is the baseline: what device-mapper itself costs.
+add_zero() { dmsetup create "idle$1" --table "0 2048 zero"; }
+add_user() { dmsetup create "idle$1" --table "0 2048 user 0 2048 idle$1"; }
+# With a daemon each, as ublk has: its channels (rings by default) and
+# the daemon's own memory.
 idle_pids=""
-while [ $d -lt $IDLE_DEVICES ]; do
-	dmsetup create "idle$d" --table "0 2048 user 0 2048 idle$d" ||
-		fail "dmsetup create idle$d"
-	./dmuserd -n 1M -t $THREADS -p "/tmp/idle$d.pid" "/dev/dm-user/idle$d" &
+add_user_daemon() {
+	add_user "$1" || return
+	./dmuserd -n 1M -t $THREADS -p "/tmp/idle$1.pid" "/dev/dm-user/idle$1" &
 	idle_pids="$idle_pids $!"
-	wait_file "/tmp/idle$d.pid" "dmuserd for idle$d"
-	d=$((d + 1))
-done
-settle
-mem_row "dm-user-idle-device(with-its-daemon)" $IDLE_DEVICES "$m0" "$(mem_snapshot)"
-d=0
-while [ $d -lt $IDLE_DEVICES ]; do
-	dmsetup remove "idle$d" || fail "dmsetup remove idle$d"
-	d=$((d + 1))
-done
+	wait_file "/tmp/idle$1.pid" "dmuserd for idle$1"
+}
+del_dm() { dmsetup remove "idle$1"; }
+add_ublk() { "$UBLK" add -t null -n $(($1 + 10)) -q $THREADS -d $UBLK_DEPTH >/dev/null; }
+del_ublk() { "$UBLK" del -n $(($1 + 10)) >/dev/null; }
+
+idle_items dm-zero-idle-device add_zero del_dm
+idle_items dm-user-idle-device add_user del_dm
+idle_items "dm-user-idle-device(with-its-daemon)" add_user_daemon del_dm
 # shellcheck disable=SC2086 # a list of pids
 wait $idle_pids
-
-if [ -n "$UBLK" ]; then
-	settle
-	m0=$(mem_snapshot)
-	i=0
-	while [ $i -lt $IDLE_DEVICES ]; do
-		"$UBLK" add -t null -n $((i + 10)) -q $THREADS -d $UBLK_DEPTH >/dev/null ||
-			fail "ublk add idle $i"
-		i=$((i + 1))
-	done
-	settle
-	mem_row "ublk-idle-device(with-its-daemon)" $IDLE_DEVICES "$m0" "$(mem_snapshot)"
-	i=0
-	while [ $i -lt $IDLE_DEVICES ]; do
-		"$UBLK" del -n $((i + 10)) >/dev/null || fail "ublk del $((i + 10))"
-		i=$((i + 1))
-	done
-fi
+[ -z "$UBLK" ] ||
+	idle_items "ublk-idle-device(with-its-daemon)" add_ublk del_ublk
 
 # $QUEUED 4 KiB reads waiting for a daemon that is not there yet. The slab
 # holds the block layer's and aio's objects for each as well as dm-user's.
