@@ -546,9 +546,9 @@ dm_user_accept_answer_locked(struct dm_user_target *t,
 	return req;
 }
 
-/* Copies answer data from @from into @req's pages. */
-static size_t dm_user_copy_from_user(struct dm_user_request *req,
-				     struct iov_iter *from)
+/* Copies answer data from @from into @req's pages, from req->data_iter. */
+size_t dm_user_copy_from_user(struct dm_user_request *req,
+			      struct iov_iter *from)
 {
 	size_t copied = 0;
 

@@ -43,9 +43,11 @@
 #include <linux/fs.h>
 #include <linux/mm.h>
 #include <linux/nospec.h>
+#include <linux/pagemap.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
+#include <linux/uio.h>
 #include <linux/vmalloc.h>
 
 #include "dm-user.h"
@@ -100,7 +102,7 @@ struct dm_user_ring_state *dm_user_ring_alloc(unsigned int depth,
 	BUILD_BUG_ON(sizeof(struct dm_user_ring) != 128);
 	BUILD_BUG_ON(offsetof(struct dm_user_ring, cq_tail) != 64);
 	BUILD_BUG_ON(sizeof(struct dm_user_ring_sqe) != 8);
-	BUILD_BUG_ON(sizeof(struct dm_user_ring_cqe) != 16);
+	BUILD_BUG_ON(sizeof(struct dm_user_ring_cqe) != 32);
 
 	*why = "cannot allocate the ring";
 	ring = kzalloc(sizeof(*ring), GFP_KERNEL_ACCOUNT);
@@ -340,7 +342,84 @@ dm_user_ring_check_cqe(struct dm_user_ring_state *ring,
 		*why = "seq is not the slot's request's";
 	else if (dm_user_resp_status(cqe->type, status))
 		*why = "unknown response type";
+	else if (cqe->reserved)
+		*why = "reserved field not zero";
+	else if (cqe->flags & ~DM_USER_RING_CQE_ADDR)
+		*why = "unknown completion flags";
+	else if (cqe->flags && (req->op != DM_USER_OP_READ ||
+				*status != BLK_STS_OK))
+		*why = "flags on an answer that is not a read's data";
+	else if (!(cqe->flags & DM_USER_RING_CQE_ADDR) && cqe->addr)
+		*why = "address without DM_USER_RING_CQE_ADDR";
 	return *why ? NULL : req;
+}
+
+/*
+ * Copies a read's answer from the caller's memory at @addr into @req's
+ * bio, as write() does: pinned, with page faults disabled, and a fault
+ * taken unpinned before the copy goes on (see dm_user_send()). Called
+ * with the target lock held, which it drops. Returns 0 when the request
+ * is on @done (copied, or aborted meanwhile), with a pin added to *@pins;
+ * -EFAULT if the memory cannot be read, the request then still in its
+ * slot; -EAGAIN if it left its slot while unpinned (reset, teardown).
+ */
+static int dm_user_ring_copy_from_addr(struct dm_user_target *t,
+				       struct dm_user_ring_state *ring,
+				       struct dm_user_request *req, u64 addr,
+				       struct list_head *done,
+				       unsigned int *pins)
+	__must_hold(&t->lock)
+{
+	const char __user *src = u64_to_user_ptr(addr);
+	size_t len = req->msg.len;
+	unsigned int slot = req->slot;
+	u64 seq = req->msg.seq;
+	bool faulted_in = false;
+	struct iov_iter from;
+	size_t n;
+
+	if (!access_ok(src, len))
+		return -EFAULT;
+	req->received = 0;
+	req->data_iter = req->bio->bi_iter;
+	for (;;) {
+		dm_user_pin_locked(t, req);
+		spin_unlock_irq(&t->lock);
+		iov_iter_ubuf(&from, ITER_SOURCE, (void __user *)src +
+			      req->received, len - req->received);
+		pagefault_disable();
+		n = dm_user_copy_from_user(req, &from);
+		pagefault_enable();
+		cond_resched();
+		spin_lock_irq(&t->lock);
+		if (dm_user_unpin_locked(t, req, done)) {
+			(*pins)++;
+			return 0;
+		}
+		if (req->received == len) {
+			dm_user_detach_locked(t, req, done, BLK_STS_OK);
+			(*pins)++;
+			return 0;
+		}
+		/* Stopped at a fault: the pin goes, nothing to complete. */
+		if (atomic_dec_and_test(&t->nr_busy))
+			wake_up(&t->busy_wq);
+		if ((!n && faulted_in) || fatal_signal_pending(current))
+			return -EFAULT;
+		spin_unlock_irq(&t->lock);
+		n = len - req->received;
+		n = fault_in_readable(src + req->received, n) == n;
+		spin_lock_irq(&t->lock);
+		/*
+		 * Unpinned, it may have left the slot. Only this call fills
+		 * slots (read_lock), so a request in it now is this one.
+		 */
+		if (ring->slot_req[slot] != req || req->msg.seq != seq)
+			return -EAGAIN;
+		if (n)
+			return -EFAULT;
+		faulted_in = true;
+	}
 }
 
 /*
@@ -370,6 +449,18 @@ static void dm_user_ring_take_cqe(struct dm_user_target *t,
 	}
 	if (req->op != DM_USER_OP_READ || status != BLK_STS_OK) {
 		dm_user_detach_locked(t, req, done, status);
+		return;
+	}
+	if (cqe->flags & DM_USER_RING_CQE_ADDR) {
+		if (dm_user_ring_copy_from_addr(t, ring, req, cqe->addr, done,
+						pins) == -EFAULT) {
+			struct dm_user_message ans = {
+				.seq = cqe->seq, .type = cqe->type,
+			};
+
+			dm_user_bad_answer(t, &ans,
+					   "cannot read the data at the address");
+		}
 		return;
 	}
 

@@ -67,6 +67,7 @@ struct dm_user_op_stats {
 };
 
 struct dm_user_channel;
+struct iov_iter;
 
 /* Where a request is; each state names the list or pointer that holds it. */
 enum dm_user_req_state {
@@ -327,6 +328,8 @@ void dm_user_pin_locked(struct dm_user_target *t, struct dm_user_request *req);
 bool dm_user_unpin_locked(struct dm_user_target *t,
 			  struct dm_user_request *req, struct list_head *done);
 void dm_user_finish_copy(struct dm_user_target *t, struct list_head *done);
+size_t dm_user_copy_from_user(struct dm_user_request *req,
+			      struct iov_iter *from);
 
 /* dm-user-ring.c */
 struct dm_user_ring_state *dm_user_ring_alloc(unsigned int depth,

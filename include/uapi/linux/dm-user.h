@@ -390,10 +390,15 @@ struct dm_user_attr {
  * ioctl(fd, DM_USER_IOCTL_RING_ENTER, wait_ms):
  *  1. the kernel consumes the completions from @cq_head to @cq_tail: each
  *     names a slot and the @seq of its request, and a DM_USER_RESP_* code;
- *     for a successful read, the request's data area must hold the data.
- *     Bad entries (a slot out of range or not in use, a @seq that is not
- *     the slot's, an unknown code) are refused and counted
- *     (DM_USER_ATTR_BAD_ANSWERS), and change nothing else;
+ *     for a successful read, the request's data area must hold the data,
+ *     or the entry names, with DM_USER_RING_CQE_ADDR, the daemon's own
+ *     memory that holds it, which the kernel then copies straight into the
+ *     request (one copy: a daemon that answers from its store need not
+ *     copy into the data area first). Bad entries (a slot out of range or
+ *     not in use, a @seq that is not the slot's, an unknown code, flags or
+ *     an address where they do not belong, an address the caller cannot
+ *     read) are refused and counted (DM_USER_ATTR_BAD_ANSWERS), and change
+ *     nothing else: the request stays in its slot;
  *  2. it fills free slots with queued requests, oldest first: the header
  *     in the slot's descriptor, for a read or a write @len bytes of the
  *     data area set aside (a write's data copied there), and posts a
@@ -457,12 +462,24 @@ struct dm_user_ring_sqe {
  * @seq: the @seq of the request in the slot.
  * @slot: the slot, as posted on the submission queue.
  * @type: DM_USER_RESP_*.
+ * @addr: with DM_USER_RING_CQE_ADDR, the address in the memory of the
+ *	process that calls RING_ENTER of the read's @len bytes of data;
+ *	they must stay as they are until that call returns. 0 otherwise.
+ * @flags: DM_USER_RING_CQE_*, only on the DM_USER_RESP_SUCCESS of a
+ *	read; 0 otherwise.
+ * @reserved: zero.
  */
 struct dm_user_ring_cqe {
 	__u64 seq;
 	__u32 slot;
 	__u32 type;
+	__u64 addr;
+	__u32 flags;
+	__u32 reserved;
 };
+
+/* &dm_user_ring_cqe.flags: the read's data is at @addr, not in the area. */
+#define DM_USER_RING_CQE_ADDR		0x1
 
 /*
  * The DM_USER_IOCTL_RING_ENTER argument: a wait in milliseconds below

@@ -690,12 +690,18 @@ static enum chan_status ring_enter(struct chan *ch, unsigned int wait_ms,
 	return chan_fail(ch, errno);
 }
 
-/* Posts the completion of the request in @slot; the next enter hands it in. */
+/*
+ * Posts the completion of the request in @slot; the next enter hands it in.
+ * A read's data is in the data area, or at @from (not NULL) in our memory,
+ * which the kernel copies from at that enter (DM_USER_RING_CQE_ADDR).
+ */
 static void ring_complete(struct chan *ch, uint32_t slot, uint64_t seq,
-			  uint32_t resp)
+			  uint32_t resp, const void *from)
 {
 	ch->cq[ch->cq_tail & (ch->depth - 1)] = (struct dm_user_ring_cqe){
 		.seq = seq, .slot = slot, .type = resp,
+		.addr = (uintptr_t)from,
+		.flags = from ? DM_USER_RING_CQE_ADDR : 0,
 	};
 	ch->cq_tail++;
 	/* The entry before the tail that publishes it. */
@@ -704,8 +710,10 @@ static void ring_complete(struct chan *ch, uint32_t slot, uint64_t seq,
 
 /*
  * Serves the requests the kernel posted since the last call, each from and
- * into its data: a WRITE's data is there, and a READ's answer goes there
- * (copied from the callback's own memory if it pointed req.data there).
+ * into its data: a WRITE's data is there, and a READ's answer goes there,
+ * unless the callback pointed req.data at its own memory: the kernel then
+ * copies from there, one copy instead of two. That memory stays as it is
+ * until the next enter, as the API asks ("until the answer is sent").
  */
 static enum chan_status ring_serve(struct chan *ch)
 {
@@ -742,12 +750,12 @@ static enum chan_status ring_serve(struct chan *ch)
 		if (m.type == DM_USER_REQ_MAP_WRITE)
 			rq.data = data;
 		resp = serve_request(ch, &rq, data, &req, &rc);
-		if (resp == DM_USER_RESP_SUCCESS &&
-		    m.type == DM_USER_REQ_MAP_READ && req.data != data)
-			memcpy(data, req.data, m.len);
 		if (ch->srv->verbose && resp != DM_USER_RESP_SUCCESS)
 			log_answer(ch, &m, resp, rc);
-		ring_complete(ch, slot, m.seq, resp);
+		ring_complete(ch, slot, m.seq, resp,
+			      resp == DM_USER_RESP_SUCCESS &&
+			      m.type == DM_USER_REQ_MAP_READ &&
+			      req.data != data ? req.data : NULL);
 	}
 	return CHAN_OK;
 }

@@ -230,8 +230,10 @@ struct dmu_req {
 	 * READ: @len bytes to fill, in a buffer of the library (on a ring,
 	 * the request's place in the ring's data area); or the callback
 	 * points @data at @len bytes of its own (the store itself) that stay
-	 * as they are until the answer is sent, and the answer is sent from
-	 * there (on a ring, copied to the data area). WRITE: the @len bytes
+	 * as they are until the answer is sent, and the kernel copies the
+	 * answer from there (on a ring too: DM_USER_RING_CQE_ADDR). Answers
+	 * are sent once the callbacks of the channel's batch have returned,
+	 * before the channel takes more requests. WRITE: the @len bytes
 	 * of data, in a buffer of the library (the data area) or where
 	 * ->write_buffer asked for them. Page aligned in the data area, as
 	 * O_DIRECT wants.

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@ _Static_assert(sizeof(struct dm_user_message) == 40, "header is 40 bytes");
 _Static_assert(sizeof(struct dm_user_ctl) == 32, "ctl header is 32 bytes");
 _Static_assert(sizeof(struct dm_user_ring) == 128, "ring head is 128 bytes");
 _Static_assert(sizeof(struct dm_user_ring_sqe) == 8, "sqe is 8 bytes");
-_Static_assert(sizeof(struct dm_user_ring_cqe) == 16, "cqe is 16 bytes");
+_Static_assert(sizeof(struct dm_user_ring_cqe) == 32, "cqe is 32 bytes");
 
 static int get_info(int fd, const char *name, uint64_t sectors)
 {
@@ -66,7 +67,10 @@ static int get_info(int fd, const char *name, uint64_t sectors)
 	return 0;
 }
 
-/* Applies request @m to @store, with its data at @data; the answer's code. */
+/*
+ * Applies request @m to @store, with its data at @data; the answer's code.
+ * A NULL @data leaves a read's data in the store.
+ */
 static uint32_t apply(struct dm_user_message *m, unsigned char *data,
 		      unsigned char *store, uint64_t sectors)
 {
@@ -75,8 +79,10 @@ static uint32_t apply(struct dm_user_message *m, unsigned char *data,
 	if (m->type != DM_USER_REQ_MAP_FLUSH &&
 	    (m->len > sectors * 512 || off > sectors * 512 - m->len))
 		return DM_USER_RESP_ERROR;
-	if (m->type == DM_USER_REQ_MAP_READ)
-		memcpy(data, store + off, m->len);
+	if (m->type == DM_USER_REQ_MAP_READ) {
+		if (data)
+			memcpy(data, store + off, m->len);
+	}
 	else if (m->type == DM_USER_REQ_MAP_WRITE)
 		memcpy(store + off, data, m->len);
 	else if (m->type != DM_USER_REQ_MAP_FLUSH)
@@ -143,13 +149,25 @@ static int serve_ring(int fd, unsigned char *store, uint64_t sectors)
 		for (; n > 0; n--, sq_head++) {
 			struct dm_user_ring_sqe e = sq[sq_head & (h->depth - 1)];
 			struct dm_user_message m = desc[e.slot];
-
-			cq[cq_tail & (h->depth - 1)] = (struct dm_user_ring_cqe){
+			/*
+			 * Every other read is answered from the store itself
+			 * (DM_USER_RING_CQE_ADDR), a 32-bit address.
+			 */
+			bool direct = m.type == DM_USER_REQ_MAP_READ &&
+				      (m.seq & 1);
+			struct dm_user_ring_cqe c = {
 				.seq = m.seq, .slot = e.slot,
-				.type = apply(&m, (unsigned char *)map +
+				.type = apply(&m, direct ? NULL :
+					      (unsigned char *)map +
 					      h->data_offset + e.data,
 					      store, sectors),
 			};
+
+			if (direct && c.type == DM_USER_RESP_SUCCESS) {
+				c.addr = (uintptr_t)(store + m.sector * 512);
+				c.flags = DM_USER_RING_CQE_ADDR;
+			}
+			cq[cq_tail & (h->depth - 1)] = c;
 			cq_tail++;
 		}
 		__atomic_store_n(&h->cq_tail, cq_tail, __ATOMIC_RELEASE);

@@ -2,9 +2,10 @@
 /*
  * dm-user ring channel tests (DM_USER_EXT_RING): negotiation and the
  * mapping's rules, requests and their data through the shared memory, a
- * full data area, refused completions (counted, nothing else touched), a
- * full completion queue, the wait, a closed channel's slots given back
- * whole, request_timeout on a ring, and a mapping that outlives its target.
+ * full data area, reads answered from the daemon's memory, refused
+ * completions (counted, nothing else touched), a full completion queue,
+ * the wait, a closed channel's slots given back whole, request_timeout on
+ * a ring, and a mapping that outlives its target.
  */
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -195,6 +196,15 @@ static void ring_post(struct ring *r, uint32_t slot, uint64_t seq,
 	r->cq[tail & (r->h->depth - 1)] = (struct dm_user_ring_cqe){
 		.seq = seq, .slot = slot, .type = type,
 	};
+	__atomic_store_n(&r->h->cq_tail, tail + 1, __ATOMIC_RELEASE);
+}
+
+/* Posts @c as it is, flags and address included. */
+static void ring_post_cqe(struct ring *r, struct dm_user_ring_cqe c)
+{
+	uint32_t tail = r->h->cq_tail;
+
+	r->cq[tail & (r->h->depth - 1)] = c;
 	__atomic_store_n(&r->h->cq_tail, tail + 1, __ATOMIC_RELEASE);
 }
 
@@ -598,6 +608,110 @@ TEST_F(dev, bad_completions_are_refused_and_counted)
 	ring_close(&r);
 	free(back);
 	free(data);
+}
+
+/*
+ * DM_USER_RING_CQE_ADDR: a read is answered from the daemon's own memory,
+ * not the data area, including memory not yet faulted in (the copy runs
+ * with page faults off, then takes them unpinned and goes on). Flags and
+ * addresses where they do not belong, and memory that cannot be read, are
+ * refused and counted; the request stays in its slot, to be answered again.
+ */
+TEST_F(dev, read_answered_from_daemon_memory)
+{
+	size_t len = 3 * 4096;
+	char *back = dmu_alloc(len), *mine = dmu_alloc(len), *hole;
+	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PREAD, .buf = back,
+			     .len = len, .off = 65536 };
+	struct dmu_io wr = { .fd = self->bdev, .kind = DMU_PWRITE, .buf = mine,
+			     .len = 4096, .off = 0 };
+	uint32_t slot, wslot;
+	uint64_t seq;
+	struct ring r;
+
+	ASSERT_EQ(0, ring_open(&r, self->chan, 8));
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, ring_take(&r, 1, &slot));
+	seq = r.desc[slot].seq;
+	ASSERT_EQ(len, r.desc[slot].len);
+	/* The area holds other bytes: what the read returns is not them. */
+	dmu_fill(slot_data(&r, slot), len, 3);
+	dmu_fill(mine, len, 4);
+
+	/* Refused, each one: nothing completes. */
+	ring_post_cqe(&r, (struct dm_user_ring_cqe){ .seq = seq, .slot = slot,
+		.type = DM_USER_RESP_SUCCESS, .addr = (uintptr_t)mine });
+	ring_post_cqe(&r, (struct dm_user_ring_cqe){ .seq = seq, .slot = slot,
+		.type = DM_USER_RESP_SUCCESS, .addr = (uintptr_t)mine,
+		.flags = DM_USER_RING_CQE_ADDR | 0x100 });
+	ring_post_cqe(&r, (struct dm_user_ring_cqe){ .seq = seq, .slot = slot,
+		.type = DM_USER_RESP_SUCCESS, .addr = (uintptr_t)mine,
+		.flags = DM_USER_RING_CQE_ADDR, .reserved = 1 });
+	ring_post_cqe(&r, (struct dm_user_ring_cqe){ .seq = seq, .slot = slot,
+		.type = DM_USER_RESP_ERROR, .addr = (uintptr_t)mine,
+		.flags = DM_USER_RING_CQE_ADDR });
+	/* Kernel memory, and a range whose last page is not mapped. */
+	ring_post_cqe(&r, (struct dm_user_ring_cqe){ .seq = seq, .slot = slot,
+		.type = DM_USER_RESP_SUCCESS, .addr = ~0ULL << 47,
+		.flags = DM_USER_RING_CQE_ADDR });
+	hole = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, hole);
+	memset(hole, 5, 2 * 4096);
+	ASSERT_EQ(0, munmap(hole + 2 * 4096, 4096));
+	ring_post_cqe(&r, (struct dm_user_ring_cqe){ .seq = seq, .slot = slot,
+		.type = DM_USER_RESP_SUCCESS, .addr = (uintptr_t)hole,
+		.flags = DM_USER_RING_CQE_ADDR });
+	EXPECT_EQ(0, ring_enter(&r, 0));
+	EXPECT_EQ(r.h->cq_tail, r.h->cq_head);
+	EXPECT_EQ(6, info_num(r.fd, DM_USER_ATTR_BAD_ANSWERS));
+	usleep(100000);
+	EXPECT_EQ(0, __atomic_load_n(&io.done, __ATOMIC_ACQUIRE));
+
+	/* Still in its slot: answered from our memory, not the area. */
+	ring_post_cqe(&r, (struct dm_user_ring_cqe){ .seq = seq, .slot = slot,
+		.type = DM_USER_RESP_SUCCESS, .addr = (uintptr_t)mine,
+		.flags = DM_USER_RING_CQE_ADDR });
+	EXPECT_EQ(0, ring_enter(&r, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ((ssize_t)len, io.ret);
+	EXPECT_EQ(0, memcmp(back, mine, len));
+
+	/* Memory never touched: faulted in during the copy, zeroes. */
+	ASSERT_EQ(0, munmap(hole, 2 * 4096));
+	hole = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, hole);
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, ring_take(&r, 1, &slot));
+	dmu_fill(slot_data(&r, slot), len, 6);
+	ring_post_cqe(&r, (struct dm_user_ring_cqe){
+		.seq = r.desc[slot].seq, .slot = slot,
+		.type = DM_USER_RESP_SUCCESS, .addr = (uintptr_t)hole,
+		.flags = DM_USER_RING_CQE_ADDR });
+	EXPECT_EQ(0, ring_enter(&r, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ((ssize_t)len, io.ret);
+	memset(mine, 0, len);
+	EXPECT_EQ(0, memcmp(back, mine, len));
+	EXPECT_EQ(0, munmap(hole, len));
+
+	/* A write's answer takes no flags; answered plainly, it completes. */
+	ASSERT_EQ(0, dmu_io_start(&wr));
+	ASSERT_EQ(0, ring_take(&r, 1, &wslot));
+	seq = r.desc[wslot].seq;
+	ring_post_cqe(&r, (struct dm_user_ring_cqe){ .seq = seq, .slot = wslot,
+		.type = DM_USER_RESP_SUCCESS, .addr = (uintptr_t)mine,
+		.flags = DM_USER_RING_CQE_ADDR });
+	EXPECT_EQ(0, ring_enter(&r, 0));
+	EXPECT_EQ(7, info_num(r.fd, DM_USER_ATTR_BAD_ANSWERS));
+	ring_post(&r, wslot, seq, DM_USER_RESP_SUCCESS);
+	EXPECT_EQ(0, ring_enter(&r, 0));
+	ASSERT_EQ(0, dmu_io_wait(&wr, WAIT_MS));
+	EXPECT_EQ(4096, wr.ret);
+	ring_close(&r);
+	free(back);
+	free(mine);
 }
 
 /*
