@@ -24,6 +24,13 @@ IDLE_DEVICES=64
 QUEUED=10000
 fail() { echo "bench: $*" >&2; exit 1; }
 csv() { echo "csv $1: $2"; }
+# Whether the kernel's user copies run "rep movsb" (see BENCH_CPU in the
+# Makefile): it changes every figure that copies to or from userspace.
+if grep -qw erms /proc/cpuinfo; then
+	echo "bench: guest CPU has ERMS: user copies run rep movsb (slow under TCG)"
+else
+	echo "bench: guest CPU without ERMS: user copies run rep movsq"
+fi
 
 # --- devices -------------------------------------------------------------
 modprobe brd rd_nr=2 rd_size=$((SIZE_MB * 1024)) || fail "modprobe brd"

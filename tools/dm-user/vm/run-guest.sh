@@ -6,7 +6,7 @@
 #
 #   run-guest.sh -k <release> [-m <file.ko>]... [-p <payload-dir>]
 #                [-t <timeout-s, 900>] [-M <memory, 2G>] [-c <cpus, 2>]
-#                [-d <disk size>] -- <command...>
+#                [-C <QEMU cpu model, max>] [-d <disk size>] -- <command...>
 #
 # -d gives the guest an empty virtio disk of that size (a sparse file on the
 # host, gone afterwards) as /dev/vda: storage that is not guest RAM, for
@@ -29,14 +29,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 
 usage() {
-	echo "usage: run-guest.sh -k <release> [-m <file.ko>]... [-p <payload-dir>] [-t <timeout-s>] [-M <mem>] [-c <cpus>] [-d <disk size>] -- <command...>" >&2
+	echo "usage: run-guest.sh -k <release> [-m <file.ko>]... [-p <payload-dir>] [-t <timeout-s>] [-M <mem>] [-c <cpus>] [-C <cpu model>] [-d <disk size>] -- <command...>" >&2
 	exit 2
 }
 die() { echo "run-guest: $*" >&2; exit 2; }
 
-rel="" payload="" timeout=900 mem=2G cpus=2 disk=""
+rel="" payload="" timeout=900 mem=2G cpus=2 cpu_model=max disk=""
 mods=()
-while getopts k:m:p:t:M:c:d:h opt; do
+while getopts k:m:p:t:M:c:C:d:h opt; do
 	case $opt in
 	k) rel=$OPTARG ;;
 	m) mods+=("$OPTARG") ;;
@@ -44,6 +44,7 @@ while getopts k:m:p:t:M:c:d:h opt; do
 	t) timeout=$OPTARG ;;
 	M) mem=$OPTARG ;;
 	c) cpus=$OPTARG ;;
+	C) cpu_model=$OPTARG ;;
 	d) disk=$OPTARG ;;
 	*) usage ;;
 	esac
@@ -241,7 +242,7 @@ boot_guest() {
 	# waiting.
 	exec 3> >(sed -u 's/\r$//' 9>&- | tee "$work/console" 9>&-)
 	teepid=$!
-	qemu-system-x86_64 "${accel[@]}" "${fw[@]}" -cpu max -smp "$cpus" -m "$mem" \
+	qemu-system-x86_64 "${accel[@]}" "${fw[@]}" -cpu "$cpu_model" -smp "$cpus" -m "$mem" \
 		-kernel "$kernel" -initrd "$work/initrd" \
 		-append "console=ttyS0,115200 panic=-1 quiet loglevel=4 tsc=unstable ${DMUSER_KERNEL_ARGS:-}" \
 		-nographic -no-reboot -nodefaults \
