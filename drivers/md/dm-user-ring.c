@@ -103,6 +103,8 @@ struct dm_user_ring_state *dm_user_ring_alloc(unsigned int depth,
 	BUILD_BUG_ON(offsetof(struct dm_user_ring, cq_tail) != 64);
 	BUILD_BUG_ON(sizeof(struct dm_user_ring_sqe) != 8);
 	BUILD_BUG_ON(sizeof(struct dm_user_ring_cqe) != 32);
+	BUILD_BUG_ON(offsetof(struct dm_user_ring_cqe, addr) != 16);
+	BUILD_BUG_ON(offsetof(struct dm_user_ring_cqe, flags) != 24);
 
 	*why = "cannot allocate the ring";
 	ring = kzalloc(sizeof(*ring), GFP_KERNEL_ACCOUNT);
@@ -351,19 +353,28 @@ dm_user_ring_check_cqe(struct dm_user_ring_state *ring,
 		*why = "flags on an answer that is not a read's data";
 	else if (!(cqe->flags & DM_USER_RING_CQE_ADDR) && cqe->addr)
 		*why = "address without DM_USER_RING_CQE_ADDR";
+	else if (!IS_ENABLED(CONFIG_64BIT) && upper_32_bits(cqe->addr))
+		*why = "address beyond 32 bits";
 	return *why ? NULL : req;
 }
+
+/* Fault-ins in a row that may bring no progress before the copy gives up. */
+#define DM_USER_RING_FAULT_TRIES	3
 
 /*
  * Copies a read's answer from the caller's memory at @addr into @req's
  * bio, as write() does: pinned, with page faults disabled, and a fault
  * taken unpinned before the copy goes on (see dm_user_send()). Called
- * with the target lock held, which it drops. Returns 0 when the request
- * is on @done (copied, or aborted meanwhile), with a pin added to *@pins;
- * -EFAULT if the memory cannot be read, the request then still in its
- * slot; -EAGAIN if it left its slot while unpinned (reset, teardown).
+ * with the target lock held, which it drops. Returns:
+ *  0 when the request is on @done (copied, or aborted meanwhile), with a
+ *    pin added to *@pins;
+ *  -EFAULT if the memory cannot be read: the request is in its slot;
+ *  -EINTR if the caller is being killed: the request is in its slot;
+ *  -EAGAIN if the channel failed or the request left its slot (reset,
+ *    teardown) while it was unpinned.
  */
 static int dm_user_ring_copy_from_addr(struct dm_user_target *t,
+				       struct dm_user_channel *ch,
 				       struct dm_user_ring_state *ring,
 				       struct dm_user_request *req, u64 addr,
 				       struct list_head *done,
@@ -371,12 +382,10 @@ static int dm_user_ring_copy_from_addr(struct dm_user_target *t,
 	__must_hold(&t->lock)
 {
 	const char __user *src = u64_to_user_ptr(addr);
-	size_t len = req->msg.len;
-	unsigned int slot = req->slot;
+	size_t len = req->msg.len, off, left;
+	unsigned int slot = req->slot, stalls = 0;
 	u64 seq = req->msg.seq;
-	bool faulted_in = false;
 	struct iov_iter from;
-	size_t n;
 
 	if (!access_ok(src, len))
 		return -EFAULT;
@@ -388,7 +397,8 @@ static int dm_user_ring_copy_from_addr(struct dm_user_target *t,
 		iov_iter_ubuf(&from, ITER_SOURCE, (void __user *)src +
 			      req->received, len - req->received);
 		pagefault_disable();
-		n = dm_user_copy_from_user(req, &from);
+		if (dm_user_copy_from_user(req, &from))
+			stalls = 0;
 		pagefault_enable();
 		cond_resched();
 		spin_lock_irq(&t->lock);
@@ -404,31 +414,38 @@ static int dm_user_ring_copy_from_addr(struct dm_user_target *t,
 		/* Stopped at a fault: the pin goes, nothing to complete. */
 		if (atomic_dec_and_test(&t->nr_busy))
 			wake_up(&t->busy_wq);
-		if ((!n && faulted_in) || fatal_signal_pending(current))
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		/* Pages faulted in may be reclaimed before the copy: retried. */
+		if (++stalls > DM_USER_RING_FAULT_TRIES)
 			return -EFAULT;
+		off = req->received;
+		left = len - off;
 		spin_unlock_irq(&t->lock);
-		n = len - req->received;
-		n = fault_in_readable(src + req->received, n) == n;
+		left = fault_in_readable(src + off, left) == left;
 		spin_lock_irq(&t->lock);
 		/*
-		 * Unpinned, it may have left the slot. Only this call fills
-		 * slots (read_lock), so a request in it now is this one.
+		 * Unpinned, it may have left the slot: @req is looked at only
+		 * once it is found there. Only this call fills slots
+		 * (read_lock), so a request found there is this one.
 		 */
-		if (ring->slot_req[slot] != req || req->msg.seq != seq)
+		if (ring->slot_req[slot] != req || req->msg.seq != seq ||
+		    dm_user_channel_error_locked(t, ch))
 			return -EAGAIN;
-		if (n)
+		if (left)
 			return -EFAULT;
-		faulted_in = true;
 	}
 }
 
 /*
  * Takes one completion: the request in its slot goes on @done, with the
- * read's data copied out of the slot. Called with the target lock held,
- * which a copy drops and takes again; a copy's pin is added to *@pins, to
- * be dropped once @done is completed, as dm_user_finish_copy() does.
+ * read's data copied out of the slot or from the daemon's memory. Called
+ * with the target lock held, which a copy drops and takes again; a copy's
+ * pin is added to *@pins, to be dropped once @done is completed, as
+ * dm_user_finish_copy() does.
  */
 static void dm_user_ring_take_cqe(struct dm_user_target *t,
+				  struct dm_user_channel *ch,
 				  struct dm_user_ring_state *ring,
 				  const struct dm_user_ring_cqe *cqe,
 				  struct list_head *done, unsigned int *pins)
@@ -452,14 +469,21 @@ static void dm_user_ring_take_cqe(struct dm_user_target *t,
 		return;
 	}
 	if (cqe->flags & DM_USER_RING_CQE_ADDR) {
-		if (dm_user_ring_copy_from_addr(t, ring, req, cqe->addr, done,
-						pins) == -EFAULT) {
+		/*
+		 * The slot and seq are the request's: unlike the entries
+		 * refused above, this one is failed, or the daemon, which
+		 * cannot tell which entry was refused, would wait for it.
+		 */
+		if (dm_user_ring_copy_from_addr(t, ch, ring, req, cqe->addr,
+						done, pins) == -EFAULT) {
 			struct dm_user_message ans = {
 				.seq = cqe->seq, .type = cqe->type,
+				.len = req->msg.len,
 			};
 
 			dm_user_bad_answer(t, &ans,
 					   "cannot read the data at the address");
+			dm_user_detach_locked(t, req, done, BLK_STS_IOERR);
 		}
 		return;
 	}
@@ -509,7 +533,7 @@ static int dm_user_ring_complete(struct dm_user_target *t,
 		/* Once: the daemon may change the entry under us. */
 		memcpy(&cqe, &ring->cq[ring->cq_head & mask], sizeof(cqe));
 		ring->cq_head++;
-		dm_user_ring_take_cqe(t, ring, &cqe, &done, &pins);
+		dm_user_ring_take_cqe(t, ch, ring, &cqe, &done, &pins);
 	}
 	spin_unlock_irq(&t->lock);
 	/* The entries are read before the daemon may reuse their places. */

@@ -396,9 +396,10 @@ struct dm_user_attr {
  *     request (one copy: a daemon that answers from its store need not
  *     copy into the data area first). Bad entries (a slot out of range or
  *     not in use, a @seq that is not the slot's, an unknown code, flags or
- *     an address where they do not belong, an address the caller cannot
- *     read) are refused and counted (DM_USER_ATTR_BAD_ANSWERS), and change
- *     nothing else: the request stays in its slot;
+ *     an address where they do not belong) are refused and counted
+ *     (DM_USER_ATTR_BAD_ANSWERS), and change nothing else: a request in
+ *     the slot stays there. An address the caller cannot read is counted
+ *     too, and fails the request with an I/O error;
  *  2. it fills free slots with queued requests, oldest first: the header
  *     in the slot's descriptor, for a read or a write @len bytes of the
  *     data area set aside (a write's data copied there), and posts a

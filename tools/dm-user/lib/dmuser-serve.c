@@ -503,6 +503,9 @@ static int serve_request(struct chan *ch, const struct request *rq,
 	else if (m->type == DM_USER_REQ_MAP_WRITE)
 		req->data = rq->data ? rq->data : (void *)m->buf;
 	*rc = fn(ch->srv->ctx, req);
+	/* A read answered from nowhere is the callback's bug: not stale data. */
+	if (*rc == 0 && m->type == DM_USER_REQ_MAP_READ && !req->data)
+		*rc = -EFAULT;
 	if (*rc == 0)
 		return DM_USER_RESP_SUCCESS;
 	return *rc == -EOPNOTSUPP ? DM_USER_RESP_UNSUPPORTED

@@ -233,7 +233,10 @@ struct dmu_req {
 	 * as they are until the answer is sent, and the kernel copies the
 	 * answer from there (on a ring too: DM_USER_RING_CQE_ADDR). Answers
 	 * are sent once the callbacks of the channel's batch have returned,
-	 * before the channel takes more requests. WRITE: the @len bytes
+	 * before the channel takes more requests, so memory reused from one
+	 * request to the next (a scratch buffer) must be the library's, not
+	 * the callback's. A NULL @data on success is answered as an error.
+	 * WRITE: the @len bytes
 	 * of data, in a buffer of the library (the data area) or where
 	 * ->write_buffer asked for them. Page aligned in the data area, as
 	 * O_DIRECT wants.

@@ -79,14 +79,19 @@ static uint32_t apply(struct dm_user_message *m, unsigned char *data,
 	if (m->type != DM_USER_REQ_MAP_FLUSH &&
 	    (m->len > sectors * 512 || off > sectors * 512 - m->len))
 		return DM_USER_RESP_ERROR;
-	if (m->type == DM_USER_REQ_MAP_READ) {
+	switch (m->type) {
+	case DM_USER_REQ_MAP_READ:
 		if (data)
 			memcpy(data, store + off, m->len);
-	}
-	else if (m->type == DM_USER_REQ_MAP_WRITE)
+		break;
+	case DM_USER_REQ_MAP_WRITE:
 		memcpy(store + off, data, m->len);
-	else if (m->type != DM_USER_REQ_MAP_FLUSH)
+		break;
+	case DM_USER_REQ_MAP_FLUSH:
+		break;
+	default:
 		return DM_USER_RESP_UNSUPPORTED;
+	}
 	return DM_USER_RESP_SUCCESS;
 }
 

@@ -614,8 +614,9 @@ TEST_F(dev, bad_completions_are_refused_and_counted)
  * DM_USER_RING_CQE_ADDR: a read is answered from the daemon's own memory,
  * not the data area, including memory not yet faulted in (the copy runs
  * with page faults off, then takes them unpinned and goes on). Flags and
- * addresses where they do not belong, and memory that cannot be read, are
- * refused and counted; the request stays in its slot, to be answered again.
+ * addresses where they do not belong are refused and counted, the request
+ * left in its slot; memory that cannot be read is counted and fails the
+ * read, as the daemon could not tell which entry was refused.
  */
 TEST_F(dev, read_answered_from_daemon_memory)
 {
@@ -634,8 +635,6 @@ TEST_F(dev, read_answered_from_daemon_memory)
 	ASSERT_EQ(0, ring_take(&r, 1, &slot));
 	seq = r.desc[slot].seq;
 	ASSERT_EQ(len, r.desc[slot].len);
-	/* The area holds other bytes: what the read returns is not them. */
-	dmu_fill(slot_data(&r, slot), len, 3);
 	dmu_fill(mine, len, 4);
 
 	/* Refused, each one: nothing completes. */
@@ -650,26 +649,47 @@ TEST_F(dev, read_answered_from_daemon_memory)
 	ring_post_cqe(&r, (struct dm_user_ring_cqe){ .seq = seq, .slot = slot,
 		.type = DM_USER_RESP_ERROR, .addr = (uintptr_t)mine,
 		.flags = DM_USER_RING_CQE_ADDR });
-	/* Kernel memory, and a range whose last page is not mapped. */
+	EXPECT_EQ(0, ring_enter(&r, 0));
+	EXPECT_EQ(r.h->cq_tail, r.h->cq_head);
+	EXPECT_EQ(4, info_num(r.fd, DM_USER_ATTR_BAD_ANSWERS));
+	usleep(100000);
+	EXPECT_EQ(0, __atomic_load_n(&io.done, __ATOMIC_ACQUIRE));
+
+	/* Kernel memory: counted, and the read fails. */
 	ring_post_cqe(&r, (struct dm_user_ring_cqe){ .seq = seq, .slot = slot,
 		.type = DM_USER_RESP_SUCCESS, .addr = ~0ULL << 47,
 		.flags = DM_USER_RING_CQE_ADDR });
+	EXPECT_EQ(0, ring_enter(&r, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(-1, io.ret);
+	EXPECT_EQ(EIO, io.err);
+	EXPECT_EQ(5, info_num(r.fd, DM_USER_ATTR_BAD_ANSWERS));
+
+	/* A range whose last page is not mapped: the same. */
 	hole = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, hole);
 	memset(hole, 5, 2 * 4096);
 	ASSERT_EQ(0, munmap(hole + 2 * 4096, 4096));
-	ring_post_cqe(&r, (struct dm_user_ring_cqe){ .seq = seq, .slot = slot,
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, ring_take(&r, 1, &slot));
+	ring_post_cqe(&r, (struct dm_user_ring_cqe){
+		.seq = r.desc[slot].seq, .slot = slot,
 		.type = DM_USER_RESP_SUCCESS, .addr = (uintptr_t)hole,
 		.flags = DM_USER_RING_CQE_ADDR });
 	EXPECT_EQ(0, ring_enter(&r, 0));
-	EXPECT_EQ(r.h->cq_tail, r.h->cq_head);
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(-1, io.ret);
+	EXPECT_EQ(EIO, io.err);
 	EXPECT_EQ(6, info_num(r.fd, DM_USER_ATTR_BAD_ANSWERS));
-	usleep(100000);
-	EXPECT_EQ(0, __atomic_load_n(&io.done, __ATOMIC_ACQUIRE));
+	ASSERT_EQ(0, munmap(hole, 2 * 4096));
 
-	/* Still in its slot: answered from our memory, not the area. */
-	ring_post_cqe(&r, (struct dm_user_ring_cqe){ .seq = seq, .slot = slot,
+	/* Answered from our memory, not the area, which holds other bytes. */
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, ring_take(&r, 1, &slot));
+	dmu_fill(slot_data(&r, slot), len, 3);
+	ring_post_cqe(&r, (struct dm_user_ring_cqe){
+		.seq = r.desc[slot].seq, .slot = slot,
 		.type = DM_USER_RESP_SUCCESS, .addr = (uintptr_t)mine,
 		.flags = DM_USER_RING_CQE_ADDR });
 	EXPECT_EQ(0, ring_enter(&r, 0));
@@ -678,7 +698,6 @@ TEST_F(dev, read_answered_from_daemon_memory)
 	EXPECT_EQ(0, memcmp(back, mine, len));
 
 	/* Memory never touched: faulted in during the copy, zeroes. */
-	ASSERT_EQ(0, munmap(hole, 2 * 4096));
 	hole = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, hole);
@@ -695,6 +714,7 @@ TEST_F(dev, read_answered_from_daemon_memory)
 	memset(mine, 0, len);
 	EXPECT_EQ(0, memcmp(back, mine, len));
 	EXPECT_EQ(0, munmap(hole, len));
+	EXPECT_EQ(6, info_num(r.fd, DM_USER_ATTR_BAD_ANSWERS));
 
 	/* A write's answer takes no flags; answered plainly, it completes. */
 	ASSERT_EQ(0, dmu_io_start(&wr));
