@@ -236,10 +236,9 @@ struct dmu_req {
 	 * before the channel takes more requests, so memory reused from one
 	 * request to the next (a scratch buffer) must be the library's, not
 	 * the callback's. A NULL @data on success is answered as an error.
-	 * WRITE: the @len bytes
-	 * of data, in a buffer of the library (the data area) or where
-	 * ->write_buffer asked for them. Page aligned in the data area, as
-	 * O_DIRECT wants.
+	 * WRITE: the @len bytes of data, in a buffer of the library (the
+	 * data area) or where ->write_buffer asked for them. Page aligned in
+	 * the data area, as O_DIRECT wants.
 	 */
 	void *data;
 	unsigned int channel;	/* index of the channel, 0 to threads-1 */
