@@ -195,7 +195,7 @@ static int dm_user_take_request_locked(struct dm_user_target *t,
 	req->owner = ch;
 	req->msg.seq = t->next_seq++;
 	req->sent = 0;
-	req->data_iter = req->bio->bi_iter;
+	req->data_iter = dm_user_req_bio(req)->bi_iter;
 	ch->sending = req;
 	/* Leave no request unseen if more than one is waiting. */
 	if (!list_empty(&t->queue))
@@ -235,12 +235,12 @@ static size_t dm_user_copy_to_user(struct dm_user_request *req,
 	}
 
 	while (req->sent < total && iov_iter_count(to)) {
-		struct bio_vec bv = bio_iter_iovec(req->bio, req->data_iter);
+		struct bio_vec bv = bio_iter_iovec(dm_user_req_bio(req), req->data_iter);
 		size_t n = min_t(size_t, bv.bv_len, iov_iter_count(to));
 		size_t done = copy_page_to_iter(bv.bv_page, bv.bv_offset, n,
 						to);
 
-		bio_advance_iter_single(req->bio, &req->data_iter, done);
+		bio_advance_iter_single(dm_user_req_bio(req), &req->data_iter, done);
 		req->sent += done;
 		copied += done;
 		if (done < n)
@@ -413,6 +413,16 @@ static ssize_t dm_user_read_iter(struct kiocb *iocb, struct iov_iter *to)
 		return -EINVAL;
 	if (!iov_iter_count(to))
 		return 0;
+	/*
+	 * A request handed out here waits in the answer hash: make it on
+	 * the first read(). A cap raised meanwhile may leave it sized for
+	 * the old cap, which only makes its chains longer.
+	 */
+	if (unlikely(!READ_ONCE(t->answer_hash))) {
+		r = dm_user_grow_hash(t, READ_ONCE(t->max_queued));
+		if (r)
+			return r;
+	}
 
 	for (;;) {
 		r = dm_user_read_begin(iocb, ch, dm_user_nonblocking(iocb));
@@ -541,7 +551,7 @@ dm_user_accept_answer_locked(struct dm_user_target *t,
 	hlist_del_init(&req->hash_node);
 	req->state = DM_USER_REQ_RECEIVING;
 	req->received = 0;
-	req->data_iter = req->bio->bi_iter;
+	req->data_iter = dm_user_req_bio(req)->bi_iter;
 	ch->receiving = req;
 	return req;
 }
@@ -553,14 +563,14 @@ size_t dm_user_copy_from_user(struct dm_user_request *req,
 	size_t copied = 0;
 
 	while (req->received < req->msg.len && iov_iter_count(from)) {
-		struct bio_vec bv = bio_iter_iovec(req->bio, req->data_iter);
+		struct bio_vec bv = bio_iter_iovec(dm_user_req_bio(req), req->data_iter);
 		size_t n = min_t(size_t, bv.bv_len, iov_iter_count(from));
 		size_t done = copy_page_from_iter(bv.bv_page, bv.bv_offset, n,
 						  from);
 
 		/* As loop does, for caches that alias the page. */
 		flush_dcache_page(bv.bv_page);
-		bio_advance_iter_single(req->bio, &req->data_iter, done);
+		bio_advance_iter_single(dm_user_req_bio(req), &req->data_iter, done);
 		req->received += done;
 		copied += done;
 		if (done < n)

@@ -331,8 +331,12 @@ static int dm_user_cmd_set_params(struct dm_user_target *t,
 	}
 	if (!has_max && !has_nd && !has_rt)
 		return dm_user_refuse(out, -EINVAL, 0, "no parameter to set");
-	/* The last step that can fail, so a failure changes nothing. */
-	if (has_max && dm_user_grow_hash(t, max_queued))
+	/*
+	 * The last step that can fail, so a failure changes nothing. A hash
+	 * not made yet is made by the first read() for the cap then.
+	 */
+	if (has_max && READ_ONCE(t->answer_hash) &&
+	    dm_user_grow_hash(t, max_queued))
 		return dm_user_refuse(out, -ENOMEM, DM_USER_ATTR_MAX_QUEUED,
 				      "cannot grow the answer hash");
 

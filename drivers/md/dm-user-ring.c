@@ -233,7 +233,7 @@ static void dm_user_ring_copy(struct dm_user_ring_state *ring,
 	struct bvec_iter iter;
 	struct bio_vec bv;
 
-	bio_for_each_segment(bv, req->bio, iter) {
+	bio_for_each_segment(bv, dm_user_req_bio(req), iter) {
 		if (to_ring)
 			memcpy_from_bvec(p, &bv);
 		else
@@ -248,7 +248,7 @@ static u32 dm_user_ring_data_pages(struct dm_user_request *req)
 	if (req->op != DM_USER_OP_READ && req->op != DM_USER_OP_WRITE)
 		return 0;
 	/* At most max_io_len, which the area holds: see NEGOTIATE. */
-	return DIV_ROUND_UP(req->bio->bi_iter.bi_size, PAGE_SIZE);
+	return DIV_ROUND_UP(dm_user_req_bio(req)->bi_iter.bi_size, PAGE_SIZE);
 }
 
 /*
@@ -390,7 +390,7 @@ static int dm_user_ring_copy_from_addr(struct dm_user_target *t,
 	if (!access_ok(src, len))
 		return -EFAULT;
 	req->received = 0;
-	req->data_iter = req->bio->bi_iter;
+	req->data_iter = dm_user_req_bio(req)->bi_iter;
 	for (;;) {
 		dm_user_pin_locked(t, req);
 		spin_unlock_irq(&t->lock);

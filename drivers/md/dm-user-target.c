@@ -68,6 +68,7 @@
 #include <linux/kernel.h>
 #include <linux/log2.h>
 #include <linux/module.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 
@@ -278,12 +279,18 @@ static unsigned int dm_user_hash_bits_for(unsigned int max_queued)
 						   DM_USER_MIN_HASH_BITS;
 }
 
+/*
+ * The daemon allocates here (read(), a control command): it must not wait
+ * for writeback that may need its own device.
+ */
 static struct hlist_head *dm_user_alloc_hash(unsigned int bits)
 {
+	unsigned int noio_flags = memalloc_noio_save();
 	struct hlist_head *hash;
 	unsigned int i;
 
 	hash = kvmalloc_array(1U << bits, sizeof(*hash), GFP_KERNEL);
+	memalloc_noio_restore(noio_flags);
 	if (hash)
 		for (i = 0; i < (1U << bits); i++)
 			INIT_HLIST_HEAD(&hash[i]);
@@ -304,6 +311,9 @@ struct dm_user_request *dm_user_hash_find_locked(struct dm_user_target *t,
 	struct dm_user_request *req;
 
 	lockdep_assert_held(&t->lock);
+	/* No read() yet: nothing can be waiting for an answer. */
+	if (!t->answer_hash)
+		return NULL;
 	hlist_for_each_entry(req, &t->answer_hash[hash_64(seq, t->hash_bits)],
 			     hash_node)
 		if (req->msg.seq == seq)
@@ -312,9 +322,10 @@ struct dm_user_request *dm_user_hash_find_locked(struct dm_user_target *t,
 }
 
 /*
- * Makes the hash big enough for @max_queued before the cap is raised to
- * it. Called without the target lock, as it allocates; the requests move
- * to the new buckets under it. Returns 0 or -ENOMEM, with nothing changed.
+ * Makes the answer hash, or makes it big enough for @max_queued before the
+ * cap is raised to it. Called without the target lock, as it allocates; the
+ * requests move to the new buckets under it. Returns 0 or -ENOMEM, with
+ * nothing changed.
  */
 int dm_user_grow_hash(struct dm_user_target *t, unsigned int max_queued)
 {
@@ -334,16 +345,16 @@ int dm_user_grow_hash(struct dm_user_target *t, unsigned int max_queued)
 	old = t->answer_hash;
 	old_bits = t->hash_bits;
 	if (bits <= old_bits) {
-		/* Another caller grew it meanwhile. */
+		/* Another caller made or grew it meanwhile. */
 		spin_unlock_irqrestore(&t->lock, irq_flags);
 		kvfree(hash);
 		return 0;
 	}
-	for (i = 0; i < (1U << old_bits); i++)
+	for (i = 0; old && i < (1U << old_bits); i++)
 		hlist_for_each_entry_safe(req, tmp, &old[i], hash_node)
 			hlist_add_head(&req->hash_node,
 				       &hash[hash_64(req->msg.seq, bits)]);
-	t->answer_hash = hash;
+	WRITE_ONCE(t->answer_hash, hash);
 	WRITE_ONCE(t->hash_bits, bits);
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 	kvfree(old);
@@ -431,7 +442,7 @@ void dm_user_complete_list(struct list_head *done)
 	struct dm_user_request *req, *next;
 
 	list_for_each_entry_safe(req, next, done, list) {
-		struct bio *bio = req->bio;
+		struct bio *bio = dm_user_req_bio(req);
 
 		list_del(&req->list);
 		bio->bi_status = req->answer_status;
@@ -967,8 +978,9 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 	}
 
 	memset(req, 0, sizeof(*req));
+	/* dm_user_req_bio() relies on where dm core puts per-bio data. */
+	WARN_ON_ONCE(dm_user_req_bio(req) != bio);
 	INIT_LIST_HEAD(&req->list);
-	req->bio = bio;
 	req->op = op;
 	req->msg.type = dm_user_op_req_type[op];
 	req->msg.flags = dm_user_bio_flags(bio);
@@ -1269,6 +1281,8 @@ static int dm_user_add_node(struct dm_user_target *t, struct dm_target *ti)
 	}
 
 	device_initialize(&t->dev);
+	/* A character node has no power state: no power/ in its sysfs. */
+	device_set_pm_not_required(&t->dev);
 	t->dev.class = &dm_user_class;
 	t->dev.type = &dm_user_node_type;
 	t->dev.devt = MKDEV(MAJOR(dm_user_devt), minor);
@@ -1354,14 +1368,6 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	if (as.argc) {
 		ti->error = "Unexpected arguments after the features";
 		r = -EINVAL;
-		goto bad;
-	}
-
-	t->hash_bits = dm_user_hash_bits_for(t->max_queued);
-	t->answer_hash = dm_user_alloc_hash(t->hash_bits);
-	if (!t->answer_hash) {
-		ti->error = "Cannot allocate the answer hash";
-		r = -ENOMEM;
 		goto bad;
 	}
 

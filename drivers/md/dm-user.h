@@ -10,6 +10,7 @@
 
 #include <linux/blk_types.h>
 #include <linux/cdev.h>
+#include <linux/device-mapper.h>
 #include <linux/device.h>
 #include <linux/hash.h>
 #include <linux/list.h>
@@ -81,43 +82,54 @@ enum dm_user_req_state {
 
 /*
  * One request: the per-bio data of the bio it carries, so that queueing a
- * request never allocates memory.
+ * request never allocates memory. Its size is paid 32 times by every idle
+ * device (dm core keeps 16 bios of each of its two biosets in reserve),
+ * so fields are packed and the bio is found from the request's address.
  */
 struct dm_user_request {
 	/* On the target's queue or backlog, or on the owner's list. */
 	struct list_head list;
-	/* In the target's hash while it waits for its answer. */
-	struct hlist_node hash_node;
-	struct bio *bio;
+	union {
+		/* DM_USER_REQ_WAITING: in the target's answer hash. */
+		struct hlist_node hash_node;
+		/*
+		 * DM_USER_REQ_RING: the slot that holds it, and the pages of
+		 * the ring's data area its data has (data_count 0: none).
+		 */
+		struct {
+			u32 slot;
+			u32 data_first;
+			u32 data_count;
+		};
+	};
 	/* Channel that read it; NULL while queued. */
 	struct dm_user_channel *owner;
 	/* The header sent to the daemon. */
 	struct dm_user_message msg;
-	enum dm_user_op op;
-	enum dm_user_req_state state;
+	/* jiffies when the request was mapped, for request_timeout. */
+	unsigned long start;
 	/* Bytes of header and data copied to the daemon so far. */
-	size_t sent;
+	u32 sent;
 	/* Bytes of answer data copied from the daemon so far. */
-	size_t received;
+	u32 received;
 	/* Position in the bio's data of the next byte to copy. */
 	struct bvec_iter data_iter;
+	u8 op;			/* enum dm_user_op */
+	u8 state;		/* enum dm_user_req_state */
 	blk_status_t answer_status;
 	/* Failed while busy, with this status: the busy channel completes it. */
 	blk_status_t abort_status;
-	/* jiffies when the request was mapped, for request_timeout. */
-	unsigned long start;
-	/*
-	 * DM_USER_REQ_RING: the slot that holds it, and the pages of the
-	 * ring's data area its data has (data_count 0: none).
-	 */
-	u32 slot;
-	u32 data_first;
-	u32 data_count;
 	/* A channel is copying to or from the bio's pages without the lock. */
 	bool busy;
 	/* Failed by teardown or a timeout while busy. */
 	bool aborted;
 };
+
+/* The bio a request is the per-bio data of. */
+static inline struct bio *dm_user_req_bio(struct dm_user_request *req)
+{
+	return dm_bio_from_per_bio_data(req, sizeof(*req));
+}
 
 /* What dmsetup status and GET_INFO say about the daemon. */
 enum dm_user_daemon_state {
@@ -174,7 +186,9 @@ struct dm_user_target {
 	/*
 	 * Requests waiting for their answer, by seq, in 2^hash_bits buckets:
 	 * at least half the cap, so that chains stay short however full the
-	 * target is. Grows with max_queued, never shrinks.
+	 * target is. Made by the first read() (a device without a daemon or
+	 * served by rings only never needs it, and NULL is its empty state);
+	 * grows with max_queued, never shrinks. Written under the lock.
 	 */
 	struct hlist_head *answer_hash;
 	unsigned int hash_bits;

@@ -21,6 +21,7 @@ SIZE_MB=256
 THREADS=2
 UBLK_DEPTH=64
 IDLE_DEVICES=64
+MEM_ROUNDS=3
 QUEUED=10000
 fail() { echo "bench: $*" >&2; exit 1; }
 csv() { echo "csv $1: $2"; }
@@ -235,12 +236,12 @@ meminfo() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }
 mem_snapshot() { echo "$(meminfo Slab) $(( $(meminfo MemTotal) - $(meminfo MemFree) - $(meminfo Cached) - $(meminfo Buffers) ))"; }
 settle() { sync; echo 3 > /proc/sys/vm/drop_caches; sleep 1; }
 
-: > /tmp/bench.mem
+: > /tmp/bench.mem.raw
 # mem_row <what> <count> <before> <after>: per-item slab and used memory.
 mem_row() {
 	# shellcheck disable=SC2086 # two words each
 	set -- "$1" "$2" $3 $4
-	echo "$1 $2 $(( ($5 - $3) * 1024 / $2 )) $(( ($6 - $4) * 1024 / $2 ))" >> /tmp/bench.mem
+	echo "$1 $2 $(( ($5 - $3) * 1024 / $2 )) $(( ($6 - $4) * 1024 / $2 ))" >> /tmp/bench.mem.raw
 }
 
 # idle_items <what> <add> <del>: the memory of $IDLE_DEVICES idle devices,
@@ -277,39 +278,68 @@ del_dm() { dmsetup remove "idle$1"; }
 add_ublk() { "$UBLK" add -t null -n $(($1 + 10)) -q $THREADS -d $UBLK_DEPTH >/dev/null; }
 del_ublk() { "$UBLK" del -n $(($1 + 10)) >/dev/null; }
 
-idle_items dm-zero-idle-device add_zero del_dm
-idle_items dm-user-idle-device add_user del_dm
+# Interleaved rounds, medians: kernel worker threads come and go between
+# runs and move the slab by a few KiB a device.
+r=0
+while [ $r -lt $MEM_ROUNDS ]; do
+	idle_items dm-zero-idle-device add_zero del_dm
+	idle_items dm-user-idle-device add_user del_dm
+	r=$((r + 1))
+done
 idle_items "dm-user-idle-device(with-its-daemon)" add_user_daemon del_dm
 # shellcheck disable=SC2086 # a list of pids
 wait $idle_pids
 [ -z "$UBLK" ] ||
 	idle_items "ublk-idle-device(with-its-daemon)" add_ublk del_ublk
 
-# $QUEUED 4 KiB reads waiting for a daemon that is not there yet. The slab
-# holds the block layer's and aio's objects for each as well as dm-user's.
+# queued_reads <what> <device> <count-cmd>: the memory of $QUEUED 4 KiB
+# reads held by <device>, once "<count-cmd>" says that many are held. The
+# slab has the block layer's and aio's objects for each as well as the
+# target's. fio is left running: the caller lets the reads go.
+queued_reads() {
+	settle
+	_m0=$(mem_snapshot)
+	fio --name=q --filename="$2" --direct=1 --rw=randread --bs=4k \
+	    --ioengine=libaio --iodepth=$QUEUED --iodepth_batch_submit=$QUEUED \
+	    --number_ios=$QUEUED --size=$((SIZE_MB / 2))M --output-format=terse \
+	    >/dev/null 2>&1 &
+	fio_q=$!
+	_i=0
+	while :; do
+		_q=$($3)
+		[ "${_q:-0}" -ge $QUEUED ] && break
+		_i=$((_i + 1)); [ $_i -lt 600 ] || fail "$1: only ${_q:-0} of $QUEUED requests held after 60 s"
+		sleep 0.1
+	done
+	sleep 1
+	mem_row "$1" $QUEUED "$_m0" "$(mem_snapshot)"
+}
+
+# dm-user: reads waiting for a daemon that is not there yet.
 dmsetup create bench_q --table "0 $((SIZE_MB * 2048)) user 0 $((SIZE_MB * 2048)) bench_q 3 max_queued 16384 queue_if_no_daemon" ||
 	fail "dm-user create bench_q"
-settle
-m0=$(mem_snapshot)
-fio --name=q --filename=/dev/mapper/bench_q --direct=1 --rw=randread --bs=4k \
-    --ioengine=libaio --iodepth=$QUEUED --iodepth_batch_submit=$QUEUED \
-    --number_ios=$QUEUED --size=$((SIZE_MB / 2))M --output-format=terse \
-    >/dev/null 2>&1 &
-fio_q=$!
-i=0
-while :; do
-	q=$(./dmuser info bench_q 2>/dev/null | awk '$1 == "queued" { print $2 }')
-	[ "${q:-0}" -ge $QUEUED ] && break
-	i=$((i + 1)); [ $i -lt 600 ] || fail "only ${q:-0} of $QUEUED requests queued after 60 s"
-	sleep 0.1
-done
-sleep 1
-mem_row "dm-user-queued-4k-read(with-bio-and-aio)" $QUEUED "$m0" "$(mem_snapshot)"
+dmuser_queued() { ./dmuser info bench_q 2>/dev/null | awk '$1 == "queued" { print $2 }'; }
+queued_reads "dm-user-queued-4k-read(with-bio-and-aio)" /dev/mapper/bench_q dmuser_queued
 ./dmuserd -n ${SIZE_MB}M -t $THREADS /dev/dm-user/bench_q &
 qd=$!
-wait $fio_q || fail "fio of the queued requests failed"
+wait $fio_q || fail "fio of the queued dm-user requests failed"
 kill $qd; wait $qd
 dmsetup remove bench_q
+
+# The baseline: the same reads held by dm-delay, the device-mapper target
+# that holds bios with the least of its own (32 bytes of per-bio data).
+# Removing the device flushes them through.
+if modprobe dm-delay 2>/dev/null &&
+   dmsetup create bench_dz --table "0 $((SIZE_MB * 2048)) zero" &&
+   dmsetup create bench_dq --table "0 $((SIZE_MB * 2048)) delay /dev/mapper/bench_dz 0 600000"; then
+	dq_inflight() { awk '{ print $1 }' "/sys/block/$(basename "$(readlink -f /dev/mapper/bench_dq)")/inflight"; }
+	queued_reads "dm-delay-queued-4k-read(with-bio-and-aio)" /dev/mapper/bench_dq dq_inflight
+	dmsetup remove bench_dq || fail "dmsetup remove bench_dq"
+	wait $fio_q || fail "fio of the reads held by dm-delay failed"
+	dmsetup remove bench_dz
+else
+	echo "bench: no dm-delay: no baseline for queued requests"
+fi
 
 # --- teardown --------------------------------------------------------------
 # shellcheck disable=SC2086 # a list of pids
@@ -323,9 +353,28 @@ losetup -d "$loopdev"
 dmsetup remove bench_linear
 
 # --- memory report ----------------------------------------------------------
+# The median of each item's rounds.
+sort -k1,1 -k3,3n /tmp/bench.mem.raw | awk '
+function flush() { if (n) { m = int((n + 1) / 2); print item, cnt, slab[m], used[m] } }
+$1 != item { flush(); item = $1; cnt = $2; n = 0 }
+{ n++; slab[n] = $3; used[n] = $4 }
+END { flush() }' > /tmp/bench.mem
 echo
-echo "memory per item: slab bytes, and all memory taken (slab, pages, daemons)"
+echo "memory per item: slab bytes, and all memory taken (slab, pages, daemons);"
+echo "medians of $MEM_ROUNDS rounds where an item has several"
 awk '{ printf "  %-42s x%-6d slab %7d B   used %8d B\n", $1, $2, $3, $4 }' /tmp/bench.mem
+echo "goals: dm-user's own memory, beyond device-mapper's (slab)"
+awk '{ slab[$1] = $3 } END {
+  goal("idle device", "dm-user-idle-device", "dm-zero-idle-device", 16384)
+  goal("queued request", "dm-user-queued-4k-read(with-bio-and-aio)",
+       "dm-delay-queued-4k-read(with-bio-and-aio)", 256)
+}
+function goal(what, a, b, max) {
+  if (!(a in slab) || !(b in slab)) { printf "  %-16s no baseline\n", what; return }
+  d = slab[a] - slab[b]
+  printf "  %-16s %7d B (%s - %s)  [<= %d] %s\n", what, d, a, b, max,
+    d <= max ? "met" : "NOT met"
+}' /tmp/bench.mem
 
 csv bench-memory.csv "item,count,slab_bytes_each,used_bytes_each"
 awk '{ printf "%s,%d,%d,%d\n", $1, $2, $3, $4 }' /tmp/bench.mem |
