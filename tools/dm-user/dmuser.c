@@ -188,7 +188,9 @@ typedef int store_fn(struct store *s, unsigned char *buf, uint64_t off,
  */
 struct store_ops {
 	store_fn *op[DM_USER_REQ_MAP_WRITE_ZEROES + 1];
-	unsigned char *(*read_place)(struct store *s, uint64_t off, uint64_t len);
+	/* @may_fault: dmu_req.data_may_fault of the request. */
+	unsigned char *(*read_place)(struct store *s, uint64_t off, uint64_t len,
+				     bool may_fault);
 	unsigned char *(*write_place)(struct store *s, uint64_t off, uint64_t len);
 	int (*flush)(struct store *s);
 	void (*close)(struct store *s);
@@ -206,6 +208,9 @@ struct store {
 	/* file store */
 	const char *path;
 	int fd;
+	/* The file mapped for reading (MAP_FAILED: not), map_len bytes. */
+	unsigned char *map;
+	size_t map_len;
 	unsigned char *zeroes;
 	atomic_bool no_falloc[2];	/* see file_write_zeroes() */
 	atomic_bool logged[F_NR];
@@ -244,6 +249,13 @@ static unsigned char *ram_place(struct store *s, uint64_t off, uint64_t len)
 {
 	(void)len;
 	return s->mem + off;
+}
+
+static unsigned char *ram_read_place(struct store *s, uint64_t off,
+				     uint64_t len, bool may_fault)
+{
+	(void)may_fault;
+	return ram_place(s, off, len);
 }
 
 /* Nothing to copy when the data is already in place (ram_place). */
@@ -316,7 +328,7 @@ static const struct store_ops ram_ops = {
 		[DM_USER_REQ_MAP_WRITE_ZEROES] = ram_zero,
 		[DM_USER_REQ_MAP_SECURE_ERASE] = ram_zero,
 	},
-	.read_place = ram_place,
+	.read_place = ram_read_place,
 	.write_place = ram_place,
 	.flush = ram_flush,
 	.close = ram_close,
@@ -370,9 +382,10 @@ static int ram_open(struct store *s, uint64_t size)
  * a mapping never written, so all zero pages: no memory, nothing to clear.
  */
 static unsigned char *null_read_place(struct store *s, uint64_t off,
-				      uint64_t len)
+				      uint64_t len, bool may_fault)
 {
 	(void)off;
+	(void)may_fault;
 	return len <= NULL_ZEROES ? s->mem : NULL;
 }
 
@@ -482,7 +495,12 @@ static bool not_supported(int err)
 static int file_read(struct store *s, unsigned char *buf, uint64_t off,
 		     uint64_t len)
 {
-	int err = pio_all(s->fd, false, buf, len, off);
+	int err;
+
+	/* Answered from the mapping (file_read_place): nothing to copy. */
+	if (s->map != MAP_FAILED && buf == s->map + off)
+		return 0;
+	err = pio_all(s->fd, false, buf, len, off);
 
 	return err ? file_error(s, F_READ, err, off, len) : 0;
 }
@@ -575,8 +593,24 @@ static int file_secure_erase(struct store *s, unsigned char *buf,
 	return rc ? rc : file_flush(s);
 }
 
+/*
+ * A read is answered from the page cache through a shared mapping of the
+ * file: the kernel copies from the cache into the request's pages, one copy
+ * instead of pread()'s copy plus the answer's. Only where a fault on the
+ * mapping (an I/O error, the file cut short) fails that read alone: on the
+ * RFC protocol it would fail the channel, so pread() serves those.
+ */
+static unsigned char *file_read_place(struct store *s, uint64_t off,
+				      uint64_t len, bool may_fault)
+{
+	(void)len;
+	return may_fault && s->map != MAP_FAILED ? s->map + off : NULL;
+}
+
 static void file_close(struct store *s)
 {
+	if (s->map != MAP_FAILED && munmap(s->map, s->map_len))
+		report(errno, "munmap %s", s->path);
 	if (close(s->fd))
 		report(errno, "close %s", s->path);
 	free(s->zeroes);
@@ -590,6 +624,7 @@ static const struct store_ops file_ops = {
 		[DM_USER_REQ_MAP_WRITE_ZEROES] = file_write_zeroes,
 		[DM_USER_REQ_MAP_SECURE_ERASE] = file_secure_erase,
 	},
+	.read_place = file_read_place,
 	.flush = file_flush,
 	.close = file_close,
 };
@@ -628,6 +663,26 @@ static int file_open(struct store *s, const char *path, bool direct)
 	if (!s->zeroes) {
 		report(errno, "calloc");
 		goto fail;
+	}
+	/*
+	 * Not with O_DIRECT, which bypasses the page cache the mapping
+	 * shows. Without a mapping (a size mmap() refuses, a file system
+	 * without mmap), pread() serves every read.
+	 */
+	s->map = MAP_FAILED;
+	if (!direct && size && size <= SIZE_MAX) {
+		s->map = mmap(NULL, size, PROT_READ, MAP_SHARED, s->fd, 0);
+		if (s->map == MAP_FAILED)
+			report(errno, "mmap %s (reads use pread)", path);
+	}
+	if (s->map != MAP_FAILED) {
+		s->map_len = size;
+		/*
+		 * Not locked by mlockall(MCL_FUTURE): the file's page cache
+		 * stays reclaimable, as with pread(). Reclaiming it writes
+		 * to the file's own device, never to the one we serve.
+		 */
+		(void)munlock(s->map, size);
 	}
 	s->size = size;
 	s->ops = &file_ops;
@@ -698,7 +753,8 @@ static int serve_op(struct store *s, struct dmu_req *r, enum counter c)
 		/* Answered from the store itself: see struct dmu_req. */
 		if (!rc && r->type == DM_USER_REQ_MAP_READ && s->ops->read_place &&
 		    !sopt.copy) {
-			unsigned char *p = s->ops->read_place(s, r->offset, r->len);
+			unsigned char *p = s->ops->read_place(s, r->offset, r->len,
+							      r->data_may_fault);
 
 			if (p)
 				r->data = p;
@@ -867,7 +923,8 @@ static void serve_usage(FILE *f)
 "Store (exactly one):\n"
 "  -r, --ram <size>      zero-filled RAM store of <size> bytes\n"
 "                        (suffix K, M, G or T: powers of 1024)\n"
-"  -f, --file <path>     regular file or block device, served with pread/pwrite\n"
+"  -f, --file <path>     regular file or block device: written with pwrite,\n"
+"                        read from a mapping of it on a ring, else pread\n"
 "  -n, --null <size>     keep nothing: reads return zeroes, writes are dropped\n"
 "                        (for measuring the round trip)\n"
 "Options:\n"

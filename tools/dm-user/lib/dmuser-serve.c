@@ -488,6 +488,8 @@ static int serve_request(struct chan *ch, const struct request *rq,
 	*req = (struct dmu_req){
 		.type = m->type, .flags = m->flags, .len = m->len,
 		.channel = ch->id,
+		/* The kernel fails only that read: see RING_ENTER. */
+		.data_may_fault = m->type == DM_USER_REQ_MAP_READ && ch->ring,
 	};
 	*rc = 0;
 	if (!fn)

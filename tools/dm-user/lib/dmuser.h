@@ -242,6 +242,15 @@ struct dmu_req {
 	 */
 	void *data;
 	unsigned int channel;	/* index of the channel, 0 to threads-1 */
+	/*
+	 * READ: nonzero when @data may be pointed at memory whose reading
+	 * can fail (a mapping of a file, where an I/O error or a truncation
+	 * shows as a fault): on this channel (a ring) such a fault fails
+	 * this read with EIO (counted as a bad answer) and nothing else.
+	 * Zero where it would fail the whole channel (the RFC protocol):
+	 * there, copy from such memory into the library's buffer instead.
+	 */
+	int data_may_fault;
 };
 
 /*
