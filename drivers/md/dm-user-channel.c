@@ -216,6 +216,7 @@ static size_t dm_user_copy_to_user(struct dm_user_request *req,
 				   struct iov_iter *to)
 {
 	size_t total = DM_USER_HDR_SIZE + dm_user_data_len_to_user(req);
+	struct bio *bio = dm_user_req_bio(req);
 	size_t copied = 0;
 
 	if (req->sent < DM_USER_HDR_SIZE) {
@@ -235,12 +236,12 @@ static size_t dm_user_copy_to_user(struct dm_user_request *req,
 	}
 
 	while (req->sent < total && iov_iter_count(to)) {
-		struct bio_vec bv = bio_iter_iovec(dm_user_req_bio(req), req->data_iter);
+		struct bio_vec bv = bio_iter_iovec(bio, req->data_iter);
 		size_t n = min_t(size_t, bv.bv_len, iov_iter_count(to));
 		size_t done = copy_page_to_iter(bv.bv_page, bv.bv_offset, n,
 						to);
 
-		bio_advance_iter_single(dm_user_req_bio(req), &req->data_iter, done);
+		bio_advance_iter_single(bio, &req->data_iter, done);
 		req->sent += done;
 		copied += done;
 		if (done < n)
@@ -414,13 +415,14 @@ static ssize_t dm_user_read_iter(struct kiocb *iocb, struct iov_iter *to)
 	if (!iov_iter_count(to))
 		return 0;
 	/*
-	 * A request handed out here waits in the answer hash: make it on
-	 * the first read(). A cap raised meanwhile may leave it sized for
-	 * the old cap, which only makes its chains longer.
+	 * A request handed out here waits in the answer hash: the first
+	 * read() makes it. A cap raised while it did, which did not grow
+	 * it then, has it grown here. Without a hash nothing can be handed
+	 * out; a small one only has longer chains until a later read().
 	 */
-	if (unlikely(!READ_ONCE(t->answer_hash))) {
+	if (unlikely(dm_user_hash_too_small(t))) {
 		r = dm_user_grow_hash(t, READ_ONCE(t->max_queued));
-		if (r)
+		if (r && !READ_ONCE(t->answer_hash))
 			return r;
 	}
 
@@ -560,17 +562,18 @@ dm_user_accept_answer_locked(struct dm_user_target *t,
 size_t dm_user_copy_from_user(struct dm_user_request *req,
 			      struct iov_iter *from)
 {
+	struct bio *bio = dm_user_req_bio(req);
 	size_t copied = 0;
 
 	while (req->received < req->msg.len && iov_iter_count(from)) {
-		struct bio_vec bv = bio_iter_iovec(dm_user_req_bio(req), req->data_iter);
+		struct bio_vec bv = bio_iter_iovec(bio, req->data_iter);
 		size_t n = min_t(size_t, bv.bv_len, iov_iter_count(from));
 		size_t done = copy_page_from_iter(bv.bv_page, bv.bv_offset, n,
 						  from);
 
 		/* As loop does, for caches that alias the page. */
 		flush_dcache_page(bv.bv_page);
-		bio_advance_iter_single(dm_user_req_bio(req), &req->data_iter, done);
+		bio_advance_iter_single(bio, &req->data_iter, done);
 		req->received += done;
 		copied += done;
 		if (done < n)

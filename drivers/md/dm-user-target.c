@@ -321,6 +321,13 @@ struct dm_user_request *dm_user_hash_find_locked(struct dm_user_target *t,
 	return NULL;
 }
 
+/* Whether the answer hash is missing or smaller than the cap wants. */
+bool dm_user_hash_too_small(struct dm_user_target *t)
+{
+	return READ_ONCE(t->hash_bits) <
+	       dm_user_hash_bits_for(READ_ONCE(t->max_queued));
+}
+
 /*
  * Makes the answer hash, or makes it big enough for @max_queued before the
  * cap is raised to it. Called without the target lock, as it allocates; the
@@ -978,8 +985,6 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 	}
 
 	memset(req, 0, sizeof(*req));
-	/* dm_user_req_bio() relies on where dm core puts per-bio data. */
-	WARN_ON_ONCE(dm_user_req_bio(req) != bio);
 	INIT_LIST_HEAD(&req->list);
 	req->op = op;
 	req->msg.type = dm_user_op_req_type[op];

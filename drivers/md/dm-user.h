@@ -85,6 +85,8 @@ enum dm_user_req_state {
  * request never allocates memory. Its size is paid 32 times by every idle
  * device (dm core keeps 16 bios of each of its two biosets in reserve),
  * so fields are packed and the bio is found from the request's address.
+ * The hash node and the ring fields share memory: a request is in the
+ * hash (DM_USER_REQ_WAITING) or in a slot (DM_USER_REQ_RING), never both.
  */
 struct dm_user_request {
 	/* On the target's queue or backlog, or on the owner's list. */
@@ -114,8 +116,8 @@ struct dm_user_request {
 	u32 received;
 	/* Position in the bio's data of the next byte to copy. */
 	struct bvec_iter data_iter;
-	u8 op;			/* enum dm_user_op */
-	u8 state;		/* enum dm_user_req_state */
+	enum dm_user_op op:8;
+	enum dm_user_req_state state:8;
 	blk_status_t answer_status;
 	/* Failed while busy, with this status: the busy channel completes it. */
 	blk_status_t abort_status;
@@ -388,6 +390,7 @@ void dm_user_set_max_queued_locked(struct dm_user_target *t,
 void dm_user_insert_by_age_locked(struct dm_user_target *t,
 				  struct dm_user_request *req,
 				  struct list_head *list);
+bool dm_user_hash_too_small(struct dm_user_target *t);
 int dm_user_grow_hash(struct dm_user_target *t, unsigned int max_queued);
 void dm_user_hash_add_locked(struct dm_user_target *t,
 			     struct dm_user_request *req);

@@ -629,6 +629,14 @@ static const struct store_ops file_ops = {
 	.close = file_close,
 };
 
+/*
+ * The largest file mapped for reading: a quarter of the address space, so
+ * that a file as large as a 32-bit daemon's whole address space leaves
+ * room for its rings, stacks and buffers. Larger files are read with
+ * pread().
+ */
+#define MAP_MAX (SIZE_MAX / 4)
+
 static int file_open(struct store *s, const char *path, bool direct)
 {
 	struct stat st;
@@ -670,20 +678,26 @@ static int file_open(struct store *s, const char *path, bool direct)
 	 * without mmap), pread() serves every read.
 	 */
 	s->map = MAP_FAILED;
-	if (!direct && size && size <= SIZE_MAX) {
+	if (!direct && size && size <= MAP_MAX) {
 		s->map = mmap(NULL, size, PROT_READ, MAP_SHARED, s->fd, 0);
 		if (s->map == MAP_FAILED)
 			report(errno, "mmap %s (reads use pread)", path);
 	}
-	if (s->map != MAP_FAILED) {
-		s->map_len = size;
-		/*
-		 * Not locked by mlockall(MCL_FUTURE): the file's page cache
-		 * stays reclaimable, as with pread(). Reclaiming it writes
-		 * to the file's own device, never to the one we serve.
-		 */
-		(void)munlock(s->map, size);
+	/*
+	 * Not locked by mlockall(MCL_FUTURE): the file's page cache stays
+	 * reclaimable, as with pread(). Reclaiming it writes to the file's
+	 * own device, never to the one we serve. Kept locked, every page
+	 * read would stay in memory: rather pread() then.
+	 */
+	if (s->map != MAP_FAILED && munlock(s->map, size)) {
+		report(errno, "munlock of the mapping of %s (reads use pread)",
+		       path);
+		if (munmap(s->map, size))
+			report(errno, "munmap %s", path);
+		s->map = MAP_FAILED;
 	}
+	if (s->map != MAP_FAILED)
+		s->map_len = size;
 	s->size = size;
 	s->ops = &file_ops;
 	return 0;

@@ -328,18 +328,21 @@ dmsetup remove bench_q
 
 # The baseline: the same reads held by dm-delay, the device-mapper target
 # that holds bios with the least of its own (32 bytes of per-bio data).
-# Removing the device flushes them through.
+# A suspend flushes them through (dm-delay's presuspend).
+dmsetup create bench_dz --table "0 $((SIZE_MB * 2048)) zero" ||
+	fail "dm-zero create bench_dz"
 if modprobe dm-delay 2>/dev/null &&
-   dmsetup create bench_dz --table "0 $((SIZE_MB * 2048)) zero" &&
    dmsetup create bench_dq --table "0 $((SIZE_MB * 2048)) delay /dev/mapper/bench_dz 0 600000"; then
 	dq_inflight() { awk '{ print $1 }' "/sys/block/$(basename "$(readlink -f /dev/mapper/bench_dq)")/inflight"; }
 	queued_reads "dm-delay-queued-4k-read(with-bio-and-aio)" /dev/mapper/bench_dq dq_inflight
-	dmsetup remove bench_dq || fail "dmsetup remove bench_dq"
+	dmsetup suspend bench_dq && dmsetup resume bench_dq ||
+		fail "suspend and resume of bench_dq"
 	wait $fio_q || fail "fio of the reads held by dm-delay failed"
-	dmsetup remove bench_dz
+	dmsetup remove bench_dq || fail "dmsetup remove bench_dq"
 else
 	echo "bench: no dm-delay: no baseline for queued requests"
 fi
+dmsetup remove bench_dz || fail "dmsetup remove bench_dz"
 
 # --- teardown --------------------------------------------------------------
 # shellcheck disable=SC2086 # a list of pids
@@ -353,12 +356,19 @@ losetup -d "$loopdev"
 dmsetup remove bench_linear
 
 # --- memory report ----------------------------------------------------------
-# The median of each item's rounds.
-sort -k1,1 -k3,3n /tmp/bench.mem.raw | awk '
-function flush() { if (n) { m = int((n + 1) / 2); print item, cnt, slab[m], used[m] } }
-$1 != item { flush(); item = $1; cnt = $2; n = 0 }
-{ n++; slab[n] = $3; used[n] = $4 }
-END { flush() }' > /tmp/bench.mem
+# The median of each item's rounds
+# (slab and used each have their own median), in the order measured.
+awk '
+function median(list,   a, k, i, j, t) {
+  k = split(list, a, " ")
+  for (i = 2; i <= k; i++)
+    for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+  return a[int((k + 1) / 2)]
+}
+!($1 in cnt) { order[++n] = $1 }
+{ cnt[$1] = $2; slab[$1] = slab[$1] " " $3; used[$1] = used[$1] " " $4 }
+END { for (i = 1; i <= n; i++) print order[i], cnt[order[i]], median(slab[order[i]]), median(used[order[i]]) }
+' /tmp/bench.mem.raw > /tmp/bench.mem
 echo
 echo "memory per item: slab bytes, and all memory taken (slab, pages, daemons);"
 echo "medians of $MEM_ROUNDS rounds where an item has several"

@@ -249,6 +249,8 @@ struct dmu_req {
 	 * this read with EIO (counted as a bad answer) and nothing else.
 	 * Zero where it would fail the whole channel (the RFC protocol):
 	 * there, copy from such memory into the library's buffer instead.
+	 * Since libdmuser 1.1 (pkg-config dmuser >= 1.1): an older library
+	 * passes a shorter struct.
 	 */
 	int data_may_fault;
 };
