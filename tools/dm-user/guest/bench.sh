@@ -333,7 +333,9 @@ dmsetup create bench_dz --table "0 $((SIZE_MB * 2048)) zero" ||
 	fail "dm-zero create bench_dz"
 if modprobe dm-delay 2>/dev/null &&
    dmsetup create bench_dq --table "0 $((SIZE_MB * 2048)) delay /dev/mapper/bench_dz 0 600000"; then
-	dq_inflight() { awk '{ print $1 }' "/sys/block/$(basename "$(readlink -f /dev/mapper/bench_dq)")/inflight"; }
+	# Reads in flight: /dev/mapper names are nodes here (no udev links).
+	dq_dev=$(dmsetup info -c --noheadings -o major,minor bench_dq | tr -d ' ')
+	dq_inflight() { awk '{ print $1 }' "/sys/dev/block/$dq_dev/inflight"; }
 	queued_reads "dm-delay-queued-4k-read(with-bio-and-aio)" /dev/mapper/bench_dq dq_inflight
 	dmsetup suspend bench_dq && dmsetup resume bench_dq ||
 		fail "suspend and resume of bench_dq"
