@@ -326,25 +326,8 @@ wait $fio_q || fail "fio of the queued dm-user requests failed"
 kill $qd; wait $qd
 dmsetup remove bench_q
 
-# The baseline: the same reads held by dm-delay, the device-mapper target
-# that holds bios with the least of its own (32 bytes of per-bio data).
-# A suspend flushes them through (dm-delay's presuspend).
-dmsetup create bench_dz --table "0 $((SIZE_MB * 2048)) zero" ||
-	fail "dm-zero create bench_dz"
-if modprobe dm-delay 2>/dev/null &&
-   dmsetup create bench_dq --table "0 $((SIZE_MB * 2048)) delay /dev/mapper/bench_dz 0 600000"; then
-	# Reads in flight: /dev/mapper names are nodes here (no udev links).
-	dq_dev=$(dmsetup info -c --noheadings -o major,minor bench_dq | tr -d ' ')
-	dq_inflight() { awk '{ print $1 }' "/sys/dev/block/$dq_dev/inflight"; }
-	queued_reads "dm-delay-queued-4k-read(with-bio-and-aio)" /dev/mapper/bench_dq dq_inflight
-	dmsetup suspend bench_dq && dmsetup resume bench_dq ||
-		fail "suspend and resume of bench_dq"
-	wait $fio_q || fail "fio of the reads held by dm-delay failed"
-	dmsetup remove bench_dq || fail "dmsetup remove bench_dq"
-else
-	echo "bench: no dm-delay: no baseline for queued requests"
-fi
-dmsetup remove bench_dz || fail "dmsetup remove bench_dz"
+# No baseline for a queued request yet: reads held by dm-delay never
+# showed in its inflight count here, so the goal line says so.
 
 # --- teardown --------------------------------------------------------------
 # shellcheck disable=SC2086 # a list of pids
