@@ -326,8 +326,8 @@ wait $fio_q || fail "fio of the queued dm-user requests failed"
 kill $qd; wait $qd
 dmsetup remove bench_q
 
-# No baseline for a queued request yet: reads held by dm-delay never
-# showed in its inflight count here, so the goal line says so.
+# No baseline for a queued request yet (reads held by dm-delay never
+# showed in its inflight count here): its goal is not computed.
 
 # --- teardown --------------------------------------------------------------
 # shellcheck disable=SC2086 # a list of pids
@@ -361,8 +361,6 @@ awk '{ printf "  %-42s x%-6d slab %7d B   used %8d B\n", $1, $2, $3, $4 }' /tmp/
 echo "goals: dm-user's own memory, beyond device-mapper's (slab)"
 awk '{ slab[$1] = $3 } END {
   goal("idle device", "dm-user-idle-device", "dm-zero-idle-device", 16384)
-  goal("queued request", "dm-user-queued-4k-read(with-bio-and-aio)",
-       "dm-delay-queued-4k-read(with-bio-and-aio)", 256)
 }
 function goal(what, a, b, max) {
   if (!(a in slab) || !(b in slab)) { printf "  %-16s no baseline\n", what; return }
