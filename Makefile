@@ -107,7 +107,10 @@ guest-payload: tools
 	@k=$(GUEST_KVER) && $(MAKE) --no-print-directory module KVER=$$k && \
 	rm -rf $(BUILD)/guest && mkdir -p $(BUILD)/guest && \
 	cp $(BUILD)/tools/dmuserd $(BUILD)/tools/dmuser \
-		$(SRC)/tools/dm-user/guest/*.sh $(BUILD)/guest/
+		$(SRC)/tools/dm-user/guest/*.sh $(BUILD)/guest/ && \
+	$(CC) -O2 -Wall -Wextra -Werror -D_GNU_SOURCE \
+		-o $(BUILD)/guest/aio_hold $(SRC)/tools/dm-user/guest/aio_hold.c \
+		-laio
 
 demo: deps
 	@$(MAKE) --no-print-directory guest-payload

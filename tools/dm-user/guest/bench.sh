@@ -292,42 +292,56 @@ wait $idle_pids
 [ -z "$UBLK" ] ||
 	idle_items "ublk-idle-device(with-its-daemon)" add_ublk del_ublk
 
-# queued_reads <what> <device> <count-cmd>: the memory of $QUEUED 4 KiB
-# reads held by <device>, once "<count-cmd>" says that many are held. The
-# slab has the block layer's and aio's objects for each as well as the
-# target's. fio is left running: the caller lets the reads go.
+# queued_reads <what> <device>: the memory of $QUEUED 4 KiB reads held by
+# <device>, counted once aio_hold says each has been submitted and none has
+# completed. The caller lets the reads go and waits for $hold (which
+# checks that every one completed).
 queued_reads() {
 	settle
 	_m0=$(mem_snapshot)
-	fio --name=q --filename="$2" --direct=1 --rw=randread --bs=4k \
-	    --ioengine=libaio --iodepth=$QUEUED --iodepth_batch_submit=$QUEUED \
-	    --number_ios=$QUEUED --size=$((SIZE_MB / 2))M --output-format=terse \
-	    >/dev/null 2>&1 &
-	fio_q=$!
+	rm -f /tmp/hold.out
+	./aio_hold "$2" $QUEUED 120 > /tmp/hold.out &
+	hold=$!
 	_i=0
-	while :; do
-		_q=$($3)
-		[ "${_q:-0}" -ge $QUEUED ] && break
-		_i=$((_i + 1)); [ $_i -lt 600 ] || fail "$1: only ${_q:-0} of $QUEUED requests held after 60 s"
+	until grep -q "^held $QUEUED\$" /tmp/hold.out 2>/dev/null; do
+		kill -0 $hold 2>/dev/null || fail "$1: aio_hold ended before holding $QUEUED reads"
+		_i=$((_i + 1)); [ $_i -lt 600 ] || fail "$1: $QUEUED reads not held after 60 s"
 		sleep 0.1
 	done
+	# "used" counts the reads' 4 KiB buffers too (aio_hold touches them
+	# after the first snapshot); slab does not.
 	sleep 1
 	mem_row "$1" $QUEUED "$_m0" "$(mem_snapshot)"
 }
 
+# Two baselines. A suspended device-mapper device: each read waits in
+# device-mapper as the bio the caller submitted, with nothing allocated for
+# it, so the figure is the caller's own aio and bio objects. And dm-linear
+# over that suspended device: each read is cloned by device-mapper (its
+# dm_io with the clone bio, as for every bio-based target) and the clone
+# waits below, so the difference is device-mapper's own cost.
+dmsetup create bench_q --table "0 $((SIZE_MB * 2048)) zero" &&
+	dmsetup suspend bench_q || fail "dm-zero create and suspend bench_q"
+queued_reads "bio-held-by-suspended-dm" /dev/mapper/bench_q
+dmsetup resume bench_q || fail "dmsetup resume bench_q"
+wait $hold || fail "reads held by the suspended device failed"
+dmsetup create bench_q_top --table "0 $((SIZE_MB * 2048)) linear /dev/mapper/bench_q 0" &&
+	dmsetup suspend bench_q || fail "dm-linear over suspended bench_q"
+queued_reads "dm-linear-clone-held-below" /dev/mapper/bench_q_top
+dmsetup resume bench_q || fail "dmsetup resume bench_q"
+wait $hold || fail "reads held below dm-linear failed"
+dmsetup remove bench_q_top && dmsetup remove bench_q ||
+	fail "dmsetup remove bench_q_top bench_q"
+
 # dm-user: reads waiting for a daemon that is not there yet.
 dmsetup create bench_q --table "0 $((SIZE_MB * 2048)) user 0 $((SIZE_MB * 2048)) bench_q 3 max_queued 16384 queue_if_no_daemon" ||
 	fail "dm-user create bench_q"
-dmuser_queued() { ./dmuser info bench_q 2>/dev/null | awk '$1 == "queued" { print $2 }'; }
-queued_reads "dm-user-queued-4k-read(with-bio-and-aio)" /dev/mapper/bench_q dmuser_queued
+queued_reads "dm-user-queued-read" /dev/mapper/bench_q
 ./dmuserd -n ${SIZE_MB}M -t $THREADS /dev/dm-user/bench_q &
 qd=$!
-wait $fio_q || fail "fio of the queued dm-user requests failed"
+wait $hold || fail "reads queued on dm-user failed"
 kill $qd; wait $qd
-dmsetup remove bench_q
-
-# No baseline for a queued request yet (reads held by dm-delay never
-# showed in its inflight count here): its goal is not computed.
+dmsetup remove bench_q || fail "dmsetup remove bench_q"
 
 # --- teardown --------------------------------------------------------------
 # shellcheck disable=SC2086 # a list of pids
@@ -358,9 +372,14 @@ echo
 echo "memory per item: slab bytes, and all memory taken (slab, pages, daemons);"
 echo "medians of $MEM_ROUNDS rounds where an item has several"
 awk '{ printf "  %-42s x%-6d slab %7d B   used %8d B\n", $1, $2, $3, $4 }' /tmp/bench.mem
-echo "goals: dm-user's own memory, beyond device-mapper's (slab)"
+echo "goals (slab): dm-user's own memory: an idle device beyond a dm-zero"
+echo "device, a queued read beyond dm-linear's clone of it"
 awk '{ slab[$1] = $3 } END {
   goal("idle device", "dm-user-idle-device", "dm-zero-idle-device", 16384)
+  goal("queued request", "dm-user-queued-read", "dm-linear-clone-held-below", 256)
+  if ("dm-user-queued-read" in slab && "bio-held-by-suspended-dm" in slab)
+    printf "  (with the clone of device-mapper: %d B beyond the bio of the caller)\n",
+      slab["dm-user-queued-read"] - slab["bio-held-by-suspended-dm"]
 }
 function goal(what, a, b, max) {
   if (!(a in slab) || !(b in slab)) { printf "  %-16s no baseline\n", what; return }

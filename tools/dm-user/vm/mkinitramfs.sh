@@ -98,8 +98,6 @@ kmodprobe() {
 	fi
 }
 kmodprobe -q -R ublk_drv >/dev/null 2>&1 && mods="$mods ublk_drv"
-# dm-delay: the bench's baseline for queued requests, where it is built.
-kmodprobe -q -R dm-delay >/dev/null 2>&1 && mods="$mods dm-delay"
 # The scratch disk of run-guest.sh -d; modules where they are not built in.
 for m in virtio_pci virtio_blk; do
 	kmodprobe -q -R "$m" >/dev/null 2>&1 && mods="$mods $m"
