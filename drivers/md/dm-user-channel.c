@@ -211,6 +211,31 @@ static bool dm_user_readable(struct dm_user_target *t,
 	       READ_ONCE(ch->sending) || !list_empty(&t->queue);
 }
 
+/*
+ * Sleeps until dm_user_readable(). Exclusive, so that a request wakes one
+ * reader, and last come first woken (dm_user_prepare_to_wait_lifo()).
+ * Returns 0 or -ERESTARTSYS.
+ */
+static int dm_user_wait_readable(struct dm_user_target *t,
+				 struct dm_user_channel *ch)
+{
+	DEFINE_WAIT(wait);
+	int r = 0;
+
+	for (;;) {
+		dm_user_prepare_to_wait_lifo(t, &wait, TASK_INTERRUPTIBLE);
+		if (dm_user_readable(t, ch))
+			break;
+		if (signal_pending(current)) {
+			r = -ERESTARTSYS;
+			break;
+		}
+		schedule();
+	}
+	finish_wait(&t->wq, &wait);
+	return r;
+}
+
 /* Copies what fits of @req's header and data to @to. */
 static size_t dm_user_copy_to_user(struct dm_user_request *req,
 				   struct iov_iter *to)
@@ -382,12 +407,10 @@ static int dm_user_read_begin(struct kiocb *iocb, struct dm_user_channel *ch,
 		if (r != -EAGAIN || nonblock)
 			return r;
 		/*
-		 * Exclusive, so that a request wakes one reader. No channel
-		 * mutex is held: this channel's answers and its other
-		 * readers never wait for a request to arrive.
+		 * No channel mutex is held: this channel's answers and its
+		 * other readers never wait for a request to arrive.
 		 */
-		r = wait_event_interruptible_exclusive(t->wq,
-						       dm_user_readable(t, ch));
+		r = dm_user_wait_readable(t, ch);
 		if (r) {
 			if (!list_empty(&t->queue))
 				wake_up(&t->wq);

@@ -642,9 +642,10 @@ static unsigned int dm_user_ring_fill(struct dm_user_target *t,
 
 /*
  * Waits up to *@timeout jiffies (MAX_SCHEDULE_TIMEOUT: for ever) until
- * dm_user_ring_readable(), leaving in *@timeout the time left. Exclusive,
- * so that a request wakes one waiter; a waiter that leaves without taking
- * it passes the wake-up on. Returns 0 or -ERESTARTSYS.
+ * dm_user_ring_wakes(), leaving in *@timeout the time left. Exclusive
+ * and last come first woken (dm_user_prepare_to_wait_lifo()), so that a
+ * request wakes one waiter; a waiter that leaves without taking it passes
+ * the wake-up on. Returns 0 or -EINTR.
  */
 static int dm_user_ring_wait(struct dm_user_target *t,
 			     struct dm_user_channel *ch, long *timeout_left)
@@ -654,7 +655,7 @@ static int dm_user_ring_wait(struct dm_user_target *t,
 	int r = 0;
 
 	for (;;) {
-		prepare_to_wait_exclusive(&t->wq, &wait, TASK_INTERRUPTIBLE);
+		dm_user_prepare_to_wait_lifo(t, &wait, TASK_INTERRUPTIBLE);
 		if (dm_user_ring_wakes(t, ch) || !timeout)
 			break;
 		/* Not restarted: the time waited would start again. */

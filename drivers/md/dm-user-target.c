@@ -368,6 +368,39 @@ int dm_user_grow_hash(struct dm_user_target *t, unsigned int max_queued)
 	return 0;
 }
 
+/**
+ * dm_user_prepare_to_wait_lifo() - wait for a request, last come first woken
+ * @t: the target whose requests are waited for.
+ * @wait: the caller's wait entry, made by DEFINE_WAIT().
+ * @state: the task state to sleep in.
+ *
+ * As prepare_to_wait_exclusive(), but the entry goes before the other
+ * exclusive waiters, not after them: a request wakes the reader that went
+ * to sleep last. A daemon's threads then share the work only when it is
+ * more than one can keep up with; with little of it, the same thread
+ * takes request after request while its cache is warm, rather than every
+ * thread in turn, each woken for one. Non-exclusive waiters (poll) stay
+ * ahead of every exclusive one, so that each wake-up still reaches them.
+ */
+void dm_user_prepare_to_wait_lifo(struct dm_user_target *t,
+				  struct wait_queue_entry *wait, int state)
+{
+	struct wait_queue_entry *pos;
+	unsigned long flags;
+
+	wait->flags |= WQ_FLAG_EXCLUSIVE;
+	spin_lock_irqsave(&t->wq.lock, flags);
+	if (list_empty(&wait->entry)) {
+		list_for_each_entry(pos, &t->wq.head, entry)
+			if (pos->flags & WQ_FLAG_EXCLUSIVE)
+				break;
+		/* Before the first exclusive waiter, or last if none. */
+		list_add_tail(&wait->entry, &pos->entry);
+	}
+	set_current_state(state);
+	spin_unlock_irqrestore(&t->wq.lock, flags);
+}
+
 /* A larger cap lets backlogged requests through at once. */
 void dm_user_set_max_queued_locked(struct dm_user_target *t,
 				   unsigned int max_queued)

@@ -385,6 +385,8 @@ extern const char *const dm_user_daemon_state_names[DM_USER_NR_DAEMON_STATES];
 u64 dm_user_enabled_req_types(struct dm_user_target *t);
 bool dm_user_may_change_settings(struct dm_user_target *t);
 void dm_user_snapshot(struct dm_user_target *t, struct dm_user_snapshot *s);
+void dm_user_prepare_to_wait_lifo(struct dm_user_target *t,
+				  struct wait_queue_entry *wait, int state);
 void dm_user_set_max_queued_locked(struct dm_user_target *t,
 				   unsigned int max_queued);
 void dm_user_insert_by_age_locked(struct dm_user_target *t,

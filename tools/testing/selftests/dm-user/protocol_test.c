@@ -348,6 +348,106 @@ TEST_F(dev, channels_get_distinct_requests)
 	close(other);
 }
 
+/* A read() blocked on a channel, in a thread of its own. */
+struct blocked_read {
+	pthread_t thread;
+	int fd;
+	struct dm_user_message hdr;
+	ssize_t ret;
+	int err;
+};
+
+static void *blocked_read_thread(void *arg)
+{
+	struct blocked_read *b = arg;
+
+	b->ret = read(b->fd, &b->hdr, sizeof(b->hdr));
+	b->err = b->ret < 0 ? errno : 0;
+	return NULL;
+}
+
+/*
+ * Waits up to @ms for one of @n blocked reads to return; joins it and
+ * returns its index, or -1 if none did.
+ */
+static int blocked_read_which(struct blocked_read **b, int n, int ms)
+{
+	int i, waited;
+
+	for (waited = 0; waited <= ms; waited += 10) {
+		for (i = 0; i < n; i++)
+			if (b[i] && !pthread_tryjoin_np(b[i]->thread, NULL))
+				return i;
+		usleep(10000);
+	}
+	return -1;
+}
+
+/*
+ * Readers blocked in read() are woken last come first: a request goes to
+ * the reader that went to sleep last, so that a daemon with little to do
+ * keeps one thread busy rather than waking each in turn. The reader that
+ * slept first gets a request only while the other is busy. Whoever reads
+ * what, every request is answered, so that a failure cannot leave I/O
+ * hanging.
+ */
+TEST_F(dev, last_reader_to_sleep_is_woken_first)
+{
+	struct blocked_read first = { .fd = self->ch }, last = { .fd = -1 };
+	struct blocked_read *readers[2] = { &first, &last };
+	struct dmu_io a = { .fd = self->bdev, .kind = DMU_PREAD,
+			    .buf = self->buf, .len = 4096, .off = 4096 };
+	struct dmu_io b = { .fd = self->bdev, .kind = DMU_PREAD,
+			    .buf = (char *)self->buf + 4096, .len = 4096,
+			    .off = 65536 };
+	int i, woken;
+
+	last.fd = open(self->chan, O_RDWR);
+	ASSERT_LE(0, last.fd);
+	ASSERT_EQ(0, pthread_create(&first.thread, NULL, blocked_read_thread,
+				    &first));
+	/* Time to block: there is nothing to read yet. */
+	usleep(300000);
+	ASSERT_EQ(0, pthread_create(&last.thread, NULL, blocked_read_thread,
+				    &last));
+	usleep(300000);
+
+	ASSERT_EQ(0, dmu_io_start(&a));
+	woken = blocked_read_which(readers, 2, WAIT_MS);
+	ASSERT_LE(0, woken) TH_LOG("no reader was woken");
+	EXPECT_EQ(1, woken) TH_LOG("the reader that slept first was woken");
+	readers[woken] = NULL;
+	/* The other reader sleeps on: one request wakes one reader. */
+	EXPECT_EQ(-1, blocked_read_which(readers, 2, 300));
+
+	/* With that one busy, the next request goes to the other. */
+	ASSERT_EQ(0, dmu_io_start(&b));
+	ASSERT_EQ(1 - woken, blocked_read_which(readers, 2, WAIT_MS))
+		TH_LOG("the reader still asleep was not woken");
+
+	/* Each answer carries the data of the sector its request names. */
+	dmu_fill(self->data, 8192, 7);
+	for (i = 0; i < 2; i++) {
+		struct blocked_read *r = i ? &last : &first;
+
+		ASSERT_EQ(DMU_HDR, r->ret) TH_LOG("read: %s", strerror(r->err));
+		ASSERT_EQ(DM_USER_REQ_MAP_READ, r->hdr.type);
+		ASSERT_TRUE(r->hdr.sector == 8 || r->hdr.sector == 128);
+		ASSERT_EQ(DMU_HDR + 4096, dmu_answer(r->fd, &r->hdr,
+				DM_USER_RESP_SUCCESS,
+				(char *)self->data + (r->hdr.sector == 8 ? 0 : 4096),
+				4096));
+	}
+	/* The first request, at sector 8, is the one the last reader read. */
+	EXPECT_EQ(8, last.hdr.sector);
+	ASSERT_EQ(0, dmu_io_wait(&a, WAIT_MS));
+	ASSERT_EQ(0, dmu_io_wait(&b, WAIT_MS));
+	EXPECT_EQ(4096, a.ret);
+	EXPECT_EQ(4096, b.ret);
+	EXPECT_EQ(0, memcmp(self->buf, self->data, 8192));
+	close(last.fd);
+}
+
 TEST_F(dev, poll_and_nonblocking_read)
 {
 	struct pollfd p = { .fd = self->ch, .events = POLLIN };

@@ -840,6 +840,93 @@ TEST_F(dev, enter_waits_for_a_request)
 }
 
 /*
+ * Waits up to @ms for one of @n threads not joined yet to end; joins it,
+ * marks it in @joined and returns its index, or -1 if none ended.
+ */
+static int join_any(pthread_t *th, bool *joined, int n, int ms)
+{
+	int i, waited;
+
+	for (waited = 0; waited <= ms; waited += 10) {
+		for (i = 0; i < n; i++)
+			if (!joined[i] && !pthread_tryjoin_np(th[i], NULL)) {
+				joined[i] = true;
+				return i;
+			}
+		usleep(10000);
+	}
+	return -1;
+}
+
+/*
+ * Rings waiting in RING_ENTER are woken last come first, like readers in
+ * read(): the first request goes to the ring that went to sleep last, the
+ * next, while that one is busy, to the other. Each ring answers what it
+ * got with the data of the sector asked for.
+ */
+TEST_F(dev, last_ring_to_sleep_is_woken_first)
+{
+	unsigned char *back = dmu_alloc(8192);
+	struct dmu_io a = { .fd = self->bdev, .kind = DMU_PREAD, .buf = back,
+			    .len = 4096, .off = 4096 };
+	struct dmu_io b = { .fd = self->bdev, .kind = DMU_PREAD,
+			    .buf = back + 4096, .len = 4096, .off = 65536 };
+	struct enter_arg args[2];
+	bool joined[2] = { false, false };
+	struct ring rings[2];
+	pthread_t th[2];
+	int i, woken;
+
+	ASSERT_NE(NULL, back);
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, ring_open(&rings[i], self->chan, 2));
+		args[i] = (struct enter_arg){ .r = &rings[i], .ret = -1000 };
+		ASSERT_EQ(0, pthread_create(&th[i], NULL, enter_wait,
+					    &args[i]));
+		/* Time to go to sleep: there is nothing queued. */
+		usleep(300000);
+	}
+
+	ASSERT_EQ(0, dmu_io_start(&a));
+	woken = join_any(th, joined, 2, WAIT_MS);
+	ASSERT_LE(0, woken) TH_LOG("no ring was woken");
+	EXPECT_EQ(1, woken) TH_LOG("the ring that slept first was woken");
+	/* The other sleeps on: one request wakes one waiter. */
+	EXPECT_EQ(-1, join_any(th, joined, 2, 300));
+	ASSERT_EQ(0, dmu_io_start(&b));
+	ASSERT_EQ(1 - woken, join_any(th, joined, 2, WAIT_MS))
+		TH_LOG("the ring still asleep was not woken");
+
+	for (i = 0; i < 2; i++) {
+		struct ring *r = &rings[i];
+		uint32_t slot;
+		uint64_t sector;
+
+		ASSERT_EQ(1, args[i].ret);
+		slot = ring_next(r);
+		ASSERT_GT(2, slot);
+		sector = r->desc[slot].sector;
+		ASSERT_TRUE(sector == 8 || sector == 128);
+		/* The first request, at sector 8, went to the last ring. */
+		EXPECT_EQ(i == 1 ? 8 : 128, sector);
+		memset(slot_data(r, slot), sector == 8 ? 0x18 : 0x80, 4096);
+		ring_post(r, slot, r->desc[slot].seq, DM_USER_RESP_SUCCESS);
+		EXPECT_EQ(0, ring_enter(r, 0));
+	}
+	ASSERT_EQ(0, dmu_io_wait(&a, WAIT_MS));
+	ASSERT_EQ(0, dmu_io_wait(&b, WAIT_MS));
+	EXPECT_EQ(4096, a.ret);
+	EXPECT_EQ(4096, b.ret);
+	EXPECT_EQ(0x18, back[0]);
+	EXPECT_EQ(0x18, back[4095]);
+	EXPECT_EQ(0x80, back[4096]);
+	EXPECT_EQ(0x80, back[8191]);
+	for (i = 0; i < 2; i++)
+		ring_close(&rings[i]);
+	free(back);
+}
+
+/*
  * A channel closed with requests in its slots gives them back whole: the
  * next ring channel gets the write with all its data, under a new seq.
  */
