@@ -37,6 +37,11 @@
  *	is submitted, and a stacked driver may submit one from its own
  *	completion handler in interrupt context.
  *
+ *   dm_user_target.wq.lock (the wait queue's spinlock)
+ *	Innermost: wake_up() takes it under the target lock, and
+ *	dm_user_prepare_to_wait_lifo() takes it alone, to put a reader in
+ *	front of the other exclusive waiters.
+ *
  * Work items (no_daemon_work, timeout_work, event_work) take the target
  * lock themselves and are queued only under it while the target is not
  * dead; the destructor marks it dead and then cancels them synchronously,
@@ -369,33 +374,52 @@ int dm_user_grow_hash(struct dm_user_target *t, unsigned int max_queued)
 }
 
 /**
- * dm_user_prepare_to_wait_lifo() - wait for a request, last come first woken
- * @t: the target whose requests are waited for.
- * @wait: the caller's wait entry, made by DEFINE_WAIT().
+ * dm_user_prepare_to_wait_lifo() - queue a request waiter, last come first
+ * @t: the target whose wait queue (t->wq) the caller sleeps on.
+ * @wait: the caller's entry, made by DEFINE_WAIT(): autoremove_wake_function
+ *	takes a woken entry off the queue, so that the next call puts it back
+ *	in front. Paired with finish_wait(&t->wq, @wait).
  * @state: the task state to sleep in.
  *
  * As prepare_to_wait_exclusive(), but the entry goes before the other
- * exclusive waiters, not after them: a request wakes the reader that went
- * to sleep last. A daemon's threads then share the work only when it is
- * more than one can keep up with; with little of it, the same thread
- * takes request after request while its cache is warm, rather than every
- * thread in turn, each woken for one. Non-exclusive waiters (poll) stay
- * ahead of every exclusive one, so that each wake-up still reaches them.
+ * exclusive waiters, not after them: a request wakes the read() or
+ * RING_ENTER caller that went to sleep last. A daemon's threads then share
+ * the work only when it is more than one can keep up with; with little of
+ * it, the same thread takes request after request while its cache is warm,
+ * rather than every thread in turn, each woken for one.
+ *
+ * t->wq also holds poll() and epoll entries. Non-exclusive ones stay ahead
+ * of every exclusive entry, so that each wake-up still reaches them;
+ * EPOLLEXCLUSIVE ones (exclusive, added last) are woken only when no
+ * read() or RING_ENTER caller sleeps. A queue of their own would spare
+ * this walk over the poll entries, paid when a reader goes to sleep, but
+ * would cost every request a second wake-up, paid on the map path.
+ *
+ * A caller that returns without taking a request it may have been woken
+ * for (a signal, an error) passes the wake-up on.
  */
 void dm_user_prepare_to_wait_lifo(struct dm_user_target *t,
 				  struct wait_queue_entry *wait, int state)
 {
+	struct list_head *where = &t->wq.head;
 	struct wait_queue_entry *pos;
 	unsigned long flags;
 
 	wait->flags |= WQ_FLAG_EXCLUSIVE;
 	spin_lock_irqsave(&t->wq.lock, flags);
 	if (list_empty(&wait->entry)) {
-		list_for_each_entry(pos, &t->wq.head, entry)
-			if (pos->flags & WQ_FLAG_EXCLUSIVE)
+		/*
+		 * Before the first exclusive entry, or last if there is none.
+		 * Priority entries (first by rule) are not passed.
+		 */
+		list_for_each_entry(pos, &t->wq.head, entry) {
+			if ((pos->flags & WQ_FLAG_EXCLUSIVE) &&
+			    !(pos->flags & WQ_FLAG_PRIORITY)) {
+				where = &pos->entry;
 				break;
-		/* Before the first exclusive waiter, or last if none. */
-		list_add_tail(&wait->entry, &pos->entry);
+			}
+		}
+		list_add_tail(&wait->entry, where);
 	}
 	set_current_state(state);
 	spin_unlock_irqrestore(&t->wq.lock, flags);

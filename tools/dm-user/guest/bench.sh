@@ -370,7 +370,8 @@ END { for (i = 1; i <= n; i++) print order[i], cnt[order[i]], median(slab[order[
 ' /tmp/bench.mem.raw > /tmp/bench.mem
 echo
 echo "memory per item: slab bytes, and all memory taken (slab, pages, daemons);"
-echo "medians of $MEM_ROUNDS rounds where an item has several"
+echo "medians of $MEM_ROUNDS rounds where an item has several; a held or"
+echo "queued read's \"used\" includes the caller's 4 KiB buffer"
 awk '{ printf "  %-42s x%-6d slab %7d B   used %8d B\n", $1, $2, $3, $4 }' /tmp/bench.mem
 echo "goals (slab): dm-user's own memory: an idle device beyond a dm-zero"
 echo "device, a queued read beyond dm-linear's clone of it"
