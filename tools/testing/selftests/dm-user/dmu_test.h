@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,6 +250,73 @@ static inline int dmu_io_wait(struct dmu_io *io, int ms)
 	if (pthread_timedjoin_np(io->thread, NULL, &ts))
 		return -ETIMEDOUT;
 	return 0;
+}
+
+/*
+ * Waits up to @ms for one of @n threads not joined yet to end; joins it,
+ * marks it in @joined and returns its index, or -1 if none ended.
+ */
+static inline int dmu_join_any(pthread_t *th, bool *joined, int n, int ms)
+{
+	int i, waited;
+
+	for (waited = 0; waited <= ms; waited += 10) {
+		for (i = 0; i < n; i++)
+			if (!joined[i] && !pthread_tryjoin_np(th[i], NULL)) {
+				joined[i] = true;
+				return i;
+			}
+		usleep(10000);
+	}
+	return -1;
+}
+
+/*
+ * Waits up to @ms for a thread of this process to sleep in dm-user, once
+ * it has stored its id in *@tid: state S, and a wait channel in dm-user
+ * where the kernel names it (with no symbols it reads "0" and the state
+ * alone counts). 0 or -ETIMEDOUT.
+ */
+static inline int dmu_wait_thread_sleeping(const pid_t *tid, int ms)
+{
+	char path[64], buf[512], wchan[128];
+	int waited;
+
+	for (waited = 0; waited <= ms; waited += 10) {
+		pid_t id = __atomic_load_n(tid, __ATOMIC_ACQUIRE);
+		const char *st;
+		FILE *f;
+
+		if (!id) {
+			usleep(10000);
+			continue;
+		}
+		snprintf(path, sizeof(path), "/proc/self/task/%d/stat", id);
+		f = fopen(path, "r");
+		if (f) {
+			buf[0] = 0;
+			if (!fgets(buf, sizeof(buf), f))
+				buf[0] = 0;
+			fclose(f);
+			/* The state follows the name, which may hold ')'. */
+			st = strrchr(buf, ')');
+			snprintf(path, sizeof(path),
+				 "/proc/self/task/%d/wchan", id);
+			wchan[0] = 0;
+			f = fopen(path, "r");
+			if (f) {
+				if (!fgets(wchan, sizeof(wchan), f))
+					wchan[0] = 0;
+				fclose(f);
+			}
+			if (st && st[1] == ' ' && st[2] == 'S' &&
+			    (!strcmp(wchan, "0") ||
+			     !strncmp(wchan, "dm_user", 7)))
+				return 0;
+		}
+		usleep(10000);
+	}
+	return -ETIMEDOUT;
 }
 
 static inline void dmu_fill(void *buf, size_t len, uint32_t seed)

@@ -350,7 +350,7 @@ TEST_F(dev, channels_get_distinct_requests)
 
 /* A read() blocked on a channel, in a thread of its own. */
 struct blocked_read {
-	pthread_t thread;
+	pid_t tid;
 	int fd;
 	struct dm_user_message hdr;
 	ssize_t ret;
@@ -361,26 +361,10 @@ static void *blocked_read_thread(void *arg)
 {
 	struct blocked_read *b = arg;
 
+	__atomic_store_n(&b->tid, gettid(), __ATOMIC_RELEASE);
 	b->ret = read(b->fd, &b->hdr, sizeof(b->hdr));
 	b->err = b->ret < 0 ? errno : 0;
 	return NULL;
-}
-
-/*
- * Waits up to @ms for one of @n blocked reads to return; joins it and
- * returns its index, or -1 if none did.
- */
-static int blocked_read_which(struct blocked_read **b, int n, int ms)
-{
-	int i, waited;
-
-	for (waited = 0; waited <= ms; waited += 10) {
-		for (i = 0; i < n; i++)
-			if (b[i] && !pthread_tryjoin_np(b[i]->thread, NULL))
-				return i;
-		usleep(10000);
-	}
-	return -1;
 }
 
 /*
@@ -395,6 +379,8 @@ TEST_F(dev, last_reader_to_sleep_is_woken_first)
 {
 	struct blocked_read first = { .fd = self->ch }, last = { .fd = -1 };
 	struct blocked_read *readers[2] = { &first, &last };
+	pthread_t th[2];
+	bool joined[2] = { false, false };
 	struct dmu_io a = { .fd = self->bdev, .kind = DMU_PREAD,
 			    .buf = self->buf, .len = 4096, .off = 4096 };
 	struct dmu_io b = { .fd = self->bdev, .kind = DMU_PREAD,
@@ -404,25 +390,25 @@ TEST_F(dev, last_reader_to_sleep_is_woken_first)
 
 	last.fd = open(self->chan, O_RDWR);
 	ASSERT_LE(0, last.fd);
-	ASSERT_EQ(0, pthread_create(&first.thread, NULL, blocked_read_thread,
-				    &first));
-	/* Time to block: there is nothing to read yet. */
-	usleep(300000);
-	ASSERT_EQ(0, pthread_create(&last.thread, NULL, blocked_read_thread,
-				    &last));
-	usleep(300000);
+	/* One after the other into read(), where nothing waits yet. */
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, pthread_create(&th[i], NULL, blocked_read_thread,
+					    readers[i]));
+		ASSERT_EQ(0, dmu_wait_thread_sleeping(&readers[i]->tid,
+						      WAIT_MS))
+			TH_LOG("reader %d did not go to sleep in read()", i);
+	}
 
 	ASSERT_EQ(0, dmu_io_start(&a));
-	woken = blocked_read_which(readers, 2, WAIT_MS);
+	woken = dmu_join_any(th, joined, 2, WAIT_MS);
 	ASSERT_LE(0, woken) TH_LOG("no reader was woken");
 	EXPECT_EQ(1, woken) TH_LOG("the reader that slept first was woken");
-	readers[woken] = NULL;
 	/* The other reader sleeps on: one request wakes one reader. */
-	EXPECT_EQ(-1, blocked_read_which(readers, 2, 300));
+	EXPECT_EQ(-1, dmu_join_any(th, joined, 2, 300));
 
 	/* With that one busy, the next request goes to the other. */
 	ASSERT_EQ(0, dmu_io_start(&b));
-	ASSERT_EQ(1 - woken, blocked_read_which(readers, 2, WAIT_MS))
+	ASSERT_EQ(1 - woken, dmu_join_any(th, joined, 2, WAIT_MS))
 		TH_LOG("the reader still asleep was not woken");
 
 	/* Each answer carries the data of the sector its request names. */

@@ -786,6 +786,7 @@ TEST_F(dev, complete_only_takes_no_request)
 
 struct enter_arg {
 	struct ring *r;
+	pid_t tid;
 	int ret;
 };
 
@@ -793,6 +794,7 @@ static void *enter_wait(void *arg)
 {
 	struct enter_arg *a = arg;
 
+	__atomic_store_n(&a->tid, gettid(), __ATOMIC_RELEASE);
 	a->ret = ring_enter(a->r, DM_USER_RING_WAIT_FOREVER);
 	return NULL;
 }
@@ -840,25 +842,6 @@ TEST_F(dev, enter_waits_for_a_request)
 }
 
 /*
- * Waits up to @ms for one of @n threads not joined yet to end; joins it,
- * marks it in @joined and returns its index, or -1 if none ended.
- */
-static int join_any(pthread_t *th, bool *joined, int n, int ms)
-{
-	int i, waited;
-
-	for (waited = 0; waited <= ms; waited += 10) {
-		for (i = 0; i < n; i++)
-			if (!joined[i] && !pthread_tryjoin_np(th[i], NULL)) {
-				joined[i] = true;
-				return i;
-			}
-		usleep(10000);
-	}
-	return -1;
-}
-
-/*
  * Rings waiting in RING_ENTER are woken last come first, like readers in
  * read(): the first request goes to the ring that went to sleep last, the
  * next, while that one is busy, to the other. Each ring answers what it
@@ -883,18 +866,19 @@ TEST_F(dev, last_ring_to_sleep_is_woken_first)
 		args[i] = (struct enter_arg){ .r = &rings[i], .ret = -1000 };
 		ASSERT_EQ(0, pthread_create(&th[i], NULL, enter_wait,
 					    &args[i]));
-		/* Time to go to sleep: there is nothing queued. */
-		usleep(300000);
+		/* Asleep before the next: there is nothing queued. */
+		ASSERT_EQ(0, dmu_wait_thread_sleeping(&args[i].tid, WAIT_MS))
+			TH_LOG("ring %d did not go to sleep in RING_ENTER", i);
 	}
 
 	ASSERT_EQ(0, dmu_io_start(&a));
-	woken = join_any(th, joined, 2, WAIT_MS);
+	woken = dmu_join_any(th, joined, 2, WAIT_MS);
 	ASSERT_LE(0, woken) TH_LOG("no ring was woken");
 	EXPECT_EQ(1, woken) TH_LOG("the ring that slept first was woken");
 	/* The other sleeps on: one request wakes one waiter. */
-	EXPECT_EQ(-1, join_any(th, joined, 2, 300));
+	EXPECT_EQ(-1, dmu_join_any(th, joined, 2, 300));
 	ASSERT_EQ(0, dmu_io_start(&b));
-	ASSERT_EQ(1 - woken, join_any(th, joined, 2, WAIT_MS))
+	ASSERT_EQ(1 - woken, dmu_join_any(th, joined, 2, WAIT_MS))
 		TH_LOG("the ring still asleep was not woken");
 
 	for (i = 0; i < 2; i++) {
