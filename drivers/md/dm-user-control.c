@@ -99,6 +99,8 @@ static const struct dm_user_tag_desc dm_user_tags[] = {
 	{ DM_USER_ATTR_RING_DEPTH, DM_USER_TYPE_U32, false, "ring_depth" },
 	{ DM_USER_ATTR_RING_SIZE, DM_USER_TYPE_U64, false, "ring_size" },
 	{ DM_USER_ATTR_RING_DATA, DM_USER_TYPE_U32, false, "ring_data" },
+	{ DM_USER_ATTR_RING_BUSY_POLL, DM_USER_TYPE_U32, false,
+	  "ring_busy_poll" },
 };
 
 #define DM_USER_NR_TAGS ARRAY_SIZE(dm_user_tags)
@@ -374,6 +376,7 @@ static int dm_user_cmd_negotiate(struct dm_user_target *t,
 	struct dm_user_ring_state *ring = NULL;
 	u64 granted, depth = DM_USER_RING_DEFAULT_DEPTH;
 	u64 data = DM_USER_RING_DEFAULT_DATA;
+	u32 busy_poll = dm_user_in_val(in, DM_USER_ATTR_RING_BUSY_POLL);
 	const char *busy = NULL;
 
 	if (!ch)
@@ -407,6 +410,11 @@ static int dm_user_cmd_negotiate(struct dm_user_target *t,
 	     data > DM_USER_RING_MAX_DATA || !PAGE_ALIGNED(data)))
 		return dm_user_refuse(out, -ERANGE, DM_USER_ATTR_RING_DATA,
 				      "ring_data must be a multiple of the page size from max_io to 256 MiB");
+	if ((granted & DM_USER_EXT_RING) &&
+	    dm_user_in_val(in, DM_USER_ATTR_RING_BUSY_POLL) >
+	    DM_USER_RING_MAX_BUSY_POLL)
+		return dm_user_refuse(out, -ERANGE, DM_USER_ATTR_RING_BUSY_POLL,
+				      "ring_busy_poll must be from 0 to 1000 microseconds");
 	/* Allocated before any lock; dropped if the channel has one. */
 	if ((granted & DM_USER_EXT_RING) && !READ_ONCE(ch->ring)) {
 		const char *why;
@@ -435,6 +443,9 @@ static int dm_user_cmd_negotiate(struct dm_user_target *t,
 			smp_store_release(&ch->ring, ring);
 			ring = NULL;
 		}
+		/* RING_ENTER reads it under read_lock. */
+		if (ch->ring)
+			ch->ring->busy_poll_us = busy_poll;
 	}
 	spin_unlock_irq(&t->lock);
 	mutex_unlock(&ch->read_lock);
@@ -450,6 +461,10 @@ static int dm_user_cmd_negotiate(struct dm_user_target *t,
 		dm_user_put_u64(out, DM_USER_ATTR_RING_SIZE, ch->ring->size);
 		dm_user_put_u32(out, DM_USER_ATTR_RING_DATA,
 				ch->ring->data_pages << PAGE_SHIFT);
+		/* Only to a daemon that asked: older ones have less room. */
+		if (dm_user_in_has(in, DM_USER_ATTR_RING_BUSY_POLL))
+			dm_user_put_u32(out, DM_USER_ATTR_RING_BUSY_POLL,
+					busy_poll);
 	}
 	return 0;
 }
@@ -462,7 +477,7 @@ static const u16 dm_user_set_inputs[] = {
 
 static const u16 dm_user_negotiate_inputs[] = {
 	DM_USER_ATTR_EXTENSIONS, DM_USER_ATTR_RING_DEPTH,
-	DM_USER_ATTR_RING_DATA, 0
+	DM_USER_ATTR_RING_DATA, DM_USER_ATTR_RING_BUSY_POLL, 0
 };
 
 static const struct dm_user_cmd dm_user_cmds[] = {
@@ -484,7 +499,7 @@ static const struct dm_user_cmd dm_user_cmds[] = {
 	}, {
 		.command = DM_USER_CMD_NEGOTIATE, .version = 1,
 		.name = "negotiate", .per_channel = true, .changes = true,
-		.reply_max = 4 * (DM_USER_ATTR_HDR + sizeof(u64)),
+		.reply_max = 5 * (DM_USER_ATTR_HDR + sizeof(u64)),
 		.inputs = dm_user_negotiate_inputs,
 		.fn = dm_user_cmd_negotiate,
 	},

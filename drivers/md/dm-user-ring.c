@@ -26,9 +26,11 @@
  *
  * Locks (see also the top of dm-user-target.c): the channel's read_lock
  * serialises RING_ENTER calls, so the kernel's queue positions (sq_tail,
- * cq_head) are its; the slot table, the free slots and the page map are
- * the target lock's, as the requests in them are, because teardown,
- * request_timeout and close take requests out of slots. The fault handler
+ * cq_head) and the busy-poll time (set by NEGOTIATE, which holds it too)
+ * are its; a caller spinning for a request holds no lock. The slot table,
+ * the free slots and the page map are the target lock's, as the requests
+ * in them are, because teardown, request_timeout and close take requests
+ * out of slots. The fault handler
  * takes no lock: the memory does not change until the ring is freed.
  *
  * Lifetime: the ring is allocated by NEGOTIATE and freed when the channel
@@ -44,8 +46,10 @@
 #include <linux/mm.h>
 #include <linux/nospec.h>
 #include <linux/pagemap.h>
+#include <linux/sched/clock.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/sched/stat.h>
 #include <linux/slab.h>
 #include <linux/uio.h>
 #include <linux/vmalloc.h>
@@ -670,6 +674,67 @@ static int dm_user_ring_wait(struct dm_user_target *t,
 	return r;
 }
 
+/* A RING_ENTER caller spinning for a request (DM_USER_ATTR_RING_BUSY_POLL). */
+struct dm_user_ring_poller {
+	struct wait_queue_entry wait;
+	/* Took a wake-up (t->wq.lock). */
+	bool woken;
+};
+
+/*
+ * Takes the first wake-up, so that a request that comes while the caller
+ * spins does not also wake a sleeping thread for nothing; the next ones
+ * go on to the sleepers, which take the rest of a burst.
+ */
+static int dm_user_ring_poller_wake(struct wait_queue_entry *wait,
+				    unsigned int mode, int sync, void *key)
+{
+	struct dm_user_ring_poller *p =
+		container_of(wait, struct dm_user_ring_poller, wait);
+
+	if (p->woken)
+		return 0;
+	p->woken = true;
+	return 1;
+}
+
+/*
+ * Spins up to @us microseconds until dm_user_ring_wakes(), so that a
+ * request that comes soon is taken without a sleep and a wake-up (a
+ * context switch here and, where the submitter runs on another CPU, an
+ * interrupt there). Meanwhile the caller is the first exclusive waiter on
+ * t->wq, so the map path wakes no one else for that request. Stops early
+ * for a signal or when another task could use this CPU, so it does not
+ * hold up a submitter that runs here. local_clock() may step if the
+ * caller moves to another CPU: jiffies bound the spin as well.
+ */
+static bool dm_user_ring_busy_poll(struct dm_user_target *t,
+				   struct dm_user_channel *ch, unsigned int us)
+{
+	struct dm_user_ring_poller p = { .woken = false };
+	unsigned long last = jiffies + usecs_to_jiffies(us) + 1;
+	u64 end = local_clock() + (u64)us * NSEC_PER_USEC;
+	bool found = false;
+
+	init_waitqueue_func_entry(&p.wait, dm_user_ring_poller_wake);
+	INIT_LIST_HEAD(&p.wait.entry);
+	/* In front of the sleepers, but the caller stays running. */
+	dm_user_prepare_to_wait_lifo(t, &p.wait, TASK_RUNNING);
+	do {
+		found = dm_user_ring_wakes(t, ch);
+		if (found || need_resched() || !single_task_running() ||
+		    signal_pending(current))
+			break;
+		cpu_relax();
+	} while (local_clock() < end && time_before(jiffies, last));
+	finish_wait(&t->wq, &p.wait);
+	/*
+	 * A wake-up taken and not used (its request went to another ring):
+	 * the sleep that follows checks the queue first, so none is lost.
+	 */
+	return found;
+}
+
 /**
  * dm_user_ring_enter() - DM_USER_IOCTL_RING_ENTER
  * @ch: the channel.
@@ -685,7 +750,7 @@ long dm_user_ring_enter(struct dm_user_channel *ch, unsigned long arg)
 	struct dm_user_ring_state *ring = dm_user_channel_ring(ch);
 	unsigned long wait_ms = arg & DM_USER_RING_WAIT_FOREVER;
 	struct dm_user_target *t = ch->target;
-	unsigned int posted = 0;
+	unsigned int posted = 0, busy_poll_us;
 	long timeout;
 	int r;
 
@@ -696,6 +761,7 @@ long dm_user_ring_enter(struct dm_user_channel *ch, unsigned long arg)
 		  (long)msecs_to_jiffies(wait_ms);
 	if (mutex_lock_interruptible(&ch->read_lock))
 		return -ERESTARTSYS;
+	busy_poll_us = ring->busy_poll_us;
 	r = dm_user_ring_complete(t, ch, ring);
 	while (!r && !(arg & DM_USER_RING_COMPLETE_ONLY)) {
 		posted = dm_user_ring_fill(t, ch, ring, &r);
@@ -703,7 +769,24 @@ long dm_user_ring_enter(struct dm_user_channel *ch, unsigned long arg)
 		if (posted || r || !timeout || !dm_user_ring_has_room(ring))
 			break;
 		mutex_unlock(&ch->read_lock);
-		r = dm_user_ring_wait(t, ch, &timeout);
+		/* Once a call: a request another ring took is slept for. */
+		if (busy_poll_us) {
+			/* Within wait_ms, and counted in it. */
+			u64 spin_us = min_t(u64, busy_poll_us,
+					    (u64)wait_ms * USEC_PER_MSEC);
+			unsigned long spun = jiffies;
+			bool found;
+
+			found = dm_user_ring_busy_poll(t, ch, spin_us);
+			spun = jiffies - spun;
+			if (timeout != MAX_SCHEDULE_TIMEOUT)
+				timeout -= min_t(unsigned long, spun, timeout);
+			busy_poll_us = 0;
+			if (!found)
+				r = dm_user_ring_wait(t, ch, &timeout);
+		} else {
+			r = dm_user_ring_wait(t, ch, &timeout);
+		}
 		if (!r && mutex_lock_interruptible(&ch->read_lock))
 			r = -EINTR;
 		if (r) {

@@ -22,9 +22,11 @@
  *	waiting for a request, taken only in syscalls, never on the map path.
  *
  *   dm_user_channel.ring (dm-user-ring.c)
- *	A ring channel's queue positions are the read_lock's; its slot table,
- *	free slots and data page map are the target lock's. The fault
- *	handler takes no lock: the ring's memory is fixed from NEGOTIATE on.
+ *	A ring channel's queue positions and busy-poll time are the
+ *	read_lock's; its slot table, free slots and data page map are the
+ *	target lock's. The fault handler takes no lock: the ring's memory is
+ *	fixed from NEGOTIATE on. A RING_ENTER caller spinning for a request
+ *	holds no lock; it waits on t->wq as a sleeper does, without sleeping.
  *
  *   dm_user_target.lock (spinlock, interrupts off)
  *	Protects everything that moves a request: the queue, the backlog, the

@@ -251,6 +251,8 @@ struct dm_user_ring_state {
 	u64 size;
 	unsigned int depth;
 	unsigned int data_pages;
+	/* Microseconds RING_ENTER spins before it sleeps (read_lock). */
+	unsigned int busy_poll_us;
 	/* The kernel's own queue positions (channel read_lock). */
 	u32 sq_tail;
 	u32 cq_head;

@@ -736,6 +736,7 @@ static struct serve_options {
 	enum dmu_transport transport;
 	unsigned int ring_depth;
 	unsigned int ring_data;
+	unsigned int ring_busy_poll;
 } sopt = { .threads = 1, .batch = 1 };
 
 /* [off, off + len) lies in the store. */
@@ -961,6 +962,9 @@ static void serve_usage(FILE *f)
 "  -D, --ring-data <size> bytes of each ring's data area, a multiple of 4K\n"
 "                        from 1M to 256M (suffix K or M; default: the\n"
 "                        kernel's, 1M), all allocated when the ring is set up\n"
+"  -P, --busy-poll <us>  each ring spins up to <us> microseconds (max 1000)\n"
+"                        for a request before it sleeps: less latency for\n"
+"                        more CPU time (default 0: never spins)\n"
 "  -c, --copy            move data through buffers of the library even where\n"
 "                        the kernel could copy it to and from the RAM or null\n"
 "                        store in place (to measure what in-place saves)\n"
@@ -991,6 +995,7 @@ static void serve_parse(int argc, char **argv)
 		{ "transport", required_argument, NULL, 'T' },
 		{ "ring-depth", required_argument, NULL, 'R' },
 		{ "ring-data", required_argument, NULL, 'D' },
+		{ "busy-poll", required_argument, NULL, 'P' },
 		{ "split", required_argument, NULL, 's' },
 		{ "stats", required_argument, NULL, 'S' },
 		{ "pidfile", required_argument, NULL, 'p' },
@@ -1000,8 +1005,8 @@ static void serve_parse(int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":r:f:n:dt:q:BWcT:R:D:s:S:p:vh", longopts,
-				NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":r:f:n:dt:q:BWcT:R:D:P:s:S:p:vh",
+				longopts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			sopt.ram_size = parse_number("--ram", optarg, true, 1,
@@ -1059,6 +1064,12 @@ static void serve_parse(int argc, char **argv)
 			if (sopt.ring_data % 4096)
 				bad_usage("--ring-data must be a multiple of 4K");
 			break;
+		case 'P':
+			sopt.ring_busy_poll =
+				(unsigned int)parse_number("--busy-poll",
+					optarg, false, 0,
+					DM_USER_RING_MAX_BUSY_POLL);
+			break;
 		case 's':
 			sopt.split = (size_t)parse_number("--split", optarg,
 						false, 0, SSIZE_MAX);
@@ -1093,6 +1104,8 @@ static void serve_parse(int argc, char **argv)
 		bad_usage("--ring-depth applies to the ring, not --transport rw");
 	if (sopt.ring_data && sopt.transport == DMU_TRANSPORT_RW)
 		bad_usage("--ring-data applies to the ring, not --transport rw");
+	if (sopt.ring_busy_poll && sopt.transport == DMU_TRANSPORT_RW)
+		bad_usage("--busy-poll applies to the ring, not --transport rw");
 	if (optind != argc - 1)
 		bad_usage(optind == argc ? "missing <name-or-path>"
 					 : "more than one <name-or-path>");
@@ -1135,6 +1148,7 @@ static int cmd_serve(int argc, char **argv)
 	opts.transport = sopt.transport;
 	opts.ring_depth = sopt.ring_depth;
 	opts.ring_data = sopt.ring_data;
+	opts.ring_busy_poll = sopt.ring_busy_poll;
 	opts.verbose = sopt.verbose;
 	opts.stop = &stop_flag;
 	opts.ready = serve_ready;

@@ -154,9 +154,10 @@ struct dm_user_message {
 
 /*
  * The kernel's control interface version. 2 added the ring
- * (DM_USER_EXT_RING, its attributes and DM_USER_ATTR_BAD_ANSWERS).
+ * (DM_USER_EXT_RING, its attributes and DM_USER_ATTR_BAD_ANSWERS), 3 the
+ * ring's busy-poll (DM_USER_ATTR_RING_BUSY_POLL).
  */
-#define DM_USER_CTL_VERSION	2
+#define DM_USER_CTL_VERSION	3
 
 #define DM_USER_CTL_MAX_SIZE	65536
 #define DM_USER_CTL_MAX_ATTRS	256
@@ -303,6 +304,15 @@ struct dm_user_attr {
  * DM_USER_RING_DEFAULT_DATA; in the reply the size granted.
  */
 #define DM_USER_ATTR_RING_DATA		73
+/*
+ * U32, v3: microseconds RING_ENTER spins, waiting for a request, before it
+ * sleeps; in a NEGOTIATE request asking for the ring (optional, 0: never
+ * spin) up to DM_USER_RING_MAX_BUSY_POLL, in the reply what was granted.
+ * Each NEGOTIATE that grants the ring sets it anew. Spinning trades CPU
+ * time for latency: a request that comes within it is taken without the
+ * sleep and the wake-up. It stops early when another task wants the CPU.
+ */
+#define DM_USER_ATTR_RING_BUSY_POLL	74
 
 /* DM_USER_ATTR_NO_DAEMON_TIMEOUT: keep requests queued until a daemon comes. */
 #define DM_USER_TIMEOUT_FOREVER		0xffffffffU
@@ -356,6 +366,7 @@ struct dm_user_attr {
 #define DM_USER_RING_MAX_DEPTH		1024
 #define DM_USER_RING_DEFAULT_DATA	(1024U * 1024)
 #define DM_USER_RING_MAX_DATA		(256U << 20)
+#define DM_USER_RING_MAX_BUSY_POLL	1000U
 
 /**
  * struct dm_user_ring - the head of a ring channel's shared memory
@@ -409,7 +420,9 @@ struct dm_user_attr {
  *     data are free, it waits up to wait_ms milliseconds (0: not at all;
  *     DM_USER_RING_WAIT_FOREVER: no limit) for a request, a signal, or
  *     the channel's failure, and posts what came. A full ring is not
- *     waited on: only the daemon's completions make room.
+ *     waited on: only the daemon's completions make room. With a
+ *     busy-poll (DM_USER_ATTR_RING_BUSY_POLL) and a nonzero wait_ms, it
+ *     first spins that long for a request before it sleeps.
  * It returns the number of requests posted. With DM_USER_RING_COMPLETE_ONLY
  * it does step 1 alone and returns 0. A slot and its data are the daemon's
  * from its posting until its completion is consumed; the daemon must not

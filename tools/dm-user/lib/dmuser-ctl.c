@@ -292,9 +292,16 @@ int dmu_reset_counters(int fd)
 int dmu_negotiate_ring(int fd, uint64_t want, struct dmu_ring_params *ring,
 		       uint64_t *granted)
 {
+	return dmu_negotiate_ring_busy_poll(fd, want, ring, NULL, granted);
+}
+
+int dmu_negotiate_ring_busy_poll(int fd, uint64_t want,
+				 struct dmu_ring_params *ring,
+				 uint32_t *busy_poll_us, uint64_t *granted)
+{
 	union dmu_ctl_buf b;
 	const struct dm_user_attr *a;
-	uint32_t off = 0;
+	uint32_t off = 0, poll_got = 0;
 	uint64_t got = 0;
 	int r;
 
@@ -313,6 +320,10 @@ int dmu_negotiate_ring(int fd, uint64_t want, struct dmu_ring_params *ring,
 		dmu_ctl_add_optional(&b, DM_USER_ATTR_RING_DATA,
 				     DM_USER_TYPE_U32, &ring->data,
 				     sizeof(ring->data));
+		if (busy_poll_us && *busy_poll_us)
+			dmu_ctl_add_optional(&b, DM_USER_ATTR_RING_BUSY_POLL,
+					     DM_USER_TYPE_U32, busy_poll_us,
+					     sizeof(*busy_poll_us));
 	}
 	r = dmu_ctl_call(fd, &b);
 	if (r)
@@ -328,7 +339,11 @@ int dmu_negotiate_ring(int fd, uint64_t want, struct dmu_ring_params *ring,
 			ring->data = (uint32_t)dmu_attr_num(a);
 		else if (a->tag == DM_USER_ATTR_RING_SIZE && ring)
 			ring->size = dmu_attr_num(a);
+		else if (a->tag == DM_USER_ATTR_RING_BUSY_POLL && ring)
+			poll_got = (uint32_t)dmu_attr_num(a);
 	}
+	if (busy_poll_us)
+		*busy_poll_us = poll_got;
 	if (granted)
 		*granted = got;
 	return 0;

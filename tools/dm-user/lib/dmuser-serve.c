@@ -138,7 +138,7 @@ struct server {
 	bool verbose;
 	volatile int *stop;
 	enum dmu_transport transport;	/* what open_fd() tries */
-	unsigned int ring_depth, ring_data;
+	unsigned int ring_depth, ring_data, ring_busy_poll;
 	atomic_bool abort;	/* a channel failed: every thread stops */
 	struct chan *chans;
 };
@@ -851,12 +851,14 @@ static int open_ring(struct server *srv, struct chan *ch)
 	struct dmu_ring_params rp = {
 		.depth = srv->ring_depth, .data = srv->ring_data,
 	};
+	uint32_t busy_poll = srv->ring_busy_poll;
 	const struct dm_user_ring *h;
 	uint64_t granted;
 	void *map;
 	int rc;
 
-	rc = dmu_negotiate_ring(ch->fd, DM_USER_EXT_RING, &rp, &granted);
+	rc = dmu_negotiate_ring_busy_poll(ch->fd, DM_USER_EXT_RING, &rp,
+					  &busy_poll, &granted);
 	/* A kernel without the control interface has no ring either. */
 	if (rc == -ENOTTY)
 		return -EOPNOTSUPP;
@@ -1071,6 +1073,7 @@ int dmu_serve(const char *name, const struct dmu_ops *ops, void *ctx,
 	srv.transport = opts->transport;
 	srv.ring_depth = opts->ring_depth;
 	srv.ring_data = opts->ring_data;
+	srv.ring_busy_poll = opts->ring_busy_poll;
 	if (srv.transport > DMU_TRANSPORT_RW)
 		return -EINVAL;
 	atomic_init(&srv.abort, false);

@@ -208,6 +208,9 @@ struct dmu_ring_params {
  * @ring: the ring asked for, and what was granted
  * @granted: what the kernel granted
  *
+ * Asks for no busy-poll: on a channel that is a ring already, it turns a
+ * busy-poll off (see dmu_negotiate_ring_busy_poll()).
+ *
  * Return: 0, or a negative errno: -EBUSY when the channel holds a request
  * it read with read(), or is a ring and @want leaves the ring out; -ERANGE
  * for a bad @ring->depth or @ring->data; -ENOMEM without the memory or
@@ -215,6 +218,22 @@ struct dmu_ring_params {
  */
 int dmu_negotiate_ring(int fd, uint64_t want, struct dmu_ring_params *ring,
 		       uint64_t *granted);
+/**
+ * dmu_negotiate_ring_busy_poll() - dmu_negotiate_ring() with a busy-poll
+ * @busy_poll_us: in: microseconds RING_ENTER should spin for a request
+ *	before it sleeps (DM_USER_ATTR_RING_BUSY_POLL), up to
+ *	DM_USER_RING_MAX_BUSY_POLL, 0 for none; out: what was granted, 0
+ *	without the ring or from a kernel before control interface version 3
+ *	(which ignores it).
+ *
+ * Spinning costs CPU time while the device is idle and saves a sleep and a
+ * wake-up per request that comes within it. Since libdmuser 1.2.
+ *
+ * Return: as dmu_negotiate_ring(); -ERANGE also for a bad @busy_poll_us.
+ */
+int dmu_negotiate_ring_busy_poll(int fd, uint64_t want,
+				 struct dmu_ring_params *ring,
+				 uint32_t *busy_poll_us, uint64_t *granted);
 
 /* ------------------------------------------------------------------------
  * Serving
@@ -326,6 +345,16 @@ struct dmu_serve_opts {
 	unsigned int ring_depth;
 	/* Bytes of each ring's data area; 0: the kernel's default. */
 	unsigned int ring_data;
+	/*
+	 * Microseconds each ring spins for a request before it sleeps (see
+	 * dmu_negotiate_ring_busy_poll()); 0: none. A kernel before control
+	 * interface version 3 serves the ring without it. Since libdmuser
+	 * 1.2 (pkg-config dmuser >= 1.2). The library reads this field from
+	 * every caller: a program built with an older header passes a
+	 * shorter struct and must be rebuilt. libdmuser's ABI is not frozen
+	 * before its first packaged release; this struct grows at its end.
+	 */
+	unsigned int ring_busy_poll;
 };
 
 /**

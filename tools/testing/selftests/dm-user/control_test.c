@@ -7,6 +7,7 @@
  * which the device must still serve I/O correctly.
  */
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 
 #include "dmu_test.h"
 #include <kselftest_harness.h>
@@ -377,6 +378,26 @@ TEST_F(dev, no_reply_room_changes_nothing)
 	ctl_init(&c, DM_USER_CMD_GET_INFO, 1);
 	ASSERT_EQ(0, ctl_do(self->ch, &c));
 	EXPECT_EQ(1, ctl_num(&c, DM_USER_ATTR_READ_REQUESTS));
+
+	/*
+	 * A ring's reply has five attributes with its busy-poll: room for
+	 * four is refused before the channel becomes a ring, which it can
+	 * be made once the room is there.
+	 */
+	ctl_init(&c, DM_USER_CMD_NEGOTIATE, 1);
+	ctl_add_u64(&c, DM_USER_ATTR_EXTENSIONS, DM_USER_ATTR_F_MANDATORY,
+		    DM_USER_EXT_RING);
+	ctl_add_u32(&c, DM_USER_ATTR_RING_DEPTH, DM_USER_ATTR_F_MANDATORY, 2);
+	ctl_add_u32(&c, DM_USER_ATTR_RING_BUSY_POLL, DM_USER_ATTR_F_MANDATORY,
+		    10);
+	c.hdr.size = sizeof(c.hdr) + 4 * 16;
+	EXPECT_EQ(-ENOSPC, ctl_do(self->ch, &c));
+	EXPECT_EQ(MAP_FAILED, mmap(NULL, 4096, PROT_READ, MAP_SHARED,
+				   self->ch, 0));
+	EXPECT_EQ(EINVAL, errno);
+	c.hdr.size = sizeof(c.hdr) + 5 * 16;
+	EXPECT_EQ(0, ctl_do(self->ch, &c));
+	EXPECT_EQ(10, ctl_num(&c, DM_USER_ATTR_RING_BUSY_POLL));
 }
 
 

@@ -167,6 +167,32 @@ TEST(device_life_through_the_library)
 	EXPECT_EQ(1, dmu_cmd_version(DM_USER_CMD_GET_INFO));
 	close(ch);
 
+	/* A ring with a busy-poll: refused past the limit, else granted. */
+	ch = dmu_open_channel(dev, 0);
+	ASSERT_LE(0, ch);
+	{
+		struct dmu_ring_params rp = { .depth = 4 };
+		uint32_t poll_us = DM_USER_RING_MAX_BUSY_POLL + 1;
+
+		EXPECT_EQ(-ERANGE, dmu_negotiate_ring_busy_poll(ch,
+				DM_USER_EXT_RING, &rp, &poll_us, &granted));
+		EXPECT_EQ(DM_USER_ATTR_RING_BUSY_POLL,
+			  dmu_ctl_last_error()->tag);
+		poll_us = 70;
+		ASSERT_EQ(0, dmu_negotiate_ring_busy_poll(ch, DM_USER_EXT_RING,
+				&rp, &poll_us, &granted));
+		EXPECT_EQ(DM_USER_EXT_RING, granted);
+		EXPECT_EQ(4, rp.depth);
+		EXPECT_EQ(70, poll_us);
+		/* Asking for none gets none, and leaves the ring a ring. */
+		poll_us = 0;
+		ASSERT_EQ(0, dmu_negotiate_ring_busy_poll(ch, DM_USER_EXT_RING,
+				&rp, &poll_us, &granted));
+		EXPECT_EQ(DM_USER_EXT_RING, granted);
+		EXPECT_EQ(0, poll_us);
+	}
+	close(ch);
+
 	/* Serve with callbacks while block I/O checks every byte. */
 	ram.mem = calloc(1, ram.size);
 	ASSERT_NE(NULL, ram.mem);

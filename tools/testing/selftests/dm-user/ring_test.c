@@ -4,8 +4,8 @@
  * mapping's rules, requests and their data through the shared memory, a
  * full data area, reads answered from the daemon's memory, refused
  * completions (counted, nothing else touched), a full completion queue,
- * the wait, a closed channel's slots given back whole, request_timeout on
- * a ring, and a mapping that outlives its target.
+ * the wait and its busy-poll, a closed channel's slots given back whole,
+ * request_timeout on a ring, and a mapping that outlives its target.
  */
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -291,7 +291,7 @@ TEST_F(dev, negotiate_and_mapping_rules)
 	EXPECT_EQ(DM_USER_EXT_RING | DM_USER_EXT_READ_BATCH,
 		  ctl_num(&c, DM_USER_ATTR_EXTENSIONS));
 	EXPECT_EQ(8, ctl_num(&c, DM_USER_ATTR_RING_DEPTH));
-	EXPECT_EQ(2, c.hdr.version);
+	EXPECT_EQ(DM_USER_CTL_VERSION, c.hdr.version);
 	/* Once a ring, always: it cannot be given up. */
 	EXPECT_EQ(-EBUSY, negotiate(fd, DM_USER_EXT_READ_BATCH, -1, &c));
 	EXPECT_EQ(0, negotiate(fd, DM_USER_EXT_RING, 16, &c));
@@ -837,6 +837,108 @@ TEST_F(dev, enter_waits_for_a_request)
 	ring_post(&r, slot, r.desc[slot].seq, DM_USER_RESP_SUCCESS);
 	EXPECT_EQ(0, ring_enter(&r, 0));
 	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	ring_close(&r);
+	free(back);
+}
+
+/* CPU time this thread has used, in microseconds. */
+static long thread_cpu_us(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts))
+		return -1;
+	return ts.tv_sec * 1000000L + ts.tv_nsec / 1000;
+}
+
+/* CPU time of @n RING_ENTERs that each wait @ms for a request none sends. */
+static long idle_enters_cpu_us(struct ring *r, int n, unsigned long ms)
+{
+	long t0 = thread_cpu_us();
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (ring_enter(r, ms) != 0)
+			return -1;
+	return thread_cpu_us() - t0;
+}
+
+/*
+ * A ring that asked for a busy-poll spins that long in RING_ENTER before it
+ * sleeps: CPU time it spends waiting on an idle device, which a ring
+ * without one does not. The poll is checked, granted in the reply, set anew
+ * by each NEGOTIATE, and requests still come through with their data.
+ */
+TEST_F(dev, busy_poll_spins_before_sleeping)
+{
+	char *back = dmu_alloc(4096);
+	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PREAD, .buf = back,
+			     .len = 4096 };
+	long polled, unpolled;
+	uint32_t slot;
+	struct ring r;
+	struct ctl c;
+
+	ASSERT_EQ(0, ring_open(&r, self->chan, 2));
+	/* Too long a spin is refused, and names the attribute. */
+	ctl_init(&c, DM_USER_CMD_NEGOTIATE);
+	ctl_add(&c, DM_USER_ATTR_EXTENSIONS, DM_USER_TYPE_U64,
+		DM_USER_EXT_RING);
+	ctl_add(&c, DM_USER_ATTR_RING_DEPTH, DM_USER_TYPE_U32, 2);
+	ctl_add(&c, DM_USER_ATTR_RING_BUSY_POLL, DM_USER_TYPE_U32,
+		DM_USER_RING_MAX_BUSY_POLL + 1);
+	EXPECT_EQ(-1, ioctl(r.fd, DM_USER_IOCTL_CTL, &c));
+	EXPECT_EQ(ERANGE, errno);
+	EXPECT_EQ(DM_USER_ATTR_RING_BUSY_POLL, c.hdr.error_tag);
+
+	ctl_init(&c, DM_USER_CMD_NEGOTIATE);
+	ctl_add(&c, DM_USER_ATTR_EXTENSIONS, DM_USER_TYPE_U64,
+		DM_USER_EXT_RING);
+	ctl_add(&c, DM_USER_ATTR_RING_DEPTH, DM_USER_TYPE_U32, 2);
+	ctl_add(&c, DM_USER_ATTR_RING_BUSY_POLL, DM_USER_TYPE_U32,
+		DM_USER_RING_MAX_BUSY_POLL);
+	ASSERT_EQ(0, ioctl(r.fd, DM_USER_IOCTL_CTL, &c));
+	EXPECT_EQ(DM_USER_EXT_RING, ctl_num(&c, DM_USER_ATTR_EXTENSIONS));
+	EXPECT_EQ(DM_USER_RING_MAX_BUSY_POLL,
+		  ctl_num(&c, DM_USER_ATTR_RING_BUSY_POLL));
+	/* Five waits of 20 ms, each after a spin of 1 ms. */
+	polled = idle_enters_cpu_us(&r, 5, 20);
+
+	/*
+	 * The next NEGOTIATE without the attribute turns it off, and its
+	 * reply, as to a daemon that knows nothing of it, leaves it out.
+	 */
+	ASSERT_EQ(0, negotiate(r.fd, DM_USER_EXT_RING, 2, &c));
+	EXPECT_EQ(UINT64_MAX, ctl_num(&c, DM_USER_ATTR_RING_BUSY_POLL));
+	unpolled = idle_enters_cpu_us(&r, 5, 20);
+	TH_LOG("CPU time of 5 idle waits: %ld us with a 1 ms busy-poll, %ld us without",
+	       polled, unpolled);
+	ASSERT_LE(0, unpolled);
+	/*
+	 * Half the spins at least beyond the waits without: a margin for an
+	 * emulator whose guest time stalls with its host.
+	 */
+	EXPECT_LE(5 * DM_USER_RING_MAX_BUSY_POLL / 2, polled - unpolled);
+
+	/* Served as before, with the poll back on. */
+	ctl_init(&c, DM_USER_CMD_NEGOTIATE);
+	ctl_add(&c, DM_USER_ATTR_EXTENSIONS, DM_USER_TYPE_U64,
+		DM_USER_EXT_RING);
+	ctl_add(&c, DM_USER_ATTR_RING_DEPTH, DM_USER_TYPE_U32, 2);
+	ctl_add(&c, DM_USER_ATTR_RING_BUSY_POLL, DM_USER_TYPE_U32, 100);
+	ASSERT_EQ(0, ioctl(r.fd, DM_USER_IOCTL_CTL, &c));
+	EXPECT_EQ(100, ctl_num(&c, DM_USER_ATTR_RING_BUSY_POLL));
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(1, ring_enter(&r, WAIT_MS));
+	slot = ring_next(&r);
+	EXPECT_EQ(DM_USER_REQ_MAP_READ, r.desc[slot].type);
+	memset(slot_data(&r, slot), 0x3c, 4096);
+	ring_post(&r, slot, r.desc[slot].seq, DM_USER_RESP_SUCCESS);
+	EXPECT_EQ(0, ring_enter(&r, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(4096, io.ret);
+	EXPECT_EQ(0x3c, back[0]);
+	EXPECT_EQ(0x3c, back[4095]);
 	ring_close(&r);
 	free(back);
 }

@@ -67,7 +67,9 @@ for bad in "--transport pipe:--transport must be auto, ring or rw" \
 	   "--ring-depth 4 --transport rw:--ring-depth applies to the ring" \
 	   "--ring-data 512K:--ring-data" \
 	   "--ring-data 1026K:--ring-data must be a multiple of 4K" \
-	   "--ring-data 2M --transport rw:--ring-data applies to the ring"; do
+	   "--ring-data 2M --transport rw:--ring-data applies to the ring" \
+	   "--busy-poll 1001:--busy-poll" \
+	   "--busy-poll 10 --transport rw:--busy-poll applies to the ring"; do
 	# shellcheck disable=SC2086 # options, as words
 	"$DMUSER" serve -r 1M ${bad%%:*} "$n" >/dev/null 2>/tmp/$n.err
 	[ $? = 2 ] || _fail "serve ${bad%%:*} did not exit 2"

@@ -26,9 +26,10 @@ run_fio() {
 # place (the kernel copies straight to and from the RAM store) and --copy
 # (through buffers); with READ_BATCH and WRITE_BATCH, many requests per
 # read() and many answers per write(); and through a ring of 16 slots per
-# channel, fewer than fio keeps in flight.
+# channel, fewer than fio keeps in flight, without and with a busy-poll.
 for mode in "-q 8" "-q 8 --copy" "-q 8 --read-batch --write-batch" \
-	    "--transport ring --ring-depth 16"; do
+	    "--transport ring --ring-depth 16" \
+	    "--transport ring --ring-depth 16 --busy-poll 200"; do
 	_log "daemon $mode"
 	# shellcheck disable=SC2086 # options, as words
 	_start_daemon "$n" -r 128M -t 4 -S /tmp/$n.stats $mode
