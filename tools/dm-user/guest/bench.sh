@@ -17,8 +17,10 @@ RUNS=${RUNS:-3}
 SECS=${SECS:-4}
 SIZE_MB=256
 # Like for like: dm-user serves with THREADS channels (one thread each);
-# ublk gets THREADS queues of UBLK_DEPTH requests.
-THREADS=2
+# ublk gets THREADS queues of UBLK_DEPTH requests. One, the reference
+# daemon's default: in a guest of two vCPUs fio keeps one busy. The -2t
+# and -2q rows serve with two for both.
+THREADS=1
 UBLK_DEPTH=64
 IDLE_DEVICES=64
 MEM_ROUNDS=3
@@ -53,18 +55,21 @@ wait_file() {
 	done
 }
 
-# user_dev <name> <store options...>: a dm-user device and its daemon.
+# user_dev <name> <daemon options...>: a dm-user device and its daemon
+# (THREADS threads unless the options say otherwise).
 DAEMONS=""
 user_dev() {
 	_n=$1
 	shift
 	dmsetup create "$_n" --table "0 $((SIZE_MB * 2048)) user 0 $((SIZE_MB * 2048)) $_n" ||
 		fail "dm-user create $_n"
-	./dmuserd "$@" -t $THREADS -p "/tmp/$_n.pid" "/dev/dm-user/$_n" &
+	./dmuserd -t $THREADS "$@" -p "/tmp/$_n.pid" "/dev/dm-user/$_n" &
 	DAEMONS="$DAEMONS $!"
 	wait_file "/tmp/$_n.pid" "dmuserd for $_n"
 }
 user_dev bench_null -n ${SIZE_MB}M
+user_dev bench_null_2t -n ${SIZE_MB}M -t 2
+user_dev bench_null_poll -n ${SIZE_MB}M --busy-poll 200
 user_dev bench_null_rw -n ${SIZE_MB}M -T rw
 user_dev bench_null_rb -n ${SIZE_MB}M -B
 user_dev bench_null_copy -n ${SIZE_MB}M -c -T rw
@@ -73,7 +78,7 @@ user_dev bench_ram -r ${SIZE_MB}M
 truncate -s ${SIZE_MB}M /tmp/user.img || fail "truncate /tmp/user.img"
 user_dev bench_file -f /tmp/user.img
 
-DEVICES="dm-user/null:/dev/mapper/bench_null dm-user/null-rw:/dev/mapper/bench_null_rw dm-user/null+RB:/dev/mapper/bench_null_rb dm-user/null+RB+WB:/dev/mapper/bench_null_rbwb dm-user/null-copy:/dev/mapper/bench_null_copy"
+DEVICES="dm-user/null:/dev/mapper/bench_null dm-user/null-2t:/dev/mapper/bench_null_2t dm-user/null+poll:/dev/mapper/bench_null_poll dm-user/null-rw:/dev/mapper/bench_null_rw dm-user/null+RB:/dev/mapper/bench_null_rb dm-user/null+RB+WB:/dev/mapper/bench_null_rbwb dm-user/null-copy:/dev/mapper/bench_null_copy"
 UBLK=""
 if [ -f ublk.skip ]; then
 	echo "bench: ublk rows skipped: $(cat ublk.skip)"
@@ -86,7 +91,9 @@ else
 	truncate -s ${SIZE_MB}M /tmp/ublk.img || fail "truncate /tmp/ublk.img"
 	"$UBLK" add -t loop -n 1 -q $THREADS -d $UBLK_DEPTH -f /tmp/ublk.img >/dev/null ||
 		fail "ublk add -t loop"
-	DEVICES="$DEVICES ublk/null:/dev/ublkb0"
+	"$UBLK" add -t null -n 2 -q 2 -d $UBLK_DEPTH >/dev/null ||
+		fail "ublk add -t null -q 2"
+	DEVICES="$DEVICES ublk/null:/dev/ublkb0 ublk/null-2q:/dev/ublkb2"
 fi
 DEVICES="$DEVICES dm-user/RAM:/dev/mapper/bench_ram dm-user/file:/dev/mapper/bench_file"
 [ -z "$UBLK" ] || DEVICES="$DEVICES ublk/loop:/dev/ublkb1"
@@ -164,11 +171,12 @@ done
 # Printed before the memory section, so that a failure there loses nothing.
 echo
 echo "fio, $SECS s per run, median of $RUNS interleaved rounds; Linux $(uname -r) under QEMU ($(nproc) vCPUs)"
-echo "dm-user: reference daemon, $THREADS channels (one thread each); its default transport, the"
-echo "  ring (default depth and data area), unless named: rw = read() and write() (RFC protocol), RB, WB = READ_BATCH,"
+echo "dm-user: reference daemon, $THREADS channel(s) (one thread each; -2t: two); its default transport, the"
+echo "  ring (default depth and data area), unless named: +poll = ring with a 200 us busy-poll,"
+echo "  rw = read() and write() (RFC protocol), RB, WB = READ_BATCH,"
 echo "  WRITE_BATCH (on read() and write()), copy = rw with --copy (data through the"
 echo "  library's buffers instead of in place)"
-[ -z "$UBLK" ] || echo "ublk: ublksrv, $THREADS queues of depth $UBLK_DEPTH; loop rows: a tmpfs file"
+[ -z "$UBLK" ] || echo "ublk: ublksrv, $THREADS queue(s) of depth $UBLK_DEPTH (-2q: two); loop rows: a tmpfs file"
 echo "IOPS range = slowest and fastest run; CPU = guest CPU time (all of it, fio's too) per I/O"
 awk '
 { iops[$1, $2] = $3; bw[$1, $2] = $4; lo[$1, $2] = $5; hi[$1, $2] = $6
@@ -204,6 +212,10 @@ END {
     t = tests[i]
     show(t, "dm-user/null", "ublk/null", t ~ /^s/ ? 1.0 : 1.3)
   }
+  for (i = 1; i <= nt; i++) {
+    t = tests[i]
+    show(t, "dm-user/null-2t", "ublk/null-2q", t ~ /^s/ ? 1.0 : 1.3)
+  }
   for (i = 1; i <= nt; i++)
     show(tests[i], "dm-user/file", "ublk/loop", 1.0)
   show("rr4k-qd16", "dm-user/file", "loop", 0.9)
@@ -213,6 +225,8 @@ END {
   show("rw4k-qd16", "dm-user/null", "null_blk", 0.6)
   for (i = 1; i <= nt; i++)
     show(tests[i], "dm-user/null", "dm-user/null-rw", 1.0)
+  for (i = 1; i <= nt; i++)
+    show(tests[i], "dm-user/null+poll", "dm-user/null-rw", 1.0)
   for (i = 1; i <= nt; i++)
     show(tests[i], "dm-user/null+RB", "dm-user/null-rw", 1.0)
   for (i = 1; i <= nt; i++)
