@@ -841,6 +841,16 @@ TEST_F(dev, enter_waits_for_a_request)
 	free(back);
 }
 
+/* NEGOTIATE a ring of @depth slots with a busy-poll of @us; 0 or -errno. */
+static int negotiate_poll(int fd, int depth, uint32_t us, struct ctl *c)
+{
+	ctl_init(c, DM_USER_CMD_NEGOTIATE);
+	ctl_add(c, DM_USER_ATTR_EXTENSIONS, DM_USER_TYPE_U64, DM_USER_EXT_RING);
+	ctl_add(c, DM_USER_ATTR_RING_DEPTH, DM_USER_TYPE_U32, depth);
+	ctl_add(c, DM_USER_ATTR_RING_BUSY_POLL, DM_USER_TYPE_U32, us);
+	return ioctl(fd, DM_USER_IOCTL_CTL, c) ? -errno : 0;
+}
+
 /* CPU time this thread has used, in microseconds. */
 static long thread_cpu_us(void)
 {
@@ -881,23 +891,11 @@ TEST_F(dev, busy_poll_spins_before_sleeping)
 
 	ASSERT_EQ(0, ring_open(&r, self->chan, 2));
 	/* Too long a spin is refused, and names the attribute. */
-	ctl_init(&c, DM_USER_CMD_NEGOTIATE);
-	ctl_add(&c, DM_USER_ATTR_EXTENSIONS, DM_USER_TYPE_U64,
-		DM_USER_EXT_RING);
-	ctl_add(&c, DM_USER_ATTR_RING_DEPTH, DM_USER_TYPE_U32, 2);
-	ctl_add(&c, DM_USER_ATTR_RING_BUSY_POLL, DM_USER_TYPE_U32,
-		DM_USER_RING_MAX_BUSY_POLL + 1);
-	EXPECT_EQ(-1, ioctl(r.fd, DM_USER_IOCTL_CTL, &c));
-	EXPECT_EQ(ERANGE, errno);
+	EXPECT_EQ(-ERANGE, negotiate_poll(r.fd, 2,
+					  DM_USER_RING_MAX_BUSY_POLL + 1, &c));
 	EXPECT_EQ(DM_USER_ATTR_RING_BUSY_POLL, c.hdr.error_tag);
 
-	ctl_init(&c, DM_USER_CMD_NEGOTIATE);
-	ctl_add(&c, DM_USER_ATTR_EXTENSIONS, DM_USER_TYPE_U64,
-		DM_USER_EXT_RING);
-	ctl_add(&c, DM_USER_ATTR_RING_DEPTH, DM_USER_TYPE_U32, 2);
-	ctl_add(&c, DM_USER_ATTR_RING_BUSY_POLL, DM_USER_TYPE_U32,
-		DM_USER_RING_MAX_BUSY_POLL);
-	ASSERT_EQ(0, ioctl(r.fd, DM_USER_IOCTL_CTL, &c));
+	ASSERT_EQ(0, negotiate_poll(r.fd, 2, DM_USER_RING_MAX_BUSY_POLL, &c));
 	EXPECT_EQ(DM_USER_EXT_RING, ctl_num(&c, DM_USER_ATTR_EXTENSIONS));
 	EXPECT_EQ(DM_USER_RING_MAX_BUSY_POLL,
 		  ctl_num(&c, DM_USER_ATTR_RING_BUSY_POLL));
@@ -921,12 +919,7 @@ TEST_F(dev, busy_poll_spins_before_sleeping)
 	EXPECT_LE(5 * DM_USER_RING_MAX_BUSY_POLL / 2, polled - unpolled);
 
 	/* Served as before, with the poll back on. */
-	ctl_init(&c, DM_USER_CMD_NEGOTIATE);
-	ctl_add(&c, DM_USER_ATTR_EXTENSIONS, DM_USER_TYPE_U64,
-		DM_USER_EXT_RING);
-	ctl_add(&c, DM_USER_ATTR_RING_DEPTH, DM_USER_TYPE_U32, 2);
-	ctl_add(&c, DM_USER_ATTR_RING_BUSY_POLL, DM_USER_TYPE_U32, 100);
-	ASSERT_EQ(0, ioctl(r.fd, DM_USER_IOCTL_CTL, &c));
+	ASSERT_EQ(0, negotiate_poll(r.fd, 2, 100, &c));
 	EXPECT_EQ(100, ctl_num(&c, DM_USER_ATTR_RING_BUSY_POLL));
 	ASSERT_EQ(0, dmu_io_start(&io));
 	ASSERT_EQ(1, ring_enter(&r, WAIT_MS));
