@@ -30,8 +30,8 @@
  * are its; a caller spinning for a request holds no lock. The slot table,
  * the free slots and the page map are the target lock's, as the requests
  * in them are, because teardown, request_timeout and close take requests
- * out of slots. The fault handler
- * takes no lock: the memory does not change until the ring is freed.
+ * out of slots. The fault handler takes no lock: the memory does not
+ * change until the ring is freed.
  *
  * Lifetime: the ring is allocated by NEGOTIATE and freed when the channel
  * is released. A mapping holds the file, so the release comes after the
