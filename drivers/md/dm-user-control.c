@@ -411,8 +411,7 @@ static int dm_user_cmd_negotiate(struct dm_user_target *t,
 		return dm_user_refuse(out, -ERANGE, DM_USER_ATTR_RING_DATA,
 				      "ring_data must be a multiple of the page size from max_io to 256 MiB");
 	if ((granted & DM_USER_EXT_RING) &&
-	    dm_user_in_val(in, DM_USER_ATTR_RING_BUSY_POLL) >
-	    DM_USER_RING_MAX_BUSY_POLL)
+	    busy_poll > DM_USER_RING_MAX_BUSY_POLL)
 		return dm_user_refuse(out, -ERANGE, DM_USER_ATTR_RING_BUSY_POLL,
 				      "ring_busy_poll must be from 0 to 1000 microseconds");
 	/* Allocated before any lock; dropped if the channel has one. */

@@ -699,7 +699,8 @@ static int dm_user_ring_poller_wake(struct wait_queue_entry *wait,
 }
 
 /*
- * Spins up to @us microseconds until dm_user_ring_wakes(), so that a
+ * Spins up to @us microseconds, within *@timeout_left jiffies and leaving
+ * there the time left, until dm_user_ring_wakes(), so that a
  * request that comes soon is taken without a sleep and a wake-up (a
  * context switch here and, where the submitter runs on another CPU, an
  * interrupt there). Meanwhile the caller is the first exclusive waiter on
@@ -709,12 +710,14 @@ static int dm_user_ring_poller_wake(struct wait_queue_entry *wait,
  * caller moves to another CPU: jiffies bound the spin as well.
  */
 static bool dm_user_ring_busy_poll(struct dm_user_target *t,
-				   struct dm_user_channel *ch, unsigned int us)
+				   struct dm_user_channel *ch, unsigned int us,
+				   long *timeout_left)
 {
-	struct dm_user_ring_poller p = { .woken = false };
-	unsigned long last = jiffies + usecs_to_jiffies(us) + 1;
+	struct dm_user_ring_poller p = { };
+	unsigned long start = jiffies, spun;
+	unsigned long last = start + usecs_to_jiffies(us) + 1;
 	u64 end = local_clock() + (u64)us * NSEC_PER_USEC;
-	bool found = false;
+	bool found;
 
 	init_waitqueue_func_entry(&p.wait, dm_user_ring_poller_wake);
 	INIT_LIST_HEAD(&p.wait.entry);
@@ -728,6 +731,9 @@ static bool dm_user_ring_busy_poll(struct dm_user_target *t,
 		cpu_relax();
 	} while (local_clock() < end && time_before(jiffies, last));
 	finish_wait(&t->wq, &p.wait);
+	spun = jiffies - start;
+	if (*timeout_left != MAX_SCHEDULE_TIMEOUT)
+		*timeout_left -= min_t(unsigned long, spun, *timeout_left);
 	/*
 	 * A wake-up taken and not used (its request went to another ring):
 	 * the sleep that follows checks the queue first, so none is lost.
@@ -752,6 +758,7 @@ long dm_user_ring_enter(struct dm_user_channel *ch, unsigned long arg)
 	struct dm_user_target *t = ch->target;
 	unsigned int posted = 0, busy_poll_us;
 	long timeout;
+	bool found;
 	int r;
 
 	if (arg > U32_MAX || !ring ||
@@ -769,24 +776,17 @@ long dm_user_ring_enter(struct dm_user_channel *ch, unsigned long arg)
 		if (posted || r || !timeout || !dm_user_ring_has_room(ring))
 			break;
 		mutex_unlock(&ch->read_lock);
-		/* Once a call: a request another ring took is slept for. */
-		if (busy_poll_us) {
-			/* Within wait_ms, and counted in it. */
-			u64 spin_us = min_t(u64, busy_poll_us,
-					    (u64)wait_ms * USEC_PER_MSEC);
-			unsigned long spun = jiffies;
-			bool found;
-
-			found = dm_user_ring_busy_poll(t, ch, spin_us);
-			spun = jiffies - spun;
-			if (timeout != MAX_SCHEDULE_TIMEOUT)
-				timeout -= min_t(unsigned long, spun, timeout);
-			busy_poll_us = 0;
-			if (!found)
-				r = dm_user_ring_wait(t, ch, &timeout);
-		} else {
+		/*
+		 * Once a call, within wait_ms: a request another ring took
+		 * is slept for.
+		 */
+		busy_poll_us = min_t(u64, busy_poll_us,
+				     (u64)wait_ms * USEC_PER_MSEC);
+		found = busy_poll_us &&
+			dm_user_ring_busy_poll(t, ch, busy_poll_us, &timeout);
+		busy_poll_us = 0;
+		if (!found)
 			r = dm_user_ring_wait(t, ch, &timeout);
-		}
 		if (!r && mutex_lock_interruptible(&ch->read_lock))
 			r = -EINTR;
 		if (r) {
