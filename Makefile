@@ -11,6 +11,7 @@
 #   make demo                 a dm-user device with ext4 on it, in a guest
 #   make bench                fio: dm-user against ublk, brd, null_blk, loop,
 #                             nbd; memory of idle devices and queued requests
+#   make bench-profile        where the time of chosen bench runs goes (perf)
 #   make lint                 checkpatch, W=1 and sparse for both kernels
 #   make check-debug          build (once per machine) a 6.1 kernel with KASAN,
 #                             lockdep, kmemleak, UBSAN and fault injection;
@@ -32,7 +33,7 @@ VM = $(SRC)/tools/dm-user/vm
 DEPS = $(SRC)/tools/dm-user/install-deps.sh
 
 .PHONY: all module modules-all tools deps check check-debug demo bench lint \
-	checkpatch clean install payload guest-payload
+	checkpatch clean install payload guest-payload bench-payload bench-profile
 
 all: module
 
@@ -131,8 +132,7 @@ BENCH_CPU ?= max,erms=off
 # ublksrv is built outside the tree (build-ublksrv.sh); without its tarball
 # the ublk rows are skipped and the guest says why. The guest prints its
 # tables also as "csv <file>: " lines, kept here as $(BUILD)/<file>.
-bench: deps
-	@$(MAKE) --no-print-directory guest-payload
+bench-payload: guest-payload
 	@rm -rf $(BUILD)/guest/ublk $(BUILD)/guest/ublk.skip; \
 	if d=$$($(VM)/build-ublksrv.sh 2>$(BUILD)/ublksrv.err); then \
 		mkdir -p $(BUILD)/guest/ublk && cp $$d/ublk* $(BUILD)/guest/ublk/; \
@@ -141,8 +141,11 @@ bench: deps
 	else \
 		cat $(BUILD)/ublksrv.err >&2; exit 1; \
 	fi
+
+bench: deps
+	@$(MAKE) --no-print-directory bench-payload
 	@k=$(GUEST_KVER); { $(VM)/run-guest.sh -k $$k -m $(BUILD)/$$k/dm-user.ko \
-		-p $(BUILD)/guest -M 3G -C '$(BENCH_CPU)' -t 3600 -- \
+		-p $(BUILD)/guest -M 3G -C '$(BENCH_CPU)' -t 5400 -- \
 		RUNS=$(BENCH_RUNS) SECS=$(BENCH_SECS) ./bench.sh; \
 		echo $$? >$(BUILD)/bench.status; } 2>&1 | tee $(BUILD)/bench.log
 	@for f in bench.csv bench-memory.csv; do \
@@ -151,6 +154,27 @@ bench: deps
 	done; \
 	st=$$(cat $(BUILD)/bench.status); [ "$$st" = 0 ] || exit $$st; \
 	echo "bench: tables in $(BUILD)/bench.csv and $(BUILD)/bench-memory.csv"
+
+# Where the time of chosen bench runs goes: CPU, context switches and
+# interrupts per I/O, and a perf profile of the whole guest, for each
+# "<workload>@<device>" of PROFILE (names as in the bench table). perf
+# comes from the host's linux-perf, with its libraries.
+PROFILE ?= rr4k-qd1@dm-user/null rr4k-qd1@ublk/null rr4k-qd16@dm-user/null \
+	rr4k-qd16@null_blk rr4k-qd16@dm-user/file rr4k-qd16@loop
+PROFILE_SECS ?= 4
+bench-profile: deps
+	@$(MAKE) --no-print-directory bench-payload
+	@rm -rf $(BUILD)/guest/perf; \
+	p=$$(command -v perf) || { echo "bench-profile: no perf" >&2; exit 1; }; \
+	mkdir -p $(BUILD)/guest/perf/lib && cp $$p $(BUILD)/guest/perf/ && \
+	ldd $$p | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p' | \
+		xargs cp -L -t $(BUILD)/guest/perf/lib
+	@k=$(GUEST_KVER); { $(VM)/run-guest.sh -k $$k -m $(BUILD)/$$k/dm-user.ko \
+		-p $(BUILD)/guest -M 3G -C '$(BENCH_CPU)' -t 3600 -- \
+		SECS=$(PROFILE_SECS) PROFILE=\"$(PROFILE)\" ./bench.sh; \
+		echo $$? >$(BUILD)/bench.status; } 2>&1 | \
+		tee $(BUILD)/bench-profile.log; \
+	exit $$(cat $(BUILD)/bench.status)
 
 # checkpatch.pl comes from the linux-source-6.1 package, extracted once.
 CHECKPATCH = $(BUILD)/scripts/checkpatch.pl

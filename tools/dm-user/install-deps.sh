@@ -7,7 +7,8 @@
 set -eu
 
 # flex, bison and libelf-dev build the debug kernel (make check-debug);
-# autoconf, automake, libtool and g++ build ublksrv for make bench.
+# autoconf, automake, libtool and g++ build ublksrv for make bench;
+# linux-perf profiles it (make bench-profile).
 # The 6.12 kernel comes from bookworm's security/updates archive as a
 # meta-package that follows the newest 6.12 build.
 pkgs="build-essential make gcc gcc-multilib libc6-dev-i386 bc kmod
@@ -16,7 +17,7 @@ pkgs="build-essential make gcc gcc-multilib libc6-dev-i386 bc kmod
  linux-source-6.1
  qemu-system-x86 busybox-static cpio xz-utils
  dmsetup libdevmapper-dev libaio-dev liburing-dev pkg-config
- fio e2fsprogs sparse
+ fio e2fsprogs sparse linux-perf
  nbdkit nbd-client
  flex bison libelf-dev
  autoconf automake libtool g++"

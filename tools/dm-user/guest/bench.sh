@@ -111,27 +111,76 @@ sr128k-qd4:read:128k:io_uring:4
 sw128k-qd4:write:128k:io_uring:4
 sr1m-qd4:read:1m:io_uring:4"
 
-# Busy time of all CPUs in ticks of USER_HZ: everything but idle and iowait.
-busy_ticks() {
-	awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+# CPU time of all CPUs in ticks of USER_HZ (user, system, and irq +
+# softirq + steal: everything but idle and iowait), then the context
+# switches and the interrupts since boot.
+stat_snap() {
+	awk '$1 == "cpu" { u = $2 + $3; s = $4; i = $7 + $8 + $9 }
+	     $1 == "ctxt" { c = $2 } $1 == "intr" { n = $2 }
+	     END { print u, s, i, c, n }' /proc/stat
 }
 HZ=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
-# Prints "iops kib_per_s cpu_us_per_io" of one run.
+# Prints "iops kib_per_s cpu_us_per_io context_switches_per_io" of one run.
 run_fio() {
-	_b0=$(busy_ticks)
+	_s0=$(stat_snap)
 	_r=$(fio --name=b --filename="$1" --direct=1 --rw="$2" --bs="$3" \
 	    --ioengine="$4" --iodepth="$5" --runtime="$SECS" --time_based \
 	    --size=$((SIZE_MB / 2))M --output-format=terse --terse-version=3 \
 	    2>/dev/null | awk -F';' '{ print $8 + $49, $7 + $48 }')
-	_b1=$(busy_ticks)
+	_s1=$(stat_snap)
 	# Parenthesised: a bare ">" in printf arguments is a redirection.
-	echo "$_r" | awk -v t=$((_b1 - _b0)) -v hz="$HZ" -v s="$SECS" \
-		'{ ios = $1 * s; printf "%d %d %.1f\n", $1, $2,
-		   (ios > 0 ? t * 1e6 / hz / ios : 0) }'
+	echo "$_r $_s0 $_s1" | awk -v hz="$HZ" -v s="$SECS" \
+		'{ ios = $1 * s; t = $8 + $9 + $10 - $3 - $4 - $5; c = $11 - $6
+		   printf "%d %d %.1f %.2f\n", $1, $2,
+		   (ios > 0 ? t * 1e6 / hz / ios : 0), (ios > 0 ? c / ios : 0) }'
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# --- profile (make bench-profile) ------------------------------------------
+# PROFILE="<workload>@<device> ...": instead of the tables, where the time
+# of each named run goes. A run without perf gives the figures per I/O from
+# /proc/stat (CPU time by kind, context switches, interrupts); a second run
+# under "perf record -a" (a CPU clock sample on every CPU, idle included)
+# gives the share of each task and function.
+profile_case() {
+	_spec=$(echo "$TESTS" | grep "^$1:") || fail "profile: no workload $1"
+	_path=""
+	for d in $DEVICES; do [ "${d%%:*}" != "$2" ] || _path=${d#*:}; done
+	[ -n "$_path" ] || fail "profile: no device $2 here"
+	IFS=: read -r _t _rw _bs _eng _qd <<EOT
+$_spec
+EOT
+	_fio="fio --name=p --filename=$_path --direct=1 --rw=$_rw --bs=$_bs --ioengine=$_eng --iodepth=$_qd --runtime=$SECS --time_based --size=$((SIZE_MB / 2))M --output-format=terse --terse-version=3"
+	_s0=$(stat_snap)
+	_iops=$($_fio 2>/dev/null | awk -F';' '{ print $8 + $49 }')
+	_s1=$(stat_snap)
+	echo
+	echo "== $1 on $2: $_iops IOPS"
+	echo "$_s0 $_s1" | awk -v n=$((${_iops:-0} * SECS)) -v hz="$HZ" '
+	n > 0 { t = 1e6 / hz / n
+	  printf "   per I/O: CPU us user %.1f, system %.1f, irq+softirq %.1f; context switches %.2f; interrupts %.2f\n",
+	    ($6 - $1) * t, ($7 - $2) * t, ($8 - $3) * t, ($9 - $4) / n, ($10 - $5) / n }'
+	# shellcheck disable=SC2086 # $PERF and $_fio are command lines
+	$PERF record -q -a -F 997 -e cpu-clock -o /tmp/perf.data -- \
+		$_fio >/dev/null 2>&1 || fail "profile: perf record"
+	echo "   share of samples by task (all CPUs, idle included):"
+	$PERF report -i /tmp/perf.data --stdio --sort comm --percent-limit 2 2>/dev/null |
+		awk '/^ +[0-9.]+%/ { printf "     %s\n", $0 }'
+	echo "   by function (>= 1%):"
+	$PERF report -i /tmp/perf.data --stdio --sort comm,dso,sym --percent-limit 1 2>/dev/null |
+		awk '/^ +[0-9.]+%/ { printf "     %s\n", $0 }'
+}
+if [ -n "${PROFILE:-}" ]; then
+	[ -x perf/perf ] || fail "profile: no perf in the payload"
+	PERF="env LD_LIBRARY_PATH=$PWD/perf/lib $PWD/perf/perf"
+	echo 0 > /proc/sys/kernel/kptr_restrict
+	echo -1 > /proc/sys/kernel/perf_event_paranoid
+	echo "profile: fio $SECS s per run; Linux $(uname -r) under QEMU ($(nproc) vCPUs)"
+	for c in $PROFILE; do profile_case "${c%@*}" "${c#*@}"; done
+	exit 0
+fi
 
 : > /tmp/bench.raw
 : > /tmp/bench.results
@@ -158,10 +207,10 @@ EOT
 	done
 	for d in $DEVICES; do
 		dname=${d%%:*}
-		for f in 2 3 4; do
+		for f in 2 3 4 5; do
 			awk -v d="$dname" -v f=$f '$1 == d { print $f + 0 }' /tmp/bench.raw > /tmp/col$f
 		done
-		echo "$tname $dname $(median < /tmp/col2) $(median < /tmp/col3) $(sort -n /tmp/col2 | head -n 1) $(sort -n /tmp/col2 | tail -n 1) $(median < /tmp/col4)" >> /tmp/bench.results
+		echo "$tname $dname $(median < /tmp/col2) $(median < /tmp/col3) $(sort -n /tmp/col2 | head -n 1) $(sort -n /tmp/col2 | tail -n 1) $(median < /tmp/col4) $(median < /tmp/col5)" >> /tmp/bench.results
 	done
 	: > /tmp/bench.raw
 	echo "# $tname done" >&2
@@ -177,20 +226,21 @@ echo "  rw = read() and write() (RFC protocol), RB, WB = READ_BATCH,"
 echo "  WRITE_BATCH (on read() and write()), copy = rw with --copy (data through the"
 echo "  library's buffers instead of in place)"
 [ -z "$UBLK" ] || echo "ublk: ublksrv, $THREADS queue(s) of depth $UBLK_DEPTH (-2q: two); loop rows: a tmpfs file"
-echo "IOPS range = slowest and fastest run; CPU = guest CPU time (all of it, fio's too) per I/O"
+echo "IOPS range = slowest and fastest run; CPU = guest CPU time (all of it, fio's too) per I/O;"
+echo "cs = context switches (all of the guest's) per I/O"
 awk '
 { iops[$1, $2] = $3; bw[$1, $2] = $4; lo[$1, $2] = $5; hi[$1, $2] = $6
-  cpu[$1, $2] = $7
+  cpu[$1, $2] = $7; cs[$1, $2] = $8
   if (!($1 in seen)) { seen[$1] = 1; tests[++nt] = $1 }
   if (!($2 in dseen)) { dseen[$2] = 1; devs[++nd] = $2 } }
 END {
   for (i = 1; i <= nt; i++) {
     t = tests[i]
-    printf "\n%-20s %9s %9s %17s %8s\n", t, "IOPS", "MB/s", "IOPS range", "CPU us"
+    printf "\n%-20s %9s %9s %17s %8s %6s\n", t, "IOPS", "MB/s", "IOPS range", "CPU us", "cs"
     for (j = 1; j <= nd; j++) {
       d = devs[j]
-      printf "%-20s %9d %9.1f %8d-%-8d %8.1f\n", d, iops[t, d],
-        bw[t, d] * 1024 / 1e6, lo[t, d], hi[t, d], cpu[t, d]
+      printf "%-20s %9d %9.1f %8d-%-8d %8.1f %6.2f\n", d, iops[t, d],
+        bw[t, d] * 1024 / 1e6, lo[t, d], hi[t, d], cpu[t, d], cs[t, d]
     }
   }
 }' /tmp/bench.results
@@ -238,8 +288,8 @@ END {
       (iops["rr4k-qd1", "dm-user/RAM"] / q >= 2 ? "met" : "NOT met")
 }' /tmp/bench.results
 
-csv bench.csv "workload,device,iops_median,mb_per_s_median,iops_min,iops_max,cpu_us_per_io"
-awk '{ printf "%s,%s,%d,%.1f,%d,%d,%.1f\n", $1, $2, $3, $4 * 1024 / 1e6, $5, $6, $7 }' /tmp/bench.results |
+csv bench.csv "workload,device,iops_median,mb_per_s_median,iops_min,iops_max,cpu_us_per_io,context_switches_per_io"
+awk '{ printf "%s,%s,%d,%.1f,%d,%d,%.1f,%.2f\n", $1, $2, $3, $4 * 1024 / 1e6, $5, $6, $7, $8 }' /tmp/bench.results |
 	while read -r l; do csv bench.csv "$l"; done
 
 # --- memory ----------------------------------------------------------------
@@ -360,7 +410,7 @@ dmsetup remove bench_q || fail "dmsetup remove bench_q"
 # --- teardown --------------------------------------------------------------
 # shellcheck disable=SC2086 # a list of pids
 kill $DAEMONS; wait
-for n in bench_null bench_null_rw bench_null_rb bench_null_rbwb bench_null_copy bench_ram bench_file; do
+for n in bench_null bench_null_2t bench_null_poll bench_null_rw bench_null_rb bench_null_rbwb bench_null_copy bench_ram bench_file; do
 	dmsetup remove $n || fail "dmsetup remove $n"
 done
 [ -z "$UBLK" ] || "$UBLK" del -a >/dev/null
