@@ -1003,6 +1003,7 @@ static void serve_parse(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *ring_opt, *rw_opt;
 	int c;
 
 	while ((c = getopt_long(argc, argv, ":r:f:n:dt:q:BWcT:R:D:P:s:S:p:vh",
@@ -1100,12 +1101,23 @@ static void serve_parse(int argc, char **argv)
 		bad_usage("exactly one of --ram, --file and --null is required");
 	if (sopt.direct && !sopt.file)
 		bad_usage("--direct applies to --file only");
-	if (sopt.ring_depth && sopt.transport == DMU_TRANSPORT_RW)
-		bad_usage("--ring-depth applies to the ring, not --transport rw");
-	if (sopt.ring_data && sopt.transport == DMU_TRANSPORT_RW)
-		bad_usage("--ring-data applies to the ring, not --transport rw");
-	if (sopt.ring_busy_poll && sopt.transport == DMU_TRANSPORT_RW)
-		bad_usage("--busy-poll applies to the ring, not --transport rw");
+	/* As dmu_serve() refuses them, with the options named. */
+	ring_opt = sopt.ring_depth ? "--ring-depth" :
+		   sopt.ring_data ? "--ring-data" :
+		   sopt.ring_busy_poll ? "--busy-poll" : NULL;
+	rw_opt = sopt.batch > 1 ? "--batch" :
+		 sopt.read_batch ? "--read-batch" :
+		 sopt.write_batch ? "--write-batch" :
+		 sopt.split ? "--split" : NULL;
+	if (ring_opt && sopt.transport == DMU_TRANSPORT_RW)
+		bad_usage("%s applies to the ring, not --transport rw",
+			  ring_opt);
+	if (rw_opt && sopt.transport == DMU_TRANSPORT_RING)
+		bad_usage("%s applies to read() and write(), not --transport ring",
+			  rw_opt);
+	if (ring_opt && rw_opt)
+		bad_usage("%s applies to the ring, which %s turns off",
+			  ring_opt, rw_opt);
 	if (optind != argc - 1)
 		bad_usage(optind == argc ? "missing <name-or-path>"
 					 : "more than one <name-or-path>");

@@ -1051,6 +1051,7 @@ int dmu_serve(const char *name, const struct dmu_ops *ops, void *ctx,
 	struct server srv = { .ops = ops, .ctx = ctx };
 	char path[PATH_MAX];
 	unsigned int i, started = 0;
+	bool rw_opts, ring_opts;
 	int err = 0, rc;
 
 	if (!name || !*name || !ops)
@@ -1075,6 +1076,13 @@ int dmu_serve(const char *name, const struct dmu_ops *ops, void *ctx,
 	srv.ring_data = opts->ring_data;
 	srv.ring_busy_poll = opts->ring_busy_poll;
 	if (srv.transport > DMU_TRANSPORT_RW)
+		return -EINVAL;
+	/* Options one transport would ignore while the other is in use. */
+	rw_opts = srv.batch > 1 || srv.split || opts->read_batch ||
+		  opts->write_batch;
+	ring_opts = srv.ring_depth || srv.ring_data || srv.ring_busy_poll;
+	if ((rw_opts && srv.transport == DMU_TRANSPORT_RING) ||
+	    (ring_opts && (srv.transport == DMU_TRANSPORT_RW || rw_opts)))
 		return -EINVAL;
 	atomic_init(&srv.abort, false);
 

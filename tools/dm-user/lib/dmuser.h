@@ -314,6 +314,12 @@ struct dmu_ops {
  * DMU_TRANSPORT_RING: the ring, or -EOPNOTSUPP from dmu_serve().
  * DMU_TRANSPORT_RW: read() and write(), the RFC protocol, with the
  *	batching extensions asked for.
+ *
+ * Options of one transport are refused (dmu_serve() returns -EINVAL) with
+ * the other chosen, or with options that choose the other: ring_depth,
+ * ring_data or ring_busy_poll with DMU_TRANSPORT_RW or with batch > 1,
+ * split, read_batch or write_batch; and those four with
+ * DMU_TRANSPORT_RING.
  */
 enum dmu_transport {
 	DMU_TRANSPORT_AUTO,
@@ -368,7 +374,9 @@ struct dmu_serve_opts {
  * channel reports the reset.
  *
  * Return: 0 when the target was removed (every channel saw ENOTBLK) or
- * *stop was set, a negative errno when a channel failed.
+ * *stop was set, a negative errno when a channel failed; -EINVAL before
+ * anything is opened for options of the two transports at once (see
+ * enum dmu_transport).
  */
 int dmu_serve(const char *name, const struct dmu_ops *ops, void *ctx,
 	      const struct dmu_serve_opts *opts);

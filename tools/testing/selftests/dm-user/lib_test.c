@@ -445,4 +445,45 @@ TEST(serving_in_place)
 	free(back);
 }
 
+/*
+ * Options of one transport with the other chosen, or with options that
+ * choose the other, are refused before anything is opened: served as
+ * asked, one of them would be ignored without a word.
+ */
+TEST(serve_refuses_options_of_the_other_transport)
+{
+	static const struct {
+		const char *what;
+		struct dmu_serve_opts o;
+	} bad[] = {
+		{ "busy-poll with rw",
+		  { .transport = DMU_TRANSPORT_RW, .ring_busy_poll = 10 } },
+		{ "ring depth with rw",
+		  { .transport = DMU_TRANSPORT_RW, .ring_depth = 16 } },
+		{ "read batch with ring",
+		  { .transport = DMU_TRANSPORT_RING, .read_batch = true } },
+		{ "write batch with ring",
+		  { .transport = DMU_TRANSPORT_RING, .write_batch = true } },
+		{ "batch with ring", { .transport = DMU_TRANSPORT_RING,
+				       .batch = 2 } },
+		{ "split with ring", { .transport = DMU_TRANSPORT_RING,
+				       .split = 4096 } },
+		{ "busy-poll with a read batch (auto)",
+		  { .ring_busy_poll = 10, .read_batch = true } },
+		{ "ring data with a batch (auto)",
+		  { .ring_data = 1 << 20, .batch = 4 } },
+	};
+	struct dmu_serve_opts ok = { .ring_busy_poll = 10, .ring_depth = 16 };
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		TH_LOG("%s", bad[i].what);
+		EXPECT_EQ(-EINVAL, dmu_serve("dmu_no_such_target", &ram_ops,
+					     NULL, &bad[i].o));
+	}
+	/* The ring's own options together pass, to the missing node. */
+	EXPECT_EQ(-ENOENT, dmu_serve("dmu_no_such_target", &ram_ops, NULL,
+				     &ok));
+}
+
 TEST_HARNESS_MAIN

@@ -69,7 +69,13 @@ for bad in "--transport pipe:--transport must be auto, ring or rw" \
 	   "--ring-data 1026K:--ring-data must be a multiple of 4K" \
 	   "--ring-data 2M --transport rw:--ring-data applies to the ring" \
 	   "--busy-poll 1001:--busy-poll" \
-	   "--busy-poll 10 --transport rw:--busy-poll applies to the ring"; do
+	   "--busy-poll 10 --transport rw:--busy-poll applies to the ring" \
+	   "--batch 2 --transport ring:--batch applies to read() and write(), not --transport ring" \
+	   "--read-batch --transport ring:--read-batch applies to read() and write()" \
+	   "--split 4096 --transport ring:--split applies to read() and write()" \
+	   "--busy-poll 10 --read-batch:--busy-poll applies to the ring, which --read-batch turns off" \
+	   "--ring-depth 16 --write-batch:--ring-depth applies to the ring, which --write-batch" \
+	   "--ring-data 2M --batch 4:--ring-data applies to the ring, which --batch"; do
 	# shellcheck disable=SC2086 # options, as words
 	"$DMUSER" serve -r 1M ${bad%%:*} "$n" >/dev/null 2>/tmp/$n.err
 	[ $? = 2 ] || _fail "serve ${bad%%:*} did not exit 2"
