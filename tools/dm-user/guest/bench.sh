@@ -164,10 +164,17 @@ EOT
 	    ($6 - $1) * t, ($7 - $2) * t, ($8 - $3) * t, ($9 - $4) / n, ($10 - $5) / n }'
 	# shellcheck disable=SC2086 # $PERF and $_fio are command lines
 	$PERF record -q -a -F 997 -e cpu-clock -o /tmp/perf.data -- \
-		$_fio >/dev/null 2>&1 || fail "profile: perf record"
-	echo "   share of samples by task (all CPUs, idle included):"
+		$_fio 2>/dev/null > /tmp/perf.fio || fail "profile: perf record"
+	_iops=$(awk -F';' '{ print $8 + $49 }' /tmp/perf.fio)
+	# The samples are of all CPUs, idle included: a task's share of them
+	# times the CPUs is its share of one CPU, per I/O in microseconds.
+	echo "   under perf, $_iops IOPS; share of samples by task (all CPUs,"
+	echo "   idle included), and that task's CPU time per I/O:"
 	$PERF report -i /tmp/perf.data --stdio --sort comm --percent-limit 2 2>/dev/null |
-		awk '/^ +[0-9.]+%/ { printf "     %s\n", $0 }'
+		awk -v c="$(nproc)" -v n="${_iops:-0}" '/^ +[0-9.]+%/ {
+		  p = $1; sub("%", "", p)
+		  printf "     %8s  %-16s %7.1f us/IO\n", $1, $2,
+		    (n > 0 ? p / 100 * c * 1e6 / n : 0) }'
 	echo "   by function (>= 1%):"
 	$PERF report -i /tmp/perf.data --stdio --sort comm,dso,sym --percent-limit 1 2>/dev/null |
 		awk '/^ +[0-9.]+%/ { printf "     %s\n", $0 }'
@@ -178,6 +185,7 @@ if [ -n "${PROFILE:-}" ]; then
 	echo 0 > /proc/sys/kernel/kptr_restrict
 	echo -1 > /proc/sys/kernel/perf_event_paranoid
 	echo "profile: fio $SECS s per run; Linux $(uname -r) under QEMU ($(nproc) vCPUs)"
+	echo "clock source: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 	for c in $PROFILE; do profile_case "${c%@*}" "${c#*@}"; done
 	exit 0
 fi
