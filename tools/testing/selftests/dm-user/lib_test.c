@@ -473,7 +473,15 @@ TEST(serve_refuses_options_of_the_other_transport)
 		{ "ring data with a batch (auto)",
 		  { .ring_data = 1 << 20, .batch = 4 } },
 	};
-	struct dmu_serve_opts ok = { .ring_busy_poll = 10, .ring_depth = 16 };
+	/* Each transport's own options together pass, to the missing node. */
+	static const struct dmu_serve_opts ok[] = {
+		{ .ring_busy_poll = 10, .ring_depth = 16 },
+		{ .transport = DMU_TRANSPORT_RING, .ring_busy_poll = 10,
+		  .ring_data = 1 << 20 },
+		{ .transport = DMU_TRANSPORT_RW, .batch = 4, .split = 4096,
+		  .read_batch = true, .write_batch = true },
+		{ .batch = 4, .read_batch = true },
+	};
 	unsigned int i;
 
 	for (i = 0; i < ARRAY_SIZE(bad); i++) {
@@ -481,9 +489,9 @@ TEST(serve_refuses_options_of_the_other_transport)
 		EXPECT_EQ(-EINVAL, dmu_serve("dmu_no_such_target", &ram_ops,
 					     NULL, &bad[i].o));
 	}
-	/* The ring's own options together pass, to the missing node. */
-	EXPECT_EQ(-ENOENT, dmu_serve("dmu_no_such_target", &ram_ops, NULL,
-				     &ok));
+	for (i = 0; i < ARRAY_SIZE(ok); i++)
+		EXPECT_EQ(-ENOENT, dmu_serve("dmu_no_such_target", &ram_ops,
+					     NULL, &ok[i]));
 }
 
 TEST_HARNESS_MAIN
