@@ -142,10 +142,13 @@ bench-payload: guest-payload
 		cat $(BUILD)/ublksrv.err >&2; exit 1; \
 	fi
 
+# The bench guest, in a recipe that has set k to GUEST_KVER.
+BENCH_GUEST = $(VM)/run-guest.sh -k $$k -m $(BUILD)/$$k/dm-user.ko \
+	-p $(BUILD)/guest -M 3G -C '$(BENCH_CPU)'
+
 bench: deps
 	@$(MAKE) --no-print-directory bench-payload
-	@k=$(GUEST_KVER); { $(VM)/run-guest.sh -k $$k -m $(BUILD)/$$k/dm-user.ko \
-		-p $(BUILD)/guest -M 3G -C '$(BENCH_CPU)' -t 5400 -- \
+	@k=$(GUEST_KVER); { $(BENCH_GUEST) -t 5400 -- \
 		RUNS=$(BENCH_RUNS) SECS=$(BENCH_SECS) ./bench.sh; \
 		echo $$? >$(BUILD)/bench.status; } 2>&1 | tee $(BUILD)/bench.log
 	@for f in bench.csv bench-memory.csv; do \
@@ -169,12 +172,11 @@ bench-profile: deps
 	mkdir -p $(BUILD)/guest/perf/lib && cp $$p $(BUILD)/guest/perf/ && \
 	ldd $$p | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p' | \
 		xargs cp -L -t $(BUILD)/guest/perf/lib
-	@k=$(GUEST_KVER); { $(VM)/run-guest.sh -k $$k -m $(BUILD)/$$k/dm-user.ko \
-		-p $(BUILD)/guest -M 3G -C '$(BENCH_CPU)' -t 3600 -- \
+	@k=$(GUEST_KVER); { $(BENCH_GUEST) -t 3600 -- \
 		SECS=$(PROFILE_SECS) PROFILE=\"$(PROFILE)\" ./bench.sh; \
-		echo $$? >$(BUILD)/bench.status; } 2>&1 | \
+		echo $$? >$(BUILD)/bench-profile.status; } 2>&1 | \
 		tee $(BUILD)/bench-profile.log; \
-	exit $$(cat $(BUILD)/bench.status)
+	exit $$(cat $(BUILD)/bench-profile.status)
 
 # checkpatch.pl comes from the linux-source-6.1 package, extracted once.
 CHECKPATCH = $(BUILD)/scripts/checkpatch.pl

@@ -121,13 +121,22 @@ stat_snap() {
 }
 HZ=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
+# fio_terse <path> <rw> <bs> <engine> <depth>: one run of $SECS seconds,
+# under the command $FIO_WRAP if set (the profile's perf); prints
+# "iops kib_per_s".
+FIO_WRAP=""
+fio_terse() {
+	# shellcheck disable=SC2086 # a command line, or nothing
+	$FIO_WRAP fio --name=b --filename="$1" --direct=1 --rw="$2" --bs="$3" \
+	    --ioengine="$4" --iodepth="$5" --runtime="$SECS" --time_based \
+	    --size=$((SIZE_MB / 2))M --output-format=terse --terse-version=3 \
+	    2>/dev/null | awk -F';' '{ print $8 + $49, $7 + $48 }'
+}
+
 # Prints "iops kib_per_s cpu_us_per_io context_switches_per_io" of one run.
 run_fio() {
 	_s0=$(stat_snap)
-	_r=$(fio --name=b --filename="$1" --direct=1 --rw="$2" --bs="$3" \
-	    --ioengine="$4" --iodepth="$5" --runtime="$SECS" --time_based \
-	    --size=$((SIZE_MB / 2))M --output-format=terse --terse-version=3 \
-	    2>/dev/null | awk -F';' '{ print $8 + $49, $7 + $48 }')
+	_r=$(fio_terse "$@")
 	_s1=$(stat_snap)
 	# Parenthesised: a bare ">" in printf arguments is a redirection.
 	echo "$_r $_s0 $_s1" | awk -v hz="$HZ" -v s="$SECS" \
@@ -152,9 +161,8 @@ profile_case() {
 	IFS=: read -r _t _rw _bs _eng _qd <<EOT
 $_spec
 EOT
-	_fio="fio --name=p --filename=$_path --direct=1 --rw=$_rw --bs=$_bs --ioengine=$_eng --iodepth=$_qd --runtime=$SECS --time_based --size=$((SIZE_MB / 2))M --output-format=terse --terse-version=3"
 	_s0=$(stat_snap)
-	_iops=$($_fio 2>/dev/null | awk -F';' '{ print $8 + $49 }')
+	_iops=$(fio_terse "$_path" "$_rw" "$_bs" "$_eng" "$_qd" | cut -d' ' -f1)
 	_s1=$(stat_snap)
 	echo
 	echo "== $1 on $2: $_iops IOPS"
@@ -162,10 +170,12 @@ EOT
 	n > 0 { t = 1e6 / hz / n
 	  printf "   per I/O: CPU us user %.1f, system %.1f, irq+softirq %.1f; context switches %.2f; interrupts %.2f\n",
 	    ($6 - $1) * t, ($7 - $2) * t, ($8 - $3) * t, ($9 - $4) / n, ($10 - $5) / n }'
-	# shellcheck disable=SC2086 # $PERF and $_fio are command lines
-	$PERF record -q -a -F 997 -e cpu-clock -o /tmp/perf.data -- \
-		$_fio 2>/dev/null > /tmp/perf.fio || fail "profile: perf record"
-	_iops=$(awk -F';' '{ print $8 + $49 }' /tmp/perf.fio)
+	# The same run again, with every CPU sampled while it lasts.
+	rm -f /tmp/perf.data
+	FIO_WRAP="$PERF record -q -a -F 997 -e cpu-clock -o /tmp/perf.data --"
+	_iops=$(fio_terse "$_path" "$_rw" "$_bs" "$_eng" "$_qd" | cut -d' ' -f1)
+	FIO_WRAP=""
+	[ -s /tmp/perf.data ] || fail "profile: perf record wrote nothing"
 	# The samples are of all CPUs, idle included: a task's share of them
 	# times the CPUs is its share of one CPU, per I/O in microseconds.
 	echo "   under perf, $_iops IOPS; share of samples by task (all CPUs,"
