@@ -88,7 +88,7 @@ bool dm_user_unpin_locked(struct dm_user_target *t,
  */
 void dm_user_finish_copy(struct dm_user_target *t, struct list_head *done)
 {
-	dm_user_complete_list(done);
+	dm_user_complete_list(t, done);
 	if (atomic_dec_and_test(&t->nr_busy))
 		wake_up(&t->busy_wq);
 }
@@ -154,7 +154,7 @@ static int dm_user_release(struct inode *inode, struct file *file)
 	dm_user_channel_closed_locked(t, ch, &done);
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 
-	dm_user_complete_list(&done);
+	dm_user_complete_list(t, &done);
 	/* No mapping is left: each holds the file, so this runs after. */
 	if (ch->ring)
 		dm_user_ring_free(ch->ring);
@@ -549,6 +549,20 @@ dm_user_accept_answer_locked(struct dm_user_target *t,
 		dm_user_bad_answer(t, ans, "request was read on another channel");
 		return ERR_PTR(-EINVAL);
 	}
+	if (ans->type == DM_USER_RESP_REMAP) {
+		const char *why = dm_user_remap_check(t, ch, req, ans->sector);
+
+		if (!why && ans->len && ans->len != req->msg.len)
+			why = "length differs from the request's";
+		if (!why && rest && !batch)
+			why = "data after a remap answer";
+		if (why) {
+			dm_user_bad_answer(t, ans, why);
+			return ERR_PTR(-EINVAL);
+		}
+		dm_user_remap_locked(t, req, ans->sector, done);
+		return req;
+	}
 	if (dm_user_resp_status(ans->type, &status)) {
 		dm_user_bad_answer(t, ans, "unknown response type");
 		return ERR_PTR(-EINVAL);
@@ -716,7 +730,7 @@ static ssize_t dm_user_write_answer(struct dm_user_target *t,
 		if (req->state != DM_USER_REQ_RECEIVING) {
 			/* Answer without data: already detached. */
 			spin_unlock_irq(&t->lock);
-			dm_user_complete_list(&done);
+			dm_user_complete_list(t, &done);
 			*whole = true;
 			return consumed;
 		}

@@ -29,7 +29,8 @@
 
 /* Extensions this kernel can grant. */
 #define DM_USER_EXT_SUPPORTED	\
-	(DM_USER_EXT_READ_BATCH | DM_USER_EXT_WRITE_BATCH | DM_USER_EXT_RING)
+	(DM_USER_EXT_READ_BATCH | DM_USER_EXT_WRITE_BATCH | DM_USER_EXT_RING | \
+	 DM_USER_EXT_REMAP)
 
 /* ------------------------------------------------------------------------
  * Tags the kernel knows
@@ -66,6 +67,12 @@ static const struct dm_user_tag_desc dm_user_tags[] = {
 	{ DM_USER_ATTR_REQUEUED, DM_USER_TYPE_U64, false, "requeued" },
 	{ DM_USER_ATTR_TIMEOUTS, DM_USER_TYPE_U64, false, "timeouts" },
 	{ DM_USER_ATTR_BAD_ANSWERS, DM_USER_TYPE_U64, false, "bad_answers" },
+	{ DM_USER_ATTR_REMAPPED, DM_USER_TYPE_U64, false, "remapped" },
+	{ DM_USER_ATTR_BACKING, DM_USER_TYPE_STRING, false, "backing" },
+	{ DM_USER_ATTR_BACKING_OFFSET, DM_USER_TYPE_U64, false,
+	  "backing_offset" },
+	{ DM_USER_ATTR_CLAIM_RANGES, DM_USER_TYPE_U32, false, "claim_ranges" },
+	{ DM_USER_ATTR_PASSED, DM_USER_TYPE_U64, false, "passed" },
 	{ DM_USER_ATTR_READ_REQUESTS, DM_USER_TYPE_U64, false, "read_requests" },
 	{ DM_USER_ATTR_READ_BYTES, DM_USER_TYPE_U64, false, "read_bytes" },
 	{ DM_USER_ATTR_READ_ERRORS, DM_USER_TYPE_U64, false, "read_errors" },
@@ -101,6 +108,8 @@ static const struct dm_user_tag_desc dm_user_tags[] = {
 	{ DM_USER_ATTR_RING_DATA, DM_USER_TYPE_U32, false, "ring_data" },
 	{ DM_USER_ATTR_RING_BUSY_POLL, DM_USER_TYPE_U32, false,
 	  "ring_busy_poll" },
+	{ DM_USER_ATTR_RANGE_START, DM_USER_TYPE_U64, false, "range_start" },
+	{ DM_USER_ATTR_RANGE_LEN, DM_USER_TYPE_U64, false, "range_len" },
 };
 
 #define DM_USER_NR_TAGS ARRAY_SIZE(dm_user_tags)
@@ -271,6 +280,15 @@ static int dm_user_cmd_get_info(struct dm_user_target *t,
 	dm_user_put_u64(out, DM_USER_ATTR_REQUEUED, snap.requeued);
 	dm_user_put_u64(out, DM_USER_ATTR_TIMEOUTS, snap.timeouts);
 	dm_user_put_u64(out, DM_USER_ATTR_BAD_ANSWERS, snap.bad_answers);
+	dm_user_put_u64(out, DM_USER_ATTR_REMAPPED, snap.remapped);
+	if (t->backing_name[0]) {
+		dm_user_put_str(out, DM_USER_ATTR_BACKING, t->backing_name);
+		dm_user_put_u64(out, DM_USER_ATTR_BACKING_OFFSET,
+				t->backing_start);
+		dm_user_put_u32(out, DM_USER_ATTR_CLAIM_RANGES,
+				snap.claim_ranges);
+		dm_user_put_u64(out, DM_USER_ATTR_PASSED, snap.passed);
+	}
 	/* The counter tags run requests, bytes, errors per op, in op order. */
 	BUILD_BUG_ON(DM_USER_ATTR_SECURE_ERASE_ERRORS !=
 		     DM_USER_ATTR_READ_REQUESTS + 3 * DM_USER_NR_OPS - 1);
@@ -351,7 +369,7 @@ static int dm_user_cmd_set_params(struct dm_user_target *t,
 		dm_user_set_request_timeout_locked(t, rt);
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 
-	dm_user_complete_list(&done);
+	dm_user_complete_list(t, &done);
 	return 0;
 }
 
@@ -387,6 +405,9 @@ static int dm_user_cmd_negotiate(struct dm_user_target *t,
 				      "extensions attribute required");
 	granted = dm_user_in_val(in, DM_USER_ATTR_EXTENSIONS) &
 		  DM_USER_EXT_SUPPORTED;
+	/* Nowhere to remap to. */
+	if (!t->backing_name[0])
+		granted &= ~DM_USER_EXT_REMAP;
 	/*
 	 * The ring changes how the channel is used, not only how messages
 	 * are framed: only a daemon that says how deep (0 for the default)
@@ -474,6 +495,68 @@ static const u16 dm_user_set_inputs[] = {
 	DM_USER_ATTR_REQUEST_TIMEOUT, 0
 };
 
+/* CLAIM and RELEASE: the range, checked before anything changes. */
+static int dm_user_cmd_claims(struct dm_user_target *t,
+			      const struct dm_user_ctl_in *in,
+			      struct dm_user_ctl_out *out, bool claim)
+{
+	u64 block = t->block_size >> SECTOR_SHIFT, start, len;
+	unsigned int nr;
+	int r;
+
+	if (!t->backing_name[0])
+		return dm_user_refuse(out, -EOPNOTSUPP, 0,
+				      "claims need a backing device");
+	if (!dm_user_in_has(in, DM_USER_ATTR_RANGE_START))
+		return dm_user_refuse(out, -EINVAL, DM_USER_ATTR_RANGE_START,
+				      "range_start required");
+	if (!dm_user_in_has(in, DM_USER_ATTR_RANGE_LEN))
+		return dm_user_refuse(out, -EINVAL, DM_USER_ATTR_RANGE_LEN,
+				      "range_len required");
+	start = dm_user_in_val(in, DM_USER_ATTR_RANGE_START);
+	len = dm_user_in_val(in, DM_USER_ATTR_RANGE_LEN);
+	if (!len || (len & (block - 1)))
+		return dm_user_refuse(out, -EINVAL, DM_USER_ATTR_RANGE_LEN,
+				      "range_len must be whole blocks, not 0");
+	if (start & (block - 1))
+		return dm_user_refuse(out, -EINVAL, DM_USER_ATTR_RANGE_START,
+				      "range_start must be whole blocks");
+	if (start > t->len || len > t->len - start)
+		return dm_user_refuse(out, -ERANGE, DM_USER_ATTR_RANGE_LEN,
+				      "range past the end of the target");
+	r = dm_user_change_claims(t, start, len, claim, &nr);
+	if (r == -E2BIG)
+		return dm_user_refuse(out, r, DM_USER_ATTR_RANGE_START,
+				      "more claimed ranges than max_claims");
+	if (r == -EINTR)
+		return dm_user_refuse(out, r, 0,
+				      "killed while waiting for I/O to the backing device");
+	if (r)
+		return r;
+	dm_user_put_u32(out, DM_USER_ATTR_CLAIM_RANGES, nr);
+	return 0;
+}
+
+static int dm_user_cmd_claim(struct dm_user_target *t,
+			     struct dm_user_channel *ch,
+			     const struct dm_user_ctl_in *in,
+			     struct dm_user_ctl_out *out)
+{
+	return dm_user_cmd_claims(t, in, out, true);
+}
+
+static int dm_user_cmd_release(struct dm_user_target *t,
+			       struct dm_user_channel *ch,
+			       const struct dm_user_ctl_in *in,
+			       struct dm_user_ctl_out *out)
+{
+	return dm_user_cmd_claims(t, in, out, false);
+}
+
+static const u16 dm_user_range_inputs[] = {
+	DM_USER_ATTR_RANGE_START, DM_USER_ATTR_RANGE_LEN, 0
+};
+
 static const u16 dm_user_negotiate_inputs[] = {
 	DM_USER_ATTR_EXTENSIONS, DM_USER_ATTR_RING_DEPTH,
 	DM_USER_ATTR_RING_DATA, DM_USER_ATTR_RING_BUSY_POLL, 0
@@ -501,6 +584,16 @@ static const struct dm_user_cmd dm_user_cmds[] = {
 		.reply_max = 5 * (DM_USER_ATTR_HDR + sizeof(u64)),
 		.inputs = dm_user_negotiate_inputs,
 		.fn = dm_user_cmd_negotiate,
+	}, {
+		.command = DM_USER_CMD_CLAIM, .version = 5, .name = "claim",
+		.admin = true, .changes = true,
+		.reply_max = DM_USER_ATTR_HDR + sizeof(u64),
+		.inputs = dm_user_range_inputs, .fn = dm_user_cmd_claim,
+	}, {
+		.command = DM_USER_CMD_RELEASE, .version = 5, .name = "release",
+		.admin = true, .changes = true,
+		.reply_max = DM_USER_ATTR_HDR + sizeof(u64),
+		.inputs = dm_user_range_inputs, .fn = dm_user_cmd_release,
 	},
 };
 

@@ -327,7 +327,8 @@ bool dm_user_ring_readable(struct dm_user_target *t,
  * *@why.
  */
 static struct dm_user_request *
-dm_user_ring_check_cqe(struct dm_user_ring_state *ring,
+dm_user_ring_check_cqe(struct dm_user_target *t, struct dm_user_channel *ch,
+		       struct dm_user_ring_state *ring,
 		       const struct dm_user_ring_cqe *cqe,
 		       blk_status_t *status, const char **why)
 {
@@ -346,6 +347,10 @@ dm_user_ring_check_cqe(struct dm_user_ring_state *ring,
 		*why = "no request in the slot";
 	else if (req->msg.seq != cqe->seq)
 		*why = "seq is not the slot's request's";
+	else if (cqe->type == DM_USER_RESP_REMAP)
+		*why = cqe->reserved ? "reserved field not zero" :
+		       cqe->flags ? "flags on a remap" :
+		       dm_user_remap_check(t, ch, req, cqe->sector);
 	else if (dm_user_resp_status(cqe->type, status))
 		*why = "unknown response type";
 	else if (cqe->reserved)
@@ -459,13 +464,17 @@ static void dm_user_ring_take_cqe(struct dm_user_target *t,
 	blk_status_t status;
 	const char *why;
 
-	req = dm_user_ring_check_cqe(ring, cqe, &status, &why);
+	req = dm_user_ring_check_cqe(t, ch, ring, cqe, &status, &why);
 	if (!req) {
 		struct dm_user_message ans = {
 			.seq = cqe->seq, .type = cqe->type,
 		};
 
 		dm_user_bad_answer(t, &ans, why);
+		return;
+	}
+	if (cqe->type == DM_USER_RESP_REMAP) {
+		dm_user_remap_locked(t, req, cqe->sector, done);
 		return;
 	}
 	if (req->op != DM_USER_OP_READ || status != BLK_STS_OK) {
@@ -543,7 +552,7 @@ static int dm_user_ring_complete(struct dm_user_target *t,
 	/* The entries are read before the daemon may reuse their places. */
 	smp_store_release(&ring->shared->cq_head, ring->cq_head);
 	/* The bios first, then the pins: teardown waits for those. */
-	dm_user_complete_list(&done);
+	dm_user_complete_list(t, &done);
 	if (pins && atomic_sub_and_test(pins, &t->nr_busy))
 		wake_up(&t->busy_wq);
 	return r;

@@ -28,6 +28,15 @@
  *	fixed from NEGOTIATE on. A RING_ENTER caller spinning for a request
  *	holds no lock; it waits on t->wq as a sleeper does, without sleeping.
  *
+ *   dm_user_target.claims_lock (mutex)
+ *	Serialises changes of the claimed ranges (CLAIM, RELEASE), each of
+ *	which publishes a new copy with rcu_assign_pointer() and then waits
+ *	for the bios mapped under the old one to leave (synchronize_rcu(),
+ *	then dm_user_target.passing[] of the old parity). The map path reads
+ *	the claims under rcu_read_lock() alone, and never waits for this.
+ *	Taken only by control commands (the ioctl and dmsetup message),
+ *	never with another lock held.
+ *
  *   dm_user_target.lock (spinlock, interrupts off)
  *	Protects everything that moves a request: the queue, the backlog, the
  *	answer hash, each channel's owned list and its sending/receiving
@@ -56,6 +65,12 @@
  * teardown does not complete a busy request but marks it aborted, and the
  * channel completes it when its copy ends. The destructor waits until no
  * request is busy, so no bio is completed after the target is gone.
+ *
+ * A request answered with a remap leaves every holder: it is owned by the
+ * backing device from then on, and counted in nr_remapping (target lock)
+ * until user_end_io() sees it complete. The destructor waits for that
+ * count too, under the lock that end_io drops last, before it puts the
+ * backing device.
  *
  * A request a channel has started to read is never taken back from it
  * while the channel is open, so the byte stream of a channel is never cut
@@ -126,6 +141,9 @@ enum dm_user_feature {
 	DM_USER_FEAT_UID,
 	DM_USER_FEAT_GID,
 	DM_USER_FEAT_MODE,
+	DM_USER_FEAT_BACKING,
+	DM_USER_FEAT_PASSTHROUGH,
+	DM_USER_FEAT_MAX_CLAIMS,
 	DM_USER_NR_FEATURES,
 };
 
@@ -142,6 +160,9 @@ static const char *const dm_user_feature_names[DM_USER_NR_FEATURES] = {
 	[DM_USER_FEAT_UID] = "uid",
 	[DM_USER_FEAT_GID] = "gid",
 	[DM_USER_FEAT_MODE] = "mode",
+	[DM_USER_FEAT_BACKING] = "backing",
+	[DM_USER_FEAT_PASSTHROUGH] = "passthrough",
+	[DM_USER_FEAT_MAX_CLAIMS] = "max_claims",
 };
 
 /*
@@ -190,11 +211,27 @@ static const struct dm_user_feature_value dm_user_feature_values[DM_USER_NR_FEAT
 		"mode needs a value",
 		true
 	},
+	[DM_USER_FEAT_MAX_CLAIMS] = {
+		{ 1, DM_USER_MAX_MAX_CLAIMS, "Invalid max_claims" },
+		"max_claims needs a value"
+	},
 };
 
 static bool dm_user_feature_has_value(enum dm_user_feature f)
 {
 	return dm_user_feature_values[f].missing;
+}
+
+/* Whether the table line gave feature word @f. */
+static bool dm_user_has_feature(const struct dm_user_target *t,
+				enum dm_user_feature f)
+{
+	unsigned int i;
+
+	for (i = 0; i < t->nr_features; i++)
+		if (t->feature_order[i] == f)
+			return true;
+	return false;
 }
 
 /* The operation each no_* feature word turns off. */
@@ -503,7 +540,77 @@ void dm_user_detach_locked(struct dm_user_target *t,
 		wake_up(&t->wq);
 }
 
-void dm_user_complete_list(struct list_head *done)
+/**
+ * dm_user_remap_check() - whether a remap answer may be taken
+ * @t: the target.
+ * @ch: the channel the answer came on.
+ * @req: the request it answers, held by @ch.
+ * @sector: the answer's sector, counted from the start of the target's
+ *	range on the backing device.
+ *
+ * Return: NULL, or why the answer is refused.
+ */
+const char *dm_user_remap_check(struct dm_user_target *t,
+				struct dm_user_channel *ch,
+				struct dm_user_request *req, u64 sector)
+{
+	u64 sectors = req->msg.len >> SECTOR_SHIFT;
+
+	if (!(READ_ONCE(ch->extensions) & DM_USER_EXT_REMAP))
+		return "remap on a channel that did not negotiate it";
+	if (!t->backing)
+		return "remap on a target without a backing device";
+	/* An empty flush has no sector: it is passed down as it is. */
+	if (req->op == DM_USER_OP_FLUSH)
+		return NULL;
+	if (sector & ((t->block_size >> SECTOR_SHIFT) - 1))
+		return "remap sector not a multiple of block_size";
+	if (sector > t->len || sectors > t->len - sector)
+		return "remap past the end of the backing range";
+	return NULL;
+}
+
+/*
+ * Takes @req, answered with a remap to @sector that dm_user_remap_check()
+ * accepted, from its holder onto @done, where completing it submits it to
+ * the backing device. Counted in nr_remapping until user_end_io(), so that
+ * the destructor keeps the backing device until the bio is back.
+ */
+void dm_user_remap_locked(struct dm_user_target *t,
+			  struct dm_user_request *req, u64 sector,
+			  struct list_head *done)
+{
+	lockdep_assert_held(&t->lock);
+	t->nr_remapped++;
+	t->nr_remapping++;
+	dm_user_detach_locked(t, req, done, BLK_STS_OK);
+	if (req->op != DM_USER_OP_FLUSH)
+		req->msg.sector = sector;
+	req->remap = true;
+}
+
+/*
+ * Sends a remapped request's bio to the backing device. The caller keeps
+ * the target alive (a channel holds its node).
+ */
+static void dm_user_submit_remap(struct dm_user_target *t,
+				 struct dm_user_request *req)
+{
+	struct bio *bio = dm_user_req_bio(req);
+
+	bio_set_dev(bio, t->backing->bdev);
+	if (req->op != DM_USER_OP_FLUSH)
+		bio->bi_iter.bi_sector = t->backing_start + req->msg.sector;
+	/* The bio may be completed, and req freed, before this returns. */
+	dm_submit_bio_remap(bio, NULL);
+}
+
+/*
+ * Completes the requests on @done, which no lock may be held over: a
+ * completion may submit another bio to this target. A remapped request
+ * is submitted to the backing device instead.
+ */
+void dm_user_complete_list(struct dm_user_target *t, struct list_head *done)
 {
 	struct dm_user_request *req, *next;
 
@@ -511,6 +618,10 @@ void dm_user_complete_list(struct list_head *done)
 		struct bio *bio = dm_user_req_bio(req);
 
 		list_del(&req->list);
+		if (req->remap) {
+			dm_user_submit_remap(t, req);
+			continue;
+		}
 		bio->bi_status = req->answer_status;
 		/* Frees req: it is the bio's per-bio data. */
 		bio_endio(bio);
@@ -618,6 +729,9 @@ void dm_user_snapshot(struct dm_user_target *t, struct dm_user_snapshot *s)
 	s->requeued = t->nr_requeued;
 	s->timeouts = t->nr_timeouts;
 	s->bad_answers = t->nr_bad_answers;
+	s->remapped = t->nr_remapped;
+	s->passed = atomic64_read(&t->nr_passed);
+	s->claim_ranges = dm_user_claim_ranges(t);
 	memcpy(s->stats, t->stats, sizeof(s->stats));
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 }
@@ -692,6 +806,16 @@ static void dm_user_no_daemon_work(struct work_struct *work)
 	secs = dm_user_no_daemon_secs(t);
 	if (secs == DM_USER_TIMEOUT_FOREVER)
 		goto out;
+	/*
+	 * Over a backing device with nothing claimed, all I/O flows
+	 * without a daemon: nothing to give up on. Looked at again a
+	 * period later, for a claim made meanwhile.
+	 */
+	if (t->backing && !dm_user_claim_ranges(t)) {
+		mod_delayed_work(system_wq, &t->no_daemon_work,
+				 (unsigned long)secs * HZ);
+		goto out;
+	}
 	/* A channel came and went since this run was queued: look later. */
 	deadline = t->no_daemon_since + (unsigned long)secs * HZ;
 	if (time_before(jiffies, deadline)) {
@@ -703,7 +827,7 @@ static void dm_user_no_daemon_work(struct work_struct *work)
 	gave_up = true;
 out:
 	spin_unlock_irq(&t->lock);
-	dm_user_complete_list(&done);
+	dm_user_complete_list(t, &done);
 	if (gave_up)
 		DMWARN("%s: no daemon for %u s: failing I/O until one attaches",
 		       t->name, secs);
@@ -928,7 +1052,7 @@ static void dm_user_timeout_work(struct work_struct *work)
 		dm_user_raise_event_locked(t);
 	spin_unlock_irq(&t->lock);
 
-	dm_user_complete_list(&done);
+	dm_user_complete_list(t, &done);
 	if (expired)
 		DMWARN_LIMIT("%s: %u request%s not answered within %u s failed",
 			     t->name, expired, expired == 1 ? "" : "s", secs);
@@ -945,6 +1069,180 @@ void dm_user_set_request_timeout_locked(struct dm_user_target *t,
 		return;
 	t->timeout_armed = true;
 	mod_delayed_work(system_wq, &t->timeout_work, 0);
+}
+
+/* ------------------------------------------------------------------------
+ * Claimed ranges
+ */
+
+/* The index of the first range of @c that ends after @sector, or c->nr. */
+static unsigned int dm_user_claims_find(const struct dm_user_claims *c,
+					sector_t sector)
+{
+	unsigned int lo = 0, hi = c->nr;
+
+	while (lo < hi) {
+		unsigned int mid = lo + (hi - lo) / 2;
+
+		if (c->range[mid].end <= sector)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* The control ioctl allocates here: never waiting on writeback to us. */
+static struct dm_user_claims *dm_user_alloc_claims(unsigned int nr)
+{
+	unsigned int noio_flags = memalloc_noio_save();
+	struct dm_user_claims *c;
+
+	c = kvmalloc(struct_size(c, range, nr), GFP_KERNEL);
+	memalloc_noio_restore(noio_flags);
+	if (c)
+		c->nr = 0;
+	return c;
+}
+
+static void dm_user_claims_add(struct dm_user_claims *c, sector_t start,
+			       sector_t end)
+{
+	c->range[c->nr].start = start;
+	c->range[c->nr].end = end;
+	c->nr++;
+}
+
+/*
+ * @old with [@start, @end) claimed or released, in a new copy: sorted,
+ * disjoint, adjacent ranges merged. Claiming merges at most all ranges
+ * into one and releasing splits at most one in two, so old->nr + 1
+ * entries always suffice. ERR_PTR(-E2BIG) past @max, or -ENOMEM.
+ */
+static struct dm_user_claims *
+dm_user_claims_edit(const struct dm_user_claims *old, sector_t start,
+		    sector_t end, bool claim, unsigned int max)
+{
+	struct dm_user_claims *c = dm_user_alloc_claims(old->nr + 1);
+	bool placed = false;
+	unsigned int i;
+
+	if (!c)
+		return ERR_PTR(-ENOMEM);
+	for (i = 0; i < old->nr; i++) {
+		const struct dm_user_range *r = &old->range[i];
+
+		if (claim) {
+			if (r->end < start) {
+				dm_user_claims_add(c, r->start, r->end);
+			} else if (r->start > end) {
+				if (!placed)
+					dm_user_claims_add(c, start, end);
+				placed = true;
+				dm_user_claims_add(c, r->start, r->end);
+			} else {
+				/* Overlapping or adjacent: one range. */
+				start = min(start, r->start);
+				end = max(end, r->end);
+			}
+			continue;
+		}
+		if (r->end <= start || r->start >= end) {
+			dm_user_claims_add(c, r->start, r->end);
+			continue;
+		}
+		if (r->start < start)
+			dm_user_claims_add(c, r->start, start);
+		if (r->end > end)
+			dm_user_claims_add(c, end, r->end);
+	}
+	if (claim && !placed)
+		dm_user_claims_add(c, start, end);
+	if (c->nr > max) {
+		kvfree(c);
+		return ERR_PTR(-E2BIG);
+	}
+	return c;
+}
+
+/* Waits for the bios mapped under claims of @parity to leave. */
+static int dm_user_claims_drain(struct dm_user_target *t,
+				unsigned int parity)
+{
+	return wait_event_killable(t->claim_wq,
+				   !atomic_read(&t->passing[parity]));
+}
+
+/**
+ * dm_user_change_claims() - claim or release a range of a target
+ * @t: a target with a backing device.
+ * @start: first sector, from the start of the target, in whole blocks.
+ * @len: sectors, in whole blocks, not 0, not past the end.
+ * @claim: claim the range (its I/O goes to the daemon) or release it (its
+ *	I/O goes straight to the backing device).
+ * @nr: out: the claimed ranges after the change.
+ *
+ * Publishes the new claims, then waits until no bio mapped under the old
+ * ones is still on its way to the backing device: once a claim returns,
+ * only the daemon reaches the range.
+ *
+ * Return: 0; -E2BIG for more ranges than max_claims, -ENOMEM, both with
+ * nothing changed; -ERESTARTSYS if the caller was killed while it waited
+ * for the lock (nothing changed); -EINTR if it was killed while it waited
+ * for those bios (the change is made, and the next one finishes the
+ * wait).
+ */
+int dm_user_change_claims(struct dm_user_target *t, sector_t start,
+			  sector_t len, bool claim, unsigned int *nr)
+{
+	struct dm_user_claims *old, *c;
+	int r;
+
+	/* Killed: nothing changed, and the caller never sees this. */
+	if (mutex_lock_killable(&t->claims_lock))
+		return -ERESTARTSYS;
+	old = rcu_dereference_protected(t->claims,
+					lockdep_is_held(&t->claims_lock));
+	/* The parity flipped to must have drained from the change before. */
+	if (t->claims_draining) {
+		r = dm_user_claims_drain(t, old->parity ^ 1);
+		if (r)
+			goto out;
+		t->claims_draining = false;
+	}
+	c = dm_user_claims_edit(old, start, start + len, claim, t->max_claims);
+	if (IS_ERR(c)) {
+		r = PTR_ERR(c);
+		goto out;
+	}
+	c->parity = old->parity ^ 1;
+	rcu_assign_pointer(t->claims, c);
+	*nr = c->nr;
+	/* Every bio that saw the old claims has counted itself by now. */
+	synchronize_rcu();
+	kvfree(old);
+	r = dm_user_claims_drain(t, c->parity ^ 1);
+	if (r) {
+		t->claims_draining = true;
+		r = -EINTR;
+	}
+out:
+	mutex_unlock(&t->claims_lock);
+	return r;
+}
+
+/* The number of claimed ranges; 0 without a backing device. */
+unsigned int dm_user_claim_ranges(struct dm_user_target *t)
+{
+	const struct dm_user_claims *c;
+	unsigned int nr = 0;
+
+	rcu_read_lock();
+	c = rcu_dereference(t->claims);
+	if (c)
+		nr = c->nr;
+	rcu_read_unlock();
+	return nr;
 }
 
 /* ------------------------------------------------------------------------
@@ -1018,36 +1316,102 @@ static enum dm_user_op dm_user_bio_op(struct bio *bio)
 	}
 }
 
+/* dm_user_map_backing(): the bio is the daemon's. */
+#define DM_USER_MAP_TO_DAEMON	(-1)
+
+/*
+ * Over a backing device, sends @bio straight there unless it touches a
+ * claimed range, under rcu_read_lock() alone. An empty flush comes twice
+ * (num_flush_bios): the first goes to the backing device, the second to
+ * the daemon, whose cache holds what it serves, if it holds a claim.
+ * Returns a DM_MAPIO_* code, or DM_USER_MAP_TO_DAEMON with *@partly set
+ * if the bio is only partly claimed.
+ */
+static int dm_user_map_backing(struct dm_target *ti, struct dm_user_target *t,
+			       struct bio *bio, struct dm_user_request *req,
+			       enum dm_user_op op, bool *partly)
+{
+	const struct dm_user_claims *c;
+	sector_t start, end;
+	unsigned int i;
+
+	*partly = false;
+	rcu_read_lock();
+	c = rcu_dereference(t->claims);
+	if (op == DM_USER_OP_FLUSH) {
+		if (dm_bio_get_target_bio_nr(bio) == 0)
+			goto pass;
+		i = c->nr;
+		rcu_read_unlock();
+		if (i && dm_user_op_enabled(t, op))
+			return DM_USER_MAP_TO_DAEMON;
+		bio_endio(bio);
+		return DM_MAPIO_SUBMITTED;
+	}
+	start = dm_target_offset(ti, bio->bi_iter.bi_sector);
+	end = start + bio_sectors(bio);
+	i = dm_user_claims_find(c, start);
+	if (i == c->nr || c->range[i].start >= end)
+		goto pass;
+	*partly = c->range[i].start > start || c->range[i].end < end;
+	rcu_read_unlock();
+	return DM_USER_MAP_TO_DAEMON;
+
+pass:
+	/* Counted before the claims can change: see dm_user_change_claims(). */
+	req->passing = c->parity + 1;
+	atomic_inc(&t->passing[c->parity]);
+	rcu_read_unlock();
+	atomic64_inc(&t->nr_passed);
+	bio_set_dev(bio, t->backing->bdev);
+	if (op != DM_USER_OP_FLUSH)
+		bio->bi_iter.bi_sector = t->backing_start +
+			dm_target_offset(ti, bio->bi_iter.bi_sector);
+	return DM_MAPIO_REMAPPED;
+}
+
 static int user_map(struct dm_target *ti, struct bio *bio)
 {
 	struct dm_user_target *t = ti->private;
 	struct dm_user_request *req = dm_per_bio_data(bio, sizeof(*req));
 	unsigned long irq_flags;
 	enum dm_user_op op;
-	bool wake = false;
+	bool wake = false, partly = false;
 
+	/* Before any completion: user_end_io() looks at it. */
+	memset(req, 0, sizeof(*req));
 	op = dm_user_bio_op(bio);
 	if (op == DM_USER_NR_OPS) {
 		bio->bi_status = BLK_STS_NOTSUPP;
 		bio_endio(bio);
 		return DM_MAPIO_SUBMITTED;
 	}
-	if (!dm_user_op_enabled(t, op)) {
+	/* The queue limits keep these away. */
+	if (op != DM_USER_OP_FLUSH && !dm_user_op_enabled(t, op)) {
+		bio->bi_status = BLK_STS_NOTSUPP;
+		bio_endio(bio);
+		return DM_MAPIO_SUBMITTED;
+	}
+	if (t->backing) {
+		int r = dm_user_map_backing(ti, t, bio, req, op, &partly);
+
+		if (r != DM_USER_MAP_TO_DAEMON)
+			return r;
+	} else if (!dm_user_op_enabled(t, op)) {
 		/*
-		 * The queue limits keep these away; a flush can still come
-		 * from inside dm, and with no volatile cache it is done.
+		 * A flush can still come from inside dm, and with no
+		 * volatile cache it is done.
 		 */
-		if (op != DM_USER_OP_FLUSH)
-			bio->bi_status = BLK_STS_NOTSUPP;
 		bio_endio(bio);
 		return DM_MAPIO_SUBMITTED;
 	}
 
-	memset(req, 0, sizeof(*req));
 	INIT_LIST_HEAD(&req->list);
 	req->op = op;
 	req->msg.type = dm_user_op_req_type[op];
 	req->msg.flags = dm_user_bio_flags(bio);
+	if (partly)
+		req->msg.flags |= DM_USER_REQ_MAP_FLAG_PARTLY_CLAIMED;
 	/* An empty flush has no meaningful sector. */
 	if (op != DM_USER_OP_FLUSH)
 		req->msg.sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
@@ -1157,11 +1521,48 @@ static int dm_user_read_feature_value(const struct dm_user_feature_value *v,
 	return 0;
 }
 
+/*
+ * backing <dev_path> <offset>: the device, taken as dm-linear takes its
+ * own, and its sector that the target's first sector maps to. dm core
+ * checks that the range fits the device and is aligned to its blocks.
+ */
+static int dm_user_parse_backing(struct dm_user_target *t,
+				 struct dm_arg_set *as, unsigned int *argc,
+				 struct dm_target *ti)
+{
+	unsigned long long start;
+	const char *path;
+	int r;
+
+	if (*argc < 2) {
+		ti->error = "backing needs a device and an offset";
+		return -EINVAL;
+	}
+	*argc -= 2;
+	path = dm_shift_arg(as);
+	if (kstrtoull(dm_shift_arg(as), 10, &start) ||
+	    start != (sector_t)start) {
+		ti->error = "Invalid backing device offset";
+		return -EINVAL;
+	}
+	r = dm_get_device(ti, path, dm_table_get_mode(ti->table), &t->backing);
+	if (r) {
+		ti->error = "Backing device lookup failed";
+		return r;
+	}
+	t->backing_start = start;
+	snprintf(t->backing_name, sizeof(t->backing_name), "%u:%u",
+		 MAJOR(t->backing->bdev->bd_dev),
+		 MINOR(t->backing->bdev->bd_dev));
+	return 0;
+}
+
 static int dm_user_parse_features(struct dm_user_target *t,
 				  struct dm_arg_set *as, struct dm_target *ti)
 {
+	/* Every feature with a value, backing with two. */
 	static const struct dm_arg feature_count = {
-		0, 2 * DM_USER_NR_FEATURES,
+		0, 2 * DM_USER_NR_FEATURES + 1,
 		"Invalid number of feature arguments"
 	};
 	unsigned long seen = 0;
@@ -1251,6 +1652,16 @@ static int dm_user_parse_features(struct dm_user_target *t,
 		case DM_USER_FEAT_MODE:
 			t->mode = val;
 			break;
+		case DM_USER_FEAT_BACKING:
+			r = dm_user_parse_backing(t, as, &argc, ti);
+			if (r)
+				return r;
+			break;
+		case DM_USER_FEAT_PASSTHROUGH:
+			break;
+		case DM_USER_FEAT_MAX_CLAIMS:
+			t->max_claims = val;
+			break;
 		default:
 			__set_bit(dm_user_feature_op[f], &t->disabled_ops);
 			break;
@@ -1296,10 +1707,23 @@ static char *dm_user_devnode(DM_USER_COMPAT_DEVNODE_CONST struct device *dev,
 	return NULL;
 }
 
+/*
+ * Last: a control command may use the claims until the last channel goes,
+ * and the map path uses them no more once the target is destroyed.
+ */
 static void dm_user_free(struct dm_user_target *t)
 {
+	kvfree(rcu_dereference_protected(t->claims, 1));
 	kvfree(t->answer_hash);
 	kfree(t);
+}
+
+/* Before the target is freed; the destructor has no dm_target of it then. */
+static void dm_user_put_backing(struct dm_user_target *t)
+{
+	if (t->backing)
+		dm_put_device(t->ti, t->backing);
+	t->backing = NULL;
 }
 
 static void dm_user_dev_release(struct device *dev)
@@ -1340,6 +1764,7 @@ static int dm_user_add_node(struct dm_user_target *t, struct dm_target *ti)
 	if (minor < 0) {
 		ti->error = minor == -ENOSPC ? "Too many user targets" :
 			    "Cannot allocate a minor number";
+		dm_user_put_backing(t);
 		dm_user_free(t);
 		return minor;
 	}
@@ -1357,6 +1782,7 @@ static int dm_user_add_node(struct dm_user_target *t, struct dm_target *ti)
 		r = cdev_device_add(&t->cdev, &t->dev);
 	if (r) {
 		ti->error = "Cannot add the device node";
+		dm_user_put_backing(t);
 		put_device(&t->dev);
 	}
 	return r;
@@ -1392,6 +1818,9 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	INIT_LIST_HEAD(&t->channels);
 	init_waitqueue_head(&t->wq);
 	init_waitqueue_head(&t->busy_wq);
+	init_waitqueue_head(&t->claim_wq);
+	mutex_init(&t->claims_lock);
+	t->max_claims = DM_USER_DEFAULT_MAX_CLAIMS;
 	atomic_set(&t->nr_busy, 0);
 	t->next_seq = 1;
 	t->begin = ti->begin;
@@ -1441,6 +1870,38 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = -EINVAL;
 		goto bad;
 	}
+	/* A block the daemon serves must be one the backing device can take. */
+	if (t->backing &&
+	    bdev_logical_block_size(t->backing->bdev) > t->block_size) {
+		ti->error = "block_size below the backing device's logical block size";
+		r = -EINVAL;
+		goto bad;
+	}
+	if (t->backing_start & (block_sectors - 1)) {
+		ti->error = "Backing device offset must be a multiple of block_size";
+		r = -EINVAL;
+		goto bad;
+	}
+	if (!t->backing && (dm_user_has_feature(t, DM_USER_FEAT_PASSTHROUGH) ||
+			    dm_user_has_feature(t, DM_USER_FEAT_MAX_CLAIMS))) {
+		ti->error = "passthrough and max_claims need a backing device";
+		r = -EINVAL;
+		goto bad;
+	}
+	if (t->backing) {
+		/* Everything is the daemon's, or with passthrough nothing. */
+		struct dm_user_claims *c = dm_user_alloc_claims(1);
+
+		if (!c) {
+			ti->error = "Cannot allocate the claimed ranges";
+			r = -ENOMEM;
+			goto bad;
+		}
+		c->parity = 0;
+		if (!dm_user_has_feature(t, DM_USER_FEAT_PASSTHROUGH))
+			dm_user_claims_add(c, 0, ti->len);
+		RCU_INIT_POINTER(t->claims, c);
+	}
 
 	r = dm_set_target_max_io_len(ti, DM_USER_MAX_IO_SECTORS);
 	if (r) {
@@ -1453,9 +1914,23 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->num_flush_bios = 1;
 		ti->flush_supported = true;
 	}
+	/*
+	 * Over a backing device, a flush goes to it straight, so that what
+	 * was written there, by the daemon's remaps or around the claimed
+	 * ranges, is as durable as through dm-linear; a second copy goes to
+	 * the daemon for its own cache (dm_user_map_backing()).
+	 */
+	if (t->backing)
+		ti->num_flush_bios = dm_user_op_enabled(t, DM_USER_OP_FLUSH) ?
+				     2 : 1;
 	if (dm_user_op_enabled(t, DM_USER_OP_DISCARD)) {
 		ti->num_discard_bios = 1;
-		ti->discards_supported = true;
+		/*
+		 * Without a backing device the daemon alone decides; with
+		 * one, discards are offered where the backing device takes
+		 * them, as dm-linear offers them.
+		 */
+		ti->discards_supported = !t->backing;
 	}
 	if (dm_user_op_enabled(t, DM_USER_OP_WRITE_ZEROES))
 		ti->num_write_zeroes_bios = 1;
@@ -1482,6 +1957,7 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	return 0;
 
 bad:
+	dm_user_put_backing(t);
 	dm_user_free(t);
 	return r;
 }
@@ -1505,7 +1981,7 @@ static void user_dtr(struct dm_target *ti)
 
 	/* Readers blocked in read() return ENOTBLK; pollers see POLLHUP. */
 	wake_up_all(&t->wq);
-	dm_user_complete_list(&done);
+	dm_user_complete_list(t, &done);
 
 	/* Dead, so none of these is queued again. */
 	cancel_delayed_work_sync(&t->no_daemon_work);
@@ -1514,7 +1990,23 @@ static void user_dtr(struct dm_target *ti)
 
 	/* A channel copying a request's data completes it when done. */
 	wait_event(t->busy_wq, !atomic_read(&t->nr_busy));
+	/*
+	 * Remapped requests are the backing device's until user_end_io(),
+	 * which wakes us under the lock: once we hold it and see none, no
+	 * end_io touches the target again.
+	 */
+	spin_lock_irq(&t->lock);
+	wait_event_lock_irq(t->busy_wq, !t->nr_remapping, t->lock);
+	spin_unlock_irq(&t->lock);
+	/* And so are the bios the map path sent there itself. */
+	if (t->backing) {
+		wait_event(t->claim_wq,
+			   !atomic_read(&t->passing[0]) &&
+			   !atomic_read(&t->passing[1]));
+		synchronize_rcu();
+	}
 
+	dm_user_put_backing(t);
 	put_device(&t->dev);
 }
 
@@ -1549,7 +2041,7 @@ static void user_presuspend(struct dm_target *ti)
 	}
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 
-	dm_user_complete_list(&done);
+	dm_user_complete_list(t, &done);
 }
 
 /* Ends the bound a flushing suspend put on queue_if_no_daemon. */
@@ -1594,7 +2086,7 @@ static void user_resume(struct dm_target *ti)
 		dm_user_start_no_daemon_clock_locked(t, &done);
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 
-	dm_user_complete_list(&done);
+	dm_user_complete_list(t, &done);
 }
 
 /*
@@ -1631,9 +2123,11 @@ static void user_status(struct dm_target *ti, status_type_t type,
 			DMEMIT(" %s %llu %llu %llu", dm_user_op_names[i],
 			       snap.stats[i].requests, snap.stats[i].bytes,
 			       snap.stats[i].errors);
-		DMEMIT(" daemon %s requeued %llu timeouts %llu",
+		DMEMIT(" daemon %s requeued %llu timeouts %llu remapped %llu",
 		       dm_user_daemon_state_names[snap.state], snap.requeued,
-		       snap.timeouts);
+		       snap.timeouts, snap.remapped);
+		DMEMIT(" claims %u passed %llu", snap.claim_ranges,
+		       snap.passed);
 		break;
 
 	case STATUSTYPE_TABLE:
@@ -1644,13 +2138,19 @@ static void user_status(struct dm_target *ti, status_type_t type,
 		/* Words, not features, are counted, as dm-flakey does. */
 		words = t->nr_features;
 		for (i = 0; i < t->nr_features; i++)
-			if (dm_user_feature_has_value(t->feature_order[i]))
+			if (t->feature_order[i] == DM_USER_FEAT_BACKING)
+				words += 2;
+			else if (dm_user_feature_has_value(t->feature_order[i]))
 				words++;
 		DMEMIT(" %u", words);
 		for (i = 0; i < t->nr_features; i++) {
 			u8 f = t->feature_order[i];
 
 			DMEMIT(" %s", dm_user_feature_names[f]);
+			/* As dm-linear shows its device: major:minor. */
+			if (f == DM_USER_FEAT_BACKING)
+				DMEMIT(" %s %llu", t->backing_name,
+				       (unsigned long long)t->backing_start);
 			if (!dm_user_feature_has_value(f))
 				continue;
 			if (dm_user_feature_values[f].octal)
@@ -1670,6 +2170,12 @@ static void user_status(struct dm_target *ti, status_type_t type,
 			DMEMIT(",no_daemon_timeout=%u",
 			       READ_ONCE(t->no_daemon_timeout));
 		DMEMIT(",request_timeout=%u", READ_ONCE(t->request_timeout));
+		if (t->backing)
+			DMEMIT(",backing_name=%s,backing_start=%llu,passthrough=%c,max_claims=%u",
+			       t->backing_name,
+			       (unsigned long long)t->backing_start,
+			       dm_user_has_feature(t, DM_USER_FEAT_PASSTHROUGH) ?
+			       'y' : 'n', t->max_claims);
 		for (i = DM_USER_OP_FLUSH; i < DM_USER_NR_OPS; i++)
 			DMEMIT(",%s=%c", dm_user_op_names[i],
 			       dm_user_op_enabled(t, i) ? 'y' : 'n');
@@ -1687,12 +2193,16 @@ static int user_message(struct dm_target *ti, unsigned int argc, char **argv,
 static int user_iterate_devices(struct dm_target *ti,
 				iterate_devices_callout_fn fn, void *data)
 {
+	struct dm_user_target *t = ti->private;
+
 	/*
-	 * There are no underlying devices. Providing this callback anyway
-	 * tells dm-table that nothing below us limits write-zeroes, secure
-	 * erase or nowait: the daemon decides.
+	 * Without a backing device there is nothing below us. Providing
+	 * this callback anyway tells dm-table that nothing limits
+	 * write-zeroes, secure erase or nowait: the daemon decides.
 	 */
-	return 0;
+	if (!t->backing)
+		return 0;
+	return fn(ti, t->backing, t->backing_start, ti->len, data);
 }
 
 static void user_io_hints(struct dm_target *ti, struct queue_limits *limits)
@@ -1703,10 +2213,45 @@ static void user_io_hints(struct dm_target *ti, struct queue_limits *limits)
 					      t->block_size >> SECTOR_SHIFT);
 
 	dm_user_compat_no_poll_hint(limits);
+	/* Never below the backing device's, which the constructor checked. */
 	limits->logical_block_size = t->block_size;
-	limits->physical_block_size = t->block_size;
-	limits->io_min = t->block_size;
+	limits->physical_block_size = max(limits->physical_block_size,
+					  t->block_size);
+	limits->io_min = max(limits->io_min, t->block_size);
 
+	if (t->backing) {
+		unsigned int block_sectors = t->block_size >> SECTOR_SHIFT;
+
+		/*
+		 * The limits are the backing device's, stacked by dm core as
+		 * for dm-linear: a remapped bio must suit it. The table only
+		 * takes operations away, and the daemon's block is the unit:
+		 * dm core rounds the data limits to it, not these.
+		 */
+		limits->discard_granularity = max(limits->discard_granularity,
+						  t->block_size);
+		limits->max_discard_sectors =
+			round_down(limits->max_discard_sectors, block_sectors);
+		limits->max_hw_discard_sectors =
+			round_down(limits->max_hw_discard_sectors,
+				   block_sectors);
+		limits->max_write_zeroes_sectors =
+			round_down(limits->max_write_zeroes_sectors,
+				   block_sectors);
+		limits->max_secure_erase_sectors =
+			round_down(limits->max_secure_erase_sectors,
+				   block_sectors);
+		if (!dm_user_op_enabled(t, DM_USER_OP_DISCARD)) {
+			limits->max_discard_sectors = 0;
+			limits->max_hw_discard_sectors = 0;
+			limits->discard_granularity = 0;
+		}
+		if (!dm_user_op_enabled(t, DM_USER_OP_WRITE_ZEROES))
+			limits->max_write_zeroes_sectors = 0;
+		if (!dm_user_op_enabled(t, DM_USER_OP_SECURE_ERASE))
+			limits->max_secure_erase_sectors = 0;
+		return;
+	}
 	if (dm_user_op_enabled(t, DM_USER_OP_DISCARD)) {
 		limits->max_discard_sectors = max_sectors;
 		limits->max_hw_discard_sectors = max_sectors;
@@ -1722,14 +2267,51 @@ static void user_io_hints(struct dm_target *ti, struct queue_limits *limits)
 		dm_user_op_enabled(t, DM_USER_OP_SECURE_ERASE) ? max_sectors : 0;
 }
 
+/*
+ * A remapped request is back from the backing device: its error is
+ * counted, and the destructor may be waiting for the last one.
+ */
+static int user_end_io(struct dm_target *ti, struct bio *bio,
+		       blk_status_t *error)
+{
+	struct dm_user_request *req = dm_per_bio_data(bio, sizeof(*req));
+	struct dm_user_target *t = ti->private;
+	unsigned long irq_flags;
+
+	if (req->passing) {
+		/*
+		 * A claim change, or the destructor, may wait for the last
+		 * of its parity; the destructor frees nothing before a grace
+		 * period after it saw none left.
+		 */
+		rcu_read_lock();
+		if (atomic_dec_and_test(&t->passing[req->passing - 1]) &&
+		    wq_has_sleeper(&t->claim_wq))
+			wake_up(&t->claim_wq);
+		rcu_read_unlock();
+		return DM_ENDIO_DONE;
+	}
+	if (!req->remap)
+		return DM_ENDIO_DONE;
+	spin_lock_irqsave(&t->lock, irq_flags);
+	if (*error)
+		t->stats[req->op].errors++;
+	/* Under the lock: the destructor frees nothing before it drops. */
+	if (!--t->nr_remapping)
+		wake_up(&t->busy_wq);
+	spin_unlock_irqrestore(&t->lock, irq_flags);
+	return DM_ENDIO_DONE;
+}
+
 static struct target_type user_target = {
 	.name = "user",
-	.version = {1, 0, 0},
+	.version = {1, 1, 0},
 	.features = DM_TARGET_NOWAIT,
 	.module = THIS_MODULE,
 	.ctr = user_ctr,
 	.dtr = user_dtr,
 	.map = user_map,
+	.end_io = user_end_io,
 	.presuspend = user_presuspend,
 	.presuspend_undo = user_resume,
 	.postsuspend = user_postsuspend,

@@ -15,6 +15,7 @@
 #include <linux/hash.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
+#include <linux/rcupdate.h>
 #include <linux/sizes.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
@@ -46,6 +47,10 @@
 #define DM_USER_MAX_TIMEOUT	1000000
 /* no_daemon_timeout until the table or the module parameter says otherwise. */
 #define DM_USER_DEFAULT_NO_DAEMON_TIMEOUT	30
+
+/* Claimed ranges a target holds at most unless the table says otherwise. */
+#define DM_USER_DEFAULT_MAX_CLAIMS	1024
+#define DM_USER_MAX_MAX_CLAIMS		65536
 
 /* Room for every feature word of a table line (see enum dm_user_feature). */
 #define DM_USER_MAX_FEATURES	16
@@ -125,6 +130,35 @@ struct dm_user_request {
 	bool busy;
 	/* Failed by teardown or a timeout while busy. */
 	bool aborted;
+	/*
+	 * Answered DM_USER_RESP_REMAP: completing it sends the bio to the
+	 * backing device at msg.sector, which then holds the answer's.
+	 */
+	bool remap;
+	/*
+	 * Sent straight to the backing device by the map path: 1 + the
+	 * parity of the claims it was mapped under; 0 if not.
+	 */
+	u8 passing;
+};
+
+/* One claimed range, in sectors from the start of the target: [start, end). */
+struct dm_user_range {
+	sector_t start;
+	sector_t end;
+};
+
+/*
+ * The claimed ranges of a target with a backing device: sorted, disjoint,
+ * adjacent ones merged. Never changed once published: a change publishes a
+ * new copy and frees the old one after synchronize_rcu(), so the map path
+ * looks it up under rcu_read_lock() alone.
+ */
+struct dm_user_claims {
+	/* Which of dm_user_target.passing counts the bios mapped under it. */
+	unsigned int parity;
+	unsigned int nr;
+	struct dm_user_range range[];
 };
 
 /* The bio a request is the per-bio data of. */
@@ -163,6 +197,39 @@ struct dm_user_target {
 	sector_t begin;
 	sector_t len;
 	unsigned int block_size;
+	/*
+	 * The backing device (the backing feature), or NULL, and its
+	 * sector that the target's sector 0 maps to.
+	 */
+	struct dm_dev *backing;
+	sector_t backing_start;
+	/*
+	 * Its "major:minor", kept for GET_INFO, which may run while the
+	 * destructor puts the device: the channel keeps the target alive,
+	 * not its dm_dev.
+	 */
+	char backing_name[16];
+	/*
+	 * The claimed ranges (NULL without a backing device), read under
+	 * RCU on the map path and replaced under claims_lock; at most
+	 * max_claims of them.
+	 */
+	struct dm_user_claims __rcu *claims;
+	/* Serialises claim changes; see the locking rules. */
+	struct mutex claims_lock;
+	unsigned int max_claims;
+	/* A change was interrupted before the old parity drained. */
+	bool claims_draining;
+	wait_queue_head_t claim_wq;
+	/*
+	 * Bios the map path sent to the backing device and not yet back,
+	 * by the parity of the claims they were mapped under: a change
+	 * waits for the old parity's to drain (claim_wq). Written for every
+	 * such bio, so on a line of their own, away from what the map path
+	 * only reads.
+	 */
+	atomic_t passing[2] ____cacheline_aligned_in_smp;
+	atomic64_t nr_passed;
 	unsigned long disabled_ops;	/* bit per enum dm_user_op */
 	/*
 	 * Feature words in the order given and their values as loaded, for
@@ -216,6 +283,9 @@ struct dm_user_target {
 	u64 nr_requeued;	/* given back by a closing channel */
 	u64 nr_timeouts;	/* failed by request_timeout */
 	u64 nr_bad_answers;	/* answers and completions refused */
+	u64 nr_remapped;	/* remap answers taken */
+	/* Remapped requests not yet completed by the backing device. */
+	unsigned int nr_remapping;
 
 	/* Fires no_daemon_timeout after the last channel closed. */
 	struct delayed_work no_daemon_work;
@@ -225,7 +295,7 @@ struct dm_user_target {
 	struct work_struct event_work;
 
 	/* Readers wait here for requests; poll() too. */
-	wait_queue_head_t wq;
+	wait_queue_head_t wq ____cacheline_aligned_in_smp;
 	/* Teardown waits here for channels copying request data. */
 	atomic_t nr_busy;
 	wait_queue_head_t busy_wq;
@@ -362,6 +432,11 @@ bool dm_user_ring_readable(struct dm_user_target *t,
 long dm_user_ring_enter(struct dm_user_channel *ch, unsigned long arg);
 int dm_user_ring_mmap(struct file *file, struct vm_area_struct *vma);
 
+/* dm-user-target.c: claimed ranges */
+int dm_user_change_claims(struct dm_user_target *t, sector_t start,
+			  sector_t len, bool claim, unsigned int *nr);
+unsigned int dm_user_claim_ranges(struct dm_user_target *t);
+
 /* dm-user-control.c */
 long dm_user_ctl_ioctl(struct dm_user_target *t, struct dm_user_channel *ch,
 		       struct dm_user_ctl __user *uarg);
@@ -378,6 +453,9 @@ struct dm_user_snapshot {
 	u64 requeued;
 	u64 timeouts;
 	u64 bad_answers;
+	u64 remapped;
+	u64 passed;
+	unsigned int claim_ranges;
 	struct dm_user_op_stats stats[DM_USER_NR_OPS];
 };
 
@@ -413,7 +491,13 @@ void dm_user_channel_closed_locked(struct dm_user_target *t,
 void dm_user_detach_locked(struct dm_user_target *t,
 			   struct dm_user_request *req, struct list_head *done,
 			   blk_status_t status);
-void dm_user_complete_list(struct list_head *done);
+const char *dm_user_remap_check(struct dm_user_target *t,
+				struct dm_user_channel *ch,
+				struct dm_user_request *req, u64 sector);
+void dm_user_remap_locked(struct dm_user_target *t,
+			  struct dm_user_request *req, u64 sector,
+			  struct list_head *done);
+void dm_user_complete_list(struct dm_user_target *t, struct list_head *done);
 /* Which requests dm_user_fail_requests_locked() takes. */
 enum dm_user_take {
 	/* Those on the queue and the backlog: no channel has them. */

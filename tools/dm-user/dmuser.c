@@ -1381,8 +1381,11 @@ static void info_usage(FILE *f)
 "Everything the target reports, one \"key value\" line each: version,\n"
 "features, name, size (sectors), block_size, max_io (bytes), ops, channels\n"
 "(this command's own included), queued, backlog, inflight, daemon (attached,\n"
-"waiting or failing), requeued, timeouts and per operation <op>_requests,\n"
-"<op>_bytes and <op>_errors.\n", prog);
+"waiting or failing), requeued, timeouts, bad_answers, remapped, for a\n"
+"target with a backing device backing (major:minor), backing_offset\n"
+"(sectors), claim_ranges and passed, and per operation <op>_requests,\n"
+"<op>_bytes and <op>_errors.\n",
+		prog);
 }
 
 static const char *const op_names[DMU_NR_OPS] = {
@@ -1441,6 +1444,13 @@ static int cmd_info(int argc, char **argv)
 	printf("requeued %" PRIu64 "\n", info.requeued);
 	printf("timeouts %" PRIu64 "\n", info.timeouts);
 	printf("bad_answers %" PRIu64 "\n", info.bad_answers);
+	printf("remapped %" PRIu64 "\n", info.remapped);
+	if (info.backing[0]) {
+		printf("backing %s\n", info.backing);
+		printf("backing_offset %" PRIu64 "\n", info.backing_offset);
+		printf("claim_ranges %" PRIu32 "\n", info.claim_ranges);
+		printf("passed %" PRIu64 "\n", info.passed);
+	}
 	for (i = 0; i < DMU_NR_OPS; i++) {
 		printf("%s_requests %" PRIu64 "\n", op_names[i],
 		       info.stats[i].requests);

@@ -66,11 +66,24 @@
 #define DM_USER_REQ_MAP_FLAG_HIPRI		0x10000
 #define DM_USER_REQ_MAP_FLAG_DRV		0x20000
 #define DM_USER_REQ_MAP_FLAG_SWAP		0x40000
+/*
+ * Not a block request flag: the request touches a claimed range but is not
+ * wholly inside the claimed ranges (DM_USER_CMD_CLAIM). Only on a target
+ * whose claims are not the whole target, which only a daemon that claims
+ * and releases ranges, or a table with the passthrough feature, makes.
+ */
+#define DM_USER_REQ_MAP_FLAG_PARTLY_CLAIMED	0x80000
 
 /* Response codes, in &dm_user_message.type of an answer. */
 #define DM_USER_RESP_SUCCESS		0
 #define DM_USER_RESP_ERROR		1
 #define DM_USER_RESP_UNSUPPORTED	2
+/*
+ * Only on a channel that negotiated DM_USER_EXT_REMAP: the kernel sends
+ * the request, data and all, to the target's backing device, and
+ * completes it with that device's status. See DM_USER_EXT_REMAP.
+ */
+#define DM_USER_RESP_REMAP		3
 
 /**
  * struct dm_user_message - header of every request and every answer
@@ -82,7 +95,9 @@
  * @flags: in a request, the DM_USER_REQ_MAP_FLAG_* bits of the block
  *	request (FUA, PREFLUSH, ...); ignored in an answer.
  * @sector: first 512-byte sector of the request, counted from the start of
- *	the target (not of the mapped device); ignored in an answer.
+ *	the target (not of the mapped device); in an answer ignored, but for
+ *	DM_USER_RESP_REMAP, where it says where on the backing device the
+ *	request goes, counted the same way.
  * @len: length of the request in bytes. A write request is followed by
  *	@len bytes of data. A successful answer to a read is followed by
  *	@len bytes of data, and its @len must equal the request's. Any other
@@ -155,9 +170,12 @@ struct dm_user_message {
 /*
  * The kernel's control interface version. 2 added the ring
  * (DM_USER_EXT_RING, its attributes and DM_USER_ATTR_BAD_ANSWERS), 3 the
- * ring's busy-poll (DM_USER_ATTR_RING_BUSY_POLL).
+ * ring's busy-poll (DM_USER_ATTR_RING_BUSY_POLL), 4 the backing device
+ * (DM_USER_EXT_REMAP, DM_USER_RESP_REMAP and DM_USER_ATTR_REMAPPED to
+ * DM_USER_ATTR_BACKING_OFFSET), 5 claimed ranges (DM_USER_CMD_CLAIM,
+ * DM_USER_CMD_RELEASE and their attributes).
  */
-#define DM_USER_CTL_VERSION	3
+#define DM_USER_CTL_VERSION	5
 
 #define DM_USER_CTL_MAX_SIZE	65536
 #define DM_USER_CTL_MAX_ATTRS	256
@@ -230,6 +248,24 @@ struct dm_user_attr {
 #define DM_USER_CMD_SET_PARAMS		3	/* v1: set them, all or nothing */
 #define DM_USER_CMD_RESET_COUNTERS	4	/* v1: zero the per-op counters */
 #define DM_USER_CMD_NEGOTIATE		5	/* v1: wire extensions, per channel */
+/*
+ * v5, on a target with a backing device: claim or release the range
+ * DM_USER_ATTR_RANGE_START, DM_USER_ATTR_RANGE_LEN (both required). I/O
+ * that touches a claimed range goes to the daemon; I/O wholly outside
+ * goes to the backing device as through dm-linear, without a round trip.
+ * The reply gives DM_USER_ATTR_CLAIM_RANGES. Needs the node's owner or
+ * CAP_SYS_ADMIN and a channel opened for reading and writing. Atomic
+ * against I/O: each bio is mapped under the claims before or after the
+ * change, never some of each, and CLAIM returns only once no bio mapped
+ * before it is still on its way to the backing device, so that from then
+ * on the daemon alone reaches the range. Errors: EOPNOTSUPP without a
+ * backing device, EINVAL for a range that is empty or not in whole
+ * blocks, ERANGE for one past the target's end, E2BIG when the claimed
+ * ranges would be more than max_claims (table feature), EINTR when the
+ * caller was killed while CLAIM waited for that I/O (the claim is made).
+ */
+#define DM_USER_CMD_CLAIM		6
+#define DM_USER_CMD_RELEASE		7
 
 /*
  * Attribute tags, with their types and the version that introduced them.
@@ -254,6 +290,21 @@ struct dm_user_attr {
 #define DM_USER_ATTR_REQUEUED		22	/* U64, v1: requeued on close */
 #define DM_USER_ATTR_TIMEOUTS		23	/* U64, v1: request_timeout hits */
 #define DM_USER_ATTR_BAD_ANSWERS	24	/* U64, v2: answers refused */
+#define DM_USER_ATTR_REMAPPED		25	/* U64, v4: remap answers taken */
+/*
+ * STRING, v4: the backing device as "major:minor"; only in the reply of a
+ * target that has one.
+ */
+#define DM_USER_ATTR_BACKING		26
+/* U64, v4: the backing device's sector the target's sector 0 maps to. */
+#define DM_USER_ATTR_BACKING_OFFSET	27
+/*
+ * U32, v5: claimed ranges, in a GET_INFO reply of a target with a
+ * backing device and in the reply of CLAIM and RELEASE.
+ */
+#define DM_USER_ATTR_CLAIM_RANGES	28
+/* U64, v5: requests sent straight to the backing device. */
+#define DM_USER_ATTR_PASSED		29
 /* Per-operation counters in GET_INFO replies: U64, v1. */
 #define DM_USER_ATTR_READ_REQUESTS		30
 #define DM_USER_ATTR_READ_BYTES			31
@@ -313,6 +364,9 @@ struct dm_user_attr {
  * sleep and the wake-up. It stops early when another task wants the CPU.
  */
 #define DM_USER_ATTR_RING_BUSY_POLL	74
+/* CLAIM and RELEASE: U64, v5, sectors from the start of the target. */
+#define DM_USER_ATTR_RANGE_START	80
+#define DM_USER_ATTR_RANGE_LEN		81
 
 /* DM_USER_ATTR_NO_DAEMON_TIMEOUT: keep requests queued until a daemon comes. */
 #define DM_USER_TIMEOUT_FOREVER		0xffffffffU
@@ -361,6 +415,27 @@ struct dm_user_attr {
  * limit). See struct dm_user_ring.
  */
 #define DM_USER_EXT_RING		_BITULL(2)
+/*
+ * DM_USER_EXT_REMAP: the channel may answer a request with
+ * DM_USER_RESP_REMAP. Granted only on a target with a backing device
+ * (DM_USER_ATTR_BACKING). The kernel then sends the request's own bio to
+ * the backing device at the answer's @sector (a ring completion's
+ * @sector), counted from the start of the target's range there, so an
+ * answer that keeps the request's @sector sends it where dm-linear would;
+ * the data never passes through the daemon again, and the request
+ * completes when the backing device completes it, with its status. Any
+ * request may be remapped: a read, a write (the daemon saw its data, the
+ * backing device writes the bio's pages, which the daemon was sent a copy
+ * of), a flush (passed down; its @sector is ignored), a discard,
+ * write-zeroes or secure erase (offered only where the backing device
+ * takes them). The answer carries no data and its @len
+ * is the request's or 0. Refused and counted (DM_USER_ATTR_BAD_ANSWERS),
+ * with the request left waiting as for any refused answer, when the
+ * channel did not negotiate the extension, when @sector is not a multiple
+ * of the block size, and when the request would end past the target's
+ * length.
+ */
+#define DM_USER_EXT_REMAP		_BITULL(3)
 
 #define DM_USER_RING_DEFAULT_DEPTH	64
 #define DM_USER_RING_MAX_DEPTH		1024
@@ -479,6 +554,8 @@ struct dm_user_ring_sqe {
  * @addr: with DM_USER_RING_CQE_ADDR, the address in the memory of the
  *	process that calls RING_ENTER of the read's @len bytes of data;
  *	they must stay as they are until that call returns. 0 otherwise.
+ * @sector: with DM_USER_RESP_REMAP (in the place of @addr), where the
+ *	request goes on the backing device, as &dm_user_message.sector.
  * @flags: DM_USER_RING_CQE_*, only on the DM_USER_RESP_SUCCESS of a
  *	read; 0 otherwise.
  * @reserved: zero.
@@ -487,7 +564,10 @@ struct dm_user_ring_cqe {
 	__u64 seq;
 	__u32 slot;
 	__u32 type;
-	__u64 addr;
+	union {
+		__u64 addr;
+		__u64 sector;
+	};
 	__u32 flags;
 	__u32 reserved;
 };

@@ -24,6 +24,8 @@ static const struct {
 	{ DM_USER_CMD_SET_PARAMS, 1 },
 	{ DM_USER_CMD_RESET_COUNTERS, 1 },
 	{ DM_USER_CMD_NEGOTIATE, 1 },
+	{ DM_USER_CMD_CLAIM, 5 },
+	{ DM_USER_CMD_RELEASE, 5 },
 };
 
 static __thread struct dmu_ctl_error dmu_last_error;
@@ -212,6 +214,24 @@ int dmu_get_info(int fd, struct dmu_info *info)
 		case DM_USER_ATTR_BAD_ANSWERS:
 			info->bad_answers = v;
 			break;
+		case DM_USER_ATTR_REMAPPED:
+			info->remapped = v;
+			break;
+		case DM_USER_ATTR_BACKING:
+			if (a->type == DM_USER_TYPE_STRING && a->len)
+				snprintf(info->backing, sizeof(info->backing),
+					 "%.*s", (int)a->len - 1,
+					 (const char *)a->value);
+			break;
+		case DM_USER_ATTR_BACKING_OFFSET:
+			info->backing_offset = v;
+			break;
+		case DM_USER_ATTR_CLAIM_RANGES:
+			info->claim_ranges = (uint32_t)v;
+			break;
+		case DM_USER_ATTR_PASSED:
+			info->passed = v;
+			break;
 		default:
 			/* The counters: three tags per operation, in order. */
 			if (a->tag >= DM_USER_ATTR_READ_REQUESTS &&
@@ -279,6 +299,42 @@ int dmu_set_params(int fd, const struct dmu_params *params,
 			    &params->request_timeout,
 			    sizeof(params->request_timeout));
 	return dmu_ctl_call(fd, &b);
+}
+
+/* CLAIM or RELEASE of [@offset, @offset + @len) bytes. */
+static int dmu_claims(int fd, uint16_t command, uint64_t offset,
+		      uint64_t len)
+{
+	uint64_t start = offset / 512, sectors = len / 512;
+	const struct dm_user_attr *a;
+	union dmu_ctl_buf b;
+	uint32_t off = 0;
+	int r;
+
+	if (offset % 512 || len % 512)
+		return -EINVAL;
+	dmu_ctl_init(&b, command);
+	dmu_ctl_add(&b, DM_USER_ATTR_RANGE_START, DM_USER_TYPE_U64, &start,
+		    sizeof(start));
+	dmu_ctl_add(&b, DM_USER_ATTR_RANGE_LEN, DM_USER_TYPE_U64, &sectors,
+		    sizeof(sectors));
+	r = dmu_ctl_call(fd, &b);
+	if (r)
+		return r;
+	while ((a = dmu_ctl_next(&b, &off)))
+		if (a->tag == DM_USER_ATTR_CLAIM_RANGES)
+			return (int)dmu_attr_num(a);
+	return -EPROTO;
+}
+
+int dmu_claim(int fd, uint64_t offset, uint64_t len)
+{
+	return dmu_claims(fd, DM_USER_CMD_CLAIM, offset, len);
+}
+
+int dmu_release(int fd, uint64_t offset, uint64_t len)
+{
+	return dmu_claims(fd, DM_USER_CMD_RELEASE, offset, len);
 }
 
 int dmu_reset_counters(int fd)

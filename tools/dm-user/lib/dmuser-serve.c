@@ -139,6 +139,9 @@ struct server {
 	volatile int *stop;
 	enum dmu_transport transport;	/* what open_fd() tries */
 	unsigned int ring_depth, ring_data, ring_busy_poll;
+	bool remap;		/* DM_USER_EXT_REMAP on every channel */
+	/* With remap: the target's block size and size, in bytes. */
+	uint64_t block_size, size;
 	atomic_bool abort;	/* a channel failed: every thread stops */
 	struct chan *chans;
 };
@@ -178,6 +181,7 @@ static const char *const resp_names[] = {
 	[DM_USER_RESP_SUCCESS] = "SUCCESS",
 	[DM_USER_RESP_ERROR] = "ERROR",
 	[DM_USER_RESP_UNSUPPORTED] = "UNSUPPORTED",
+	[DM_USER_RESP_REMAP] = "REMAP",
 };
 
 /* One fprintf() per line, so that lines of several threads never mix. */
@@ -504,7 +508,25 @@ static int serve_request(struct chan *ch, const struct request *rq,
 		req->data = rbuf;
 	else if (m->type == DM_USER_REQ_MAP_WRITE)
 		req->data = rq->data ? rq->data : (void *)m->buf;
+	req->remap_offset = req->offset;
 	*rc = fn(ch->srv->ctx, req);
+	if (*rc == DMU_REMAP) {
+		const struct server *srv = ch->srv;
+
+		/*
+		 * Not asked for, or a place the kernel would refuse: the
+		 * callback's bug, answered as an error rather than sent to
+		 * be refused, which would fail the channel.
+		 */
+		if (!srv->remap || req->remap_offset % srv->block_size ||
+		    req->remap_offset > srv->size ||
+		    (m->type != DM_USER_REQ_MAP_FLUSH &&
+		     m->len > srv->size - req->remap_offset)) {
+			*rc = -EINVAL;
+			return DM_USER_RESP_ERROR;
+		}
+		return DM_USER_RESP_REMAP;
+	}
 	/* A read answered from nowhere is the callback's bug: not stale data. */
 	if (*rc == 0 && m->type == DM_USER_REQ_MAP_READ && !req->data)
 		*rc = -EFAULT;
@@ -614,7 +636,9 @@ static enum chan_status queue_answer(struct chan *ch, const struct request *rq)
 	hdr = &ch->out_hdr[ch->nout / 2];
 	*hdr = (struct dm_user_message){
 		.seq = m->seq, .type = resp, .flags = m->flags,
-		.sector = m->sector, .len = m->len,
+		.sector = resp == DM_USER_RESP_REMAP ? req.remap_offset / 512 :
+						       m->sector,
+		.len = m->len,
 	};
 	ch->out_iov[ch->nout++] = (struct iovec){ hdr, HDR_SIZE };
 	/* Always a pair, so that headers and pieces stay in step. */
@@ -701,13 +725,17 @@ static enum chan_status ring_enter(struct chan *ch, unsigned int wait_ms,
  * which the kernel copies from at that enter (DM_USER_RING_CQE_ADDR).
  */
 static void ring_complete(struct chan *ch, uint32_t slot, uint64_t seq,
-			  uint32_t resp, const void *from)
+			  uint32_t resp, const void *from, uint64_t sector)
 {
-	ch->cq[ch->cq_tail & (ch->depth - 1)] = (struct dm_user_ring_cqe){
+	struct dm_user_ring_cqe *cqe = &ch->cq[ch->cq_tail & (ch->depth - 1)];
+
+	*cqe = (struct dm_user_ring_cqe){
 		.seq = seq, .slot = slot, .type = resp,
 		.addr = (uintptr_t)from,
 		.flags = from ? DM_USER_RING_CQE_ADDR : 0,
 	};
+	if (resp == DM_USER_RESP_REMAP)
+		cqe->sector = sector;
 	ch->cq_tail++;
 	/* The entry before the tail that publishes it. */
 	__atomic_store_n(&ch->ring->cq_tail, ch->cq_tail, __ATOMIC_RELEASE);
@@ -760,7 +788,8 @@ static enum chan_status ring_serve(struct chan *ch)
 		ring_complete(ch, slot, m.seq, resp,
 			      resp == DM_USER_RESP_SUCCESS &&
 			      m.type == DM_USER_REQ_MAP_READ &&
-			      req.data != data ? req.data : NULL);
+			      req.data != data ? req.data : NULL,
+			      req.remap_offset / 512);
 	}
 	return CHAN_OK;
 }
@@ -857,8 +886,9 @@ static int open_ring(struct server *srv, struct chan *ch)
 	void *map;
 	int rc;
 
-	rc = dmu_negotiate_ring_busy_poll(ch->fd, DM_USER_EXT_RING, &rp,
-					  &busy_poll, &granted);
+	rc = dmu_negotiate_ring_busy_poll(ch->fd, DM_USER_EXT_RING |
+					  (srv->remap ? DM_USER_EXT_REMAP : 0),
+					  &rp, &busy_poll, &granted);
 	/* A kernel without the control interface has no ring either. */
 	if (rc == -ENOTTY)
 		return -EOPNOTSUPP;
@@ -866,6 +896,9 @@ static int open_ring(struct server *srv, struct chan *ch)
 		return rc;
 	if (!(granted & DM_USER_EXT_RING) || !rp.depth || rp.size > SIZE_MAX)
 		return -EOPNOTSUPP;
+	/* dmu_serve() saw the target could: it changed since. */
+	if (srv->remap && !(granted & DM_USER_EXT_REMAP))
+		return -ENXIO;
 	map = mmap(NULL, rp.size, PROT_READ | PROT_WRITE, MAP_SHARED, ch->fd,
 		   0);
 	if (map == MAP_FAILED)
@@ -981,17 +1014,23 @@ static int open_fd_how(struct server *srv, struct chan *ch, bool try_ring)
 			return open_fd_how(srv, ch, false);
 		}
 	}
-	if (ch->read_batch || ch->want_write_batch) {
+	if (ch->read_batch || ch->want_write_batch || srv->remap) {
 		uint64_t want = 0, granted = 0;
 
 		if (ch->read_batch)
 			want |= DM_USER_EXT_READ_BATCH;
 		if (ch->want_write_batch)
 			want |= DM_USER_EXT_WRITE_BATCH;
+		if (srv->remap)
+			want |= DM_USER_EXT_REMAP;
 		rc = dmu_negotiate(ch->fd, want, &granted);
 		/* WRITE_BATCH is only faster: without it, one answer a call. */
 		if (!rc && ch->read_batch && !(granted & DM_USER_EXT_READ_BATCH))
 			rc = -EOPNOTSUPP;
+		if (!rc && srv->remap && !(granted & DM_USER_EXT_REMAP)) {
+			rc = -ENXIO;
+			goto fail;
+		}
 		if (rc < 0 && (rc != -EOPNOTSUPP || ch->read_batch))
 			goto fail;
 		ch->write_batch = !rc && (granted & DM_USER_EXT_WRITE_BATCH);
@@ -1029,6 +1068,34 @@ static int open_chan(struct server *srv, struct chan *ch, bool read_batch,
 		if (!ch->bufs[b])
 			return -ENOMEM;
 	}
+	return 0;
+}
+
+/*
+ * Whether the target can take remap answers: a kernel that knows them and
+ * a backing device; notes the block size and size the kernel checks remaps
+ * against. 0, -EOPNOTSUPP, or why the node could not be asked.
+ */
+static int check_remap(struct server *srv)
+{
+	const char *path = srv->path;
+	struct dmu_info info;
+	int fd, rc;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = dmu_get_info(fd, &info);
+	close(fd);
+	/* A kernel without the control interface has no remap either. */
+	if (rc == -ENOTTY)
+		return -EOPNOTSUPP;
+	if (rc)
+		return rc;
+	if (info.version < 4 || !info.backing[0] || !info.block_size)
+		return -EOPNOTSUPP;
+	srv->block_size = info.block_size;
+	srv->size = info.size * 512;
 	return 0;
 }
 
@@ -1075,6 +1142,7 @@ int dmu_serve(const char *name, const struct dmu_ops *ops, void *ctx,
 	srv.ring_depth = opts->ring_depth;
 	srv.ring_data = opts->ring_data;
 	srv.ring_busy_poll = opts->ring_busy_poll;
+	srv.remap = opts->remap;
 	if (srv.transport > DMU_TRANSPORT_RW)
 		return -EINVAL;
 	/* Options one transport would ignore while the other is in use. */
@@ -1084,6 +1152,11 @@ int dmu_serve(const char *name, const struct dmu_ops *ops, void *ctx,
 	if ((rw_opts && srv.transport == DMU_TRANSPORT_RING) ||
 	    (ring_opts && (srv.transport == DMU_TRANSPORT_RW || rw_opts)))
 		return -EINVAL;
+	if (srv.remap) {
+		rc = check_remap(&srv);
+		if (rc)
+			return rc;
+	}
 	atomic_init(&srv.abort, false);
 
 	srv.chans = calloc(srv.threads, sizeof(*srv.chans));

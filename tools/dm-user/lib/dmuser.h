@@ -153,6 +153,18 @@ struct dmu_info {
 	uint64_t timeouts;		/* failed by request_timeout */
 	uint64_t bad_answers;		/* answers refused (kernel v2) */
 	struct dmu_op_stats stats[DMU_NR_OPS];
+	/*
+	 * Since libdmuser 1.3 and kernel v4. dmu_get_info() fills the whole
+	 * struct: a program built with an older header must be rebuilt
+	 * (libdmuser's ABI is not frozen before its first packaged release).
+	 */
+	uint64_t remapped;		/* remap answers taken */
+	/* The backing device, "major:minor", or "" if the target has none. */
+	char backing[32];
+	uint64_t backing_offset;	/* its sector of the target's sector 0 */
+	/* Since libdmuser 1.3 and kernel v5, with a backing device: */
+	uint32_t claim_ranges;		/* claimed ranges (dmu_claim()) */
+	uint64_t passed;		/* requests sent straight to it */
 };
 
 /** dmu_get_info() - DM_USER_CMD_GET_INFO on channel @fd */
@@ -179,6 +191,36 @@ int dmu_get_params(int fd, struct dmu_params *params);
  */
 int dmu_set_params(int fd, const struct dmu_params *params,
 		   unsigned int which);
+/**
+ * dmu_claim() - DM_USER_CMD_CLAIM: serve [@offset, @offset + @len)
+ * @fd: a channel, opened for reading and writing, of a target with a
+ *	backing device
+ * @offset: bytes from the start of the target, a multiple of its block size
+ * @len: bytes, a multiple of the block size, not 0
+ *
+ * I/O that touches a claimed range is sent to the daemon; I/O wholly
+ * outside every claimed range goes straight to the backing device. A
+ * target starts with all of itself claimed, or with nothing under the
+ * table's passthrough feature. Returns once no I/O mapped before the call
+ * is still on its way to the backing device.
+ *
+ * Return: the number of claimed ranges after the change, or a negative
+ * errno: -EOPNOTSUPP without a backing device, -EINVAL for a range not in
+ * whole blocks or empty, -ERANGE past the end, -E2BIG for more ranges than
+ * the table's max_claims, -EPERM and -EBADF as for dmu_set_params(),
+ * -EPROTONOSUPPORT from a kernel before control interface version 5.
+ */
+int dmu_claim(int fd, uint64_t offset, uint64_t len);
+
+/**
+ * dmu_release() - DM_USER_CMD_RELEASE: stop serving [@offset, @offset +
+ * @len), whose I/O then goes straight to the backing device
+ *
+ * As dmu_claim(). Requests of the range the daemon already holds, or that
+ * wait for it, are still its own to answer.
+ */
+int dmu_release(int fd, uint64_t offset, uint64_t len);
+
 /** dmu_reset_counters() - DM_USER_CMD_RESET_COUNTERS */
 int dmu_reset_counters(int fd);
 /**
@@ -272,12 +314,32 @@ struct dmu_req {
 	 * passes a shorter struct.
 	 */
 	int data_may_fault;
+	/*
+	 * Where a callback that returns DMU_REMAP sends the request on the
+	 * backing device: bytes from the start of the target's range there,
+	 * a multiple of the block size, with the request's @len inside the
+	 * target's size. Set to @offset before the callback,
+	 * so that by default the request goes where dm-linear would send it.
+	 * Since libdmuser 1.3.
+	 */
+	uint64_t remap_offset;
 };
 
 /*
+ * What a callback returns to answer its request with a remap
+ * (DM_USER_RESP_REMAP): the kernel sends the request, data and all, to the
+ * backing device at @req->remap_offset and completes it with that device's
+ * status; a READ's @data is not used. Only where dmu_serve_opts.remap was
+ * asked for; elsewhere, or with a @remap_offset the kernel would refuse
+ * (see struct dmu_req), the request is answered as an error.
+ */
+#define DMU_REMAP	1
+
+/*
  * One callback per operation. Each returns 0 for success, -EOPNOTSUPP to
- * answer UNSUPPORTED, or another negative errno to answer ERROR. A NULL
- * callback answers UNSUPPORTED. Callbacks run on the serving threads, one
+ * answer UNSUPPORTED, DMU_REMAP to send the request to the backing device,
+ * or another negative errno to answer ERROR. A NULL callback answers
+ * UNSUPPORTED. Callbacks run on the serving threads, one
  * per channel, concurrently.
  */
 struct dmu_ops {
@@ -361,6 +423,14 @@ struct dmu_serve_opts {
 	 * before its first packaged release; this struct grows at its end.
 	 */
 	unsigned int ring_busy_poll;
+	/*
+	 * Negotiate DM_USER_EXT_REMAP on every channel, so that callbacks
+	 * may return DMU_REMAP. The target must have a backing device:
+	 * dmu_serve() returns -EOPNOTSUPP otherwise. Since libdmuser 1.3,
+	 * read from every caller as ring_busy_poll is: a program built with
+	 * an older header must be rebuilt.
+	 */
+	bool remap;
 };
 
 /**
@@ -376,7 +446,9 @@ struct dmu_serve_opts {
  * Return: 0 when the target was removed (every channel saw ENOTBLK) or
  * *stop was set, a negative errno when a channel failed; -EINVAL before
  * anything is opened for options of the two transports at once (see
- * enum dmu_transport).
+ * enum dmu_transport); -EOPNOTSUPP for @opts->remap on a target the
+ * kernel grants no remap on (it has no backing device, or the kernel is
+ * older than control interface version 4).
  */
 int dmu_serve(const char *name, const struct dmu_ops *ops, void *ctx,
 	      const struct dmu_serve_opts *opts);

@@ -494,4 +494,231 @@ TEST(serve_refuses_options_of_the_other_transport)
 					     NULL, &ok[i]));
 }
 
+/*
+ * Remap answers through the library (dmu_serve_opts.remap, DMU_REMAP): a
+ * store that keeps nothing itself below 2 MiB sends reads there to a brd
+ * RAM disk, the first MiB where it is and the second from 4 MiB further
+ * on, and every write to the RAM disk; above 2 MiB it serves from memory.
+ * On both transports, checked on the RAM disk byte for byte.
+ */
+#define RAM_DISK	"/dev/ram0"
+#define MIB		(1 << 20)
+
+struct remapper {
+	unsigned char *mem;
+	bool remap;		/* what the callbacks do; not the option */
+	/* Bytes added to remap_offset: a place the kernel would refuse. */
+	uint64_t skew;
+	volatile int stop;
+	int ready;
+};
+
+static int remapper_read(void *ctx, struct dmu_req *r)
+{
+	struct remapper *m = ctx;
+
+	if (m->remap && r->offset < MIB) {
+		r->remap_offset += m->skew;
+		return DMU_REMAP;
+	}
+	if (m->remap && r->offset < 2 * MIB) {
+		r->remap_offset = r->offset + 4 * MIB;
+		return DMU_REMAP;
+	}
+	memcpy(r->data, m->mem + r->offset, r->len);
+	return 0;
+}
+
+static int remapper_write(void *ctx, struct dmu_req *r)
+{
+	(void)ctx;
+	(void)r;
+	return DMU_REMAP;
+}
+
+static const struct dmu_ops remapper_ops = {
+	.read = remapper_read,
+	.write = remapper_write,
+	.flush = remapper_write,
+};
+
+struct remap_server {
+	pthread_t thread;
+	const char *name;
+	struct remapper *m;
+	struct dmu_serve_opts opts;
+	int ret;
+};
+
+static void remapper_ready(void *ctx)
+{
+	__atomic_store_n(&((struct remapper *)ctx)->ready, 1, __ATOMIC_RELEASE);
+}
+
+static void *remap_thread(void *arg)
+{
+	struct remap_server *s = arg;
+
+	s->ret = dmu_serve(s->name, &remapper_ops, s->m, &s->opts);
+	return NULL;
+}
+
+static int start_remap_server(struct remap_server *s)
+{
+	int i;
+
+	if (pthread_create(&s->thread, NULL, remap_thread, s))
+		return -1;
+	for (i = 0; i < 500; i++) {
+		if (__atomic_load_n(&s->m->ready, __ATOMIC_ACQUIRE))
+			return 0;
+		usleep(10000);
+	}
+	return -1;
+}
+
+static int stop_remap_server(struct remap_server *s)
+{
+	s->m->stop = 1;
+	return pthread_join(s->thread, NULL) ? -1 : s->ret;
+}
+
+TEST(remap_through_the_library)
+{
+	static const enum dmu_transport transports[] = {
+		DMU_TRANSPORT_RW, DMU_TRANSPORT_RING,
+	};
+	unsigned char *buf = dmu_alloc(MIB), *ram = dmu_alloc(8 * MIB);
+	char dev[64], table[256], mapper[128];
+	struct remapper m = { .remap = true };
+	struct remap_server srv = { .m = &m };
+	struct dmu_info info;
+	unsigned int t;
+	int bdev, rfd, ch;
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_NE(NULL, ram);
+	if (access(RAM_DISK, F_OK) &&
+	    dmu_run("modprobe brd rd_nr=1 rd_size=16384 max_part=0 2>&1"))
+		SKIP(return, "no brd RAM disk");
+	m.mem = dmu_alloc(SECTORS * 512);
+	ASSERT_NE(NULL, m.mem);
+	dmu_fill(m.mem, SECTORS * 512, 50);
+	dmu_fill(ram, 8 * MIB, 51);
+	rfd = open(RAM_DISK, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, rfd);
+	ASSERT_EQ(8 * MIB, pwrite(rfd, ram, 8 * MIB, 0));
+
+	/* Without a backing device there is nothing to remap to. */
+	snprintf(dev, sizeof(dev), "dmu_libremap_%d", getpid());
+	snprintf(mapper, sizeof(mapper), "/dev/mapper/%s", dev);
+	ASSERT_EQ(0, dmu_table_line(table, sizeof(table), SECTORS, dev, NULL));
+	ASSERT_EQ(0, dmu_dev_create(dev, table));
+	ASSERT_EQ(0, dmu_wait_node(dev, 5000));
+	srv.name = dev;
+	srv.opts = (struct dmu_serve_opts){ .remap = true, .stop = &m.stop };
+	EXPECT_EQ(-EOPNOTSUPP, dmu_serve(dev, &remapper_ops, &m, &srv.opts));
+	ASSERT_EQ(0, dmu_dev_remove(dev));
+
+	ASSERT_EQ(0, dmu_table_line(table, sizeof(table), SECTORS, dev,
+				    "backing " RAM_DISK " 0"));
+	ASSERT_EQ(0, dmu_dev_create(dev, table));
+	ASSERT_EQ(0, dmu_wait_node(dev, 5000));
+	bdev = open(mapper, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, bdev);
+
+	for (t = 0; t < 2; t++) {
+		m.stop = 0;
+		m.ready = 0;
+		srv.opts = (struct dmu_serve_opts){
+			.transport = transports[t], .remap = true,
+			.stop = &m.stop, .ready = remapper_ready,
+		};
+		ASSERT_EQ(0, start_remap_server(&srv));
+
+		/* Where it is, from elsewhere, from the daemon's memory. */
+		ASSERT_EQ(65536, pread(bdev, buf, 65536, 4096));
+		EXPECT_EQ(0, memcmp(buf, ram + 4096, 65536)) TH_LOG("t %u", t);
+		ASSERT_EQ(65536, pread(bdev, buf, 65536, MIB + 8192));
+		EXPECT_EQ(0, memcmp(buf, ram + 5 * MIB + 8192, 65536));
+		ASSERT_EQ(65536, pread(bdev, buf, 65536, 3 * MIB));
+		EXPECT_EQ(0, memcmp(buf, m.mem + 3 * MIB, 65536));
+
+		/* Written through to the RAM disk, then read back from it. */
+		dmu_fill(buf, 131072, 60 + t);
+		ASSERT_EQ(131072, pwrite(bdev, buf, 131072, 6 * MIB));
+		EXPECT_EQ(0, fsync(bdev));
+		ASSERT_EQ(131072, pread(rfd, ram + 6 * MIB, 131072, 6 * MIB));
+		EXPECT_EQ(0, memcmp(buf, ram + 6 * MIB, 131072));
+
+		EXPECT_EQ(0, stop_remap_server(&srv));
+	}
+	ch = dmu_open_channel(dev, 0);
+	ASSERT_LE(0, ch);
+	ASSERT_EQ(0, dmu_get_info(ch, &info));
+	close(ch);
+	EXPECT_EQ(DM_USER_CTL_VERSION, info.version);
+	EXPECT_STREQ("1:0", info.backing);
+	EXPECT_EQ(0, info.backing_offset);
+	/* Two reads and at least a write and a flush per transport. */
+	EXPECT_LE(8, info.remapped);
+	EXPECT_EQ(0, info.bad_answers);
+	EXPECT_EQ(0, info.stats[DMU_OP_READ].errors);
+	EXPECT_EQ(0, info.stats[DMU_OP_WRITE].errors);
+
+	/*
+	 * A remap the kernel would refuse, not in blocks or past the end, is
+	 * answered as an error; the channel goes on serving.
+	 */
+	m.stop = 0;
+	m.ready = 0;
+	srv.opts = (struct dmu_serve_opts){ .remap = true, .stop = &m.stop,
+					    .ready = remapper_ready };
+	ASSERT_EQ(0, start_remap_server(&srv));
+	m.skew = 100;
+	EXPECT_EQ(-1, pread(bdev, buf, 4096, 0));
+	EXPECT_EQ(EIO, errno);
+	m.skew = SECTORS * 512;
+	EXPECT_EQ(-1, pread(bdev, buf, 4096, 0));
+	EXPECT_EQ(EIO, errno);
+	m.skew = 0;
+	ASSERT_EQ(4096, pread(bdev, buf, 4096, 0));
+	EXPECT_EQ(0, memcmp(buf, ram, 4096));
+	EXPECT_EQ(0, stop_remap_server(&srv));
+
+	/* DMU_REMAP without the option is the callback's bug: an error. */
+	m.stop = 0;
+	m.ready = 0;
+	srv.opts = (struct dmu_serve_opts){ .stop = &m.stop,
+					    .ready = remapper_ready };
+	ASSERT_EQ(0, start_remap_server(&srv));
+	EXPECT_EQ(-1, pread(bdev, buf, 4096, 0));
+	EXPECT_EQ(EIO, errno);
+	EXPECT_EQ(0, stop_remap_server(&srv));
+
+	/*
+	 * Claims through the library: with the first MiB released, its I/O
+	 * goes straight to the RAM disk, no daemon needed.
+	 */
+	ch = dmu_open_channel(dev, 0);
+	ASSERT_LE(0, ch);
+	EXPECT_EQ(1, dmu_release(ch, 0, MIB));
+	EXPECT_EQ(-EINVAL, dmu_claim(ch, 100, 512));
+	EXPECT_EQ(-EINVAL, dmu_claim(ch, 0, 0));
+	ASSERT_EQ(65536, pread(bdev, buf, 65536, 8192));
+	EXPECT_EQ(0, memcmp(buf, ram + 8192, 65536));
+	ASSERT_EQ(0, dmu_get_info(ch, &info));
+	EXPECT_EQ(1, info.claim_ranges);
+	EXPECT_LE(1, info.passed);
+	EXPECT_EQ(2, dmu_claim(ch, 0, 4096));
+	close(ch);
+
+	close(bdev);
+	close(rfd);
+	EXPECT_EQ(0, dmu_dev_remove(dev));
+	free(m.mem);
+	free(buf);
+	free(ram);
+}
+
 TEST_HARNESS_MAIN

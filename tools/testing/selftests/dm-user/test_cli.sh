@@ -22,6 +22,20 @@ for kv in "name $n" "size 32768" "block_size 512" "max_io 1048576" "queued 0"; d
 done
 
 grep -q "^daemon waiting\$" /tmp/$n.info || _fail "info: no daemon should be attached: $(cat /tmp/$n.info)"
+grep -q "^remapped 0\$" /tmp/$n.info || _fail "info lacks 'remapped 0': $(cat /tmp/$n.info)"
+grep -q "^backing" /tmp/$n.info && _fail "info names a backing device: $(cat /tmp/$n.info)"
+
+# A target over a backing device (this one) says which, as major:minor.
+"$DMUSER" create "${n}_up" --size 8M --features "backing /dev/mapper/$n 2048" ||
+	_fail "dmuser create with a backing device"
+DEVS="${n}_up $n"
+mm=$(dmsetup info -c --noheadings -o major,minor "$n" | tr -d ' ')
+"$DMUSER" info "${n}_up" > /tmp/$n.info || _fail "dmuser info ${n}_up"
+for kv in "backing $mm" "backing_offset 2048" "remapped 0"; do
+	grep -q "^$kv\$" /tmp/$n.info || _fail "info lacks '$kv': $(cat /tmp/$n.info)"
+done
+"$DMUSER" remove "${n}_up" || _fail "dmuser remove ${n}_up"
+DEVS=$n
 
 "$DMUSER" set "$n" max_queued=7 no_daemon_timeout=forever request_timeout=9 ||
 	_fail "dmuser set"

@@ -1,0 +1,1293 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-user backing device and remap answers (DM_USER_EXT_REMAP): the
+ * backing feature's table round trip, deps and refusals; the extension
+ * granted only where there is a backing device; reads and writes remapped
+ * to the same and to other sectors, on read()/write() channels and on a
+ * ring, checked byte for byte on the backing device; every operation
+ * remapped onto a second dm-user device whose channel the test also plays,
+ * so the request that reaches the backing device is seen whole; errors of
+ * the backing device passed up and counted; and bad remap answers
+ * refused, counted, with the request left to a good answer.
+ *
+ * The backing device is a brd RAM disk (/dev/ram0), loaded here if it is
+ * not there yet.
+ */
+#include <stdarg.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <linux/fs.h>
+
+#include "dmu_test.h"
+#include "dmu_ring.h"
+#include <kselftest_harness.h>
+
+#define DEV_SECTORS	8192		/* 4 MiB */
+#define RAM		"/dev/ram0"
+#define RAM_START	2048		/* the target's sector 0 on the RAM disk */
+
+static int ram_ready(void)
+{
+	if (access(RAM, F_OK) &&
+	    dmu_run("modprobe brd rd_nr=1 rd_size=16384 max_part=0 2>&1"))
+		return -1;
+	return access(RAM, F_OK);
+}
+
+/* Writes or reads @len bytes of the RAM disk at @sector, bypassing caches. */
+static int ram_io(bool write, void *buf, size_t len, uint64_t sector)
+{
+	int fd = open(RAM, O_RDWR | O_DIRECT);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write ? pwrite(fd, buf, len, sector * 512) :
+		    pread(fd, buf, len, sector * 512);
+	close(fd);
+	return n == (ssize_t)len ? 0 : -EIO;
+}
+
+/* A number that follows @key in `dmsetup status`, or -1. */
+static long status_num(const char *dev, const char *key)
+{
+	char out[1024], *p;
+	char pat[64];
+
+	if (dmu_capture(out, sizeof(out), "dmsetup status %s", dev))
+		return -1;
+	snprintf(pat, sizeof(pat), " %s ", key);
+	p = strstr(out, pat);
+	return p ? strtol(p + strlen(pat), NULL, 10) : -1;
+}
+
+/* A string attribute of a GET_INFO reply, or NULL. */
+static const char *ctl_str(const struct ctl *c, uint16_t tag)
+{
+	uint32_t off = 0;
+
+	while (off + sizeof(struct dm_user_attr) <= c->hdr.out_len) {
+		const struct dm_user_attr *a = (const void *)(c->hdr.data + off);
+
+		if (a->tag == tag && a->type == DM_USER_TYPE_STRING)
+			return (const char *)a->value;
+		off += sizeof(*a) + DM_USER_ATTR_ALIGN(a->len);
+	}
+	return NULL;
+}
+
+/* Answers @req with a remap to @sector on a read()/write() channel. */
+static ssize_t answer_remap(int ch, const struct dm_user_message *req,
+			    uint64_t sector)
+{
+	struct dm_user_message ans = *req;
+
+	ans.type = DM_USER_RESP_REMAP;
+	ans.sector = sector;
+	return write(ch, &ans, sizeof(ans));
+}
+
+/* A device a test makes besides its fixture's. */
+struct side_dev {
+	char name[80];
+	int ch;		/* a channel, O_RDWR */
+	int bdev;	/* the mapped device, O_RDWR | O_DIRECT */
+};
+
+/*
+ * Creates <@base>_<@suffix>, DEV_SECTORS long, with the feature words
+ * @fmt gives (their count first, or "" for none), and opens a channel
+ * and the mapped device. 0, or -1 with what is open left in @d.
+ */
+static int __attribute__((format(printf, 4, 5)))
+side_create(struct side_dev *d, const char *base, const char *suffix,
+	    const char *fmt, ...)
+{
+	char table[512], features[160], path[160];
+	va_list ap;
+
+	d->ch = d->bdev = -1;
+	snprintf(d->name, sizeof(d->name), "%s_%s", base, suffix);
+	va_start(ap, fmt);
+	vsnprintf(features, sizeof(features), fmt, ap);
+	va_end(ap);
+	snprintf(table, sizeof(table), "0 %d user 0 %d %s %s", DEV_SECTORS,
+		 DEV_SECTORS, d->name, features);
+	if (dmu_create(d->name, table))
+		return -1;
+	snprintf(path, sizeof(path), "/dev/dm-user/%s", d->name);
+	d->ch = open(path, O_RDWR);
+	snprintf(path, sizeof(path), "/dev/mapper/%s", d->name);
+	d->bdev = open(path, O_RDWR | O_DIRECT);
+	return d->ch >= 0 && d->bdev >= 0 ? 0 : -1;
+}
+
+static int side_remove(struct side_dev *d)
+{
+	if (d->bdev >= 0)
+		close(d->bdev);
+	if (d->ch >= 0)
+		close(d->ch);
+	d->ch = d->bdev = -1;
+	return dmu_remove(d->name);
+}
+
+/*
+ * Whether the kernel log's last lines hold @text: for the constructor's
+ * reasons, which are not rate limited as those of refused answers are.
+ */
+static bool kmsg_has(const char *text)
+{
+	return !dmu_run("dmesg | tail -n 20 | grep -q '%s'", text);
+}
+
+FIXTURE(dev) {
+	char dev[64];
+	char mapper[128];
+	char chan[128];
+	int ch;
+	int bdev;
+	void *buf;
+	void *data;
+	void *ram;
+};
+
+FIXTURE_SETUP(dev)
+{
+	char table[256];
+	struct ctl c;
+
+	self->ch = self->bdev = -1;
+	if (ram_ready())
+		SKIP(return, "no brd RAM disk");
+	snprintf(self->dev, sizeof(self->dev), "dmu_remap_%d", getpid());
+	snprintf(self->mapper, sizeof(self->mapper), "/dev/mapper/%s",
+		 self->dev);
+	snprintf(self->chan, sizeof(self->chan), "/dev/dm-user/%s", self->dev);
+	snprintf(table, sizeof(table),
+		 "0 %d user 0 %d %s 5 backing %s %d request_timeout 60",
+		 DEV_SECTORS, DEV_SECTORS, self->dev, RAM, RAM_START);
+	ASSERT_EQ(0, dmu_create(self->dev, table));
+	self->ch = open(self->chan, O_RDWR);
+	ASSERT_LE(0, self->ch);
+	ASSERT_EQ(0, negotiate(self->ch, DM_USER_EXT_REMAP, -1, &c));
+	ASSERT_EQ(DM_USER_EXT_REMAP, ctl_num(&c, DM_USER_ATTR_EXTENSIONS));
+	self->bdev = open(self->mapper, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, self->bdev);
+	self->buf = dmu_alloc(1 << 20);
+	self->data = dmu_alloc(1 << 20);
+	self->ram = dmu_alloc(1 << 20);
+	ASSERT_NE(NULL, self->buf);
+	ASSERT_NE(NULL, self->data);
+	ASSERT_NE(NULL, self->ram);
+}
+
+FIXTURE_TEARDOWN(dev)
+{
+	if (self->bdev >= 0)
+		close(self->bdev);
+	if (self->ch >= 0)
+		close(self->ch);
+	if (self->dev[0])
+		dmu_remove(self->dev);
+	free(self->buf);
+	free(self->data);
+	free(self->ram);
+}
+
+/* The table reads back with the device as major:minor, and loads again. */
+TEST_F(dev, table_round_trip_deps_and_info)
+{
+	char out[512], want[512], table[512], dev2[80];
+	struct stat st;
+	struct ctl c;
+
+	ASSERT_EQ(0, stat(RAM, &st));
+	ASSERT_EQ(0, dmu_capture(out, sizeof(out), "dmsetup table %s",
+				 self->dev));
+	snprintf(want, sizeof(want),
+		 "0 %d user 0 %d %s 5 backing %u:%u %d request_timeout 60",
+		 DEV_SECTORS, DEV_SECTORS, self->dev, major(st.st_rdev),
+		 minor(st.st_rdev), RAM_START);
+	EXPECT_STREQ(want, out);
+
+	/* dmsetup deps: the RAM disk, as (major, minor). */
+	ASSERT_EQ(0, dmu_capture(out, sizeof(out), "dmsetup deps %s",
+				 self->dev));
+	snprintf(want, sizeof(want), "(%u, %u)", major(st.st_rdev),
+		 minor(st.st_rdev));
+	EXPECT_NE(NULL, strstr(out, want)) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "1 dependencies")) TH_LOG("%s", out);
+
+	/* What dmsetup table printed loads as it is, under another name. */
+	snprintf(dev2, sizeof(dev2), "%s_2", self->dev);
+	snprintf(table, sizeof(table),
+		 "0 %d user 0 %d %s 5 backing %u:%u %d request_timeout 60",
+		 DEV_SECTORS, DEV_SECTORS, dev2, major(st.st_rdev),
+		 minor(st.st_rdev), RAM_START);
+	ASSERT_EQ(0, dmu_create(dev2, table));
+	ASSERT_EQ(0, dmu_capture(out, sizeof(out), "dmsetup table %s", dev2));
+	EXPECT_STREQ(table, out);
+	EXPECT_EQ(0, dmu_remove(dev2));
+
+	ctl_init(&c, DM_USER_CMD_GET_INFO);
+	ASSERT_EQ(0, ioctl(self->ch, DM_USER_IOCTL_CTL, &c));
+	EXPECT_EQ(DM_USER_CTL_VERSION, c.hdr.version);
+	snprintf(want, sizeof(want), "%u:%u", major(st.st_rdev),
+		 minor(st.st_rdev));
+	ASSERT_NE(NULL, ctl_str(&c, DM_USER_ATTR_BACKING));
+	EXPECT_STREQ(want, ctl_str(&c, DM_USER_ATTR_BACKING));
+	EXPECT_EQ(RAM_START, ctl_num(&c, DM_USER_ATTR_BACKING_OFFSET));
+	EXPECT_EQ(0, ctl_num(&c, DM_USER_ATTR_REMAPPED));
+}
+
+/* Tables the backing feature refuses, each with its reason. */
+TEST_F(dev, bad_tables)
+{
+	static const struct {
+		const char *features;
+		const char *why;
+	} bad[] = {
+		{ "1 backing", "backing needs a device and an offset" },
+		{ "2 backing " RAM, "backing needs a device and an offset" },
+		{ "3 backing " RAM " 1x", "Invalid backing device offset" },
+		{ "3 backing " RAM " -1", "Invalid backing device offset" },
+		{ "3 backing /dev/dmu_no_such_disk 0",
+		  "Backing device lookup failed" },
+		{ "6 backing " RAM " 0 backing " RAM " 0",
+		  "Feature given more than once" },
+		/* 16 MiB of RAM disk: the range must fit it. */
+		{ "3 backing " RAM " 30000", "too small for target" },
+		{ "5 block_size 4096 backing " RAM " 1",
+		  "Backing device offset must be a multiple of block_size" },
+	};
+	char name[80], node[128], table[256];
+	unsigned int i;
+
+	snprintf(name, sizeof(name), "%s_bad", self->dev);
+	snprintf(node, sizeof(node), "/dev/dm-user/%s", name);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(table, sizeof(table), "0 %d user 0 %d %s %s",
+			 DEV_SECTORS, DEV_SECTORS, name, bad[i].features);
+		EXPECT_NE(0, dmu_create(name, table)) TH_LOG("%s", table);
+		EXPECT_TRUE(kmsg_has(bad[i].why)) TH_LOG("%s", bad[i].why);
+		EXPECT_NE(0, access(node, F_OK));
+		dmu_remove(name);
+	}
+	/* Every refusal let go of the device it had taken. */
+	EXPECT_FALSE(kmsg_has("still exists with"));
+}
+
+/* A backing device with 4 KiB blocks needs a block_size of 4 KiB. */
+TEST_F(dev, block_size_below_the_backing_device)
+{
+	char lower[80], upper[80], table[256];
+
+	snprintf(lower, sizeof(lower), "%s_4k", self->dev);
+	snprintf(upper, sizeof(upper), "%s_up", self->dev);
+	snprintf(table, sizeof(table), "0 %d user 0 %d %s 2 block_size 4096",
+		 DEV_SECTORS, DEV_SECTORS, lower);
+	ASSERT_EQ(0, dmu_create(lower, table));
+	snprintf(table, sizeof(table),
+		 "0 %d user 0 %d %s 3 backing /dev/mapper/%s 0",
+		 DEV_SECTORS, DEV_SECTORS, upper, lower);
+	EXPECT_NE(0, dmu_create(upper, table));
+	EXPECT_TRUE(kmsg_has("block_size below the backing device"));
+	dmu_remove(upper);
+	snprintf(table, sizeof(table),
+		 "0 %d user 0 %d %s 5 block_size 4096 backing /dev/mapper/%s 0",
+		 DEV_SECTORS, DEV_SECTORS, upper, lower);
+	EXPECT_EQ(0, dmu_create(upper, table));
+	EXPECT_EQ(0, dmu_remove(upper));
+	EXPECT_EQ(0, dmu_remove(lower));
+}
+
+/* Only a target with a backing device grants the extension. */
+TEST_F(dev, remap_needs_a_backing_device)
+{
+	struct dm_user_message req;
+	struct side_dev d;
+	struct dmu_io io;
+	struct ctl c;
+	int ch;
+
+	ASSERT_EQ(0, side_create(&d, self->dev, "nb", "2 request_timeout 60"));
+	ch = d.ch;
+	ASSERT_EQ(0, negotiate(ch, DM_USER_EXT_REMAP | DM_USER_EXT_READ_BATCH,
+			       -1, &c));
+	EXPECT_EQ(DM_USER_EXT_READ_BATCH,
+		  ctl_num(&c, DM_USER_ATTR_EXTENSIONS));
+	ctl_init(&c, DM_USER_CMD_GET_INFO);
+	ASSERT_EQ(0, ioctl(ch, DM_USER_IOCTL_CTL, &c));
+	EXPECT_EQ(NULL, ctl_str(&c, DM_USER_ATTR_BACKING));
+	EXPECT_EQ(UINT64_MAX, ctl_num(&c, DM_USER_ATTR_BACKING_OFFSET));
+
+	/* A remap answer there is refused; the request waits for another. */
+	io = (struct dmu_io){ .fd = d.bdev, .kind = DMU_PREAD,
+			      .buf = self->buf, .len = 4096, .off = 0 };
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(ch, &req, NULL, 0, WAIT_MS));
+	errno = 0;
+	EXPECT_EQ(-1, answer_remap(ch, &req, req.sector));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(1, info_num(ch, DM_USER_ATTR_BAD_ANSWERS));
+	dmu_fill(self->data, 4096, 5);
+	ASSERT_EQ(DMU_HDR + 4096, dmu_answer(ch, &req, DM_USER_RESP_SUCCESS,
+					     self->data, 4096));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(4096, io.ret);
+	EXPECT_EQ(0, memcmp(self->buf, self->data, 4096));
+	EXPECT_EQ(0, side_remove(&d));
+}
+
+/*
+ * A read and a write remapped to their own sectors, then to others: the
+ * data is the RAM disk's, and what was written lands there, at the
+ * target's range on it.
+ */
+TEST_F(dev, read_and_write_remapped)
+{
+	struct dm_user_message req;
+	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PREAD,
+			     .buf = self->buf, .len = 8192, .off = 16 * 512 };
+
+	dmu_fill(self->ram, 1 << 20, 11);
+	ASSERT_EQ(0, ram_io(true, self->ram, 1 << 20, RAM_START));
+
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(self->ch, &req, NULL, 0, WAIT_MS));
+	EXPECT_EQ(DM_USER_REQ_MAP_READ, req.type);
+	EXPECT_EQ(16, req.sector);
+	EXPECT_EQ(8192, req.len);
+	ASSERT_EQ(DMU_HDR, answer_remap(self->ch, &req, req.sector));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(8192, io.ret);
+	EXPECT_EQ(0, memcmp(self->buf, (char *)self->ram + 16 * 512, 8192));
+
+	/* Sector 0 of the target read from its sector 100. */
+	io.off = 0;
+	io.len = 4096;
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(self->ch, &req, NULL, 0, WAIT_MS));
+	EXPECT_EQ(0, req.sector);
+	/* An answer's @len may be 0 as well as the request's. */
+	req.len = 0;
+	ASSERT_EQ(DMU_HDR, answer_remap(self->ch, &req, 100));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(4096, io.ret);
+	EXPECT_EQ(0, memcmp(self->buf, (char *)self->ram + 100 * 512, 4096));
+
+	/* A write: the daemon sees its data, the RAM disk gets it. */
+	dmu_fill(self->buf, 65536, 12);
+	io = (struct dmu_io){ .fd = self->bdev, .kind = DMU_PWRITE,
+			      .buf = self->buf, .len = 65536, .off = 64 * 512 };
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(self->ch, &req, self->data, 1 << 20,
+				  WAIT_MS));
+	EXPECT_EQ(DM_USER_REQ_MAP_WRITE, req.type);
+	EXPECT_EQ(64, req.sector);
+	EXPECT_EQ(0, memcmp(self->data, self->buf, 65536));
+	ASSERT_EQ(DMU_HDR, answer_remap(self->ch, &req, req.sector));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(65536, io.ret);
+	ASSERT_EQ(0, ram_io(false, self->ram, 65536, RAM_START + 64));
+	EXPECT_EQ(0, memcmp(self->ram, self->buf, 65536));
+
+	/* Written elsewhere: the last 4 KiB of the target's range. */
+	dmu_fill(self->buf, 4096, 13);
+	io.len = 4096;
+	io.off = 0;
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(self->ch, &req, self->data, 1 << 20,
+				  WAIT_MS));
+	ASSERT_EQ(DMU_HDR, answer_remap(self->ch, &req, DEV_SECTORS - 8));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(4096, io.ret);
+	ASSERT_EQ(0, ram_io(false, self->ram, 4096,
+			    RAM_START + DEV_SECTORS - 8));
+	EXPECT_EQ(0, memcmp(self->ram, self->buf, 4096));
+
+	/* A flush, passed down. */
+	io = (struct dmu_io){ .fd = self->bdev, .kind = DMU_FSYNC };
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(self->ch, &req, NULL, 0, WAIT_MS));
+	EXPECT_EQ(DM_USER_REQ_MAP_FLUSH, req.type);
+	ASSERT_EQ(DMU_HDR, answer_remap(self->ch, &req, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(0, io.ret);
+
+	EXPECT_EQ(5, status_num(self->dev, "remapped"));
+	EXPECT_EQ(5, info_num(self->ch, DM_USER_ATTR_REMAPPED));
+	EXPECT_EQ(2, status_num(self->dev, "read"));
+	EXPECT_EQ(2, status_num(self->dev, "write"));
+	EXPECT_EQ(0, info_num(self->ch, DM_USER_ATTR_BAD_ANSWERS));
+	EXPECT_EQ(0, info_num(self->ch, DM_USER_ATTR_READ_ERRORS));
+	EXPECT_EQ(0, info_num(self->ch, DM_USER_ATTR_WRITE_ERRORS));
+}
+
+/*
+ * Remap answers the kernel refuses: each is counted, and the request
+ * stays for an answer that is taken.
+ */
+TEST_F(dev, bad_remap_answers)
+{
+	struct dm_user_message req, ans;
+	char two[2 * sizeof(ans)];
+	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PREAD,
+			     .buf = self->buf, .len = 4096,
+			     .off = (DEV_SECTORS - 8) * 512 };
+	int ch2;
+
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(self->ch, &req, NULL, 0, WAIT_MS));
+
+	/* Past the end, or ending past it. */
+	errno = 0;
+	EXPECT_EQ(-1, answer_remap(self->ch, &req, DEV_SECTORS));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-1, answer_remap(self->ch, &req, DEV_SECTORS - 7));
+	EXPECT_EQ(-1, answer_remap(self->ch, &req, UINT64_MAX - 3));
+	/* A length that is neither the request's nor 0. */
+	ans = req;
+	ans.type = DM_USER_RESP_REMAP;
+	ans.len = 512;
+	EXPECT_EQ(-1, write(self->ch, &ans, sizeof(ans)));
+	/* Data after it. */
+	ans.len = req.len;
+	memcpy(two, &ans, sizeof(ans));
+	memcpy(two + sizeof(ans), &ans, sizeof(ans));
+	EXPECT_EQ(-1, write(self->ch, two, sizeof(two)));
+	/* On another channel than the one that read it. */
+	ch2 = open(self->chan, O_RDWR);
+	ASSERT_LE(0, ch2);
+	EXPECT_EQ(-1, answer_remap(ch2, &req, req.sector));
+	close(ch2);
+	EXPECT_EQ(6, info_num(self->ch, DM_USER_ATTR_BAD_ANSWERS));
+	EXPECT_EQ(0, info_num(self->ch, DM_USER_ATTR_REMAPPED));
+
+	/* The request is still there: this answer is taken. */
+	dmu_fill(self->data, 4096, 3);
+	ASSERT_EQ(DMU_HDR + 4096, dmu_answer(self->ch, &req,
+					     DM_USER_RESP_SUCCESS, self->data,
+					     4096));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(4096, io.ret);
+	EXPECT_EQ(0, memcmp(self->buf, self->data, 4096));
+
+	/*
+	 * A channel of this target that did not negotiate the extension
+	 * reads a request: its remap is refused, its success taken.
+	 */
+	ch2 = open(self->chan, O_RDWR);
+	ASSERT_LE(0, ch2);
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(ch2, &req, NULL, 0, WAIT_MS));
+	errno = 0;
+	EXPECT_EQ(-1, answer_remap(ch2, &req, req.sector));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(7, info_num(ch2, DM_USER_ATTR_BAD_ANSWERS));
+	ASSERT_EQ(DMU_HDR + 4096, dmu_answer(ch2, &req, DM_USER_RESP_SUCCESS,
+					     self->data, 4096));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(4096, io.ret);
+	close(ch2);
+	EXPECT_EQ(0, info_num(self->ch, DM_USER_ATTR_REMAPPED));
+}
+
+/*
+ * A noflush suspend waits for a request the daemon holds; answered with a
+ * remap meanwhile, it reaches the RAM disk and the suspend ends.
+ */
+TEST_F(dev, remap_during_a_noflush_suspend)
+{
+	struct dm_user_message req;
+	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PWRITE,
+			     .buf = self->buf, .len = 8192, .off = 40 * 512 };
+	pid_t pid;
+	int st;
+
+	dmu_fill(self->buf, 8192, 70);
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(self->ch, &req, self->data, 1 << 20,
+				  WAIT_MS));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid)
+		_exit(dmu_run("timeout 20 dmsetup suspend --noflush %s",
+				     self->dev));
+	/* It waits for the request this channel holds. */
+	usleep(300000);
+	EXPECT_EQ(0, waitpid(pid, &st, WNOHANG));
+	ASSERT_EQ(DMU_HDR, answer_remap(self->ch, &req, req.sector));
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	EXPECT_TRUE(WIFEXITED(st) && !WEXITSTATUS(st));
+	ASSERT_EQ(0, dmu_run("dmsetup resume %s", self->dev));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(8192, io.ret);
+	ASSERT_EQ(0, ram_io(false, self->ram, 8192, RAM_START + 40));
+	EXPECT_EQ(0, memcmp(self->ram, self->buf, 8192));
+}
+
+/*
+ * The queue limits are the backing device's, in the daemon's blocks; with
+ * no_flush a flush goes to the backing device without the daemon.
+ */
+TEST_F(dev, limits_and_flushes_over_a_backing_device)
+{
+	char lower[80], upper[80], path[128], table[256], v[64];
+	struct dm_user_message low;
+	struct dmu_io io;
+	int low_ch, up_ch, bdev;
+	struct ctl c;
+
+	snprintf(lower, sizeof(lower), "%s_lo", self->dev);
+	snprintf(upper, sizeof(upper), "%s_hi", self->dev);
+	snprintf(table, sizeof(table), "0 %d user 0 %d %s 2 request_timeout 60",
+		 DEV_SECTORS, DEV_SECTORS, lower);
+	ASSERT_EQ(0, dmu_create(lower, table));
+	snprintf(table, sizeof(table),
+		 "0 %d user 0 %d %s 5 block_size 4096 backing /dev/mapper/%s 0",
+		 DEV_SECTORS, DEV_SECTORS, upper, lower);
+	ASSERT_EQ(0, dmu_create(upper, table));
+	snprintf(path, sizeof(path), "/dev/mapper/%s", upper);
+	ASSERT_EQ(0, dmu_queue_attr(path, "logical_block_size", v, sizeof(v)));
+	EXPECT_STREQ("4096", v);
+	ASSERT_EQ(0, dmu_queue_attr(path, "discard_granularity", v, sizeof(v)));
+	EXPECT_STREQ("4096", v);
+	ASSERT_EQ(0, dmu_queue_attr(path, "discard_max_bytes", v, sizeof(v)));
+	EXPECT_NE(0, strtoull(v, NULL, 10));
+	EXPECT_EQ(0, strtoull(v, NULL, 10) % 4096) TH_LOG("%s", v);
+	ASSERT_EQ(0, dmu_queue_attr(path, "write_zeroes_max_bytes", v,
+				    sizeof(v)));
+	EXPECT_NE(0, strtoull(v, NULL, 10));
+	EXPECT_EQ(0, strtoull(v, NULL, 10) % 4096) TH_LOG("%s", v);
+	EXPECT_EQ(0, dmu_remove(upper));
+
+	/* no_discard and no_flush take those away from the daemon. */
+	snprintf(table, sizeof(table),
+		 "0 %d user 0 %d %s 5 no_discard no_flush backing /dev/mapper/%s 0",
+		 DEV_SECTORS, DEV_SECTORS, upper, lower);
+	ASSERT_EQ(0, dmu_create(upper, table));
+	ASSERT_EQ(0, dmu_queue_attr(path, "discard_max_bytes", v, sizeof(v)));
+	EXPECT_STREQ("0", v);
+	snprintf(path, sizeof(path), "/dev/dm-user/%s", lower);
+	low_ch = open(path, O_RDWR);
+	ASSERT_LE(0, low_ch);
+	snprintf(path, sizeof(path), "/dev/dm-user/%s", upper);
+	up_ch = open(path, O_RDWR);
+	ASSERT_LE(0, up_ch);
+	ASSERT_EQ(0, negotiate(up_ch, DM_USER_EXT_REMAP, -1, &c));
+	snprintf(path, sizeof(path), "/dev/mapper/%s", upper);
+	bdev = open(path, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, bdev);
+	/* The backing device has a cache: fsync reaches it, not the daemon. */
+	io = (struct dmu_io){ .fd = bdev, .kind = DMU_FSYNC };
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(low_ch, &low, NULL, 0, WAIT_MS));
+	EXPECT_EQ(DM_USER_REQ_MAP_FLUSH, low.type);
+	ASSERT_EQ(DMU_HDR, dmu_answer(low_ch, &low, DM_USER_RESP_SUCCESS,
+				      NULL, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(0, io.ret);
+	EXPECT_EQ(0, info_num(up_ch, DM_USER_ATTR_QUEUED));
+	EXPECT_EQ(0, info_num(up_ch, DM_USER_ATTR_FLUSH_REQUESTS));
+	close(bdev);
+	close(up_ch);
+	close(low_ch);
+	EXPECT_EQ(0, dmu_remove(upper));
+	EXPECT_EQ(0, dmu_remove(lower));
+}
+
+/* With block_size 4096, a remap sector must be a multiple of 8. */
+TEST_F(dev, remap_sector_aligned_to_block_size)
+{
+	struct dm_user_message req;
+	struct side_dev d;
+	struct dmu_io io;
+	struct ctl c;
+	int ch;
+
+	ASSERT_EQ(0, side_create(&d, self->dev, "4k",
+				 "7 block_size 4096 backing %s %d request_timeout 60",
+				 RAM, RAM_START));
+	ch = d.ch;
+	ASSERT_EQ(0, negotiate(ch, DM_USER_EXT_REMAP, -1, &c));
+
+	dmu_fill(self->ram, 8192, 21);
+	ASSERT_EQ(0, ram_io(true, self->ram, 8192, RAM_START + 8));
+	io = (struct dmu_io){ .fd = d.bdev, .kind = DMU_PREAD,
+			      .buf = self->buf, .len = 4096, .off = 0 };
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(ch, &req, NULL, 0, WAIT_MS));
+	EXPECT_EQ(-1, answer_remap(ch, &req, 4));
+	EXPECT_EQ(1, info_num(ch, DM_USER_ATTR_BAD_ANSWERS));
+	ASSERT_EQ(DMU_HDR, answer_remap(ch, &req, 8));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(4096, io.ret);
+	EXPECT_EQ(0, memcmp(self->buf, self->ram, 4096));
+	EXPECT_EQ(0, side_remove(&d));
+}
+
+/* The same on a ring: the completion's @sector says where. */
+TEST_F(dev, remap_on_a_ring)
+{
+	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PREAD,
+			     .buf = self->buf, .len = 8192, .off = 8 * 512 };
+	struct dm_user_message *d;
+	uint32_t slot;
+	struct ring r;
+	struct ctl c;
+
+	dmu_fill(self->ram, 1 << 20, 31);
+	ASSERT_EQ(0, ram_io(true, self->ram, 1 << 20, RAM_START));
+	memset(&r, 0, sizeof(r));
+	r.fd = open(self->chan, O_RDWR);
+	ASSERT_LE(0, r.fd);
+	ASSERT_EQ(0, negotiate(r.fd, DM_USER_EXT_RING | DM_USER_EXT_REMAP, 0,
+			       &c));
+	ASSERT_EQ(DM_USER_EXT_RING | DM_USER_EXT_REMAP,
+		  ctl_num(&c, DM_USER_ATTR_EXTENSIONS));
+	r.size = ctl_num(&c, DM_USER_ATTR_RING_SIZE);
+	r.map = mmap(NULL, r.size, PROT_READ | PROT_WRITE, MAP_SHARED, r.fd,
+		     0);
+	ASSERT_NE(MAP_FAILED, r.map);
+	r.h = (void *)r.map;
+	r.sq = (void *)(r.map + r.h->sq_offset);
+	r.cq = (void *)(r.map + r.h->cq_offset);
+	r.desc = (void *)(r.map + r.h->desc_offset);
+
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, ring_take(&r, 1, &slot));
+	d = &r.desc[slot];
+	EXPECT_EQ(DM_USER_REQ_MAP_READ, d->type);
+	EXPECT_EQ(8, d->sector);
+
+	/* Refused: flags, past the end, reserved; the slot keeps it. */
+	ring_post_cqe(&r, (struct dm_user_ring_cqe){
+		.seq = d->seq, .slot = slot, .type = DM_USER_RESP_REMAP,
+		.sector = 8, .flags = DM_USER_RING_CQE_ADDR });
+	ring_post_cqe(&r, (struct dm_user_ring_cqe){
+		.seq = d->seq, .slot = slot, .type = DM_USER_RESP_REMAP,
+		.sector = DEV_SECTORS - 8 });
+	ring_post_cqe(&r, (struct dm_user_ring_cqe){
+		.seq = d->seq, .slot = slot, .type = DM_USER_RESP_REMAP,
+		.sector = 8, .reserved = 1 });
+	ASSERT_EQ(0, ring_enter(&r, 0));
+	EXPECT_EQ(3, info_num(r.fd, DM_USER_ATTR_BAD_ANSWERS));
+
+	/* Taken: to sector 200. */
+	ring_post_cqe(&r, (struct dm_user_ring_cqe){
+		.seq = d->seq, .slot = slot, .type = DM_USER_RESP_REMAP,
+		.sector = 200 });
+	ASSERT_EQ(0, ring_enter(&r, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(8192, io.ret);
+	EXPECT_EQ(0, memcmp(self->buf, (char *)self->ram + 200 * 512, 8192));
+
+	/* A write remapped from the ring lands on the RAM disk. */
+	dmu_fill(self->buf, 16384, 32);
+	io = (struct dmu_io){ .fd = self->bdev, .kind = DMU_PWRITE,
+			      .buf = self->buf, .len = 16384, .off = 512 * 512 };
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, ring_take(&r, 1, &slot));
+	d = &r.desc[slot];
+	EXPECT_EQ(DM_USER_REQ_MAP_WRITE, d->type);
+	EXPECT_EQ(0, memcmp(slot_data(&r, slot), self->buf, 16384));
+	ring_post_cqe(&r, (struct dm_user_ring_cqe){
+		.seq = d->seq, .slot = slot, .type = DM_USER_RESP_REMAP,
+		.sector = d->sector });
+	ASSERT_EQ(0, ring_enter(&r, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(16384, io.ret);
+	ASSERT_EQ(0, ram_io(false, self->ram, 16384, RAM_START + 512));
+	EXPECT_EQ(0, memcmp(self->ram, self->buf, 16384));
+	EXPECT_EQ(2, info_num(r.fd, DM_USER_ATTR_REMAPPED));
+	ring_close(&r);
+}
+
+/*
+ * Every operation remapped onto a second dm-user device, "lower", whose
+ * channel the test plays too: the request that reaches the backing device
+ * has the type, sector, length and data of the one remapped, and its
+ * answer, an error included, is the remapped request's.
+ */
+FIXTURE(stacked) {
+	char upper[64];
+	char lower[80];
+	int up_ch;
+	int low_ch;
+	int bdev;
+	void *buf;
+	void *data;
+};
+
+FIXTURE_SETUP(stacked)
+{
+	char path[128], table[256];
+	struct ctl c;
+
+	self->up_ch = self->low_ch = self->bdev = -1;
+	snprintf(self->upper, sizeof(self->upper), "dmu_up_%d", getpid());
+	snprintf(self->lower, sizeof(self->lower), "dmu_low_%d", getpid());
+	snprintf(table, sizeof(table), "0 %d user 0 %d %s 2 request_timeout 60",
+		 2 * DEV_SECTORS, 2 * DEV_SECTORS, self->lower);
+	ASSERT_EQ(0, dmu_create(self->lower, table));
+	snprintf(table, sizeof(table),
+		 "0 %d user 0 %d %s 5 backing /dev/mapper/%s %d request_timeout 60",
+		 DEV_SECTORS, DEV_SECTORS, self->upper, self->lower,
+		 DEV_SECTORS);
+	ASSERT_EQ(0, dmu_create(self->upper, table));
+	snprintf(path, sizeof(path), "/dev/dm-user/%s", self->lower);
+	self->low_ch = open(path, O_RDWR);
+	ASSERT_LE(0, self->low_ch);
+	snprintf(path, sizeof(path), "/dev/dm-user/%s", self->upper);
+	self->up_ch = open(path, O_RDWR);
+	ASSERT_LE(0, self->up_ch);
+	ASSERT_EQ(0, negotiate(self->up_ch, DM_USER_EXT_REMAP, -1, &c));
+	snprintf(path, sizeof(path), "/dev/mapper/%s", self->upper);
+	self->bdev = open(path, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, self->bdev);
+	self->buf = dmu_alloc(1 << 20);
+	self->data = dmu_alloc(1 << 20);
+	ASSERT_NE(NULL, self->buf);
+	ASSERT_NE(NULL, self->data);
+}
+
+FIXTURE_TEARDOWN(stacked)
+{
+	if (self->bdev >= 0)
+		close(self->bdev);
+	if (self->up_ch >= 0)
+		close(self->up_ch);
+	if (self->low_ch >= 0)
+		close(self->low_ch);
+	dmu_remove(self->upper);
+	dmu_remove(self->lower);
+	free(self->buf);
+	free(self->data);
+}
+
+/*
+ * Answers FLUSH requests on either channel until @io ends: 0, or -errno
+ * for anything else or no end within WAIT_MS.
+ */
+static int serve_flushes(struct dmu_io *io, int up_ch, int low_ch)
+{
+	struct dm_user_message m;
+	int waited, i;
+
+	for (waited = 0; waited < WAIT_MS; waited += 10) {
+		int fds[2] = { up_ch, low_ch };
+
+		if (__atomic_load_n(&io->done, __ATOMIC_ACQUIRE))
+			return dmu_io_wait(io, WAIT_MS);
+		for (i = 0; i < 2; i++) {
+			if (dmu_wait_readable(fds[i], 0))
+				continue;
+			if (dmu_read_msg(fds[i], &m, NULL, 0, WAIT_MS))
+				return -EIO;
+			if (m.type != DM_USER_REQ_MAP_FLUSH)
+				return -EPROTO;
+			if (dmu_answer(fds[i], &m, DM_USER_RESP_SUCCESS, NULL,
+				       0) != DMU_HDR)
+				return -errno;
+		}
+		usleep(10000);
+	}
+	return -ETIMEDOUT;
+}
+
+TEST_F(stacked, every_operation_reaches_the_backing_device)
+{
+	static const struct {
+		enum dmu_io_kind kind;
+		unsigned long ioctl_req;
+		uint64_t type;
+		uint64_t off;
+		uint64_t len;
+		uint64_t to;	/* the remap answer's sector */
+	} ops[] = {
+		{ DMU_PREAD, 0, DM_USER_REQ_MAP_READ, 4096, 8192, 8 },
+		{ DMU_PWRITE, 0, DM_USER_REQ_MAP_WRITE, 8192, 65536, 16 },
+		{ DMU_FSYNC, 0, DM_USER_REQ_MAP_FLUSH, 0, 0, 0 },
+		{ DMU_IOCTL_RANGE, BLKDISCARD, DM_USER_REQ_MAP_DISCARD,
+		  1 << 20, 1 << 20, 2048 },
+		{ DMU_IOCTL_RANGE, BLKZEROOUT, DM_USER_REQ_MAP_WRITE_ZEROES,
+		  2 << 20, 65536, 4096 },
+		{ DMU_IOCTL_RANGE, BLKSECDISCARD,
+		  DM_USER_REQ_MAP_SECURE_ERASE, 3 << 20, 4096, 0 },
+	};
+	struct dm_user_message req, low;
+	unsigned int i;
+
+	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		struct dmu_io io = { .fd = self->bdev, .kind = ops[i].kind,
+				     .ioctl_req = ops[i].ioctl_req,
+				     .buf = self->buf, .len = ops[i].len,
+				     .off = ops[i].off };
+
+		dmu_fill(self->buf, ops[i].len, 40 + i);
+		ASSERT_EQ(0, dmu_io_start(&io));
+		ASSERT_EQ(0, dmu_read_msg(self->up_ch, &req, self->data,
+					  1 << 20, WAIT_MS));
+		EXPECT_EQ(ops[i].type, req.type) TH_LOG("op %u", i);
+		if (ops[i].type != DM_USER_REQ_MAP_FLUSH) {
+			EXPECT_EQ(ops[i].off / 512, req.sector);
+			EXPECT_EQ(ops[i].len, req.len);
+		}
+		ASSERT_EQ(DMU_HDR, answer_remap(self->up_ch, &req, ops[i].to));
+
+		/*
+		 * What the lower device gets: at the offset, same length. A
+		 * flush comes twice: the kernel's own to the backing device,
+		 * then the one the daemon remapped.
+		 */
+		if (ops[i].type == DM_USER_REQ_MAP_FLUSH) {
+			ASSERT_EQ(0, dmu_read_msg(self->low_ch, &low, NULL, 0,
+						  WAIT_MS));
+			EXPECT_EQ(DM_USER_REQ_MAP_FLUSH, low.type);
+			ASSERT_EQ(DMU_HDR, dmu_answer(self->low_ch, &low,
+						      DM_USER_RESP_SUCCESS,
+						      NULL, 0));
+		}
+		ASSERT_EQ(0, dmu_read_msg(self->low_ch, &low, self->data,
+					  1 << 20, WAIT_MS));
+		EXPECT_EQ(ops[i].type, low.type) TH_LOG("op %u", i);
+		if (ops[i].type != DM_USER_REQ_MAP_FLUSH) {
+			EXPECT_EQ(DEV_SECTORS + ops[i].to, low.sector);
+			EXPECT_EQ(ops[i].len, low.len);
+		}
+		if (ops[i].type == DM_USER_REQ_MAP_WRITE)
+			EXPECT_EQ(0, memcmp(self->data, self->buf,
+					    ops[i].len));
+		if (ops[i].type == DM_USER_REQ_MAP_READ) {
+			dmu_fill(self->data, ops[i].len, 90);
+			ASSERT_EQ(DMU_HDR + (ssize_t)ops[i].len,
+				  dmu_answer(self->low_ch, &low,
+					     DM_USER_RESP_SUCCESS, self->data,
+					     ops[i].len));
+		} else {
+			ASSERT_EQ(DMU_HDR, dmu_answer(self->low_ch, &low,
+						      DM_USER_RESP_SUCCESS,
+						      NULL, 0));
+		}
+		ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS)) TH_LOG("op %u", i);
+		EXPECT_EQ(0, io.err) TH_LOG("op %u: %s", i, strerror(io.err));
+		if (ops[i].type == DM_USER_REQ_MAP_READ)
+			EXPECT_EQ(0, memcmp(self->buf, self->data,
+					    ops[i].len));
+	}
+	EXPECT_EQ(6, info_num(self->up_ch, DM_USER_ATTR_REMAPPED));
+
+	/* A FUA write keeps its FUA on the way down. */
+	{
+		struct dmu_io io = { .fd = self->bdev,
+				     .kind = DMU_PWRITE_DSYNC,
+				     .buf = self->buf, .len = 4096,
+				     .off = 4096 };
+
+		ASSERT_EQ(0, dmu_io_start(&io));
+		ASSERT_EQ(0, dmu_read_msg(self->up_ch, &req, self->data,
+					  1 << 20, WAIT_MS));
+		EXPECT_TRUE(req.flags & DM_USER_REQ_MAP_FLAG_FUA);
+		ASSERT_EQ(DMU_HDR, answer_remap(self->up_ch, &req, 0));
+		ASSERT_EQ(0, dmu_read_msg(self->low_ch, &low, self->data,
+					  1 << 20, WAIT_MS));
+		EXPECT_EQ(DM_USER_REQ_MAP_WRITE, low.type);
+		EXPECT_EQ(DEV_SECTORS, low.sector);
+		EXPECT_TRUE(low.flags & DM_USER_REQ_MAP_FLAG_FUA);
+		ASSERT_EQ(DMU_HDR, dmu_answer(self->low_ch, &low,
+					      DM_USER_RESP_SUCCESS, NULL, 0));
+		/* The O_DSYNC write's fsync of the device, if any, after. */
+		ASSERT_EQ(0, serve_flushes(&io, self->up_ch, self->low_ch));
+		EXPECT_EQ(4096, io.ret);
+	}
+
+	/* The backing device fails a remapped write: so does the device. */
+	{
+		struct dmu_io io = { .fd = self->bdev, .kind = DMU_PWRITE,
+				     .buf = self->buf, .len = 4096, .off = 0 };
+
+		ASSERT_EQ(0, dmu_io_start(&io));
+		ASSERT_EQ(0, dmu_read_msg(self->up_ch, &req, self->data,
+					  1 << 20, WAIT_MS));
+		ASSERT_EQ(DMU_HDR, answer_remap(self->up_ch, &req, 0));
+		ASSERT_EQ(0, dmu_read_msg(self->low_ch, &low, self->data,
+					  1 << 20, WAIT_MS));
+		ASSERT_EQ(DMU_HDR, dmu_answer(self->low_ch, &low,
+					      DM_USER_RESP_ERROR, NULL, 0));
+		ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+		EXPECT_EQ(-1, io.ret);
+		EXPECT_EQ(EIO, io.err);
+		EXPECT_EQ(1, info_num(self->up_ch, DM_USER_ATTR_WRITE_ERRORS));
+		EXPECT_EQ(3, info_num(self->up_ch,
+				      DM_USER_ATTR_WRITE_REQUESTS));
+	}
+}
+
+/*
+ * Claimed ranges (DM_USER_CMD_CLAIM, DM_USER_CMD_RELEASE) on a target that
+ * starts with nothing claimed (passthrough), 4 KiB blocks and room for 4
+ * ranges: I/O outside the claims reaches the RAM disk with no daemon at
+ * all, I/O inside goes to the daemon, I/O across a boundary goes to it
+ * whole, marked.
+ */
+FIXTURE(claims) {
+	char dev[64];
+	char mapper[128];
+	char chan[128];
+	int ch;
+	int bdev;
+	void *buf;
+	void *data;
+	void *ram;
+};
+
+FIXTURE_SETUP(claims)
+{
+	char table[256];
+
+	self->ch = self->bdev = -1;
+	if (ram_ready())
+		SKIP(return, "no brd RAM disk");
+	snprintf(self->dev, sizeof(self->dev), "dmu_claim_%d", getpid());
+	snprintf(self->mapper, sizeof(self->mapper), "/dev/mapper/%s",
+		 self->dev);
+	snprintf(self->chan, sizeof(self->chan), "/dev/dm-user/%s", self->dev);
+	snprintf(table, sizeof(table),
+		 "0 %d user 0 %d %s 10 block_size 4096 backing %s %d passthrough max_claims 4 request_timeout 60",
+		 DEV_SECTORS, DEV_SECTORS, self->dev, RAM, RAM_START);
+	ASSERT_EQ(0, dmu_create(self->dev, table));
+	self->ch = open(self->chan, O_RDWR);
+	ASSERT_LE(0, self->ch);
+	self->bdev = open(self->mapper, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, self->bdev);
+	self->buf = dmu_alloc(1 << 20);
+	self->data = dmu_alloc(1 << 20);
+	self->ram = dmu_alloc(1 << 20);
+	ASSERT_NE(NULL, self->buf);
+	ASSERT_NE(NULL, self->data);
+	ASSERT_NE(NULL, self->ram);
+	dmu_fill(self->ram, 1 << 20, 80);
+	ASSERT_EQ(0, ram_io(true, self->ram, 1 << 20, RAM_START));
+}
+
+FIXTURE_TEARDOWN(claims)
+{
+	if (self->bdev >= 0)
+		close(self->bdev);
+	if (self->ch >= 0)
+		close(self->ch);
+	if (self->dev[0])
+		dmu_remove(self->dev);
+	free(self->buf);
+	free(self->data);
+	free(self->ram);
+}
+
+/* CLAIM or RELEASE of sectors [start, start + len): the ranges, or -errno. */
+static int claims_cmd(int fd, uint16_t command, uint64_t start, uint64_t len)
+{
+	struct ctl c;
+
+	ctl_init(&c, command);
+	c.hdr.version = 5;
+	ctl_add(&c, DM_USER_ATTR_RANGE_START, DM_USER_TYPE_U64, start);
+	ctl_add(&c, DM_USER_ATTR_RANGE_LEN, DM_USER_TYPE_U64, len);
+	if (ioctl(fd, DM_USER_IOCTL_CTL, &c))
+		return -errno;
+	return (int)ctl_num(&c, DM_USER_ATTR_CLAIM_RANGES);
+}
+
+static int claim(int fd, uint64_t start, uint64_t len)
+{
+	return claims_cmd(fd, DM_USER_CMD_CLAIM, start, len);
+}
+
+static int release(int fd, uint64_t start, uint64_t len)
+{
+	return claims_cmd(fd, DM_USER_CMD_RELEASE, start, len);
+}
+
+/* Nothing claimed: the device is dm-linear, with no daemon at all. */
+TEST_F(claims, passthrough_without_a_daemon)
+{
+	char out[512], want[512];
+	struct stat st;
+
+	ASSERT_EQ(0, stat(RAM, &st));
+	ASSERT_EQ(0, dmu_capture(out, sizeof(out), "dmsetup table %s",
+				 self->dev));
+	snprintf(want, sizeof(want),
+		 "0 %d user 0 %d %s 10 block_size 4096 backing %u:%u %d passthrough max_claims 4 request_timeout 60",
+		 DEV_SECTORS, DEV_SECTORS, self->dev, major(st.st_rdev),
+		 minor(st.st_rdev), RAM_START);
+	EXPECT_STREQ(want, out);
+
+	ASSERT_EQ(65536, pread(self->bdev, self->buf, 65536, 8192));
+	EXPECT_EQ(0, memcmp(self->buf, (char *)self->ram + 8192, 65536));
+	dmu_fill(self->buf, 131072, 81);
+	ASSERT_EQ(131072, pwrite(self->bdev, self->buf, 131072, 1 << 20));
+	EXPECT_EQ(0, fsync(self->bdev));
+	ASSERT_EQ(0, ram_io(false, self->data, 131072, RAM_START + 2048));
+	EXPECT_EQ(0, memcmp(self->data, self->buf, 131072));
+	EXPECT_EQ(0, info_num(self->ch, DM_USER_ATTR_CLAIM_RANGES));
+	EXPECT_LE(3, info_num(self->ch, DM_USER_ATTR_PASSED));
+	EXPECT_LE(3, status_num(self->dev, "passed"));
+	EXPECT_EQ(0, status_num(self->dev, "claims"));
+	EXPECT_EQ(0, info_num(self->ch, DM_USER_ATTR_READ_REQUESTS));
+}
+
+/*
+ * Sectors 64 to 128 claimed: I/O inside goes to the daemon, I/O across
+ * either edge goes to it whole with DM_USER_REQ_MAP_FLAG_PARTLY_CLAIMED,
+ * I/O outside never does; released, the range goes straight again.
+ */
+TEST_F(claims, claimed_and_unclaimed_with_straddling_io)
+{
+	static const struct {
+		uint64_t sector, len;
+		bool daemon, partly;
+	} io_at[] = {
+		{ 0, 8192, false, false },
+		{ 64, 8192, true, false },
+		{ 56, 8192, true, true },	/* across the start */
+		{ 120, 8192, true, true },	/* across the end */
+		{ 48, 65536, true, true },	/* over all of it */
+		{ 128, 8192, false, false },
+		{ 40, 12288, false, false },	/* ends where it starts */
+	};
+	struct dm_user_message req;
+	unsigned int i;
+
+	ASSERT_EQ(1, claim(self->ch, 64, 64));
+	EXPECT_EQ(1, info_num(self->ch, DM_USER_ATTR_CLAIM_RANGES));
+	for (i = 0; i < sizeof(io_at) / sizeof(io_at[0]); i++) {
+		struct dmu_io io = { .fd = self->bdev, .kind = DMU_PREAD,
+				     .buf = self->buf, .len = io_at[i].len,
+				     .off = io_at[i].sector * 512 };
+		const char *want = (char *)self->ram + io_at[i].sector * 512;
+
+		memset(self->buf, 0, io.len);
+		ASSERT_EQ(0, dmu_io_start(&io));
+		if (io_at[i].daemon) {
+			ASSERT_EQ(0, dmu_read_msg(self->ch, &req, NULL, 0,
+						  WAIT_MS)) TH_LOG("io %u", i);
+			EXPECT_EQ(io_at[i].sector, req.sector);
+			EXPECT_EQ(io_at[i].len, req.len);
+			EXPECT_EQ(io_at[i].partly,
+				  !!(req.flags &
+				     DM_USER_REQ_MAP_FLAG_PARTLY_CLAIMED))
+				TH_LOG("io %u", i);
+			dmu_fill(self->data, io.len, 90 + i);
+			want = self->data;
+			ASSERT_EQ(DMU_HDR + (ssize_t)io.len,
+				  dmu_answer(self->ch, &req,
+					     DM_USER_RESP_SUCCESS, self->data,
+					     io.len));
+		}
+		ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS)) TH_LOG("io %u", i);
+		EXPECT_EQ((ssize_t)io.len, io.ret) TH_LOG("io %u", i);
+		EXPECT_EQ(0, memcmp(self->buf, want, io.len)) TH_LOG("io %u", i);
+	}
+	EXPECT_EQ(4, info_num(self->ch, DM_USER_ATTR_READ_REQUESTS));
+
+	/* A flush reaches the daemon now that it serves something. */
+	{
+		struct dmu_io io = { .fd = self->bdev, .kind = DMU_FSYNC };
+
+		ASSERT_EQ(0, dmu_io_start(&io));
+		ASSERT_EQ(0, dmu_read_msg(self->ch, &req, NULL, 0, WAIT_MS));
+		EXPECT_EQ(DM_USER_REQ_MAP_FLUSH, req.type);
+		ASSERT_EQ(DMU_HDR, dmu_answer(self->ch, &req,
+					      DM_USER_RESP_SUCCESS, NULL, 0));
+		ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+		EXPECT_EQ(0, io.ret);
+	}
+
+	/* Released: straight to the RAM disk, the daemon sees nothing. */
+	ASSERT_EQ(0, release(self->ch, 64, 64));
+	ASSERT_EQ(8192, pread(self->bdev, self->buf, 8192, 64 * 512));
+	EXPECT_EQ(0, memcmp(self->buf, (char *)self->ram + 64 * 512, 8192));
+	EXPECT_EQ(0, fsync(self->bdev));
+	EXPECT_EQ(0, info_num(self->ch, DM_USER_ATTR_QUEUED));
+	EXPECT_EQ(4, info_num(self->ch, DM_USER_ATTR_READ_REQUESTS));
+}
+
+/* Ranges merge and split; refusals change nothing. */
+TEST_F(claims, claim_and_release_rules)
+{
+	struct side_dev d;
+	int ro;
+
+	EXPECT_EQ(1, claim(self->ch, 0, 8));
+	EXPECT_EQ(2, claim(self->ch, 16, 8));
+	EXPECT_EQ(1, claim(self->ch, 8, 8));		/* fills the gap */
+	EXPECT_EQ(1, claim(self->ch, 0, 24));		/* already claimed */
+	EXPECT_EQ(2, release(self->ch, 8, 8));	/* splits it */
+	EXPECT_EQ(2, release(self->ch, 64, 8));	/* nothing there */
+	EXPECT_EQ(3, claim(self->ch, 40, 8));
+	EXPECT_EQ(4, claim(self->ch, 56, 8));
+	/* A fifth range is one more than max_claims. */
+	EXPECT_EQ(-E2BIG, claim(self->ch, 80, 8));
+	EXPECT_EQ(4, info_num(self->ch, DM_USER_ATTR_CLAIM_RANGES));
+	EXPECT_EQ(3, claim(self->ch, 48, 8));		/* joins two */
+	/* Splitting one in two would make a fifth range too. */
+	EXPECT_EQ(4, claim(self->ch, 80, 8));
+	EXPECT_EQ(-E2BIG, release(self->ch, 48, 8));
+	EXPECT_EQ(3, release(self->ch, 80, 8));
+	/* Not whole blocks, empty, past the end. */
+	EXPECT_EQ(-EINVAL, claim(self->ch, 4, 8));
+	EXPECT_EQ(-EINVAL, claim(self->ch, 0, 4));
+	EXPECT_EQ(-EINVAL, claim(self->ch, 0, 0));
+	EXPECT_EQ(-ERANGE, claim(self->ch, DEV_SECTORS - 8, 16));
+	EXPECT_EQ(-ERANGE, release(self->ch, DEV_SECTORS + 8, 8));
+	EXPECT_EQ(-ERANGE, claim(self->ch, 8, UINT64_MAX - 7));
+	EXPECT_EQ(3, info_num(self->ch, DM_USER_ATTR_CLAIM_RANGES));
+	/* A read-only open may not change them. */
+	ro = open(self->chan, O_RDONLY);
+	ASSERT_LE(0, ro);
+	EXPECT_EQ(-EBADF, claim(ro, 80, 8));
+	close(ro);
+	/* dmsetup message reaches the same commands. */
+	EXPECT_EQ(0, dmu_run("dmsetup message %s 0 claim range_start=80 range_len=8",
+			     self->dev));
+	EXPECT_EQ(4, status_num(self->dev, "claims"));
+	EXPECT_EQ(0, dmu_run("dmsetup message %s 0 release range_start=0 range_len=8192",
+			     self->dev));
+	EXPECT_EQ(0, status_num(self->dev, "claims"));
+
+	/* Without a backing device there are no claims. */
+	ASSERT_EQ(0, side_create(&d, self->dev, "nb", "%s", ""));
+	EXPECT_EQ(-EOPNOTSUPP, claim(d.ch, 0, 8));
+	EXPECT_EQ(0, side_remove(&d));
+	/* Nor passthrough or max_claims in its table. */
+	EXPECT_NE(0, side_create(&d, self->dev, "nb", "1 passthrough"));
+	EXPECT_TRUE(kmsg_has("passthrough and max_claims need a backing device"));
+	side_remove(&d);
+}
+
+/*
+ * With no daemon and no_daemon_timeout 0, claimed I/O fails at once and
+ * the rest keeps flowing; the claims outlive the channel that made them.
+ */
+TEST_F(claims, daemon_gone)
+{
+	struct side_dev d;
+
+	ASSERT_EQ(0, side_create(&d, self->dev, "nd",
+				 "6 backing %s %d passthrough no_daemon_timeout 0",
+				 RAM, RAM_START));
+	ASSERT_EQ(1, claim(d.ch, 0, 8));
+	close(d.ch);
+	d.ch = -1;
+	EXPECT_EQ(-1, pread(d.bdev, self->buf, 4096, 0));
+	EXPECT_EQ(EIO, errno);
+	ASSERT_EQ(65536, pread(d.bdev, self->buf, 65536, 4096));
+	EXPECT_EQ(0, memcmp(self->buf, (char *)self->ram + 4096, 65536));
+	EXPECT_EQ(1, status_num(d.name, "claims"));
+	EXPECT_EQ(0, side_remove(&d));
+}
+
+/* CLAIM of sectors [0, 8) in a thread, to see whether it waits. */
+struct claim_call {
+	pthread_t thread;
+	int fd;
+	int ret;
+	int done;
+};
+
+static void *claim_thread(void *arg)
+{
+	struct claim_call *c = arg;
+
+	c->ret = claim(c->fd, 0, 8);
+	__atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * A claim killed while it waits for that I/O is made; the next change
+ * finishes the wait before it changes anything.
+ */
+TEST_F(stacked, killed_claim_still_drains)
+{
+	struct dm_user_message low;
+	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PWRITE,
+			     .buf = self->buf, .len = 4096, .off = 0 };
+	struct claim_call c = { .fd = self->up_ch };
+	char path[128];
+	pid_t pid;
+	int st;
+
+	ASSERT_EQ(0, release(self->up_ch, 0, DEV_SECTORS));
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(self->low_ch, &low, self->data, 1 << 20,
+				  WAIT_MS));
+	snprintf(path, sizeof(path), "/dev/dm-user/%s", self->upper);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		int fd = open(path, O_RDWR);
+
+		_exit(fd < 0 ? 2 : claim(fd, 64, 8) == 1 ? 0 : 1);
+	}
+	usleep(500000);
+	ASSERT_EQ(0, waitpid(pid, &st, WNOHANG));
+	ASSERT_EQ(0, kill(pid, SIGKILL));
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	EXPECT_TRUE(WIFSIGNALED(st));
+	EXPECT_EQ(1, info_num(self->up_ch, DM_USER_ATTR_CLAIM_RANGES));
+
+	/* This one waits for the write all the same. */
+	c.fd = self->up_ch;
+	ASSERT_EQ(0, pthread_create(&c.thread, NULL, claim_thread, &c));
+	usleep(500000);
+	EXPECT_EQ(0, __atomic_load_n(&c.done, __ATOMIC_ACQUIRE));
+	ASSERT_EQ(DMU_HDR, dmu_answer(self->low_ch, &low, DM_USER_RESP_SUCCESS,
+				      NULL, 0));
+	ASSERT_EQ(0, pthread_join(c.thread, NULL));
+	EXPECT_EQ(2, c.ret);
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(4096, io.ret);
+}
+
+/*
+ * A claim returns only once I/O mapped before it has left the backing
+ * device: here a write held by the lower dm-user device's channel.
+ */
+TEST_F(stacked, claim_waits_for_io_on_its_way)
+{
+	struct dm_user_message low;
+	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PWRITE,
+			     .buf = self->buf, .len = 4096, .off = 0 };
+	struct claim_call c = { .fd = self->up_ch };
+
+	/* The fixture's upper device claims all of itself: release it. */
+	ASSERT_EQ(0, release(self->up_ch, 0, DEV_SECTORS));
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(self->low_ch, &low, self->data, 1 << 20,
+				  WAIT_MS));
+	EXPECT_EQ(DEV_SECTORS, low.sector);
+	ASSERT_EQ(0, pthread_create(&c.thread, NULL, claim_thread, &c));
+	usleep(500000);
+	EXPECT_EQ(0, __atomic_load_n(&c.done, __ATOMIC_ACQUIRE));
+	ASSERT_EQ(DMU_HDR, dmu_answer(self->low_ch, &low, DM_USER_RESP_SUCCESS,
+				      NULL, 0));
+	ASSERT_EQ(0, pthread_join(c.thread, NULL));
+	EXPECT_EQ(1, c.ret);
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(4096, io.ret);
+	/* Claimed now: the next write is the upper daemon's. */
+	io.off = 0;
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(self->up_ch, &low, self->data, 1 << 20,
+				  WAIT_MS));
+	EXPECT_EQ(DM_USER_REQ_MAP_WRITE, low.type);
+	ASSERT_EQ(DMU_HDR, dmu_answer(self->up_ch, &low, DM_USER_RESP_SUCCESS,
+				      NULL, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(4096, io.ret);
+}
+
+TEST_HARNESS_MAIN
