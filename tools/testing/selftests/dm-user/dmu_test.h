@@ -319,6 +319,38 @@ static inline int dmu_wait_thread_sleeping(const pid_t *tid, int ms)
 	return -ETIMEDOUT;
 }
 
+/*
+ * A 16 MiB block device in RAM, for tests that need a backing device:
+ * brd's /dev/ram0 where the kernel has brd (loaded here), else a loop
+ * device over a file in the guest's RAM-backed root (the debug kernel has
+ * loop built in, and no brd), made once and reused. Its path goes to
+ * @path. 0, or -1 if there is neither.
+ */
+static inline int dmu_ram_disk(char *path, size_t len)
+{
+	const char *img = "/tmp/dmu_ram_disk.img";
+	char dev[128];
+
+	if (access("/dev/ram0", F_OK))
+		dmu_run("modprobe brd rd_nr=1 rd_size=16384 max_part=0 >/dev/null 2>&1");
+	if (!access("/dev/ram0", F_OK)) {
+		snprintf(path, len, "/dev/ram0");
+		return 0;
+	}
+	if (!dmu_capture(dev, sizeof(dev),
+			 "losetup -a 2>/dev/null | grep %s | cut -d: -f1", img) &&
+	    dev[0]) {
+		snprintf(path, len, "%s", dev);
+		return 0;
+	}
+	if (dmu_run("dd if=/dev/zero of=%s bs=1M count=16 2>/dev/null", img) ||
+	    dmu_capture(dev, sizeof(dev), "losetup -f") || !dev[0] ||
+	    dmu_run("losetup %s %s", dev, img))
+		return -1;
+	snprintf(path, len, "%s", dev);
+	return 0;
+}
+
 static inline void dmu_fill(void *buf, size_t len, uint32_t seed)
 {
 	uint32_t *p = buf;

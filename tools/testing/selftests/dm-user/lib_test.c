@@ -496,12 +496,11 @@ TEST(serve_refuses_options_of_the_other_transport)
 
 /*
  * Remap answers through the library (dmu_serve_opts.remap, DMU_REMAP): a
- * store that keeps nothing itself below 2 MiB sends reads there to a brd
+ * store that keeps nothing itself below 2 MiB sends reads there to a
  * RAM disk, the first MiB where it is and the second from 4 MiB further
  * on, and every write to the RAM disk; above 2 MiB it serves from memory.
  * On both transports, checked on the RAM disk byte for byte.
  */
-#define RAM_DISK	"/dev/ram0"
 #define MIB		(1 << 20)
 
 struct remapper {
@@ -589,7 +588,7 @@ TEST(remap_through_the_library)
 		DMU_TRANSPORT_RW, DMU_TRANSPORT_RING,
 	};
 	unsigned char *buf = dmu_alloc(MIB), *ram = dmu_alloc(8 * MIB);
-	char dev[64], table[256], mapper[128];
+	char dev[64], table[256], mapper[128], ram_disk[128], features[160];
 	struct remapper m = { .remap = true };
 	struct remap_server srv = { .m = &m };
 	struct dmu_info info;
@@ -598,14 +597,13 @@ TEST(remap_through_the_library)
 
 	ASSERT_NE(NULL, buf);
 	ASSERT_NE(NULL, ram);
-	if (access(RAM_DISK, F_OK) &&
-	    dmu_run("modprobe brd rd_nr=1 rd_size=16384 max_part=0 2>&1"))
-		SKIP(return, "no brd RAM disk");
+	if (dmu_ram_disk(ram_disk, sizeof(ram_disk)))
+		SKIP(return, "no RAM disk");
 	m.mem = dmu_alloc(SECTORS * 512);
 	ASSERT_NE(NULL, m.mem);
 	dmu_fill(m.mem, SECTORS * 512, 50);
 	dmu_fill(ram, 8 * MIB, 51);
-	rfd = open(RAM_DISK, O_RDWR | O_DIRECT);
+	rfd = open(ram_disk, O_RDWR | O_DIRECT);
 	ASSERT_LE(0, rfd);
 	ASSERT_EQ(8 * MIB, pwrite(rfd, ram, 8 * MIB, 0));
 
@@ -620,8 +618,9 @@ TEST(remap_through_the_library)
 	EXPECT_EQ(-EOPNOTSUPP, dmu_serve(dev, &remapper_ops, &m, &srv.opts));
 	ASSERT_EQ(0, dmu_dev_remove(dev));
 
+	snprintf(features, sizeof(features), "backing %s 0", ram_disk);
 	ASSERT_EQ(0, dmu_table_line(table, sizeof(table), SECTORS, dev,
-				    "backing " RAM_DISK " 0"));
+				    features));
 	ASSERT_EQ(0, dmu_dev_create(dev, table));
 	ASSERT_EQ(0, dmu_wait_node(dev, 5000));
 	bdev = open(mapper, O_RDWR | O_DIRECT);
@@ -658,7 +657,14 @@ TEST(remap_through_the_library)
 	ASSERT_EQ(0, dmu_get_info(ch, &info));
 	close(ch);
 	EXPECT_EQ(DM_USER_CTL_VERSION, info.version);
-	EXPECT_STREQ("1:0", info.backing);
+	{
+		struct stat st;
+
+		ASSERT_EQ(0, stat(ram_disk, &st));
+		snprintf(features, sizeof(features), "%u:%u",
+			 major(st.st_rdev), minor(st.st_rdev));
+		EXPECT_STREQ(features, info.backing);
+	}
 	EXPECT_EQ(0, info.backing_offset);
 	/* Two reads and at least a write and a flush per transport. */
 	EXPECT_LE(8, info.remapped);

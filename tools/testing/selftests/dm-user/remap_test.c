@@ -10,8 +10,8 @@
  * the backing device passed up and counted; and bad remap answers
  * refused, counted, with the request left to a good answer.
  *
- * The backing device is a brd RAM disk (/dev/ram0), loaded here if it is
- * not there yet.
+ * The backing device is a RAM disk: brd's /dev/ram0, or a loop device
+ * over a file in RAM where the kernel has no brd (dmu_ram_disk()).
  */
 #include <stdarg.h>
 #include <sys/ioctl.h>
@@ -23,21 +23,27 @@
 #include <kselftest_harness.h>
 
 #define DEV_SECTORS	8192		/* 4 MiB */
-#define RAM		"/dev/ram0"
 #define RAM_START	2048		/* the target's sector 0 on the RAM disk */
+
+/* The RAM disk's path, "" until ram_ready() found one. */
+static char ram[128];
 
 static int ram_ready(void)
 {
-	if (access(RAM, F_OK) &&
-	    dmu_run("modprobe brd rd_nr=1 rd_size=16384 max_part=0 2>&1"))
-		return -1;
-	return access(RAM, F_OK);
+	return dmu_ram_disk(ram, sizeof(ram));
 }
+
+/* In a test of a fixture whose setup skipped: the harness runs it anyway. */
+#define NEED_RAM()							\
+	do {								\
+		if (!ram[0])						\
+			SKIP(return, "no RAM disk");			\
+	} while (0)
 
 /* Writes or reads @len bytes of the RAM disk at @sector, bypassing caches. */
 static int ram_io(bool write, void *buf, size_t len, uint64_t sector)
 {
-	int fd = open(RAM, O_RDWR | O_DIRECT);
+	int fd = open(ram, O_RDWR | O_DIRECT);
 	ssize_t n;
 
 	if (fd < 0)
@@ -154,19 +160,19 @@ FIXTURE(dev) {
 
 FIXTURE_SETUP(dev)
 {
-	char table[256];
+	char table[512];
 	struct ctl c;
 
 	self->ch = self->bdev = -1;
 	if (ram_ready())
-		SKIP(return, "no brd RAM disk");
+		SKIP(return, "no RAM disk");
 	snprintf(self->dev, sizeof(self->dev), "dmu_remap_%d", getpid());
 	snprintf(self->mapper, sizeof(self->mapper), "/dev/mapper/%s",
 		 self->dev);
 	snprintf(self->chan, sizeof(self->chan), "/dev/dm-user/%s", self->dev);
 	snprintf(table, sizeof(table),
 		 "0 %d user 0 %d %s 5 backing %s %d request_timeout 60",
-		 DEV_SECTORS, DEV_SECTORS, self->dev, RAM, RAM_START);
+		 DEV_SECTORS, DEV_SECTORS, self->dev, ram, RAM_START);
 	ASSERT_EQ(0, dmu_create(self->dev, table));
 	self->ch = open(self->chan, O_RDWR);
 	ASSERT_LE(0, self->ch);
@@ -198,11 +204,12 @@ FIXTURE_TEARDOWN(dev)
 /* The table reads back with the device as major:minor, and loads again. */
 TEST_F(dev, table_round_trip_deps_and_info)
 {
+	NEED_RAM();
 	char out[512], want[512], table[512], dev2[80];
 	struct stat st;
 	struct ctl c;
 
-	ASSERT_EQ(0, stat(RAM, &st));
+	ASSERT_EQ(0, stat(ram, &st));
 	ASSERT_EQ(0, dmu_capture(out, sizeof(out), "dmsetup table %s",
 				 self->dev));
 	snprintf(want, sizeof(want),
@@ -244,31 +251,33 @@ TEST_F(dev, table_round_trip_deps_and_info)
 /* Tables the backing feature refuses, each with its reason. */
 TEST_F(dev, bad_tables)
 {
+	NEED_RAM();
 	static const struct {
 		const char *features;
 		const char *why;
 	} bad[] = {
 		{ "1 backing", "backing needs a device and an offset" },
-		{ "2 backing " RAM, "backing needs a device and an offset" },
-		{ "3 backing " RAM " 1x", "Invalid backing device offset" },
-		{ "3 backing " RAM " -1", "Invalid backing device offset" },
+		{ "2 backing %1$s", "backing needs a device and an offset" },
+		{ "3 backing %1$s 1x", "Invalid backing device offset" },
+		{ "3 backing %1$s -1", "Invalid backing device offset" },
 		{ "3 backing /dev/dmu_no_such_disk 0",
 		  "Backing device lookup failed" },
-		{ "6 backing " RAM " 0 backing " RAM " 0",
+		{ "6 backing %1$s 0 backing %1$s 0",
 		  "Feature given more than once" },
 		/* 16 MiB of RAM disk: the range must fit it. */
-		{ "3 backing " RAM " 30000", "too small for target" },
-		{ "5 block_size 4096 backing " RAM " 1",
+		{ "3 backing %1$s 30000", "too small for target" },
+		{ "5 block_size 4096 backing %1$s 1",
 		  "Backing device offset must be a multiple of block_size" },
 	};
-	char name[80], node[128], table[256];
+	char name[80], node[128], table[256], features[128];
 	unsigned int i;
 
 	snprintf(name, sizeof(name), "%s_bad", self->dev);
 	snprintf(node, sizeof(node), "/dev/dm-user/%s", name);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(features, sizeof(features), bad[i].features, ram);
 		snprintf(table, sizeof(table), "0 %d user 0 %d %s %s",
-			 DEV_SECTORS, DEV_SECTORS, name, bad[i].features);
+			 DEV_SECTORS, DEV_SECTORS, name, features);
 		EXPECT_NE(0, dmu_create(name, table)) TH_LOG("%s", table);
 		EXPECT_TRUE(kmsg_has(bad[i].why)) TH_LOG("%s", bad[i].why);
 		EXPECT_NE(0, access(node, F_OK));
@@ -281,6 +290,7 @@ TEST_F(dev, bad_tables)
 /* A backing device with 4 KiB blocks needs a block_size of 4 KiB. */
 TEST_F(dev, block_size_below_the_backing_device)
 {
+	NEED_RAM();
 	char lower[80], upper[80], table[256];
 
 	snprintf(lower, sizeof(lower), "%s_4k", self->dev);
@@ -305,6 +315,7 @@ TEST_F(dev, block_size_below_the_backing_device)
 /* Only a target with a backing device grants the extension. */
 TEST_F(dev, remap_needs_a_backing_device)
 {
+	NEED_RAM();
 	struct dm_user_message req;
 	struct side_dev d;
 	struct dmu_io io;
@@ -347,6 +358,7 @@ TEST_F(dev, remap_needs_a_backing_device)
  */
 TEST_F(dev, read_and_write_remapped)
 {
+	NEED_RAM();
 	struct dm_user_message req;
 	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PREAD,
 			     .buf = self->buf, .len = 8192, .off = 16 * 512 };
@@ -431,6 +443,7 @@ TEST_F(dev, read_and_write_remapped)
  */
 TEST_F(dev, bad_remap_answers)
 {
+	NEED_RAM();
 	struct dm_user_message req, ans;
 	char two[2 * sizeof(ans)];
 	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PREAD,
@@ -500,6 +513,7 @@ TEST_F(dev, bad_remap_answers)
  */
 TEST_F(dev, remap_during_a_noflush_suspend)
 {
+	NEED_RAM();
 	struct dm_user_message req;
 	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PWRITE,
 			     .buf = self->buf, .len = 8192, .off = 40 * 512 };
@@ -534,6 +548,7 @@ TEST_F(dev, remap_during_a_noflush_suspend)
  */
 TEST_F(dev, limits_and_flushes_over_a_backing_device)
 {
+	NEED_RAM();
 	char lower[80], upper[80], path[128], table[256], v[64];
 	struct dm_user_message low;
 	struct dmu_io io;
@@ -601,6 +616,7 @@ TEST_F(dev, limits_and_flushes_over_a_backing_device)
 /* With block_size 4096, a remap sector must be a multiple of 8. */
 TEST_F(dev, remap_sector_aligned_to_block_size)
 {
+	NEED_RAM();
 	struct dm_user_message req;
 	struct side_dev d;
 	struct dmu_io io;
@@ -609,7 +625,7 @@ TEST_F(dev, remap_sector_aligned_to_block_size)
 
 	ASSERT_EQ(0, side_create(&d, self->dev, "4k",
 				 "7 block_size 4096 backing %s %d request_timeout 60",
-				 RAM, RAM_START));
+				 ram, RAM_START));
 	ch = d.ch;
 	ASSERT_EQ(0, negotiate(ch, DM_USER_EXT_REMAP, -1, &c));
 
@@ -631,6 +647,7 @@ TEST_F(dev, remap_sector_aligned_to_block_size)
 /* The same on a ring: the completion's @sector says where. */
 TEST_F(dev, remap_on_a_ring)
 {
+	NEED_RAM();
 	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PREAD,
 			     .buf = self->buf, .len = 8192, .off = 8 * 512 };
 	struct dm_user_message *d;
@@ -945,18 +962,18 @@ FIXTURE(claims) {
 
 FIXTURE_SETUP(claims)
 {
-	char table[256];
+	char table[512];
 
 	self->ch = self->bdev = -1;
 	if (ram_ready())
-		SKIP(return, "no brd RAM disk");
+		SKIP(return, "no RAM disk");
 	snprintf(self->dev, sizeof(self->dev), "dmu_claim_%d", getpid());
 	snprintf(self->mapper, sizeof(self->mapper), "/dev/mapper/%s",
 		 self->dev);
 	snprintf(self->chan, sizeof(self->chan), "/dev/dm-user/%s", self->dev);
 	snprintf(table, sizeof(table),
 		 "0 %d user 0 %d %s 10 block_size 4096 backing %s %d passthrough max_claims 4 request_timeout 60",
-		 DEV_SECTORS, DEV_SECTORS, self->dev, RAM, RAM_START);
+		 DEV_SECTORS, DEV_SECTORS, self->dev, ram, RAM_START);
 	ASSERT_EQ(0, dmu_create(self->dev, table));
 	self->ch = open(self->chan, O_RDWR);
 	ASSERT_LE(0, self->ch);
@@ -1012,10 +1029,11 @@ static int release(int fd, uint64_t start, uint64_t len)
 /* Nothing claimed: the device is dm-linear, with no daemon at all. */
 TEST_F(claims, passthrough_without_a_daemon)
 {
+	NEED_RAM();
 	char out[512], want[512];
 	struct stat st;
 
-	ASSERT_EQ(0, stat(RAM, &st));
+	ASSERT_EQ(0, stat(ram, &st));
 	ASSERT_EQ(0, dmu_capture(out, sizeof(out), "dmsetup table %s",
 				 self->dev));
 	snprintf(want, sizeof(want),
@@ -1045,6 +1063,7 @@ TEST_F(claims, passthrough_without_a_daemon)
  */
 TEST_F(claims, claimed_and_unclaimed_with_straddling_io)
 {
+	NEED_RAM();
 	static const struct {
 		uint64_t sector, len;
 		bool daemon, partly;
@@ -1117,6 +1136,7 @@ TEST_F(claims, claimed_and_unclaimed_with_straddling_io)
 /* Ranges merge and split; refusals change nothing. */
 TEST_F(claims, claim_and_release_rules)
 {
+	NEED_RAM();
 	struct side_dev d;
 	int ro;
 
@@ -1173,11 +1193,12 @@ TEST_F(claims, claim_and_release_rules)
  */
 TEST_F(claims, daemon_gone)
 {
+	NEED_RAM();
 	struct side_dev d;
 
 	ASSERT_EQ(0, side_create(&d, self->dev, "nd",
 				 "6 backing %s %d passthrough no_daemon_timeout 0",
-				 RAM, RAM_START));
+				 ram, RAM_START));
 	ASSERT_EQ(1, claim(d.ch, 0, 8));
 	close(d.ch);
 	d.ch = -1;
