@@ -507,10 +507,17 @@ void dm_user_bad_answer(struct dm_user_target *t,
 		    t->name, ans->seq, ans->type, ans->len, why);
 }
 
-/* The status a DM_USER_RESP_* code completes a bio with; -EINVAL if none. */
+/*
+ * The status a DM_USER_RESP_* code completes a bio with: 0, or
+ * DM_USER_ANSWER_REMAP for a remap (which the backing device completes,
+ * so *@status is BLK_STS_OK), or -EINVAL for an unknown code.
+ */
 int dm_user_resp_status(u64 type, blk_status_t *status)
 {
 	switch (type) {
+	case DM_USER_RESP_REMAP:
+		*status = BLK_STS_OK;
+		return DM_USER_ANSWER_REMAP;
 	case DM_USER_RESP_SUCCESS:
 		*status = BLK_STS_OK;
 		return 0;
@@ -538,6 +545,8 @@ dm_user_accept_answer_locked(struct dm_user_target *t,
 	const struct dm_user_message *ans = &ch->answer;
 	struct dm_user_request *req;
 	blk_status_t status;
+	const char *why;
+	int kind;
 	u64 need;
 
 	req = dm_user_hash_find_locked(t, ans->seq);
@@ -549,26 +558,21 @@ dm_user_accept_answer_locked(struct dm_user_target *t,
 		dm_user_bad_answer(t, ans, "request was read on another channel");
 		return ERR_PTR(-EINVAL);
 	}
-	if (ans->type == DM_USER_RESP_REMAP) {
-		const char *why = dm_user_remap_check(t, ch, req, ans->sector);
-
-		if (!why && ans->len && ans->len != req->msg.len)
-			why = "length differs from the request's";
-		if (!why && rest && !batch)
-			why = "data after a remap answer";
+	kind = dm_user_resp_status(ans->type, &status);
+	if (kind < 0) {
+		dm_user_bad_answer(t, ans, "unknown response type");
+		return ERR_PTR(-EINVAL);
+	}
+	if (kind == DM_USER_ANSWER_REMAP) {
+		why = dm_user_remap_check(t, ch, req, ans->sector);
 		if (why) {
 			dm_user_bad_answer(t, ans, why);
 			return ERR_PTR(-EINVAL);
 		}
-		dm_user_remap_locked(t, req, ans->sector, done);
-		return req;
-	}
-	if (dm_user_resp_status(ans->type, &status)) {
-		dm_user_bad_answer(t, ans, "unknown response type");
-		return ERR_PTR(-EINVAL);
 	}
 
-	need = (req->op == DM_USER_OP_READ && status == BLK_STS_OK) ?
+	/* Only a read's own data follows an answer; a remap carries none. */
+	need = (req->op == DM_USER_OP_READ && status == BLK_STS_OK && !kind) ?
 		req->msg.len : 0;
 	if (need && ans->len != need) {
 		dm_user_bad_answer(t, ans, "length differs from the request's");
@@ -583,6 +587,10 @@ dm_user_accept_answer_locked(struct dm_user_target *t,
 		return ERR_PTR(-EINVAL);
 	}
 
+	if (kind == DM_USER_ANSWER_REMAP) {
+		dm_user_remap_locked(t, req, ans->sector, done);
+		return req;
+	}
 	if (!need) {
 		dm_user_detach_locked(t, req, done, status);
 		return req;

@@ -334,6 +334,7 @@ dm_user_ring_check_cqe(struct dm_user_target *t, struct dm_user_channel *ch,
 {
 	struct dm_user_request *req;
 	unsigned int slot;
+	int kind = dm_user_resp_status(cqe->type, status);
 
 	*why = NULL;
 	if (cqe->slot >= ring->depth) {
@@ -347,14 +348,13 @@ dm_user_ring_check_cqe(struct dm_user_target *t, struct dm_user_channel *ch,
 		*why = "no request in the slot";
 	else if (req->msg.seq != cqe->seq)
 		*why = "seq is not the slot's request's";
-	else if (cqe->type == DM_USER_RESP_REMAP)
-		*why = cqe->reserved ? "reserved field not zero" :
-		       cqe->flags ? "flags on a remap" :
-		       dm_user_remap_check(t, ch, req, cqe->sector);
-	else if (dm_user_resp_status(cqe->type, status))
+	else if (kind < 0)
 		*why = "unknown response type";
 	else if (cqe->reserved)
 		*why = "reserved field not zero";
+	else if (kind == DM_USER_ANSWER_REMAP)
+		*why = cqe->flags ? "flags on a remap" :
+		       dm_user_remap_check(t, ch, req, cqe->sector);
 	else if (cqe->flags & ~DM_USER_RING_CQE_ADDR)
 		*why = "unknown completion flags";
 	else if (cqe->flags && (req->op != DM_USER_OP_READ ||

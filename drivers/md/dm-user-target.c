@@ -67,10 +67,12 @@
  * request is busy, so no bio is completed after the target is gone.
  *
  * A request answered with a remap leaves every holder: it is owned by the
- * backing device from then on, and counted in nr_remapping (target lock)
- * until user_end_io() sees it complete. The destructor waits for that
- * count too, under the lock that end_io drops last, before it puts the
- * backing device.
+ * backing device from then on, and counted in remapping until user_end_io()
+ * sees it complete, as the bios the map path sends there are counted in
+ * passing[]. end_io drops its count and wakes backing_wq inside an RCU
+ * read section; the destructor waits for every count to reach zero, then
+ * for a grace period, before it puts the backing device, so no end_io
+ * touches the target after that.
  *
  * A request a channel has started to read is never taken back from it
  * while the channel is open, so the byte stream of a channel is never cut
@@ -220,18 +222,6 @@ static const struct dm_user_feature_value dm_user_feature_values[DM_USER_NR_FEAT
 static bool dm_user_feature_has_value(enum dm_user_feature f)
 {
 	return dm_user_feature_values[f].missing;
-}
-
-/* Whether the table line gave feature word @f. */
-static bool dm_user_has_feature(const struct dm_user_target *t,
-				enum dm_user_feature f)
-{
-	unsigned int i;
-
-	for (i = 0; i < t->nr_features; i++)
-		if (t->feature_order[i] == f)
-			return true;
-	return false;
 }
 
 /* The operation each no_* feature word turns off. */
@@ -556,10 +546,9 @@ const char *dm_user_remap_check(struct dm_user_target *t,
 {
 	u64 sectors = req->msg.len >> SECTOR_SHIFT;
 
+	/* Granted only over a backing device, which the target keeps. */
 	if (!(READ_ONCE(ch->extensions) & DM_USER_EXT_REMAP))
 		return "remap on a channel that did not negotiate it";
-	if (!t->backing)
-		return "remap on a target without a backing device";
 	/* An empty flush has no sector: it is passed down as it is. */
 	if (req->op == DM_USER_OP_FLUSH)
 		return NULL;
@@ -573,7 +562,7 @@ const char *dm_user_remap_check(struct dm_user_target *t,
 /*
  * Takes @req, answered with a remap to @sector that dm_user_remap_check()
  * accepted, from its holder onto @done, where completing it submits it to
- * the backing device. Counted in nr_remapping until user_end_io(), so that
+ * the backing device. Counted in remapping until user_end_io(), so that
  * the destructor keeps the backing device until the bio is back.
  */
 void dm_user_remap_locked(struct dm_user_target *t,
@@ -582,7 +571,7 @@ void dm_user_remap_locked(struct dm_user_target *t,
 {
 	lockdep_assert_held(&t->lock);
 	t->nr_remapped++;
-	t->nr_remapping++;
+	atomic_inc(&t->remapping);
 	dm_user_detach_locked(t, req, done, BLK_STS_OK);
 	if (req->op != DM_USER_OP_FLUSH)
 		req->msg.sector = sector;
@@ -1169,7 +1158,7 @@ dm_user_claims_edit(const struct dm_user_claims *old, sector_t start,
 static int dm_user_claims_drain(struct dm_user_target *t,
 				unsigned int parity)
 {
-	return wait_event_killable(t->claim_wq,
+	return wait_event_killable(t->backing_wq,
 				   !atomic_read(&t->passing[parity]));
 }
 
@@ -1341,9 +1330,10 @@ static int dm_user_map_backing(struct dm_target *ti, struct dm_user_target *t,
 	if (op == DM_USER_OP_FLUSH) {
 		if (dm_bio_get_target_bio_nr(bio) == 0)
 			goto pass;
+		/* A second copy comes only with flushes on (user_ctr()). */
 		i = c->nr;
 		rcu_read_unlock();
-		if (i && dm_user_op_enabled(t, op))
+		if (i)
 			return DM_USER_MAP_TO_DAEMON;
 		bio_endio(bio);
 		return DM_MAPIO_SUBMITTED;
@@ -1378,8 +1368,12 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 	enum dm_user_op op;
 	bool wake = false, partly = false;
 
-	/* Before any completion: user_end_io() looks at it. */
-	memset(req, 0, sizeof(*req));
+	/*
+	 * What user_end_io() looks at, before any completion; the rest is
+	 * set only for a request that goes to the daemon.
+	 */
+	req->remap = false;
+	req->passing = 0;
 	op = dm_user_bio_op(bio);
 	if (op == DM_USER_NR_OPS) {
 		bio->bi_status = BLK_STS_NOTSUPP;
@@ -1406,6 +1400,7 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 		return DM_MAPIO_SUBMITTED;
 	}
 
+	memset(req, 0, sizeof(*req));
 	INIT_LIST_HEAD(&req->list);
 	req->op = op;
 	req->msg.type = dm_user_op_req_type[op];
@@ -1658,6 +1653,7 @@ static int dm_user_parse_features(struct dm_user_target *t,
 				return r;
 			break;
 		case DM_USER_FEAT_PASSTHROUGH:
+			t->passthrough = true;
 			break;
 		case DM_USER_FEAT_MAX_CLAIMS:
 			t->max_claims = val;
@@ -1666,6 +1662,11 @@ static int dm_user_parse_features(struct dm_user_target *t,
 			__set_bit(dm_user_feature_op[f], &t->disabled_ops);
 			break;
 		}
+	}
+	if ((test_bit(DM_USER_FEAT_PASSTHROUGH, &seen) ||
+	     test_bit(DM_USER_FEAT_MAX_CLAIMS, &seen)) && !t->backing) {
+		ti->error = "passthrough and max_claims need a backing device";
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -1711,14 +1712,22 @@ static char *dm_user_devnode(DM_USER_COMPAT_DEVNODE_CONST struct device *dev,
  * Last: a control command may use the claims until the last channel goes,
  * and the map path uses them no more once the target is destroyed.
  */
+static void dm_user_put_backing(struct dm_user_target *t);
+
 static void dm_user_free(struct dm_user_target *t)
 {
+	/* A constructor that failed after it took the device. */
+	dm_user_put_backing(t);
 	kvfree(rcu_dereference_protected(t->claims, 1));
 	kvfree(t->answer_hash);
 	kfree(t);
 }
 
-/* Before the target is freed; the destructor has no dm_target of it then. */
+/*
+ * In the destructor, or in dm_user_free() for a constructor that failed:
+ * later, once the last channel has gone, there is no dm_target to put it
+ * with, and the destructor has put it already.
+ */
 static void dm_user_put_backing(struct dm_user_target *t)
 {
 	if (t->backing)
@@ -1764,7 +1773,6 @@ static int dm_user_add_node(struct dm_user_target *t, struct dm_target *ti)
 	if (minor < 0) {
 		ti->error = minor == -ENOSPC ? "Too many user targets" :
 			    "Cannot allocate a minor number";
-		dm_user_put_backing(t);
 		dm_user_free(t);
 		return minor;
 	}
@@ -1782,7 +1790,6 @@ static int dm_user_add_node(struct dm_user_target *t, struct dm_target *ti)
 		r = cdev_device_add(&t->cdev, &t->dev);
 	if (r) {
 		ti->error = "Cannot add the device node";
-		dm_user_put_backing(t);
 		put_device(&t->dev);
 	}
 	return r;
@@ -1818,7 +1825,7 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	INIT_LIST_HEAD(&t->channels);
 	init_waitqueue_head(&t->wq);
 	init_waitqueue_head(&t->busy_wq);
-	init_waitqueue_head(&t->claim_wq);
+	init_waitqueue_head(&t->backing_wq);
 	mutex_init(&t->claims_lock);
 	t->max_claims = DM_USER_DEFAULT_MAX_CLAIMS;
 	atomic_set(&t->nr_busy, 0);
@@ -1882,12 +1889,6 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = -EINVAL;
 		goto bad;
 	}
-	if (!t->backing && (dm_user_has_feature(t, DM_USER_FEAT_PASSTHROUGH) ||
-			    dm_user_has_feature(t, DM_USER_FEAT_MAX_CLAIMS))) {
-		ti->error = "passthrough and max_claims need a backing device";
-		r = -EINVAL;
-		goto bad;
-	}
 	if (t->backing) {
 		/* Everything is the daemon's, or with passthrough nothing. */
 		struct dm_user_claims *c = dm_user_alloc_claims(1);
@@ -1898,7 +1899,7 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 			goto bad;
 		}
 		c->parity = 0;
-		if (!dm_user_has_feature(t, DM_USER_FEAT_PASSTHROUGH))
+		if (!t->passthrough)
 			dm_user_claims_add(c, 0, ti->len);
 		RCU_INIT_POINTER(t->claims, c);
 	}
@@ -1957,7 +1958,6 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	return 0;
 
 bad:
-	dm_user_put_backing(t);
 	dm_user_free(t);
 	return r;
 }
@@ -1995,14 +1995,12 @@ static void user_dtr(struct dm_target *ti)
 	 * which wakes us under the lock: once we hold it and see none, no
 	 * end_io touches the target again.
 	 */
-	spin_lock_irq(&t->lock);
-	wait_event_lock_irq(t->busy_wq, !t->nr_remapping, t->lock);
-	spin_unlock_irq(&t->lock);
-	/* And so are the bios the map path sent there itself. */
+	/* And bios at the backing device until user_end_io() is done. */
 	if (t->backing) {
-		wait_event(t->claim_wq,
+		wait_event(t->backing_wq,
 			   !atomic_read(&t->passing[0]) &&
-			   !atomic_read(&t->passing[1]));
+			   !atomic_read(&t->passing[1]) &&
+			   !atomic_read(&t->remapping));
 		synchronize_rcu();
 	}
 
@@ -2174,8 +2172,7 @@ static void user_status(struct dm_target *ti, status_type_t type,
 			DMEMIT(",backing_name=%s,backing_start=%llu,passthrough=%c,max_claims=%u",
 			       t->backing_name,
 			       (unsigned long long)t->backing_start,
-			       dm_user_has_feature(t, DM_USER_FEAT_PASSTHROUGH) ?
-			       'y' : 'n', t->max_claims);
+			       t->passthrough ? 'y' : 'n', t->max_claims);
 		for (i = DM_USER_OP_FLUSH; i < DM_USER_NR_OPS; i++)
 			DMEMIT(",%s=%c", dm_user_op_names[i],
 			       dm_user_op_enabled(t, i) ? 'y' : 'n');
@@ -2268,8 +2265,9 @@ static void user_io_hints(struct dm_target *ti, struct queue_limits *limits)
 }
 
 /*
- * A remapped request is back from the backing device: its error is
- * counted, and the destructor may be waiting for the last one.
+ * A bio is back from the backing device: a remapped request's error is
+ * counted, and a claim change or the destructor may be waiting for the
+ * last of its kind.
  */
 static int user_end_io(struct dm_target *ti, struct bio *bio,
 		       blk_status_t *error)
@@ -2277,29 +2275,25 @@ static int user_end_io(struct dm_target *ti, struct bio *bio,
 	struct dm_user_request *req = dm_per_bio_data(bio, sizeof(*req));
 	struct dm_user_target *t = ti->private;
 	unsigned long irq_flags;
+	atomic_t *count;
 
 	if (req->passing) {
-		/*
-		 * A claim change, or the destructor, may wait for the last
-		 * of its parity; the destructor frees nothing before a grace
-		 * period after it saw none left.
-		 */
-		rcu_read_lock();
-		if (atomic_dec_and_test(&t->passing[req->passing - 1]) &&
-		    wq_has_sleeper(&t->claim_wq))
-			wake_up(&t->claim_wq);
-		rcu_read_unlock();
+		count = &t->passing[req->passing - 1];
+	} else if (req->remap) {
+		count = &t->remapping;
+		if (*error) {
+			spin_lock_irqsave(&t->lock, irq_flags);
+			t->stats[req->op].errors++;
+			spin_unlock_irqrestore(&t->lock, irq_flags);
+		}
+	} else {
 		return DM_ENDIO_DONE;
 	}
-	if (!req->remap)
-		return DM_ENDIO_DONE;
-	spin_lock_irqsave(&t->lock, irq_flags);
-	if (*error)
-		t->stats[req->op].errors++;
-	/* Under the lock: the destructor frees nothing before it drops. */
-	if (!--t->nr_remapping)
-		wake_up(&t->busy_wq);
-	spin_unlock_irqrestore(&t->lock, irq_flags);
+	/* The destructor frees nothing before a grace period after this. */
+	rcu_read_lock();
+	if (atomic_dec_and_test(count) && wq_has_sleeper(&t->backing_wq))
+		wake_up(&t->backing_wq);
+	rcu_read_unlock();
 	return DM_ENDIO_DONE;
 }
 

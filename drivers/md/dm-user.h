@@ -218,18 +218,12 @@ struct dm_user_target {
 	/* Serialises claim changes; see the locking rules. */
 	struct mutex claims_lock;
 	unsigned int max_claims;
+	/* The table starts with nothing claimed. */
+	bool passthrough;
 	/* A change was interrupted before the old parity drained. */
 	bool claims_draining;
-	wait_queue_head_t claim_wq;
-	/*
-	 * Bios the map path sent to the backing device and not yet back,
-	 * by the parity of the claims they were mapped under: a change
-	 * waits for the old parity's to drain (claim_wq). Written for every
-	 * such bio, so on a line of their own, away from what the map path
-	 * only reads.
-	 */
-	atomic_t passing[2] ____cacheline_aligned_in_smp;
-	atomic64_t nr_passed;
+	/* Claim changes and the destructor wait here for passing, remapping. */
+	wait_queue_head_t backing_wq;
 	unsigned long disabled_ops;	/* bit per enum dm_user_op */
 	/*
 	 * Feature words in the order given and their values as loaded, for
@@ -284,8 +278,6 @@ struct dm_user_target {
 	u64 nr_timeouts;	/* failed by request_timeout */
 	u64 nr_bad_answers;	/* answers and completions refused */
 	u64 nr_remapped;	/* remap answers taken */
-	/* Remapped requests not yet completed by the backing device. */
-	unsigned int nr_remapping;
 
 	/* Fires no_daemon_timeout after the last channel closed. */
 	struct delayed_work no_daemon_work;
@@ -293,6 +285,17 @@ struct dm_user_target {
 	struct delayed_work timeout_work;
 	/* Raises a dm event outside the target lock. */
 	struct work_struct event_work;
+
+	/*
+	 * Bios at the backing device, by how they got there: sent by the
+	 * map path, by the parity of the claims they were mapped under (a
+	 * claim change waits for the old parity's to drain), or remapped by
+	 * the daemon's answer. Written for every such bio, so on a line of
+	 * their own, away from what the map path only reads.
+	 */
+	atomic_t passing[2] ____cacheline_aligned_in_smp;
+	atomic_t remapping;
+	atomic64_t nr_passed;
 
 	/* Readers wait here for requests; poll() too. */
 	wait_queue_head_t wq ____cacheline_aligned_in_smp;
@@ -407,6 +410,8 @@ dm_user_channel_ring(struct dm_user_channel *ch)
 	return smp_load_acquire(&ch->ring);
 }
 
+/* dm_user_resp_status(): the answer is a remap (DM_USER_RESP_REMAP). */
+#define DM_USER_ANSWER_REMAP	1
 int dm_user_resp_status(u64 type, blk_status_t *status);
 void dm_user_bad_answer(struct dm_user_target *t,
 			const struct dm_user_message *ans, const char *why);
