@@ -167,9 +167,10 @@ static int dm_user_release(struct inode *inode, struct file *file)
  * read(): requests to the daemon
  */
 
+/* A write's data follows its header; a write notification's does not. */
 static size_t dm_user_data_len_to_user(struct dm_user_request *req)
 {
-	return req->op == DM_USER_OP_WRITE ? req->msg.len : 0;
+	return req->op == DM_USER_OP_WRITE && !req->notify ? req->msg.len : 0;
 }
 
 /*
@@ -587,12 +588,8 @@ dm_user_accept_answer_locked(struct dm_user_target *t,
 		return ERR_PTR(-EINVAL);
 	}
 
-	if (kind == DM_USER_ANSWER_REMAP) {
-		dm_user_remap_locked(t, req, ans->sector, done);
-		return req;
-	}
 	if (!need) {
-		dm_user_detach_locked(t, req, done, status);
+		dm_user_answer_locked(t, req, kind, status, ans->sector, done);
 		return req;
 	}
 	hlist_del_init(&req->hash_node);

@@ -102,6 +102,8 @@ static const struct dm_user_tag_desc dm_user_tags[] = {
 	  "no_daemon_timeout", true },
 	{ DM_USER_ATTR_REQUEST_TIMEOUT, DM_USER_TYPE_U32, false,
 	  "request_timeout" },
+	{ DM_USER_ATTR_NOTIFY_WRITES, DM_USER_TYPE_U32, false,
+	  "notify_writes" },
 	{ DM_USER_ATTR_EXTENSIONS, DM_USER_TYPE_U64, true, "extensions" },
 	{ DM_USER_ATTR_RING_DEPTH, DM_USER_TYPE_U32, false, "ring_depth" },
 	{ DM_USER_ATTR_RING_SIZE, DM_USER_TYPE_U64, false, "ring_size" },
@@ -110,6 +112,7 @@ static const struct dm_user_tag_desc dm_user_tags[] = {
 	  "ring_busy_poll" },
 	{ DM_USER_ATTR_RANGE_START, DM_USER_TYPE_U64, false, "range_start" },
 	{ DM_USER_ATTR_RANGE_LEN, DM_USER_TYPE_U64, false, "range_len" },
+	{ DM_USER_ATTR_NOTIFIED, DM_USER_TYPE_U64, false, "notified" },
 };
 
 #define DM_USER_NR_TAGS ARRAY_SIZE(dm_user_tags)
@@ -288,6 +291,7 @@ static int dm_user_cmd_get_info(struct dm_user_target *t,
 		dm_user_put_u32(out, DM_USER_ATTR_CLAIM_RANGES,
 				snap.claim_ranges);
 		dm_user_put_u64(out, DM_USER_ATTR_PASSED, snap.passed);
+		dm_user_put_u64(out, DM_USER_ATTR_NOTIFIED, snap.notified);
 	}
 	/* The counter tags run requests, bytes, errors per op, in op order. */
 	BUILD_BUG_ON(DM_USER_ATTR_SECURE_ERASE_ERRORS !=
@@ -312,6 +316,12 @@ static int dm_user_cmd_get_params(struct dm_user_target *t,
 			READ_ONCE(t->no_daemon_timeout));
 	dm_user_put_u32(out, DM_USER_ATTR_REQUEST_TIMEOUT,
 			READ_ONCE(t->request_timeout));
+	if (t->backing_name[0]) {
+		bool notify;
+
+		dm_user_claim_ranges(t, &notify);
+		dm_user_put_u32(out, DM_USER_ATTR_NOTIFY_WRITES, notify);
+	}
 	return 0;
 }
 
@@ -323,8 +333,11 @@ static int dm_user_cmd_set_params(struct dm_user_target *t,
 	bool has_max = dm_user_in_has(in, DM_USER_ATTR_MAX_QUEUED);
 	bool has_nd = dm_user_in_has(in, DM_USER_ATTR_NO_DAEMON_TIMEOUT);
 	bool has_rt = dm_user_in_has(in, DM_USER_ATTR_REQUEST_TIMEOUT);
-	u64 max_queued = 0, nd = 0, rt = 0;
+	bool has_nw = dm_user_in_has(in, DM_USER_ATTR_NOTIFY_WRITES);
+	u64 max_queued = 0, nd = 0, rt = 0, nw = 0;
 	unsigned long irq_flags;
+	unsigned int nr;
+	int r = 0;
 	LIST_HEAD(done);
 
 	/* Validate everything first: a refusal changes nothing. */
@@ -349,16 +362,42 @@ static int dm_user_cmd_set_params(struct dm_user_target *t,
 					      DM_USER_ATTR_REQUEST_TIMEOUT,
 					      "request_timeout must be 0 to 1000000 s");
 	}
-	if (!has_max && !has_nd && !has_rt)
+	if (has_nw) {
+		nw = dm_user_in_val(in, DM_USER_ATTR_NOTIFY_WRITES);
+		if (nw > 1)
+			return dm_user_refuse(out, -ERANGE,
+					      DM_USER_ATTR_NOTIFY_WRITES,
+					      "notify_writes must be 0 or 1");
+		/* Without a backing device every write is the daemon's. */
+		if (!t->backing_name[0] && nw)
+			return dm_user_refuse(out, -EOPNOTSUPP,
+					      DM_USER_ATTR_NOTIFY_WRITES,
+					      "notify_writes needs a backing device");
+	}
+	if (!has_max && !has_nd && !has_rt && !has_nw)
 		return dm_user_refuse(out, -EINVAL, 0, "no parameter to set");
 	/*
-	 * The last step that can fail, so a failure changes nothing. A hash
+	 * Growing the hash does nothing a later failure must undo. A hash
 	 * not made yet is made by the first read() for the cap then.
 	 */
 	if (has_max && READ_ONCE(t->answer_hash) &&
 	    dm_user_grow_hash(t, max_queued))
 		return dm_user_refuse(out, -ENOMEM, DM_USER_ATTR_MAX_QUEUED,
 				      "cannot grow the answer hash");
+	/*
+	 * The last step that can fail with nothing changed; once it has
+	 * published the change, only its wait can be cut short (EINTR).
+	 */
+	if (has_nw && t->backing_name[0]) {
+		r = dm_user_change_claims(t, nw ? DM_USER_NOTIFY_ON :
+					  DM_USER_NOTIFY_OFF, 0, 0, &nr);
+		if (r == -ENOMEM)
+			return dm_user_refuse(out, r,
+					      DM_USER_ATTR_NOTIFY_WRITES,
+					      "cannot allocate the claimed ranges");
+		if (r == -ERESTARTSYS)
+			return r;
+	}
 
 	spin_lock_irqsave(&t->lock, irq_flags);
 	if (has_max)
@@ -370,6 +409,9 @@ static int dm_user_cmd_set_params(struct dm_user_target *t,
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 
 	dm_user_complete_list(t, &done);
+	if (r)
+		return dm_user_refuse(out, r, DM_USER_ATTR_NOTIFY_WRITES,
+				      "killed while waiting for I/O to the backing device");
 	return 0;
 }
 
@@ -492,7 +534,7 @@ static int dm_user_cmd_negotiate(struct dm_user_target *t,
 static const u16 dm_user_no_inputs[] = { 0 };
 static const u16 dm_user_set_inputs[] = {
 	DM_USER_ATTR_MAX_QUEUED, DM_USER_ATTR_NO_DAEMON_TIMEOUT,
-	DM_USER_ATTR_REQUEST_TIMEOUT, 0
+	DM_USER_ATTR_REQUEST_TIMEOUT, DM_USER_ATTR_NOTIFY_WRITES, 0
 };
 
 /* CLAIM and RELEASE: the range, checked before anything changes. */
@@ -524,7 +566,8 @@ static int dm_user_cmd_claims(struct dm_user_target *t,
 	if (start > t->len || len > t->len - start)
 		return dm_user_refuse(out, -ERANGE, DM_USER_ATTR_RANGE_LEN,
 				      "range past the end of the target");
-	r = dm_user_change_claims(t, start, len, claim, &nr);
+	r = dm_user_change_claims(t, claim ? DM_USER_CLAIM : DM_USER_RELEASE,
+				  start, len, &nr);
 	if (r == -E2BIG)
 		return dm_user_refuse(out, r, DM_USER_ATTR_RANGE_START,
 				      "more claimed ranges than max_claims");
@@ -808,7 +851,8 @@ reply_header:
 	buf->out_len = out.len;
 	buf->error = -r;
 	buf->error_tag = out.error_tag;
-	buf->error_command = (r == -EOPNOTSUPP) ? buf->command : 0;
+	/* Only an unknown command; a known one may refuse with EOPNOTSUPP. */
+	buf->error_command = (r == -EOPNOTSUPP && !cmd) ? buf->command : 0;
 	copy_len = DM_USER_CTL_HDR;
 	if (buf != &hdr && r != -ENOSPC)
 		copy_len += min(out.len, out.cap);

@@ -249,7 +249,8 @@ static void dm_user_ring_copy(struct dm_user_ring_state *ring,
 /* The pages of the data area @req needs. */
 static u32 dm_user_ring_data_pages(struct dm_user_request *req)
 {
-	if (req->op != DM_USER_OP_READ && req->op != DM_USER_OP_WRITE)
+	if ((req->op != DM_USER_OP_READ && req->op != DM_USER_OP_WRITE) ||
+	    req->notify)
 		return 0;
 	/* At most max_io_len, which the area holds: see NEGOTIATE. */
 	return DIV_ROUND_UP(dm_user_req_bio(req)->bi_iter.bi_size, PAGE_SIZE);
@@ -324,18 +325,18 @@ bool dm_user_ring_readable(struct dm_user_target *t,
 
 /*
  * The request the completion @cqe completes, or NULL with the reason in
- * *@why.
+ * *@why; *@kind and *@status are dm_user_resp_status() of its type.
  */
 static struct dm_user_request *
 dm_user_ring_check_cqe(struct dm_user_target *t, struct dm_user_channel *ch,
 		       struct dm_user_ring_state *ring,
-		       const struct dm_user_ring_cqe *cqe,
+		       const struct dm_user_ring_cqe *cqe, int *kind,
 		       blk_status_t *status, const char **why)
 {
 	struct dm_user_request *req;
 	unsigned int slot;
-	int kind = dm_user_resp_status(cqe->type, status);
 
+	*kind = dm_user_resp_status(cqe->type, status);
 	*why = NULL;
 	if (cqe->slot >= ring->depth) {
 		*why = "slot out of range";
@@ -348,11 +349,11 @@ dm_user_ring_check_cqe(struct dm_user_target *t, struct dm_user_channel *ch,
 		*why = "no request in the slot";
 	else if (req->msg.seq != cqe->seq)
 		*why = "seq is not the slot's request's";
-	else if (kind < 0)
+	else if (*kind < 0)
 		*why = "unknown response type";
 	else if (cqe->reserved)
 		*why = "reserved field not zero";
-	else if (kind == DM_USER_ANSWER_REMAP)
+	else if (*kind == DM_USER_ANSWER_REMAP)
 		*why = cqe->flags ? "flags on a remap" :
 		       dm_user_remap_check(t, ch, req, cqe->sector);
 	else if (cqe->flags & ~DM_USER_RING_CQE_ADDR)
@@ -463,8 +464,9 @@ static void dm_user_ring_take_cqe(struct dm_user_target *t,
 	struct dm_user_request *req;
 	blk_status_t status;
 	const char *why;
+	int kind;
 
-	req = dm_user_ring_check_cqe(t, ch, ring, cqe, &status, &why);
+	req = dm_user_ring_check_cqe(t, ch, ring, cqe, &kind, &status, &why);
 	if (!req) {
 		struct dm_user_message ans = {
 			.seq = cqe->seq, .type = cqe->type,
@@ -473,12 +475,9 @@ static void dm_user_ring_take_cqe(struct dm_user_target *t,
 		dm_user_bad_answer(t, &ans, why);
 		return;
 	}
-	if (cqe->type == DM_USER_RESP_REMAP) {
-		dm_user_remap_locked(t, req, cqe->sector, done);
-		return;
-	}
-	if (req->op != DM_USER_OP_READ || status != BLK_STS_OK) {
-		dm_user_detach_locked(t, req, done, status);
+	/* Only a read's successful answer brings data. */
+	if (req->op != DM_USER_OP_READ || status != BLK_STS_OK || kind) {
+		dm_user_answer_locked(t, req, kind, status, cqe->sector, done);
 		return;
 	}
 	if (cqe->flags & DM_USER_RING_CQE_ADDR) {
@@ -619,7 +618,7 @@ static unsigned int dm_user_ring_fill(struct dm_user_target *t,
 		req->slot = ring->free_slot[ring->nr_free];
 		ring->slot_req[req->slot] = req;
 
-		if (req->op == DM_USER_OP_WRITE) {
+		if (req->op == DM_USER_OP_WRITE && !req->notify) {
 			dm_user_pin_locked(t, req);
 			spin_unlock_irq(&t->lock);
 			dm_user_ring_copy(ring, req, true);

@@ -29,13 +29,14 @@
  *	holds no lock; it waits on t->wq as a sleeper does, without sleeping.
  *
  *   dm_user_target.claims_lock (mutex)
- *	Serialises changes of the claimed ranges (CLAIM, RELEASE), each of
- *	which publishes a new copy with rcu_assign_pointer() and then waits
- *	for the bios mapped under the old one to leave (synchronize_rcu(),
- *	then dm_user_target.passing[] of the old parity). The map path reads
- *	the claims under rcu_read_lock() alone, and never waits for this.
- *	Taken only by control commands (the ioctl and dmsetup message),
- *	never with another lock held.
+ *	Serialises changes of the claimed ranges and of write notifications
+ *	(CLAIM, RELEASE, SET_PARAMS notify_writes), each of which publishes
+ *	a new copy with rcu_assign_pointer() and then waits for the bios
+ *	mapped under the old one to leave (synchronize_rcu(), then
+ *	dm_user_target.passing[] of the old parity). The map path reads the
+ *	claims under rcu_read_lock() alone, and never waits for this. Taken
+ *	only by control commands (the ioctl and dmsetup message), never with
+ *	another lock held.
  *
  *   dm_user_target.lock (spinlock, interrupts off)
  *	Protects everything that moves a request: the queue, the backlog, the
@@ -65,6 +66,9 @@
  * teardown does not complete a busy request but marks it aborted, and the
  * channel completes it when its copy ends. The destructor waits until no
  * request is busy, so no bio is completed after the target is gone.
+ *
+ * A write notification is a request like any other until its answer, and
+ * one that lets the write through is taken as a remap to its own sector.
  *
  * A request answered with a remap leaves every holder: it is owned by the
  * backing device from then on, and counted in remapping until user_end_io()
@@ -146,6 +150,7 @@ enum dm_user_feature {
 	DM_USER_FEAT_BACKING,
 	DM_USER_FEAT_PASSTHROUGH,
 	DM_USER_FEAT_MAX_CLAIMS,
+	DM_USER_FEAT_NOTIFY_WRITES,
 	DM_USER_NR_FEATURES,
 };
 
@@ -165,6 +170,7 @@ static const char *const dm_user_feature_names[DM_USER_NR_FEATURES] = {
 	[DM_USER_FEAT_BACKING] = "backing",
 	[DM_USER_FEAT_PASSTHROUGH] = "passthrough",
 	[DM_USER_FEAT_MAX_CLAIMS] = "max_claims",
+	[DM_USER_FEAT_NOTIFY_WRITES] = "notify_writes",
 };
 
 /*
@@ -560,22 +566,56 @@ const char *dm_user_remap_check(struct dm_user_target *t,
 }
 
 /*
- * Takes @req, answered with a remap to @sector that dm_user_remap_check()
- * accepted, from its holder onto @done, where completing it submits it to
- * the backing device. Counted in remapping until user_end_io(), so that
- * the destructor keeps the backing device until the bio is back.
+ * Takes @req, to be sent to @sector of the backing device, from its holder
+ * onto @done, where completing it submits it there. Counted in remapping
+ * until user_end_io(), so that the destructor keeps the backing device
+ * until the bio is back.
  */
-void dm_user_remap_locked(struct dm_user_target *t,
-			  struct dm_user_request *req, u64 sector,
-			  struct list_head *done)
+static void dm_user_remap_locked(struct dm_user_target *t,
+				 struct dm_user_request *req, u64 sector,
+				 struct list_head *done)
 {
 	lockdep_assert_held(&t->lock);
-	t->nr_remapped++;
 	atomic_inc(&t->remapping);
 	dm_user_detach_locked(t, req, done, BLK_STS_OK);
 	if (req->op != DM_USER_OP_FLUSH)
 		req->msg.sector = sector;
 	req->remap = true;
+}
+
+/**
+ * dm_user_answer_locked() - take an answer that brings no data
+ * @t: the target.
+ * @req: the request it answers, which no channel is copying.
+ * @kind: dm_user_resp_status() of the answer's type, not negative.
+ * @status: the status that gave.
+ * @sector: for a remap, where the request goes, which
+ *	dm_user_remap_check() accepted.
+ * @done: where @req goes, to be completed or sent to the backing device
+ *	once the lock is dropped.
+ *
+ * A write notification let through (DM_USER_RESP_SUCCESS) goes to the
+ * backing device where it was going, as a remap to its own sector.
+ */
+void dm_user_answer_locked(struct dm_user_target *t,
+			   struct dm_user_request *req, int kind,
+			   blk_status_t status, u64 sector,
+			   struct list_head *done)
+{
+	lockdep_assert_held(&t->lock);
+	if (kind == DM_USER_ANSWER_REMAP)
+		t->nr_remapped++;
+	if (req->notify) {
+		t->nr_notified++;
+		if (kind != DM_USER_ANSWER_REMAP && status == BLK_STS_OK) {
+			kind = DM_USER_ANSWER_REMAP;
+			sector = req->msg.sector;
+		}
+	}
+	if (kind == DM_USER_ANSWER_REMAP)
+		dm_user_remap_locked(t, req, sector, done);
+	else
+		dm_user_detach_locked(t, req, done, status);
 }
 
 /*
@@ -719,8 +759,9 @@ void dm_user_snapshot(struct dm_user_target *t, struct dm_user_snapshot *s)
 	s->timeouts = t->nr_timeouts;
 	s->bad_answers = t->nr_bad_answers;
 	s->remapped = t->nr_remapped;
+	s->notified = t->nr_notified;
 	s->passed = atomic64_read(&t->nr_passed);
-	s->claim_ranges = dm_user_claim_ranges(t);
+	s->claim_ranges = dm_user_claim_ranges(t, &s->notify_writes);
 	memcpy(s->stats, t->stats, sizeof(s->stats));
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 }
@@ -784,8 +825,8 @@ static void dm_user_no_daemon_work(struct work_struct *work)
 	struct dm_user_target *t = container_of(to_delayed_work(work),
 						 struct dm_user_target,
 						 no_daemon_work);
+	bool gave_up = false, notify;
 	unsigned long deadline;
-	bool gave_up = false;
 	unsigned int secs;
 	LIST_HEAD(done);
 
@@ -796,11 +837,11 @@ static void dm_user_no_daemon_work(struct work_struct *work)
 	if (secs == DM_USER_TIMEOUT_FOREVER)
 		goto out;
 	/*
-	 * Over a backing device with nothing claimed, all I/O flows
-	 * without a daemon: nothing to give up on. Looked at again a
-	 * period later, for a claim made meanwhile.
+	 * Over a backing device with nothing claimed and no notifications,
+	 * all I/O flows without a daemon: nothing to give up on. Looked at
+	 * again a period later, for a change made meanwhile.
 	 */
-	if (t->backing && !dm_user_claim_ranges(t)) {
+	if (t->backing && !dm_user_claim_ranges(t, &notify) && !notify) {
 		mod_delayed_work(system_wq, &t->no_daemon_work,
 				 (unsigned long)secs * HZ);
 		goto out;
@@ -1103,24 +1144,33 @@ static void dm_user_claims_add(struct dm_user_claims *c, sector_t start,
 }
 
 /*
- * @old with [@start, @end) claimed or released, in a new copy: sorted,
- * disjoint, adjacent ranges merged. Claiming merges at most all ranges
- * into one and releasing splits at most one in two, so old->nr + 1
- * entries always suffice. ERR_PTR(-E2BIG) past @max, or -ENOMEM.
+ * @old changed by @op, in a new copy: with [@start, @end) claimed or
+ * released, sorted, disjoint, adjacent ranges merged, or with write
+ * notifications turned on or off. Claiming merges at most all ranges into
+ * one and releasing splits at most one in two, so old->nr + 1 entries
+ * always suffice. ERR_PTR(-E2BIG) past @max, or -ENOMEM.
  */
 static struct dm_user_claims *
-dm_user_claims_edit(const struct dm_user_claims *old, sector_t start,
-		    sector_t end, bool claim, unsigned int max)
+dm_user_claims_edit(const struct dm_user_claims *old,
+		    enum dm_user_claims_op op, sector_t start, sector_t end,
+		    unsigned int max)
 {
 	struct dm_user_claims *c = dm_user_alloc_claims(old->nr + 1);
-	bool placed = false;
+	bool claim = op == DM_USER_CLAIM, placed = false;
 	unsigned int i;
 
 	if (!c)
 		return ERR_PTR(-ENOMEM);
+	c->notify_writes = op == DM_USER_NOTIFY_ON ? true :
+			   op == DM_USER_NOTIFY_OFF ? false :
+			   old->notify_writes;
 	for (i = 0; i < old->nr; i++) {
 		const struct dm_user_range *r = &old->range[i];
 
+		if (op == DM_USER_NOTIFY_ON || op == DM_USER_NOTIFY_OFF) {
+			dm_user_claims_add(c, r->start, r->end);
+			continue;
+		}
 		if (claim) {
 			if (r->end < start) {
 				dm_user_claims_add(c, r->start, r->end);
@@ -1154,6 +1204,40 @@ dm_user_claims_edit(const struct dm_user_claims *old, sector_t start,
 	return c;
 }
 
+/*
+ * Notifications still queued that the claims @c now cover become what
+ * they would be if mapped now: claimed writes, which go to the daemon with
+ * their data, so that once a claim returns nothing the daemon has not
+ * seen reaches the range. Those a channel has read are its own to answer.
+ */
+static void dm_user_claim_notifications(struct dm_user_target *t,
+					const struct dm_user_claims *c)
+{
+	struct list_head *lists[] = { &t->queue, &t->backlog };
+	struct dm_user_request *req;
+	sector_t start, end;
+	unsigned int i, k;
+
+	spin_lock_irq(&t->lock);
+	for (k = 0; k < ARRAY_SIZE(lists); k++) {
+		list_for_each_entry(req, lists[k], list) {
+			if (!req->notify)
+				continue;
+			start = req->msg.sector;
+			end = start + (req->msg.len >> SECTOR_SHIFT);
+			i = dm_user_claims_find(c, start);
+			if (i == c->nr || c->range[i].start >= end)
+				continue;
+			req->notify = false;
+			req->msg.type &= ~(u64)DM_USER_REQ_NOTIFY;
+			if (c->range[i].start > start || c->range[i].end < end)
+				req->msg.flags |=
+					DM_USER_REQ_MAP_FLAG_PARTLY_CLAIMED;
+		}
+	}
+	spin_unlock_irq(&t->lock);
+}
+
 /* Waits for the bios mapped under claims of @parity to leave. */
 static int dm_user_claims_drain(struct dm_user_target *t,
 				unsigned int parity)
@@ -1163,17 +1247,20 @@ static int dm_user_claims_drain(struct dm_user_target *t,
 }
 
 /**
- * dm_user_change_claims() - claim or release a range of a target
+ * dm_user_change_claims() - claim or release a range of a target, or turn
+ *	its write notifications on or off
  * @t: a target with a backing device.
+ * @op: claim the range (its I/O goes to the daemon), release it (its I/O
+ *	goes straight to the backing device), or turn notifications on or
+ *	off (@start and @len are not used).
  * @start: first sector, from the start of the target, in whole blocks.
  * @len: sectors, in whole blocks, not 0, not past the end.
- * @claim: claim the range (its I/O goes to the daemon) or release it (its
- *	I/O goes straight to the backing device).
  * @nr: out: the claimed ranges after the change.
  *
  * Publishes the new claims, then waits until no bio mapped under the old
  * ones is still on its way to the backing device: once a claim returns,
- * only the daemon reaches the range.
+ * only the daemon reaches the range, and once notifications are on, no
+ * write reaches the backing device without one.
  *
  * Return: 0; -E2BIG for more ranges than max_claims, -ENOMEM, both with
  * nothing changed; -ERESTARTSYS if the caller was killed while it waited
@@ -1181,8 +1268,8 @@ static int dm_user_claims_drain(struct dm_user_target *t,
  * for those bios (the change is made, and the next one finishes the
  * wait).
  */
-int dm_user_change_claims(struct dm_user_target *t, sector_t start,
-			  sector_t len, bool claim, unsigned int *nr)
+int dm_user_change_claims(struct dm_user_target *t, enum dm_user_claims_op op,
+			  sector_t start, sector_t len, unsigned int *nr)
 {
 	struct dm_user_claims *old, *c;
 	int r;
@@ -1192,6 +1279,12 @@ int dm_user_change_claims(struct dm_user_target *t, sector_t start,
 		return -ERESTARTSYS;
 	old = rcu_dereference_protected(t->claims,
 					lockdep_is_held(&t->claims_lock));
+	*nr = old->nr;
+	r = 0;
+	/* Nothing to change, nor to wait for. */
+	if ((op == DM_USER_NOTIFY_ON && old->notify_writes) ||
+	    (op == DM_USER_NOTIFY_OFF && !old->notify_writes))
+		goto out;
 	/* The parity flipped to must have drained from the change before. */
 	if (t->claims_draining) {
 		r = dm_user_claims_drain(t, old->parity ^ 1);
@@ -1199,7 +1292,7 @@ int dm_user_change_claims(struct dm_user_target *t, sector_t start,
 			goto out;
 		t->claims_draining = false;
 	}
-	c = dm_user_claims_edit(old, start, start + len, claim, t->max_claims);
+	c = dm_user_claims_edit(old, op, start, start + len, t->max_claims);
 	if (IS_ERR(c)) {
 		r = PTR_ERR(c);
 		goto out;
@@ -1210,6 +1303,16 @@ int dm_user_change_claims(struct dm_user_target *t, sector_t start,
 	/* Every bio that saw the old claims has counted itself by now. */
 	synchronize_rcu();
 	kvfree(old);
+	if (op == DM_USER_CLAIM)
+		dm_user_claim_notifications(t, c);
+	/*
+	 * Turning notifications off promises nothing about I/O on its way:
+	 * the next change waits for it.
+	 */
+	if (op == DM_USER_NOTIFY_OFF) {
+		t->claims_draining = true;
+		goto out;
+	}
 	r = dm_user_claims_drain(t, c->parity ^ 1);
 	if (r) {
 		t->claims_draining = true;
@@ -1220,16 +1323,23 @@ out:
 	return r;
 }
 
-/* The number of claimed ranges; 0 without a backing device. */
-unsigned int dm_user_claim_ranges(struct dm_user_target *t)
+/*
+ * The number of claimed ranges, and in *@notify_writes whether writes
+ * outside them are notified; 0 and false without a backing device.
+ */
+unsigned int dm_user_claim_ranges(struct dm_user_target *t,
+				  bool *notify_writes)
 {
 	const struct dm_user_claims *c;
 	unsigned int nr = 0;
 
+	*notify_writes = false;
 	rcu_read_lock();
 	c = rcu_dereference(t->claims);
-	if (c)
+	if (c) {
 		nr = c->nr;
+		*notify_writes = c->notify_writes;
+	}
 	rcu_read_unlock();
 	return nr;
 }
@@ -1305,26 +1415,30 @@ static enum dm_user_op dm_user_bio_op(struct bio *bio)
 	}
 }
 
-/* dm_user_map_backing(): the bio is the daemon's. */
-#define DM_USER_MAP_TO_DAEMON	(-1)
+/*
+ * dm_user_map_backing(): the bio is the daemon's, as a request wholly or
+ * partly claimed, or as a write notification.
+ */
+#define DM_USER_MAP_CLAIMED	(-1)
+#define DM_USER_MAP_PARTLY	(-2)
+#define DM_USER_MAP_NOTIFY	(-3)
 
 /*
  * Over a backing device, sends @bio straight there unless it touches a
- * claimed range, under rcu_read_lock() alone. An empty flush comes twice
- * (num_flush_bios): the first goes to the backing device, the second to
- * the daemon, whose cache holds what it serves, if it holds a claim.
- * Returns a DM_MAPIO_* code, or DM_USER_MAP_TO_DAEMON with *@partly set
- * if the bio is only partly claimed.
+ * claimed range or is a write to notify, under rcu_read_lock() alone. An
+ * empty flush comes twice (num_flush_bios): the first goes to the backing
+ * device, the second to the daemon, whose cache holds what it serves, if
+ * it holds a claim. Returns a DM_MAPIO_* code or a DM_USER_MAP_* one.
  */
 static int dm_user_map_backing(struct dm_target *ti, struct dm_user_target *t,
 			       struct bio *bio, struct dm_user_request *req,
-			       enum dm_user_op op, bool *partly)
+			       enum dm_user_op op)
 {
 	const struct dm_user_claims *c;
 	sector_t start, end;
 	unsigned int i;
+	bool partly;
 
-	*partly = false;
 	rcu_read_lock();
 	c = rcu_dereference(t->claims);
 	if (op == DM_USER_OP_FLUSH) {
@@ -1334,18 +1448,24 @@ static int dm_user_map_backing(struct dm_target *ti, struct dm_user_target *t,
 		i = c->nr;
 		rcu_read_unlock();
 		if (i)
-			return DM_USER_MAP_TO_DAEMON;
+			return DM_USER_MAP_CLAIMED;
 		bio_endio(bio);
 		return DM_MAPIO_SUBMITTED;
 	}
 	start = dm_target_offset(ti, bio->bi_iter.bi_sector);
 	end = start + bio_sectors(bio);
 	i = dm_user_claims_find(c, start);
-	if (i == c->nr || c->range[i].start >= end)
+	if (i == c->nr || c->range[i].start >= end) {
+		/* Every operation left but a read changes data. */
+		if (c->notify_writes && op != DM_USER_OP_READ) {
+			rcu_read_unlock();
+			return DM_USER_MAP_NOTIFY;
+		}
 		goto pass;
-	*partly = c->range[i].start > start || c->range[i].end < end;
+	}
+	partly = c->range[i].start > start || c->range[i].end < end;
 	rcu_read_unlock();
-	return DM_USER_MAP_TO_DAEMON;
+	return partly ? DM_USER_MAP_PARTLY : DM_USER_MAP_CLAIMED;
 
 pass:
 	/* Counted before the claims can change: see dm_user_change_claims(). */
@@ -1365,8 +1485,9 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 	struct dm_user_target *t = ti->private;
 	struct dm_user_request *req = dm_per_bio_data(bio, sizeof(*req));
 	unsigned long irq_flags;
+	int how = DM_USER_MAP_CLAIMED;
 	enum dm_user_op op;
-	bool wake = false, partly = false;
+	bool wake = false;
 
 	/*
 	 * What user_end_io() looks at, before any completion; the rest is
@@ -1387,10 +1508,9 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 		return DM_MAPIO_SUBMITTED;
 	}
 	if (t->backing) {
-		int r = dm_user_map_backing(ti, t, bio, req, op, &partly);
-
-		if (r != DM_USER_MAP_TO_DAEMON)
-			return r;
+		how = dm_user_map_backing(ti, t, bio, req, op);
+		if (how >= 0)
+			return how;
 	} else if (!dm_user_op_enabled(t, op)) {
 		/*
 		 * A flush can still come from inside dm, and with no
@@ -1405,8 +1525,12 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 	req->op = op;
 	req->msg.type = dm_user_op_req_type[op];
 	req->msg.flags = dm_user_bio_flags(bio);
-	if (partly)
+	if (how == DM_USER_MAP_PARTLY)
 		req->msg.flags |= DM_USER_REQ_MAP_FLAG_PARTLY_CLAIMED;
+	if (how == DM_USER_MAP_NOTIFY) {
+		req->msg.type |= DM_USER_REQ_NOTIFY;
+		req->notify = true;
+	}
 	/* An empty flush has no meaningful sector. */
 	if (op != DM_USER_OP_FLUSH)
 		req->msg.sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
@@ -1552,15 +1676,16 @@ static int dm_user_parse_backing(struct dm_user_target *t,
 	return 0;
 }
 
+/* Sets the feature words of @as on @t, and a bit per word in *@seen. */
 static int dm_user_parse_features(struct dm_user_target *t,
-				  struct dm_arg_set *as, struct dm_target *ti)
+				  struct dm_arg_set *as, struct dm_target *ti,
+				  unsigned long *seen)
 {
 	/* Every feature with a value, backing with two. */
 	static const struct dm_arg feature_count = {
 		0, 2 * DM_USER_NR_FEATURES + 1,
 		"Invalid number of feature arguments"
 	};
-	unsigned long seen = 0;
 	unsigned int argc, val;
 	int r;
 
@@ -1584,7 +1709,7 @@ static int dm_user_parse_features(struct dm_user_target *t,
 			ti->error = "Unrecognised feature requested";
 			return -EINVAL;
 		}
-		if (__test_and_set_bit(f, &seen)) {
+		if (__test_and_set_bit(f, seen)) {
 			ti->error = "Feature given more than once";
 			return -EINVAL;
 		}
@@ -1617,8 +1742,8 @@ static int dm_user_parse_features(struct dm_user_target *t,
 			break;
 		case DM_USER_FEAT_NO_DAEMON_TIMEOUT:
 		case DM_USER_FEAT_QUEUE_IF_NO_DAEMON:
-			if (test_bit(DM_USER_FEAT_NO_DAEMON_TIMEOUT, &seen) &&
-			    test_bit(DM_USER_FEAT_QUEUE_IF_NO_DAEMON, &seen)) {
+			if (test_bit(DM_USER_FEAT_NO_DAEMON_TIMEOUT, seen) &&
+			    test_bit(DM_USER_FEAT_QUEUE_IF_NO_DAEMON, seen)) {
 				ti->error = "Both queue_if_no_daemon and no_daemon_timeout";
 				return -EINVAL;
 			}
@@ -1655,6 +1780,8 @@ static int dm_user_parse_features(struct dm_user_target *t,
 		case DM_USER_FEAT_PASSTHROUGH:
 			t->passthrough = true;
 			break;
+		case DM_USER_FEAT_NOTIFY_WRITES:
+			break;
 		case DM_USER_FEAT_MAX_CLAIMS:
 			t->max_claims = val;
 			break;
@@ -1663,9 +1790,10 @@ static int dm_user_parse_features(struct dm_user_target *t,
 			break;
 		}
 	}
-	if ((test_bit(DM_USER_FEAT_PASSTHROUGH, &seen) ||
-	     test_bit(DM_USER_FEAT_MAX_CLAIMS, &seen)) && !t->backing) {
-		ti->error = "passthrough and max_claims need a backing device";
+	if ((test_bit(DM_USER_FEAT_PASSTHROUGH, seen) ||
+	     test_bit(DM_USER_FEAT_MAX_CLAIMS, seen) ||
+	     test_bit(DM_USER_FEAT_NOTIFY_WRITES, seen)) && !t->backing) {
+		ti->error = "passthrough, max_claims and notify_writes need a backing device";
 		return -EINVAL;
 	}
 	return 0;
@@ -1804,6 +1932,7 @@ static int dm_user_add_node(struct dm_user_target *t, struct dm_target *ti)
 static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
 	struct dm_user_target *t;
+	unsigned long seen = 0;
 	struct dm_arg_set as;
 	sector_t block_sectors;
 	int r, val;
@@ -1862,7 +1991,7 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 
 	as.argc = argc - 3;
 	as.argv = argv + 3;
-	r = dm_user_parse_features(t, &as, ti);
+	r = dm_user_parse_features(t, &as, ti, &seen);
 	if (r)
 		goto bad;
 	if (as.argc) {
@@ -1899,6 +2028,7 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 			goto bad;
 		}
 		c->parity = 0;
+		c->notify_writes = test_bit(DM_USER_FEAT_NOTIFY_WRITES, &seen);
 		if (!t->passthrough)
 			dm_user_claims_add(c, 0, ti->len);
 		RCU_INIT_POINTER(t->claims, c);
@@ -1991,11 +2121,11 @@ static void user_dtr(struct dm_target *ti)
 	/* A channel copying a request's data completes it when done. */
 	wait_event(t->busy_wq, !atomic_read(&t->nr_busy));
 	/*
-	 * Remapped requests are the backing device's until user_end_io(),
-	 * which wakes us under the lock: once we hold it and see none, no
-	 * end_io touches the target again.
+	 * Bios at the backing device, passed or remapped, are counted until
+	 * user_end_io(), which drops its count inside an RCU read section:
+	 * once the counts are zero and a grace period has passed, no end_io
+	 * touches the target again.
 	 */
-	/* And bios at the backing device until user_end_io() is done. */
 	if (t->backing) {
 		wait_event(t->backing_wq,
 			   !atomic_read(&t->passing[0]) &&
@@ -2124,8 +2254,8 @@ static void user_status(struct dm_target *ti, status_type_t type,
 		DMEMIT(" daemon %s requeued %llu timeouts %llu remapped %llu",
 		       dm_user_daemon_state_names[snap.state], snap.requeued,
 		       snap.timeouts, snap.remapped);
-		DMEMIT(" claims %u passed %llu", snap.claim_ranges,
-		       snap.passed);
+		DMEMIT(" claims %u passed %llu notified %llu",
+		       snap.claim_ranges, snap.passed, snap.notified);
 		break;
 
 	case STATUSTYPE_TABLE:
@@ -2168,11 +2298,17 @@ static void user_status(struct dm_target *ti, status_type_t type,
 			DMEMIT(",no_daemon_timeout=%u",
 			       READ_ONCE(t->no_daemon_timeout));
 		DMEMIT(",request_timeout=%u", READ_ONCE(t->request_timeout));
-		if (t->backing)
-			DMEMIT(",backing_name=%s,backing_start=%llu,passthrough=%c,max_claims=%u",
+		if (t->backing) {
+			bool notify;
+
+			dm_user_claim_ranges(t, &notify);
+			DMEMIT(",backing_name=%s,backing_start=%llu",
 			       t->backing_name,
-			       (unsigned long long)t->backing_start,
-			       t->passthrough ? 'y' : 'n', t->max_claims);
+			       (unsigned long long)t->backing_start);
+			DMEMIT(",passthrough=%c,max_claims=%u,notify_writes=%c",
+			       t->passthrough ? 'y' : 'n', t->max_claims,
+			       notify ? 'y' : 'n');
+		}
 		for (i = DM_USER_OP_FLUSH; i < DM_USER_NR_OPS; i++)
 			DMEMIT(",%s=%c", dm_user_op_names[i],
 			       dm_user_op_enabled(t, i) ? 'y' : 'n');
@@ -2299,7 +2435,7 @@ static int user_end_io(struct dm_target *ti, struct bio *bio,
 
 static struct target_type user_target = {
 	.name = "user",
-	.version = {1, 1, 0},
+	.version = {1, 2, 0},
 	.features = DM_TARGET_NOWAIT,
 	.module = THIS_MODULE,
 	.ctr = user_ctr,

@@ -140,6 +140,8 @@ struct dm_user_request {
 	 * parity of the claims it was mapped under; 0 if not.
 	 */
 	u8 passing;
+	/* Sent to the daemon as a write notification (DM_USER_REQ_NOTIFY). */
+	bool notify;
 };
 
 /* One claimed range, in sectors from the start of the target: [start, end). */
@@ -157,6 +159,11 @@ struct dm_user_range {
 struct dm_user_claims {
 	/* Which of dm_user_target.passing counts the bios mapped under it. */
 	unsigned int parity;
+	/*
+	 * Writes outside the ranges come to the daemon as notifications:
+	 * here, so that a bio sees it and the ranges as one.
+	 */
+	bool notify_writes;
 	unsigned int nr;
 	struct dm_user_range range[];
 };
@@ -278,6 +285,7 @@ struct dm_user_target {
 	u64 nr_timeouts;	/* failed by request_timeout */
 	u64 nr_bad_answers;	/* answers and completions refused */
 	u64 nr_remapped;	/* remap answers taken */
+	u64 nr_notified;	/* answers to write notifications taken */
 
 	/* Fires no_daemon_timeout after the last channel closed. */
 	struct delayed_work no_daemon_work;
@@ -438,9 +446,18 @@ long dm_user_ring_enter(struct dm_user_channel *ch, unsigned long arg);
 int dm_user_ring_mmap(struct file *file, struct vm_area_struct *vma);
 
 /* dm-user-target.c: claimed ranges */
-int dm_user_change_claims(struct dm_user_target *t, sector_t start,
-			  sector_t len, bool claim, unsigned int *nr);
-unsigned int dm_user_claim_ranges(struct dm_user_target *t);
+/* What dm_user_change_claims() changes. */
+enum dm_user_claims_op {
+	DM_USER_CLAIM,
+	DM_USER_RELEASE,
+	DM_USER_NOTIFY_ON,
+	DM_USER_NOTIFY_OFF,
+};
+
+int dm_user_change_claims(struct dm_user_target *t, enum dm_user_claims_op op,
+			  sector_t start, sector_t len, unsigned int *nr);
+unsigned int dm_user_claim_ranges(struct dm_user_target *t,
+				  bool *notify_writes);
 
 /* dm-user-control.c */
 long dm_user_ctl_ioctl(struct dm_user_target *t, struct dm_user_channel *ch,
@@ -459,8 +476,10 @@ struct dm_user_snapshot {
 	u64 timeouts;
 	u64 bad_answers;
 	u64 remapped;
+	u64 notified;
 	u64 passed;
 	unsigned int claim_ranges;
+	bool notify_writes;
 	struct dm_user_op_stats stats[DM_USER_NR_OPS];
 };
 
@@ -499,9 +518,10 @@ void dm_user_detach_locked(struct dm_user_target *t,
 const char *dm_user_remap_check(struct dm_user_target *t,
 				struct dm_user_channel *ch,
 				struct dm_user_request *req, u64 sector);
-void dm_user_remap_locked(struct dm_user_target *t,
-			  struct dm_user_request *req, u64 sector,
-			  struct list_head *done);
+void dm_user_answer_locked(struct dm_user_target *t,
+			   struct dm_user_request *req, int kind,
+			   blk_status_t status, u64 sector,
+			   struct list_head *done);
 void dm_user_complete_list(struct dm_user_target *t, struct list_head *done);
 /* Which requests dm_user_fail_requests_locked() takes. */
 enum dm_user_take {

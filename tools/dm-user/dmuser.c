@@ -1383,7 +1383,7 @@ static void info_usage(FILE *f)
 "(this command's own included), queued, backlog, inflight, daemon (attached,\n"
 "waiting or failing), requeued, timeouts, bad_answers, remapped, for a\n"
 "target with a backing device backing (major:minor), backing_offset\n"
-"(sectors), claim_ranges and passed, and per operation <op>_requests,\n"
+"(sectors), claim_ranges, passed and notified, and per operation <op>_requests,\n"
 "<op>_bytes and <op>_errors.\n",
 		prog);
 }
@@ -1450,6 +1450,7 @@ static int cmd_info(int argc, char **argv)
 		printf("backing_offset %" PRIu64 "\n", info.backing_offset);
 		printf("claim_ranges %" PRIu32 "\n", info.claim_ranges);
 		printf("passed %" PRIu64 "\n", info.passed);
+		printf("notified %" PRIu64 "\n", info.notified);
 	}
 	for (i = 0; i < DMU_NR_OPS; i++) {
 		printf("%s_requests %" PRIu64 "\n", op_names[i],
@@ -1473,7 +1474,10 @@ static void set_usage(FILE *f)
 "                         then fails until one attaches; 0: fail at once;\n"
 "                         \"forever\": wait for ever\n"
 "  request_timeout=<s>    fail a request not answered within <s> seconds\n"
-"                         with ETIMEDOUT; 0: off\n", prog);
+"                         with ETIMEDOUT; 0: off\n"
+"  notify_writes=<0|1>    with a backing device: writes outside the claimed\n"
+"                         ranges wait for the daemon's answer to a\n"
+"                         notification (1) or go straight there (0)\n", prog);
 }
 
 /* The tunable parameters, as "dmuser set" and the kernel's text name them. */
@@ -1492,6 +1496,9 @@ static const struct param_key {
 	{ "request_timeout", DM_USER_ATTR_REQUEST_TIMEOUT,
 	  DMU_PARAM_REQUEST_TIMEOUT,
 	  offsetof(struct dmu_params, request_timeout), false },
+	{ "notify_writes", DM_USER_ATTR_NOTIFY_WRITES,
+	  DMU_PARAM_NOTIFY_WRITES,
+	  offsetof(struct dmu_params, notify_writes), false },
 };
 
 static const char *attr_name(uint16_t tag)

@@ -74,6 +74,23 @@
  */
 #define DM_USER_REQ_MAP_FLAG_PARTLY_CLAIMED	0x80000
 
+/*
+ * Added to the type of a write notification: on a target with write
+ * notifications on (the notify_writes table feature, or
+ * DM_USER_ATTR_NOTIFY_WRITES), a request that changes data
+ * (DM_USER_REQ_MAP_WRITE, _DISCARD, _WRITE_ZEROES or _SECURE_ERASE) and
+ * touches no claimed range comes to the daemon as a header with this bit
+ * set in @type, before it goes to the backing device: @sector and @len say
+ * what it covers and @flags are its own, and no data follows, whatever the
+ * operation. The request waits for the answer: DM_USER_RESP_SUCCESS lets
+ * it go to the backing device where it was going, DM_USER_RESP_REMAP (on
+ * a channel that negotiated DM_USER_EXT_REMAP) sends it to the answer's
+ * @sector, ERROR and UNSUPPORTED fail it. An answer carries no data. A
+ * daemon that does not know the bit sees an unknown request type; what it
+ * answers then decides as above.
+ */
+#define DM_USER_REQ_NOTIFY		0x100
+
 /* Response codes, in &dm_user_message.type of an answer. */
 #define DM_USER_RESP_SUCCESS		0
 #define DM_USER_RESP_ERROR		1
@@ -90,8 +107,8 @@
  * @seq: identifies the request. Chosen by the kernel, unique among the
  *	requests of one target that are not yet answered; an answer carries
  *	the @seq of the request it answers.
- * @type: in a request, one of DM_USER_REQ_MAP_*; in an answer, one of
- *	DM_USER_RESP_*.
+ * @type: in a request, one of DM_USER_REQ_MAP_*, with DM_USER_REQ_NOTIFY
+ *	added for a write notification; in an answer, one of DM_USER_RESP_*.
  * @flags: in a request, the DM_USER_REQ_MAP_FLAG_* bits of the block
  *	request (FUA, PREFLUSH, ...); ignored in an answer.
  * @sector: first 512-byte sector of the request, counted from the start of
@@ -99,9 +116,10 @@
  *	DM_USER_RESP_REMAP, where it says where on the backing device the
  *	request goes, counted the same way.
  * @len: length of the request in bytes. A write request is followed by
- *	@len bytes of data. A successful answer to a read is followed by
- *	@len bytes of data, and its @len must equal the request's. Any other
- *	answer carries no data; its @len must be the request's @len or 0.
+ *	@len bytes of data; a write notification is not. A successful
+ *	answer to a read is followed by @len bytes of data, and its @len
+ *	must equal the request's. Any other answer carries no data; its @len
+ *	must be the request's @len or 0.
  * @buf: the data that follows the header, where there is any.
  *
  * Native endian, no padding: the header is 40 bytes on every architecture.
@@ -173,9 +191,10 @@ struct dm_user_message {
  * ring's busy-poll (DM_USER_ATTR_RING_BUSY_POLL), 4 the backing device
  * (DM_USER_EXT_REMAP, DM_USER_RESP_REMAP and DM_USER_ATTR_REMAPPED to
  * DM_USER_ATTR_BACKING_OFFSET), 5 claimed ranges (DM_USER_CMD_CLAIM,
- * DM_USER_CMD_RELEASE and their attributes).
+ * DM_USER_CMD_RELEASE and their attributes), 6 write notifications
+ * (DM_USER_REQ_NOTIFY, DM_USER_ATTR_NOTIFY_WRITES, DM_USER_ATTR_NOTIFIED).
  */
-#define DM_USER_CTL_VERSION	5
+#define DM_USER_CTL_VERSION	6
 
 #define DM_USER_CTL_MAX_SIZE	65536
 #define DM_USER_CTL_MAX_ATTRS	256
@@ -337,6 +356,16 @@ struct dm_user_attr {
  * ETIMEDOUT, counted from when the target received it; 0 turns it off.
  */
 #define DM_USER_ATTR_REQUEST_TIMEOUT	62
+/*
+ * U32, v6, on a target with a backing device: 1 while writes outside the
+ * claimed ranges come to the daemon as notifications (DM_USER_REQ_NOTIFY)
+ * before they go to the backing device, 0 while they go there straight.
+ * Setting it is atomic against I/O as DM_USER_CMD_CLAIM is: SET_PARAMS
+ * returns once no write mapped before it is still on its way to the
+ * backing device unnotified. Errors: EOPNOTSUPP for 1 without a backing
+ * device, ERANGE above 1, EINTR as for CLAIM (the change is made).
+ */
+#define DM_USER_ATTR_NOTIFY_WRITES	63
 /* NEGOTIATE: asked for in the request, granted in the reply. */
 #define DM_USER_ATTR_EXTENSIONS		70	/* U64, v1: DM_USER_EXT_* */
 /*
@@ -367,6 +396,8 @@ struct dm_user_attr {
 /* CLAIM and RELEASE: U64, v5, sectors from the start of the target. */
 #define DM_USER_ATTR_RANGE_START	80
 #define DM_USER_ATTR_RANGE_LEN		81
+/* U64, v6, in GET_INFO replies: answers taken to write notifications. */
+#define DM_USER_ATTR_NOTIFIED		90
 
 /* DM_USER_ATTR_NO_DAEMON_TIMEOUT: keep requests queued until a daemon comes. */
 #define DM_USER_TIMEOUT_FOREVER		0xffffffffU
@@ -487,8 +518,9 @@ struct dm_user_attr {
  *     the slot stays there. An address the caller cannot read is counted
  *     too, and fails the request with an I/O error;
  *  2. it fills free slots with queued requests, oldest first: the header
- *     in the slot's descriptor, for a read or a write @len bytes of the
- *     data area set aside (a write's data copied there), and posts a
+ *     in the slot's descriptor, for a read or a write (not a write
+ *     notification) @len bytes of the data area set aside (a write's
+ *     data copied there), and posts a
  *     struct dm_user_ring_sqe naming both. A request whose data does not
  *     fit in what is free of the area waits, and so do the younger ones;
  *  3. if it posted nothing, and a slot and room for the oldest request's

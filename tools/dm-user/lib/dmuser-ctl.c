@@ -232,6 +232,9 @@ int dmu_get_info(int fd, struct dmu_info *info)
 		case DM_USER_ATTR_PASSED:
 			info->passed = v;
 			break;
+		case DM_USER_ATTR_NOTIFIED:
+			info->notified = v;
+			break;
 		default:
 			/* The counters: three tags per operation, in order. */
 			if (a->tag >= DM_USER_ATTR_READ_REQUESTS &&
@@ -275,6 +278,8 @@ int dmu_get_params(int fd, struct dmu_params *params)
 			params->no_daemon_timeout = v;
 		else if (a->tag == DM_USER_ATTR_REQUEST_TIMEOUT)
 			params->request_timeout = v;
+		else if (a->tag == DM_USER_ATTR_NOTIFY_WRITES)
+			params->notify_writes = v;
 	}
 	return 0;
 }
@@ -284,7 +289,7 @@ int dmu_set_params(int fd, const struct dmu_params *params,
 {
 	union dmu_ctl_buf b;
 
-	if (!which || (which & ~DMU_PARAM_ALL))
+	if (!which || (which & ~(DMU_PARAM_ALL | DMU_PARAM_NOTIFY_WRITES)))
 		return -EINVAL;
 	dmu_ctl_init(&b, DM_USER_CMD_SET_PARAMS);
 	if (which & DMU_PARAM_MAX_QUEUED)
@@ -298,6 +303,10 @@ int dmu_set_params(int fd, const struct dmu_params *params,
 		dmu_ctl_add(&b, DM_USER_ATTR_REQUEST_TIMEOUT, DM_USER_TYPE_U32,
 			    &params->request_timeout,
 			    sizeof(params->request_timeout));
+	if (which & DMU_PARAM_NOTIFY_WRITES)
+		dmu_ctl_add(&b, DM_USER_ATTR_NOTIFY_WRITES, DM_USER_TYPE_U32,
+			    &params->notify_writes,
+			    sizeof(params->notify_writes));
 	return dmu_ctl_call(fd, &b);
 }
 

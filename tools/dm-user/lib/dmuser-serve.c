@@ -187,10 +187,12 @@ static const char *const resp_names[] = {
 /* One fprintf() per line, so that lines of several threads never mix. */
 static void log_request(const struct chan *ch, const struct dm_user_message *m)
 {
-	char name[32];
+	uint64_t type = m->type & ~(uint64_t)DM_USER_REQ_NOTIFY;
+	const char *notify = m->type & DM_USER_REQ_NOTIFY ? "NOTIFY " : "";
+	char name[48];
 
-	if (m->type < sizeof(type_names) / sizeof(type_names[0]))
-		snprintf(name, sizeof(name), "%s", type_names[m->type]);
+	if (type < sizeof(type_names) / sizeof(type_names[0]))
+		snprintf(name, sizeof(name), "%s%s", notify, type_names[type]);
 	else
 		snprintf(name, sizeof(name), "type %" PRIu64, (uint64_t)m->type);
 	fprintf(stderr, "%s: [%u] seq %" PRIu64 " %s sector %" PRIu64
@@ -461,6 +463,8 @@ typedef int op_fn(void *ctx, struct dmu_req *req);
 
 static op_fn *op_callback(const struct dmu_ops *ops, uint64_t type)
 {
+	if (type & DM_USER_REQ_NOTIFY)
+		return ops->notify;
 	switch (type) {
 	case DM_USER_REQ_MAP_READ:
 		return ops->read;
@@ -496,8 +500,10 @@ static int serve_request(struct chan *ch, const struct request *rq,
 		.data_may_fault = m->type == DM_USER_REQ_MAP_READ && ch->ring,
 	};
 	*rc = 0;
+	/* A daemon that asks for no notification lets every write through. */
 	if (!fn)
-		return DM_USER_RESP_UNSUPPORTED;
+		return m->type & DM_USER_REQ_NOTIFY ? DM_USER_RESP_SUCCESS :
+						      DM_USER_RESP_UNSUPPORTED;
 	if (rq->oversize ||
 	    (m->type == DM_USER_REQ_MAP_READ && m->len > MAX_IO))
 		return DM_USER_RESP_ERROR;

@@ -165,6 +165,8 @@ struct dmu_info {
 	/* Since libdmuser 1.3 and kernel v5, with a backing device: */
 	uint32_t claim_ranges;		/* claimed ranges (dmu_claim()) */
 	uint64_t passed;		/* requests sent straight to it */
+	/* Since libdmuser 1.4 and kernel v6, with a backing device: */
+	uint64_t notified;		/* write notifications answered */
 };
 
 /** dmu_get_info() - DM_USER_CMD_GET_INFO on channel @fd */
@@ -175,19 +177,42 @@ struct dmu_params {
 	/* Seconds, or DM_USER_TIMEOUT_FOREVER; see the uapi header. */
 	uint32_t no_daemon_timeout;
 	uint32_t request_timeout;	/* seconds, 0: off */
+	/*
+	 * 1 while writes outside the claimed ranges come to the daemon as
+	 * notifications (struct dmu_ops.notify); 0, and 0 without a backing
+	 * device or from a kernel before control interface version 6. Since
+	 * libdmuser 1.4.
+	 */
+	uint32_t notify_writes;
 };
 
 /* Which fields of struct dmu_params dmu_set_params() sets. */
 #define DMU_PARAM_MAX_QUEUED		(1U << 0)
 #define DMU_PARAM_NO_DAEMON_TIMEOUT	(1U << 1)
 #define DMU_PARAM_REQUEST_TIMEOUT	(1U << 2)
+/*
+ * The three parameters of control interface version 1, which every
+ * kernel takes: notify_writes is left out, as a kernel before version 6
+ * refuses it and setting it to the struct's 0 would turn off what the
+ * table turned on.
+ */
 #define DMU_PARAM_ALL			((1U << 3) - 1)
+#define DMU_PARAM_NOTIFY_WRITES		(1U << 3)
 
 /** dmu_get_params() - DM_USER_CMD_GET_PARAMS */
 int dmu_get_params(int fd, struct dmu_params *params);
 /**
  * dmu_set_params() - DM_USER_CMD_SET_PARAMS: the fields in @which, all or
  * none; on refusal dmu_ctl_last_error() names the attribute
+ *
+ * Turning notify_writes on returns once no write mapped before the call is
+ * still on its way to the backing device unnotified, as dmu_claim() does.
+ *
+ * Return: 0, or a negative errno: -ERANGE for a value out of range,
+ * -EOPNOTSUPP for notify_writes 1 without a backing device, -ENOPROTOOPT
+ * for notify_writes from a kernel before control interface version 6,
+ * -EPERM from neither the node's owner nor CAP_SYS_ADMIN, -EBADF on a
+ * channel not opened for reading and writing, -EINTR as for dmu_claim().
  */
 int dmu_set_params(int fd, const struct dmu_params *params,
 		   unsigned int which);
@@ -326,6 +351,15 @@ struct dmu_req {
 };
 
 /*
+ * A write notification (DM_USER_REQ_NOTIFY): @type is DM_USER_REQ_NOTIFY
+ * added to the operation's DM_USER_REQ_MAP_*, and there is no @data.
+ */
+static inline bool dmu_req_is_notify(const struct dmu_req *req)
+{
+	return req->type & DM_USER_REQ_NOTIFY;
+}
+
+/*
  * What a callback returns to answer its request with a remap
  * (DM_USER_RESP_REMAP): the kernel sends the request, data and all, to the
  * backing device at @req->remap_offset and completes it with that device's
@@ -363,6 +397,17 @@ struct dmu_ops {
 	 * the data is in the data area before the request is seen.
 	 */
 	void *(*write_buffer)(void *ctx, const struct dmu_req *req);
+	/*
+	 * Optional. A write, discard, write-zeroes or secure erase outside
+	 * the claimed ranges of a target with write notifications on
+	 * (dmu_req_is_notify(): sector and length, no data) waits for this
+	 * before it goes to the backing device: return 0 to let it go there
+	 * as it is, DMU_REMAP to send it to @req->remap_offset instead
+	 * (with dmu_serve_opts.remap, as from any callback), or a negative
+	 * errno to fail it. NULL lets every write through. Since
+	 * libdmuser 1.4, read from every caller as dmu_serve_opts.remap is.
+	 */
+	int (*notify)(void *ctx, struct dmu_req *req);
 };
 
 /*

@@ -510,6 +510,10 @@ struct remapper {
 	uint64_t skew;
 	volatile int stop;
 	int ready;
+	/* Write notifications seen: type, offset and length of each. */
+	struct dmu_req notes[16];
+	unsigned int nr_notes;
+	int notify_rc;		/* what ->notify answers */
 };
 
 static int remapper_read(void *ctx, struct dmu_req *r)
@@ -535,10 +539,20 @@ static int remapper_write(void *ctx, struct dmu_req *r)
 	return DMU_REMAP;
 }
 
+static int remapper_notify(void *ctx, struct dmu_req *r)
+{
+	struct remapper *m = ctx;
+
+	if (m->nr_notes < ARRAY_SIZE(m->notes))
+		m->notes[m->nr_notes++] = *r;
+	return m->notify_rc;
+}
+
 static const struct dmu_ops remapper_ops = {
 	.read = remapper_read,
 	.write = remapper_write,
 	.flush = remapper_write,
+	.notify = remapper_notify,
 };
 
 struct remap_server {
@@ -717,6 +731,51 @@ TEST(remap_through_the_library)
 	EXPECT_EQ(1, info.claim_ranges);
 	EXPECT_LE(1, info.passed);
 	EXPECT_EQ(2, dmu_claim(ch, 0, 4096));
+
+	/*
+	 * Write notifications: a write in the released part reaches
+	 * ->notify, with its offset and length and no data, before the RAM
+	 * disk; one that ->notify fails, fails, with nothing written.
+	 */
+	{
+		struct dmu_params p = { .notify_writes = 1 };
+
+		ASSERT_EQ(0, dmu_set_params(ch, &p, DMU_PARAM_NOTIFY_WRITES));
+		memset(&p, 0, sizeof(p));
+		ASSERT_EQ(0, dmu_get_params(ch, &p));
+		EXPECT_EQ(1, p.notify_writes);
+	}
+	for (t = 0; t < 2; t++) {
+		m.stop = 0;
+		m.ready = 0;
+		m.nr_notes = 0;
+		srv.opts = (struct dmu_serve_opts){
+			.transport = transports[t], .remap = true,
+			.stop = &m.stop, .ready = remapper_ready,
+		};
+		ASSERT_EQ(0, start_remap_server(&srv));
+		dmu_fill(buf, 8192, 70 + t);
+		ASSERT_EQ(8192, pwrite(bdev, buf, 8192, 16384));
+		ASSERT_EQ(8192, pread(rfd, ram, 8192, 16384));
+		EXPECT_EQ(0, memcmp(buf, ram, 8192)) TH_LOG("t %u", t);
+		m.notify_rc = -EIO;
+		dmu_fill(buf, 8192, 72 + t);
+		EXPECT_EQ(-1, pwrite(bdev, buf, 8192, 16384));
+		EXPECT_EQ(EIO, errno);
+		m.notify_rc = 0;
+		ASSERT_EQ(8192, pread(rfd, ram, 8192, 16384));
+		EXPECT_NE(0, memcmp(buf, ram, 8192)) TH_LOG("t %u", t);
+		EXPECT_EQ(0, stop_remap_server(&srv));
+		ASSERT_EQ(2, m.nr_notes) TH_LOG("t %u", t);
+		EXPECT_TRUE(dmu_req_is_notify(&m.notes[0]));
+		EXPECT_EQ(DM_USER_REQ_NOTIFY | DM_USER_REQ_MAP_WRITE,
+			  m.notes[0].type);
+		EXPECT_EQ(16384, m.notes[0].offset);
+		EXPECT_EQ(8192, m.notes[0].len);
+		EXPECT_EQ(NULL, m.notes[0].data);
+	}
+	ASSERT_EQ(0, dmu_get_info(ch, &info));
+	EXPECT_EQ(4, info.notified);
 	close(ch);
 
 	close(bdev);

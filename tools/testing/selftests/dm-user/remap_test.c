@@ -13,6 +13,7 @@
  * The backing device is a RAM disk: brd's /dev/ram0, or a loop device
  * over a file in RAM where the kernel has no brd (dmu_ram_disk()).
  */
+#include <libaio.h>
 #include <stdarg.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
@@ -271,7 +272,9 @@ TEST_F(dev, bad_tables)
 		{ "5 backing %1$s 0 max_claims 0", "Invalid max_claims" },
 		{ "5 backing %1$s 0 max_claims 65537", "Invalid max_claims" },
 		{ "2 max_claims 4",
-		  "passthrough and max_claims need a backing device" },
+		  "passthrough, max_claims and notify_writes need a backing device" },
+		{ "1 notify_writes",
+		  "passthrough, max_claims and notify_writes need a backing device" },
 	};
 	char name[80], node[128], table[256], features[128];
 	unsigned int i;
@@ -1197,7 +1200,7 @@ TEST_F(claims, claim_and_release_rules)
 	EXPECT_EQ(0, side_remove(&d));
 	/* Nor passthrough or max_claims in its table. */
 	EXPECT_NE(0, side_create(&d, self->dev, "nb", "1 passthrough"));
-	EXPECT_TRUE(kmsg_has("passthrough and max_claims need a backing device"));
+	EXPECT_TRUE(kmsg_has("passthrough, max_claims and notify_writes need a backing device"));
 	side_remove(&d);
 }
 
@@ -1224,10 +1227,427 @@ TEST_F(claims, daemon_gone)
 	EXPECT_EQ(0, side_remove(&d));
 }
 
-/* CLAIM of sectors [0, 8) in a thread, to see whether it waits. */
+/* SET_PARAMS notify_writes=@on: 0 or -errno. */
+static int set_notify(int fd, uint32_t on)
+{
+	struct ctl c;
+
+	ctl_init(&c, DM_USER_CMD_SET_PARAMS);
+	ctl_add(&c, DM_USER_ATTR_NOTIFY_WRITES, DM_USER_TYPE_U32, on);
+	return ioctl(fd, DM_USER_IOCTL_CTL, &c) ? -errno : 0;
+}
+
+/* notify_writes from GET_PARAMS, or UINT64_MAX where it is not given. */
+static uint64_t get_notify(int fd)
+{
+	struct ctl c;
+
+	ctl_init(&c, DM_USER_CMD_GET_PARAMS);
+	if (ioctl(fd, DM_USER_IOCTL_CTL, &c))
+		return UINT64_MAX - 1;
+	return ctl_num(&c, DM_USER_ATTR_NOTIFY_WRITES);
+}
+
+/* Answers @req with @type and a @len of 0 or the request's, no data. */
+static ssize_t answer_len(int ch, const struct dm_user_message *req,
+			  uint64_t type, uint64_t len)
+{
+	struct dm_user_message ans = *req;
+
+	ans.type = type;
+	ans.len = len;
+	return write(ch, &ans, sizeof(ans));
+}
+
+/* Whether @len bytes of the RAM disk at target sector @sector equal @want. */
+static bool ram_holds(void *scratch, const void *want, size_t len,
+		      uint64_t sector)
+{
+	return !ram_io(false, scratch, len, RAM_START + sector) &&
+	       !memcmp(scratch, want, len);
+}
+
+/*
+ * With notifications on and sectors 64 to 128 claimed, every write comes
+ * to the daemon: outside the claims as a notification (sector, length,
+ * no data) that holds the write until it is answered, inside them as a
+ * request with its data. Reads still go straight to the RAM disk.
+ */
+TEST_F(claims, write_notifications_complete)
+{
+	NEED_RAM();
+	enum { NOTIFIED, CLAIMED, PARTLY };
+	static const struct {
+		uint64_t sector;
+		size_t len;
+		int kind;
+	} w[] = {
+		{ 0, 4096, NOTIFIED },
+		{ 8, 8192, NOTIFIED },
+		{ 0, 4096, NOTIFIED },		/* the same sector again */
+		{ 64, 4096, CLAIMED },
+		{ 56, 8192, PARTLY },
+		{ 256, 65536, NOTIFIED },
+		{ 0, 4096, NOTIFIED },
+		{ 128, 4096, NOTIFIED },	/* just past the claim */
+	};
+	struct dm_user_message req;
+	unsigned int i, notified = 0;
+
+	EXPECT_EQ(0, get_notify(self->ch));
+	ASSERT_EQ(0, set_notify(self->ch, 1));
+	EXPECT_EQ(1, get_notify(self->ch));
+	ASSERT_EQ(1, claim(self->ch, 64, 64));
+	for (i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+		struct dmu_io io = { .fd = self->bdev, .kind = DMU_PWRITE,
+				     .buf = self->buf, .len = w[i].len,
+				     .off = w[i].sector * 512 };
+		void *scratch = (char *)self->data + (512 << 10);
+
+		dmu_fill(self->buf, io.len, 100 + i);
+		ASSERT_EQ(0, dmu_io_start(&io));
+		ASSERT_EQ(0, dmu_read_msg(self->ch, &req, self->data,
+					  512 << 10, WAIT_MS)) TH_LOG("write %u", i);
+		EXPECT_EQ(w[i].sector, req.sector) TH_LOG("write %u", i);
+		EXPECT_EQ(w[i].len, req.len) TH_LOG("write %u", i);
+		if (w[i].kind == NOTIFIED) {
+			EXPECT_EQ(DM_USER_REQ_NOTIFY | DM_USER_REQ_MAP_WRITE,
+				  req.type) TH_LOG("write %u", i);
+			/* No data follows, and none reached the disk yet. */
+			EXPECT_EQ(-ETIMEDOUT, dmu_wait_readable(self->ch, 0));
+			EXPECT_FALSE(ram_holds(scratch, self->buf, io.len,
+					       w[i].sector));
+			EXPECT_EQ(0, __atomic_load_n(&io.done,
+						     __ATOMIC_ACQUIRE));
+			/* Both lengths an answer without data may have. */
+			ASSERT_EQ(DMU_HDR, answer_len(self->ch, &req,
+						      DM_USER_RESP_SUCCESS,
+						      i % 2 ? req.len : 0));
+			notified++;
+		} else {
+			EXPECT_EQ(DM_USER_REQ_MAP_WRITE, req.type);
+			EXPECT_EQ(w[i].kind == PARTLY,
+				  !!(req.flags &
+				     DM_USER_REQ_MAP_FLAG_PARTLY_CLAIMED));
+			EXPECT_EQ(0, memcmp(self->data, self->buf, io.len));
+			/* The daemon keeps it: the disk never sees it. */
+			ASSERT_EQ(DMU_HDR, dmu_answer(self->ch, &req,
+						      DM_USER_RESP_SUCCESS,
+						      NULL, 0));
+		}
+		ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS)) TH_LOG("write %u", i);
+		EXPECT_EQ((ssize_t)io.len, io.ret) TH_LOG("write %u", i);
+		EXPECT_EQ(w[i].kind == NOTIFIED,
+			  ram_holds(scratch, self->buf, io.len, w[i].sector))
+			TH_LOG("write %u", i);
+	}
+
+	/* Reads go straight, unseen by the daemon. */
+	ASSERT_EQ(65536, pread(self->bdev, self->buf, 65536, 256 * 512));
+	ASSERT_EQ(0, ram_io(false, self->data, 65536, RAM_START + 256));
+	EXPECT_EQ(0, memcmp(self->buf, self->data, 65536));
+	EXPECT_EQ(0, info_num(self->ch, DM_USER_ATTR_QUEUED));
+	EXPECT_EQ(0, info_num(self->ch, DM_USER_ATTR_READ_REQUESTS));
+
+	EXPECT_EQ(notified, info_num(self->ch, DM_USER_ATTR_NOTIFIED));
+	EXPECT_EQ(notified, status_num(self->dev, "notified"));
+	/* Let through, a notified write counts as a write too. */
+	EXPECT_EQ(sizeof(w) / sizeof(w[0]),
+		  info_num(self->ch, DM_USER_ATTR_WRITE_REQUESTS));
+	EXPECT_EQ(0, info_num(self->ch, DM_USER_ATTR_REMAPPED));
+
+	/* A flush is no write: with nothing claimed it goes straight. */
+	ASSERT_EQ(0, release(self->ch, 64, 64));
+	EXPECT_EQ(0, fsync(self->bdev));
+	EXPECT_EQ(0, info_num(self->ch, DM_USER_ATTR_FLUSH_REQUESTS));
+}
+
+/*
+ * Writes submitted together (aio, O_DIRECT) are notified in the order they
+ * were submitted, each completing once its own notification is answered;
+ * the last write to a sector is what the disk holds.
+ */
+TEST_F(claims, notifications_in_submission_order)
+{
+	NEED_RAM();
+	enum { N = 9 };
+	struct iocb cbs[N], *list[N];
+	struct timespec now = { 0, 0 }, bound = { WAIT_MS / 1000, 0 };
+	struct io_event ev;
+	struct dm_user_message req[N];
+	io_context_t ctx = 0;
+	void *scratch = (char *)self->data + (512 << 10);
+	unsigned int i, j;
+
+	ASSERT_EQ(0, set_notify(self->ch, 1));
+	ASSERT_EQ(0, io_setup(N, &ctx));
+	/* Three sectors, each written three times with a distinct length. */
+	for (i = 0; i < N; i++) {
+		char *b = (char *)self->buf + i * 16384;
+
+		dmu_fill(b, 16384, 120 + i);
+		io_prep_pwrite(&cbs[i], self->bdev, b, 4096 * (1 + i / 3),
+			       (i % 3) * 32 * 512);
+		list[i] = &cbs[i];
+	}
+	ASSERT_EQ(N, io_submit(ctx, N, list));
+	for (i = 0; i < N; i++) {
+		ASSERT_EQ(0, dmu_read_msg(self->ch, &req[i], NULL, 0, WAIT_MS))
+			TH_LOG("notification %u", i);
+		EXPECT_EQ(DM_USER_REQ_NOTIFY | DM_USER_REQ_MAP_WRITE,
+			  req[i].type);
+		EXPECT_EQ((i % 3) * 32, req[i].sector) TH_LOG("notification %u", i);
+		EXPECT_EQ(4096 * (1 + i / 3), req[i].len) TH_LOG("notification %u", i);
+	}
+	/* Nothing completes unanswered; each answer completes its write. */
+	EXPECT_EQ(0, io_getevents(ctx, 0, 1, &ev, &now));
+	for (i = 0; i < N; i++) {
+		ASSERT_EQ(DMU_HDR, dmu_answer(self->ch, &req[i],
+					      DM_USER_RESP_SUCCESS, NULL, 0));
+		ASSERT_EQ(1, io_getevents(ctx, 1, 1, &ev, &bound));
+		EXPECT_EQ(&cbs[i], ev.obj) TH_LOG("write %u", i);
+		EXPECT_EQ(4096 * (1 + i / 3), ev.res) TH_LOG("write %u", i);
+	}
+	io_destroy(ctx);
+	for (j = 0; j < 3; j++)
+		EXPECT_TRUE(ram_holds(scratch, (char *)self->buf +
+				      (6 + j) * 16384, 12288, j * 32))
+			TH_LOG("sector %u", j * 32);
+	EXPECT_EQ(N, info_num(self->ch, DM_USER_ATTR_NOTIFIED));
+}
+
+/*
+ * What an answer to a notification does: ERROR and UNSUPPORTED fail the
+ * write with nothing written, a remap sends it elsewhere (on a channel
+ * that negotiated it), and answers the kernel refuses change nothing.
+ */
+TEST_F(claims, notification_answers)
+{
+	NEED_RAM();
+	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PWRITE,
+			     .buf = self->buf, .len = 8192, .off = 16 * 512 };
+	void *scratch = (char *)self->data + (512 << 10);
+	struct dm_user_message req;
+	struct dm_user_ring_cqe cqe;
+	struct ring r;
+	uint32_t slot;
+	struct ctl c;
+	char junk[DMU_HDR + 8192];
+
+	ASSERT_EQ(0, set_notify(self->ch, 1));
+	dmu_fill(self->buf, 8192, 140);
+
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(self->ch, &req, NULL, 0, WAIT_MS));
+	ASSERT_EQ(DMU_HDR, dmu_answer(self->ch, &req, DM_USER_RESP_ERROR,
+				      NULL, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(-1, io.ret);
+	EXPECT_EQ(EIO, io.err);
+
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(self->ch, &req, NULL, 0, WAIT_MS));
+	ASSERT_EQ(DMU_HDR, dmu_answer(self->ch, &req,
+				      DM_USER_RESP_UNSUPPORTED, NULL, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(-1, io.ret);
+	EXPECT_EQ(EOPNOTSUPP, io.err);
+	EXPECT_FALSE(ram_holds(scratch, self->buf, 8192, 16));
+	EXPECT_EQ(2, info_num(self->ch, DM_USER_ATTR_WRITE_ERRORS));
+
+	/* Refused, each changing nothing: then answered for real. */
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(self->ch, &req, NULL, 0, WAIT_MS));
+	EXPECT_EQ(-1, answer_remap(self->ch, &req, 16));
+	EXPECT_EQ(EINVAL, errno);	/* the channel did not negotiate it */
+	EXPECT_EQ(-1, answer_len(self->ch, &req, DM_USER_RESP_SUCCESS, 4096));
+	EXPECT_EQ(EINVAL, errno);
+	memcpy(junk, &req, DMU_HDR);
+	((struct dm_user_message *)junk)->type = DM_USER_RESP_SUCCESS;
+	EXPECT_EQ(-1, write(self->ch, junk, sizeof(junk)));
+	EXPECT_EQ(EINVAL, errno);	/* data after it */
+	EXPECT_EQ(3, info_num(self->ch, DM_USER_ATTR_BAD_ANSWERS));
+	EXPECT_EQ(2, info_num(self->ch, DM_USER_ATTR_NOTIFIED));
+	EXPECT_EQ(0, __atomic_load_n(&io.done, __ATOMIC_ACQUIRE));
+	ASSERT_EQ(0, negotiate(self->ch, DM_USER_EXT_REMAP, -1, &c));
+	ASSERT_EQ(DMU_HDR, answer_remap(self->ch, &req, 1024));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(8192, io.ret);
+	EXPECT_TRUE(ram_holds(scratch, self->buf, 8192, 1024));
+	EXPECT_FALSE(ram_holds(scratch, self->buf, 8192, 16));
+	EXPECT_EQ(1, info_num(self->ch, DM_USER_ATTR_REMAPPED));
+	EXPECT_EQ(3, info_num(self->ch, DM_USER_ATTR_NOTIFIED));
+
+	/* On a ring: a slot with no data, answered by a completion. */
+	ASSERT_EQ(0, ring_open(&r, self->chan, 0));
+	dmu_fill(self->buf, 8192, 141);
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, ring_take(&r, 1, &slot));
+	EXPECT_EQ(DM_USER_REQ_NOTIFY | DM_USER_REQ_MAP_WRITE,
+		  r.desc[slot].type);
+	EXPECT_EQ(16, r.desc[slot].sector);
+	EXPECT_EQ(8192, r.desc[slot].len);
+	/* No data: none in the area, where it would be the first there. */
+	EXPECT_EQ(0, r.data[slot]);
+	EXPECT_NE(0, memcmp(r.map + r.h->data_offset, self->buf, 8192));
+	cqe = (struct dm_user_ring_cqe){ .seq = r.desc[slot].seq,
+					 .slot = slot,
+					 .type = DM_USER_RESP_SUCCESS };
+	ring_post_cqe(&r, cqe);
+	ASSERT_EQ(0, ring_enter(&r, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(8192, io.ret);
+	EXPECT_TRUE(ram_holds(scratch, self->buf, 8192, 16));
+	ring_close(&r);
+	EXPECT_EQ(4, info_num(self->ch, DM_USER_ATTR_NOTIFIED));
+}
+
+/*
+ * A notification still queued when a claim covers its range becomes the
+ * claimed write it would be if it came now, data and all: once CLAIM
+ * returns, nothing the daemon has not seen reaches the range.
+ */
+TEST_F(claims, claim_takes_queued_notifications)
+{
+	NEED_RAM();
+	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PWRITE,
+			     .buf = self->buf, .len = 8192, .off = 0 };
+	void *scratch = (char *)self->data + (512 << 10);
+	struct dm_user_message req;
+	int waited;
+
+	ASSERT_EQ(0, set_notify(self->ch, 1));
+	dmu_fill(self->buf, 8192, 160);
+	ASSERT_EQ(0, dmu_io_start(&io));
+	for (waited = 0; info_num(self->ch, DM_USER_ATTR_QUEUED) != 1 &&
+	     waited < WAIT_MS; waited += 10)
+		usleep(10000);
+	ASSERT_EQ(1, info_num(self->ch, DM_USER_ATTR_QUEUED));
+	/* Half of it: the rest stays outside. */
+	ASSERT_EQ(1, claim(self->ch, 8, 8));
+	ASSERT_EQ(0, dmu_read_msg(self->ch, &req, self->data, 512 << 10,
+				  WAIT_MS));
+	EXPECT_EQ(DM_USER_REQ_MAP_WRITE, req.type);
+	EXPECT_TRUE(req.flags & DM_USER_REQ_MAP_FLAG_PARTLY_CLAIMED);
+	EXPECT_EQ(0, req.sector);
+	EXPECT_EQ(8192, req.len);
+	EXPECT_EQ(0, memcmp(self->data, self->buf, 8192));
+	/* The daemon keeps it: the disk never sees it. */
+	ASSERT_EQ(DMU_HDR, dmu_answer(self->ch, &req, DM_USER_RESP_SUCCESS,
+				      NULL, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(8192, io.ret);
+	EXPECT_FALSE(ram_holds(scratch, (char *)self->buf + 4096, 4096, 8));
+	EXPECT_EQ(0, info_num(self->ch, DM_USER_ATTR_NOTIFIED));
+
+	/* Known commands that refuse do not name themselves unknown. */
+	{
+		struct side_dev d;
+		struct ctl c;
+
+		ASSERT_EQ(0, side_create(&d, self->dev, "nb", "%s", ""));
+		ctl_init(&c, DM_USER_CMD_CLAIM);
+		c.hdr.version = 5;
+		ctl_add(&c, DM_USER_ATTR_RANGE_START, DM_USER_TYPE_U64, 0);
+		ctl_add(&c, DM_USER_ATTR_RANGE_LEN, DM_USER_TYPE_U64, 8);
+		EXPECT_EQ(-1, ioctl(d.ch, DM_USER_IOCTL_CTL, &c));
+		EXPECT_EQ(EOPNOTSUPP, errno);
+		EXPECT_EQ(0, c.hdr.error_command);
+		EXPECT_EQ(0, side_remove(&d));
+	}
+}
+
+/*
+ * The setting: checked, per target, off and on at run time and from the
+ * table, refused without a backing device; with no daemon, notified
+ * writes wait and fail as claimed I/O does, and reads keep flowing.
+ */
+TEST_F(claims, notify_writes_setting)
+{
+	NEED_RAM();
+	char out[512], want[512];
+	struct side_dev d;
+	struct stat st;
+	int ro;
+
+	EXPECT_EQ(-ERANGE, set_notify(self->ch, 2));
+	ro = open(self->chan, O_RDONLY);
+	ASSERT_LE(0, ro);
+	EXPECT_EQ(0, get_notify(ro));
+	EXPECT_EQ(-EBADF, set_notify(ro, 1));
+	close(ro);
+	EXPECT_EQ(0, dmu_run("dmsetup message %s 0 set_params notify_writes=1",
+			     self->dev));
+	EXPECT_EQ(1, get_notify(self->ch));
+	ASSERT_EQ(0, dmu_capture(out, sizeof(out),
+				 "dmsetup message %s 0 get_params", self->dev));
+	EXPECT_NE(NULL, strstr(out, "notify_writes=1")) TH_LOG("%s", out);
+	EXPECT_EQ(0, set_notify(self->ch, 0));
+	/* Off again: a write goes straight. */
+	dmu_fill(self->buf, 4096, 150);
+	ASSERT_EQ(4096, pwrite(self->bdev, self->buf, 4096, 0));
+	EXPECT_TRUE(ram_holds(self->data, self->buf, 4096, 0));
+	EXPECT_EQ(0, info_num(self->ch, DM_USER_ATTR_NOTIFIED));
+
+	/* From the table, with no daemon and no_daemon_timeout 0. */
+	ASSERT_EQ(0, side_create(&d, self->dev, "nw",
+				 "7 backing %s %d passthrough notify_writes no_daemon_timeout 0",
+				 ram, RAM_START));
+	ASSERT_EQ(0, stat(ram, &st));
+	ASSERT_EQ(0, dmu_capture(out, sizeof(out), "dmsetup table %s", d.name));
+	snprintf(want, sizeof(want),
+		 "0 %d user 0 %d %s 7 backing %u:%u %d passthrough notify_writes no_daemon_timeout 0",
+		 DEV_SECTORS, DEV_SECTORS, d.name, major(st.st_rdev),
+		 minor(st.st_rdev), RAM_START);
+	EXPECT_STREQ(want, out);
+	EXPECT_EQ(1, get_notify(d.ch));
+	close(d.ch);
+	d.ch = -1;
+	dmu_fill(self->buf, 4096, 151);
+	EXPECT_EQ(-1, pwrite(d.bdev, self->buf, 4096, 0));
+	EXPECT_EQ(EIO, errno);
+	EXPECT_FALSE(ram_holds(self->data, self->buf, 4096, 0));
+	ASSERT_EQ(65536, pread(d.bdev, self->buf, 65536, 4096));
+	ASSERT_EQ(0, ram_io(false, self->data, 65536, RAM_START + 8));
+	EXPECT_EQ(0, memcmp(self->buf, self->data, 65536));
+	EXPECT_EQ(0, side_remove(&d));
+
+	/*
+	 * With a no_daemon_timeout of 1 s the target gives up on the daemon
+	 * a second on: it has writes to notify, though nothing is claimed.
+	 */
+	ASSERT_EQ(0, side_create(&d, self->dev, "nw1",
+				 "7 backing %s %d passthrough notify_writes no_daemon_timeout 1",
+				 ram, RAM_START));
+	close(d.ch);
+	d.ch = -1;
+	{
+		struct dmu_io io = { .fd = d.bdev, .kind = DMU_PWRITE,
+				     .buf = self->buf, .len = 4096, .off = 0 };
+
+		ASSERT_EQ(0, dmu_io_start(&io));
+		ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+		EXPECT_EQ(-1, io.ret);
+		EXPECT_EQ(EIO, io.err);
+	}
+	EXPECT_EQ(0, side_remove(&d));
+
+	/* Without a backing device: nothing to notify, and said so. */
+	ASSERT_EQ(0, side_create(&d, self->dev, "nb", "%s", ""));
+	EXPECT_EQ(-EOPNOTSUPP, set_notify(d.ch, 1));
+	EXPECT_EQ(0, set_notify(d.ch, 0));
+	EXPECT_EQ(UINT64_MAX, get_notify(d.ch));
+	EXPECT_EQ(0, side_remove(&d));
+}
+
+/*
+ * CLAIM of sectors [0, 8), or with @notify SET_PARAMS notify_writes=1, in
+ * a thread, to see whether it waits.
+ */
 struct claim_call {
 	pthread_t thread;
 	int fd;
+	bool notify;
 	int ret;
 	int done;
 };
@@ -1236,7 +1656,7 @@ static void *claim_thread(void *arg)
 {
 	struct claim_call *c = arg;
 
-	c->ret = claim(c->fd, 0, 8);
+	c->ret = c->notify ? set_notify(c->fd, 1) : claim(c->fd, 0, 8);
 	__atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -1320,6 +1740,107 @@ TEST_F(stacked, claim_waits_for_io_on_its_way)
 				  WAIT_MS));
 	EXPECT_EQ(DM_USER_REQ_MAP_WRITE, low.type);
 	ASSERT_EQ(DMU_HDR, dmu_answer(self->up_ch, &low, DM_USER_RESP_SUCCESS,
+				      NULL, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(4096, io.ret);
+}
+
+/*
+ * Every operation that changes data is notified, with its own type plus
+ * DM_USER_REQ_NOTIFY, its sector and length and no data, and then reaches
+ * the backing device as it was.
+ */
+TEST_F(stacked, every_write_operation_notified)
+{
+	static const struct {
+		enum dmu_io_kind kind;
+		unsigned long ioctl_req;
+		uint64_t type;
+		uint64_t off;
+		uint64_t len;
+	} ops[] = {
+		{ DMU_PWRITE, 0, DM_USER_REQ_MAP_WRITE, 8192, 65536 },
+		{ DMU_IOCTL_RANGE, BLKDISCARD, DM_USER_REQ_MAP_DISCARD,
+		  1 << 20, 1 << 20 },
+		{ DMU_IOCTL_RANGE, BLKZEROOUT, DM_USER_REQ_MAP_WRITE_ZEROES,
+		  2 << 20, 65536 },
+		{ DMU_IOCTL_RANGE, BLKSECDISCARD,
+		  DM_USER_REQ_MAP_SECURE_ERASE, 3 << 20, 4096 },
+	};
+	struct dm_user_message req, low;
+	unsigned int i;
+
+	ASSERT_EQ(0, release(self->up_ch, 0, DEV_SECTORS));
+	ASSERT_EQ(0, set_notify(self->up_ch, 1));
+	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		struct dmu_io io = { .fd = self->bdev, .kind = ops[i].kind,
+				     .ioctl_req = ops[i].ioctl_req,
+				     .buf = self->buf, .len = ops[i].len,
+				     .off = ops[i].off };
+
+		dmu_fill(self->buf, ops[i].len, 170 + i);
+		ASSERT_EQ(0, dmu_io_start(&io));
+		ASSERT_EQ(0, dmu_read_msg(self->up_ch, &req, NULL, 0, WAIT_MS))
+			TH_LOG("op %u", i);
+		EXPECT_EQ(DM_USER_REQ_NOTIFY | ops[i].type, req.type)
+			TH_LOG("op %u", i);
+		EXPECT_EQ(ops[i].off / 512, req.sector);
+		EXPECT_EQ(ops[i].len, req.len);
+		EXPECT_EQ(-ETIMEDOUT, dmu_wait_readable(self->up_ch, 0));
+		ASSERT_EQ(DMU_HDR, dmu_answer(self->up_ch, &req,
+					      DM_USER_RESP_SUCCESS, NULL, 0));
+		ASSERT_EQ(0, dmu_read_msg(self->low_ch, &low, self->data,
+					  1 << 20, WAIT_MS));
+		EXPECT_EQ(ops[i].type, low.type) TH_LOG("op %u", i);
+		EXPECT_EQ(DEV_SECTORS + ops[i].off / 512, low.sector);
+		EXPECT_EQ(ops[i].len, low.len);
+		if (ops[i].type == DM_USER_REQ_MAP_WRITE)
+			EXPECT_EQ(0, memcmp(self->data, self->buf,
+					    ops[i].len));
+		ASSERT_EQ(DMU_HDR, dmu_answer(self->low_ch, &low,
+					      DM_USER_RESP_SUCCESS, NULL, 0));
+		ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS)) TH_LOG("op %u", i);
+		EXPECT_EQ(0, io.err) TH_LOG("op %u: %s", i, strerror(io.err));
+	}
+	EXPECT_EQ(4, info_num(self->up_ch, DM_USER_ATTR_NOTIFIED));
+	EXPECT_EQ(0, info_num(self->up_ch, DM_USER_ATTR_REMAPPED));
+}
+
+/*
+ * Turning notifications on returns only once no write mapped before it,
+ * and so not notified, is still on its way to the backing device.
+ */
+TEST_F(stacked, notify_on_waits_for_io_on_its_way)
+{
+	struct dm_user_message low;
+	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PWRITE,
+			     .buf = self->buf, .len = 4096, .off = 0 };
+	struct claim_call c = { .fd = self->up_ch, .notify = true };
+
+	ASSERT_EQ(0, release(self->up_ch, 0, DEV_SECTORS));
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(self->low_ch, &low, self->data, 1 << 20,
+				  WAIT_MS));
+	ASSERT_EQ(0, pthread_create(&c.thread, NULL, claim_thread, &c));
+	usleep(500000);
+	EXPECT_EQ(0, __atomic_load_n(&c.done, __ATOMIC_ACQUIRE));
+	ASSERT_EQ(DMU_HDR, dmu_answer(self->low_ch, &low, DM_USER_RESP_SUCCESS,
+				      NULL, 0));
+	ASSERT_EQ(0, pthread_join(c.thread, NULL));
+	EXPECT_EQ(0, c.ret);
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(4096, io.ret);
+	/* On now: the next write is notified first. */
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(self->up_ch, &low, NULL, 0, WAIT_MS));
+	EXPECT_EQ(DM_USER_REQ_NOTIFY | DM_USER_REQ_MAP_WRITE, low.type);
+	ASSERT_EQ(DMU_HDR, dmu_answer(self->up_ch, &low, DM_USER_RESP_SUCCESS,
+				      NULL, 0));
+	ASSERT_EQ(0, dmu_read_msg(self->low_ch, &low, self->data, 1 << 20,
+				  WAIT_MS));
+	EXPECT_EQ(DM_USER_REQ_MAP_WRITE, low.type);
+	EXPECT_EQ(DEV_SECTORS, low.sector);
+	ASSERT_EQ(DMU_HDR, dmu_answer(self->low_ch, &low, DM_USER_RESP_SUCCESS,
 				      NULL, 0));
 	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
 	EXPECT_EQ(4096, io.ret);
