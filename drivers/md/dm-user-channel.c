@@ -128,6 +128,7 @@ static int dm_user_open(struct inode *inode, struct file *file)
 	get_device(&t->dev);
 	list_add_tail(&ch->node, &t->channels);
 	t->nr_channels++;
+	ch->reloads_seen = t->nr_reloads;
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 
 	file->private_data = ch;
@@ -842,6 +843,9 @@ static __poll_t dm_user_poll(struct file *file, poll_table *wait)
 	} else if (READ_ONCE(ch->sending) || !list_empty(&t->queue)) {
 		mask |= EPOLLIN | EPOLLRDNORM;
 	}
+	/* A reload took effect that this channel has not asked about. */
+	if (READ_ONCE(ch->reloads_seen) != READ_ONCE(t->nr_reloads))
+		mask |= EPOLLPRI;
 	return mask;
 }
 

@@ -113,6 +113,7 @@ static const struct dm_user_tag_desc dm_user_tags[] = {
 	{ DM_USER_ATTR_RANGE_START, DM_USER_TYPE_U64, false, "range_start" },
 	{ DM_USER_ATTR_RANGE_LEN, DM_USER_TYPE_U64, false, "range_len" },
 	{ DM_USER_ATTR_NOTIFIED, DM_USER_TYPE_U64, false, "notified" },
+	{ DM_USER_ATTR_RELOADS, DM_USER_TYPE_U64, false, "reloads" },
 };
 
 #define DM_USER_NR_TAGS ARRAY_SIZE(dm_user_tags)
@@ -265,16 +266,16 @@ static int dm_user_cmd_get_info(struct dm_user_target *t,
 	struct dm_user_snapshot snap;
 	unsigned int i;
 
-	dm_user_snapshot(t, &snap);
+	dm_user_snapshot(t, ch, &snap);
 	dm_user_put_u32(out, DM_USER_ATTR_VERSION, DM_USER_CTL_VERSION);
 	dm_user_put_u64(out, DM_USER_ATTR_FEATURES,
 			DM_USER_FEATURE_CTL | DM_USER_FEATURE_NEGOTIATE);
 	dm_user_put_str(out, DM_USER_ATTR_NAME, t->name);
-	dm_user_put_u64(out, DM_USER_ATTR_SIZE, t->len);
+	dm_user_put_u64(out, DM_USER_ATTR_SIZE, snap.size);
 	dm_user_put_u32(out, DM_USER_ATTR_BLOCK_SIZE, t->block_size);
 	dm_user_put_u32(out, DM_USER_ATTR_MAX_IO,
 			DM_USER_MAX_IO_SECTORS << SECTOR_SHIFT);
-	dm_user_put_u64(out, DM_USER_ATTR_OPS, dm_user_enabled_req_types(t));
+	dm_user_put_u64(out, DM_USER_ATTR_OPS, snap.ops);
 	dm_user_put_u32(out, DM_USER_ATTR_CHANNELS, snap.channels);
 	dm_user_put_u32(out, DM_USER_ATTR_QUEUED, snap.queued);
 	dm_user_put_u32(out, DM_USER_ATTR_BACKLOG, snap.backlog);
@@ -284,10 +285,11 @@ static int dm_user_cmd_get_info(struct dm_user_target *t,
 	dm_user_put_u64(out, DM_USER_ATTR_TIMEOUTS, snap.timeouts);
 	dm_user_put_u64(out, DM_USER_ATTR_BAD_ANSWERS, snap.bad_answers);
 	dm_user_put_u64(out, DM_USER_ATTR_REMAPPED, snap.remapped);
-	if (t->backing_name[0]) {
-		dm_user_put_str(out, DM_USER_ATTR_BACKING, t->backing_name);
+	dm_user_put_u64(out, DM_USER_ATTR_RELOADS, snap.reloads);
+	if (snap.backing_name[0]) {
+		dm_user_put_str(out, DM_USER_ATTR_BACKING, snap.backing_name);
 		dm_user_put_u64(out, DM_USER_ATTR_BACKING_OFFSET,
-				t->backing_start);
+				snap.backing_start);
 		dm_user_put_u32(out, DM_USER_ATTR_CLAIM_RANGES,
 				snap.claim_ranges);
 		dm_user_put_u64(out, DM_USER_ATTR_PASSED, snap.passed);
@@ -316,7 +318,7 @@ static int dm_user_cmd_get_params(struct dm_user_target *t,
 			READ_ONCE(t->no_daemon_timeout));
 	dm_user_put_u32(out, DM_USER_ATTR_REQUEST_TIMEOUT,
 			READ_ONCE(t->request_timeout));
-	if (t->backing_name[0]) {
+	if (dm_user_has_backing(t)) {
 		bool notify;
 
 		dm_user_claim_ranges(t, &notify);
@@ -368,11 +370,6 @@ static int dm_user_cmd_set_params(struct dm_user_target *t,
 			return dm_user_refuse(out, -ERANGE,
 					      DM_USER_ATTR_NOTIFY_WRITES,
 					      "notify_writes must be 0 or 1");
-		/* Without a backing device every write is the daemon's. */
-		if (!t->backing_name[0] && nw)
-			return dm_user_refuse(out, -EOPNOTSUPP,
-					      DM_USER_ATTR_NOTIFY_WRITES,
-					      "notify_writes needs a backing device");
 	}
 	if (!has_max && !has_nd && !has_rt && !has_nw)
 		return dm_user_refuse(out, -EINVAL, 0, "no parameter to set");
@@ -387,10 +384,18 @@ static int dm_user_cmd_set_params(struct dm_user_target *t,
 	/*
 	 * The last step that can fail with nothing changed; once it has
 	 * published the change, only its wait can be cut short (EINTR).
+	 * Without a backing device every write is the daemon's: there is
+	 * nothing to notify, and nothing to turn off.
 	 */
-	if (has_nw && t->backing_name[0]) {
+	if (has_nw) {
 		r = dm_user_change_claims(t, nw ? DM_USER_NOTIFY_ON :
 					  DM_USER_NOTIFY_OFF, 0, 0, &nr);
+		if (r == -EOPNOTSUPP && nw)
+			return dm_user_refuse(out, r,
+					      DM_USER_ATTR_NOTIFY_WRITES,
+					      "notify_writes needs a backing device");
+		if (r == -EOPNOTSUPP)
+			r = 0;
 		if (r == -ENOMEM)
 			return dm_user_refuse(out, r,
 					      DM_USER_ATTR_NOTIFY_WRITES,
@@ -448,7 +453,7 @@ static int dm_user_cmd_negotiate(struct dm_user_target *t,
 	granted = dm_user_in_val(in, DM_USER_ATTR_EXTENSIONS) &
 		  DM_USER_EXT_SUPPORTED;
 	/* Nowhere to remap to. */
-	if (!t->backing_name[0])
+	if (!dm_user_has_backing(t))
 		granted &= ~DM_USER_EXT_REMAP;
 	/*
 	 * The ring changes how the channel is used, not only how messages
@@ -546,7 +551,7 @@ static int dm_user_cmd_claims(struct dm_user_target *t,
 	unsigned int nr;
 	int r;
 
-	if (!t->backing_name[0])
+	if (!dm_user_has_backing(t))
 		return dm_user_refuse(out, -EOPNOTSUPP, 0,
 				      "claims need a backing device");
 	if (!dm_user_in_has(in, DM_USER_ATTR_RANGE_START))
@@ -563,11 +568,14 @@ static int dm_user_cmd_claims(struct dm_user_target *t,
 	if (start & (block - 1))
 		return dm_user_refuse(out, -EINVAL, DM_USER_ATTR_RANGE_START,
 				      "range_start must be whole blocks");
-	if (start > t->len || len > t->len - start)
-		return dm_user_refuse(out, -ERANGE, DM_USER_ATTR_RANGE_LEN,
-				      "range past the end of the target");
 	r = dm_user_change_claims(t, claim ? DM_USER_CLAIM : DM_USER_RELEASE,
 				  start, len, &nr);
+	if (r == -EOPNOTSUPP)
+		return dm_user_refuse(out, r, 0,
+				      "claims need a backing device");
+	if (r == -ERANGE)
+		return dm_user_refuse(out, r, DM_USER_ATTR_RANGE_LEN,
+				      "range past the end of the target");
 	if (r == -E2BIG)
 		return dm_user_refuse(out, r, DM_USER_ATTR_RANGE_START,
 				      "more claimed ranges than max_claims");

@@ -186,6 +186,13 @@ void dm_user_ring_set_flags(struct dm_user_ring_state *ring, u32 flags)
 	WRITE_ONCE(ring->shared->flags, ring->flags);
 }
 
+/* Clears @flags as dm_user_ring_set_flags() sets them. */
+void dm_user_ring_clear_flags(struct dm_user_ring_state *ring, u32 flags)
+{
+	ring->flags &= ~flags;
+	WRITE_ONCE(ring->shared->flags, ring->flags);
+}
+
 /* Frees the slot and the data pages @req held; the target lock is held. */
 void dm_user_ring_release_slot_locked(struct dm_user_ring_state *ring,
 				      struct dm_user_request *req)

@@ -11,8 +11,11 @@
  *
  *   dm_user_registry_lock (mutex)
  *	Protects dm_user_registry, the list of live targets, so that two
- *	targets never share a name, and orders adding and deleting the node of
- *	one name. Taken in the constructor and the destructor only.
+ *	targets never share a name, orders adding and deleting the node of
+ *	one name, and protects each target's list of tables (a reload under
+ *	the same name joins the target it names). Taken in the constructor,
+ *	the destructor, and by event_work to keep the live table while it
+ *	raises a dm event.
  *
  *   dm_user_channel.read_lock, dm_user_channel.write_lock (mutexes,
  *   dm-user-channel.c)
@@ -34,15 +37,17 @@
  *	a new copy with rcu_assign_pointer() and then waits for the bios
  *	mapped under the old one to leave (synchronize_rcu(), then
  *	dm_user_target.passing[] of the old parity). The map path reads the
- *	claims under rcu_read_lock() alone, and never waits for this. Taken
- *	only by control commands (the ioctl and dmsetup message), never with
- *	another lock held.
+ *	claims under rcu_read_lock() alone, and never waits for this. Also
+ *	held, with the target lock inside it, to change the live table
+ *	(user_preresume(), and a destructor under the registry lock), so
+ *	that a claim sees one length throughout. Taken by control commands
+ *	(the ioctl and dmsetup message) with no other lock held.
  *
  *   dm_user_target.lock (spinlock, interrupts off)
  *	Protects everything that moves a request: the queue, the backlog, the
  *	answer hash, each channel's owned list and its sending/receiving
- *	pointers, the counters, the channel list and the suspending,
- *	flush_suspending and dead flags. The map path takes only this lock.
+ *	pointers, the counters, the channel list, the live table pointer and
+ *	the suspending, flush_suspending and dead flags. The map path takes only this lock.
  *	Nothing sleeps under it and bios are never completed under it:
  *	completing a bio may submit another one to this target. Interrupts
  *	are off wherever it is taken because the map path runs wherever a bio
@@ -112,6 +117,12 @@ static DEFINE_IDA(dm_user_minors);
 static struct class dm_user_class = {
 	.name = DM_USER_NODE_DIR,
 };
+
+/* The target a table's dm_target serves. */
+static struct dm_user_target *dm_user_of(struct dm_target *ti)
+{
+	return ((struct dm_user_table *)ti->private)->t;
+}
 
 static int no_daemon_timeout = DM_USER_DEFAULT_NO_DAEMON_TIMEOUT;
 module_param(no_daemon_timeout, int, 0644);
@@ -238,9 +249,10 @@ static const enum dm_user_op dm_user_feature_op[] = {
 	[DM_USER_FEAT_NO_SECURE_ERASE] = DM_USER_OP_SECURE_ERASE,
 };
 
-static bool dm_user_op_enabled(struct dm_user_target *t, enum dm_user_op op)
+static bool dm_user_op_enabled(const struct dm_user_table *tt,
+			       enum dm_user_op op)
 {
-	return !test_bit(op, &t->disabled_ops);
+	return !test_bit(op, &tt->disabled_ops);
 }
 
 /* The wire type of each operation. */
@@ -253,14 +265,14 @@ static const u64 dm_user_op_req_type[DM_USER_NR_OPS] = {
 	[DM_USER_OP_SECURE_ERASE] = DM_USER_REQ_MAP_SECURE_ERASE,
 };
 
-/* Bit 1 << DM_USER_REQ_MAP_* for every request type this target sends. */
-u64 dm_user_enabled_req_types(struct dm_user_target *t)
+/* Bit 1 << DM_USER_REQ_MAP_* for every request type @tt sends. */
+static u64 dm_user_enabled_req_types(const struct dm_user_table *tt)
 {
 	u64 mask = 0;
 	int op;
 
 	for (op = 0; op < DM_USER_NR_OPS; op++)
-		if (dm_user_op_enabled(t, op))
+		if (dm_user_op_enabled(tt, op))
 			mask |= 1ULL << dm_user_op_req_type[op];
 	return mask;
 }
@@ -552,15 +564,18 @@ const char *dm_user_remap_check(struct dm_user_target *t,
 {
 	u64 sectors = req->msg.len >> SECTOR_SHIFT;
 
-	/* Granted only over a backing device, which the target keeps. */
+	lockdep_assert_held(&t->lock);
 	if (!(READ_ONCE(ch->extensions) & DM_USER_EXT_REMAP))
 		return "remap on a channel that did not negotiate it";
+	/* Granted over a backing device, which a reload may take away. */
+	if (!t->live->backing)
+		return "remap on a target without a backing device";
 	/* An empty flush has no sector: it is passed down as it is. */
 	if (req->op == DM_USER_OP_FLUSH)
 		return NULL;
 	if (sector & ((t->block_size >> SECTOR_SHIFT) - 1))
 		return "remap sector not a multiple of block_size";
-	if (sector > t->len || sectors > t->len - sector)
+	if (sector > t->live->len || sectors > t->live->len - sector)
 		return "remap past the end of the backing range";
 	return NULL;
 }
@@ -620,16 +635,18 @@ void dm_user_answer_locked(struct dm_user_target *t,
 
 /*
  * Sends a remapped request's bio to the backing device. The caller keeps
- * the target alive (a channel holds its node).
+ * the target alive (a channel holds its node). The bio keeps the live
+ * table live: a suspend, which a table change needs, waits for it.
  */
 static void dm_user_submit_remap(struct dm_user_target *t,
 				 struct dm_user_request *req)
 {
+	struct dm_user_table *tt = READ_ONCE(t->live);
 	struct bio *bio = dm_user_req_bio(req);
 
-	bio_set_dev(bio, t->backing->bdev);
+	bio_set_dev(bio, tt->backing->bdev);
 	if (req->op != DM_USER_OP_FLUSH)
-		bio->bi_iter.bi_sector = t->backing_start + req->msg.sector;
+		bio->bi_iter.bi_sector = tt->backing_start + req->msg.sector;
 	/* The bio may be completed, and req freed, before this returns. */
 	dm_submit_bio_remap(bio, NULL);
 }
@@ -730,21 +747,44 @@ static void dm_user_raise_event_locked(struct dm_user_target *t)
 		queue_work(system_wq, &t->event_work);
 }
 
-/* dm_table_event() takes a mutex, so it cannot run under the target lock. */
+/*
+ * dm_table_event() takes a mutex, so it cannot run under the target lock.
+ * The registry lock keeps the live table: a destructor takes it to change
+ * the live table, and the last one cancels this work.
+ */
 static void dm_user_event_work(struct work_struct *work)
 {
 	struct dm_user_target *t = container_of(work, struct dm_user_target,
 						 event_work);
 
-	/* The destructor cancels this work before the table goes away. */
-	dm_table_event(t->ti->table);
+	mutex_lock(&dm_user_registry_lock);
+	dm_table_event(t->live->ti->table);
+	mutex_unlock(&dm_user_registry_lock);
 }
 
-void dm_user_snapshot(struct dm_user_target *t, struct dm_user_snapshot *s)
+/*
+ * What status and GET_INFO report, in one go. @ch, the channel that asks
+ * or NULL, has then seen the last reload (no more POLLPRI).
+ */
+void dm_user_snapshot(struct dm_user_target *t, struct dm_user_channel *ch,
+		      struct dm_user_snapshot *s)
 {
+	const struct dm_user_table *tt;
 	unsigned long irq_flags;
 
 	spin_lock_irqsave(&t->lock, irq_flags);
+	tt = t->live;
+	s->size = tt->len;
+	s->ops = dm_user_enabled_req_types(tt);
+	s->backing_start = tt->backing_start;
+	strscpy(s->backing_name, tt->backing_name, sizeof(s->backing_name));
+	s->reloads = t->nr_reloads;
+	if (ch) {
+		ch->reloads_seen = t->nr_reloads;
+		if (ch->ring)
+			dm_user_ring_clear_flags(ch->ring,
+						 DM_USER_RING_RELOADED);
+	}
 	s->channels = t->nr_channels;
 	s->queued = t->nr_queued;
 	s->backlog = t->nr_backlog;
@@ -841,7 +881,7 @@ static void dm_user_no_daemon_work(struct work_struct *work)
 	 * all I/O flows without a daemon: nothing to give up on. Looked at
 	 * again a period later, for a change made meanwhile.
 	 */
-	if (t->backing && !dm_user_claim_ranges(t, &notify) && !notify) {
+	if (t->live->backing && !dm_user_claim_ranges(t, &notify) && !notify) {
 		mod_delayed_work(system_wq, &t->no_daemon_work,
 				 (unsigned long)secs * HZ);
 		goto out;
@@ -893,7 +933,7 @@ static blk_status_t dm_user_giveback_status_locked(struct dm_user_target *t)
 	if (t->dead)
 		return BLK_STS_IOERR;
 	/* dm core holds it and maps it again after resume. */
-	if (t->suspending && dm_noflush_suspending(t->ti))
+	if (t->suspending && dm_noflush_suspending(t->live->ti))
 		return BLK_STS_DM_REQUEUE;
 	/*
 	 * Otherwise the no-daemon policy holds, during a flushing suspend
@@ -1249,12 +1289,12 @@ static int dm_user_claims_drain(struct dm_user_target *t,
 /**
  * dm_user_change_claims() - claim or release a range of a target, or turn
  *	its write notifications on or off
- * @t: a target with a backing device.
+ * @t: the target.
  * @op: claim the range (its I/O goes to the daemon), release it (its I/O
  *	goes straight to the backing device), or turn notifications on or
  *	off (@start and @len are not used).
  * @start: first sector, from the start of the target, in whole blocks.
- * @len: sectors, in whole blocks, not 0, not past the end.
+ * @len: sectors, in whole blocks, not 0.
  * @nr: out: the claimed ranges after the change.
  *
  * Publishes the new claims, then waits until no bio mapped under the old
@@ -1262,9 +1302,10 @@ static int dm_user_claims_drain(struct dm_user_target *t,
  * only the daemon reaches the range, and once notifications are on, no
  * write reaches the backing device without one.
  *
- * Return: 0; -E2BIG for more ranges than max_claims, -ENOMEM, both with
- * nothing changed; -ERESTARTSYS if the caller was killed while it waited
- * for the lock (nothing changed); -EINTR if it was killed while it waited
+ * Return: 0; -EOPNOTSUPP without a backing device, -ERANGE for a range
+ * past the end of the target, -E2BIG for more ranges than max_claims,
+ * -ENOMEM, all with nothing changed; -ERESTARTSYS if the caller was
+ * killed while it waited for the lock (nothing changed); -EINTR if it was killed while it waited
  * for those bios (the change is made, and the next one finishes the
  * wait).
  */
@@ -1279,6 +1320,14 @@ int dm_user_change_claims(struct dm_user_target *t, enum dm_user_claims_op op,
 		return -ERESTARTSYS;
 	old = rcu_dereference_protected(t->claims,
 					lockdep_is_held(&t->claims_lock));
+	r = -EOPNOTSUPP;
+	if (!old)
+		goto out;
+	/* The live table, and so the length, changes under this lock too. */
+	r = -ERANGE;
+	if ((op == DM_USER_CLAIM || op == DM_USER_RELEASE) &&
+	    (start > t->live->len || len > t->live->len - start))
+		goto out;
 	*nr = old->nr;
 	r = 0;
 	/* Nothing to change, nor to wait for. */
@@ -1292,7 +1341,8 @@ int dm_user_change_claims(struct dm_user_target *t, enum dm_user_claims_op op,
 			goto out;
 		t->claims_draining = false;
 	}
-	c = dm_user_claims_edit(old, op, start, start + len, t->max_claims);
+	c = dm_user_claims_edit(old, op, start, start + len,
+				t->live->max_claims);
 	if (IS_ERR(c)) {
 		r = PTR_ERR(c);
 		goto out;
@@ -1320,6 +1370,18 @@ int dm_user_change_claims(struct dm_user_target *t, enum dm_user_claims_op op,
 	}
 out:
 	mutex_unlock(&t->claims_lock);
+	return r;
+}
+
+/* Whether the live table has a backing device; a reload may change it. */
+bool dm_user_has_backing(struct dm_user_target *t)
+{
+	unsigned long irq_flags;
+	bool r;
+
+	spin_lock_irqsave(&t->lock, irq_flags);
+	r = t->live->backing;
+	spin_unlock_irqrestore(&t->lock, irq_flags);
 	return r;
 }
 
@@ -1430,10 +1492,11 @@ static enum dm_user_op dm_user_bio_op(struct bio *bio)
  * device, the second to the daemon, whose cache holds what it serves, if
  * it holds a claim. Returns a DM_MAPIO_* code or a DM_USER_MAP_* one.
  */
-static int dm_user_map_backing(struct dm_target *ti, struct dm_user_target *t,
+static int dm_user_map_backing(struct dm_target *ti, struct dm_user_table *tt,
 			       struct bio *bio, struct dm_user_request *req,
 			       enum dm_user_op op)
 {
+	struct dm_user_target *t = tt->t;
 	const struct dm_user_claims *c;
 	sector_t start, end;
 	unsigned int i;
@@ -1473,16 +1536,17 @@ pass:
 	atomic_inc(&t->passing[c->parity]);
 	rcu_read_unlock();
 	atomic64_inc(&t->nr_passed);
-	bio_set_dev(bio, t->backing->bdev);
+	bio_set_dev(bio, tt->backing->bdev);
 	if (op != DM_USER_OP_FLUSH)
-		bio->bi_iter.bi_sector = t->backing_start +
+		bio->bi_iter.bi_sector = tt->backing_start +
 			dm_target_offset(ti, bio->bi_iter.bi_sector);
 	return DM_MAPIO_REMAPPED;
 }
 
 static int user_map(struct dm_target *ti, struct bio *bio)
 {
-	struct dm_user_target *t = ti->private;
+	struct dm_user_table *tt = ti->private;
+	struct dm_user_target *t = tt->t;
 	struct dm_user_request *req = dm_per_bio_data(bio, sizeof(*req));
 	unsigned long irq_flags;
 	int how = DM_USER_MAP_CLAIMED;
@@ -1502,16 +1566,16 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 		return DM_MAPIO_SUBMITTED;
 	}
 	/* The queue limits keep these away. */
-	if (op != DM_USER_OP_FLUSH && !dm_user_op_enabled(t, op)) {
+	if (op != DM_USER_OP_FLUSH && !dm_user_op_enabled(tt, op)) {
 		bio->bi_status = BLK_STS_NOTSUPP;
 		bio_endio(bio);
 		return DM_MAPIO_SUBMITTED;
 	}
-	if (t->backing) {
-		how = dm_user_map_backing(ti, t, bio, req, op);
+	if (tt->backing) {
+		how = dm_user_map_backing(ti, tt, bio, req, op);
 		if (how >= 0)
 			return how;
-	} else if (!dm_user_op_enabled(t, op)) {
+	} else if (!dm_user_op_enabled(tt, op)) {
 		/*
 		 * A flush can still come from inside dm, and with no
 		 * volatile cache it is done.
@@ -1645,7 +1709,7 @@ static int dm_user_read_feature_value(const struct dm_user_feature_value *v,
  * own, and its sector that the target's first sector maps to. dm core
  * checks that the range fits the device and is aligned to its blocks.
  */
-static int dm_user_parse_backing(struct dm_user_target *t,
+static int dm_user_parse_backing(struct dm_user_table *tt,
 				 struct dm_arg_set *as, unsigned int *argc,
 				 struct dm_target *ti)
 {
@@ -1664,28 +1728,28 @@ static int dm_user_parse_backing(struct dm_user_target *t,
 		ti->error = "Invalid backing device offset";
 		return -EINVAL;
 	}
-	r = dm_get_device(ti, path, dm_table_get_mode(ti->table), &t->backing);
+	r = dm_get_device(ti, path, dm_table_get_mode(ti->table), &tt->backing);
 	if (r) {
 		ti->error = "Backing device lookup failed";
 		return r;
 	}
-	t->backing_start = start;
-	snprintf(t->backing_name, sizeof(t->backing_name), "%u:%u",
-		 MAJOR(t->backing->bdev->bd_dev),
-		 MINOR(t->backing->bdev->bd_dev));
+	tt->backing_start = start;
+	snprintf(tt->backing_name, sizeof(tt->backing_name), "%u:%u",
+		 MAJOR(tt->backing->bdev->bd_dev),
+		 MINOR(tt->backing->bdev->bd_dev));
 	return 0;
 }
 
-/* Sets the feature words of @as on @t, and a bit per word in *@seen. */
-static int dm_user_parse_features(struct dm_user_target *t,
-				  struct dm_arg_set *as, struct dm_target *ti,
-				  unsigned long *seen)
+/* Sets the feature words of @as on @tt, and a bit per word in tt->seen. */
+static int dm_user_parse_features(struct dm_user_table *tt,
+				  struct dm_arg_set *as, struct dm_target *ti)
 {
 	/* Every feature with a value, backing with two. */
 	static const struct dm_arg feature_count = {
 		0, 2 * DM_USER_NR_FEATURES + 1,
 		"Invalid number of feature arguments"
 	};
+	unsigned long *seen = &tt->seen;
 	unsigned int argc, val;
 	int r;
 
@@ -1726,8 +1790,8 @@ static int dm_user_parse_features(struct dm_user_target *t,
 			if (r)
 				return r;
 		}
-		t->feature_value[t->nr_features] = val;
-		t->feature_order[t->nr_features++] = f;
+		tt->feature_value[tt->nr_features] = val;
+		tt->feature_order[tt->nr_features++] = f;
 
 		switch (f) {
 		case DM_USER_FEAT_BLOCK_SIZE:
@@ -1735,10 +1799,10 @@ static int dm_user_parse_features(struct dm_user_target *t,
 				ti->error = "block_size must be a power of two";
 				return -EINVAL;
 			}
-			t->block_size = val;
+			tt->block_size = val;
 			break;
 		case DM_USER_FEAT_MAX_QUEUED:
-			t->max_queued = val;
+			tt->max_queued = val;
 			break;
 		case DM_USER_FEAT_NO_DAEMON_TIMEOUT:
 		case DM_USER_FEAT_QUEUE_IF_NO_DAEMON:
@@ -1747,52 +1811,52 @@ static int dm_user_parse_features(struct dm_user_target *t,
 				ti->error = "Both queue_if_no_daemon and no_daemon_timeout";
 				return -EINVAL;
 			}
-			t->no_daemon_timeout =
+			tt->no_daemon_timeout =
 				f == DM_USER_FEAT_QUEUE_IF_NO_DAEMON ?
 				DM_USER_TIMEOUT_FOREVER : val;
 			break;
 		case DM_USER_FEAT_REQUEST_TIMEOUT:
-			t->request_timeout = val;
+			tt->request_timeout = val;
 			break;
 		case DM_USER_FEAT_UID:
 			/* Numbers as seen by the process loading the table. */
-			t->uid = make_kuid(current_user_ns(), val);
-			if (!uid_valid(t->uid)) {
+			tt->uid = make_kuid(current_user_ns(), val);
+			if (!uid_valid(tt->uid)) {
 				ti->error = "uid is not mapped in the caller's user namespace";
 				return -EINVAL;
 			}
 			break;
 		case DM_USER_FEAT_GID:
-			t->gid = make_kgid(current_user_ns(), val);
-			if (!gid_valid(t->gid)) {
+			tt->gid = make_kgid(current_user_ns(), val);
+			if (!gid_valid(tt->gid)) {
 				ti->error = "gid is not mapped in the caller's user namespace";
 				return -EINVAL;
 			}
 			break;
 		case DM_USER_FEAT_MODE:
-			t->mode = val;
+			tt->mode = val;
 			break;
 		case DM_USER_FEAT_BACKING:
-			r = dm_user_parse_backing(t, as, &argc, ti);
+			r = dm_user_parse_backing(tt, as, &argc, ti);
 			if (r)
 				return r;
 			break;
 		case DM_USER_FEAT_PASSTHROUGH:
-			t->passthrough = true;
+			tt->passthrough = true;
 			break;
 		case DM_USER_FEAT_NOTIFY_WRITES:
 			break;
 		case DM_USER_FEAT_MAX_CLAIMS:
-			t->max_claims = val;
+			tt->max_claims = val;
 			break;
 		default:
-			__set_bit(dm_user_feature_op[f], &t->disabled_ops);
+			__set_bit(dm_user_feature_op[f], &tt->disabled_ops);
 			break;
 		}
 	}
 	if ((test_bit(DM_USER_FEAT_PASSTHROUGH, seen) ||
 	     test_bit(DM_USER_FEAT_MAX_CLAIMS, seen) ||
-	     test_bit(DM_USER_FEAT_NOTIFY_WRITES, seen)) && !t->backing) {
+	     test_bit(DM_USER_FEAT_NOTIFY_WRITES, seen)) && !tt->backing) {
 		ti->error = "passthrough, max_claims and notify_writes need a backing device";
 		return -EINVAL;
 	}
@@ -1840,27 +1904,22 @@ static char *dm_user_devnode(DM_USER_COMPAT_DEVNODE_CONST struct device *dev,
  * Last: a control command may use the claims until the last channel goes,
  * and the map path uses them no more once the target is destroyed.
  */
-static void dm_user_put_backing(struct dm_user_target *t);
-
 static void dm_user_free(struct dm_user_target *t)
 {
-	/* A constructor that failed after it took the device. */
-	dm_user_put_backing(t);
 	kvfree(rcu_dereference_protected(t->claims, 1));
 	kvfree(t->answer_hash);
 	kfree(t);
 }
 
 /*
- * In the destructor, or in dm_user_free() for a constructor that failed:
- * later, once the last channel has gone, there is no dm_target to put it
- * with, and the destructor has put it already.
+ * What a table line took, when its table goes or its constructor failed:
+ * later there is no dm_target to put the backing device with.
  */
-static void dm_user_put_backing(struct dm_user_target *t)
+static void dm_user_free_table(struct dm_user_table *tt)
 {
-	if (t->backing)
-		dm_put_device(t->ti, t->backing);
-	t->backing = NULL;
+	if (tt->backing)
+		dm_put_device(tt->ti, tt->backing);
+	kfree(tt);
 }
 
 static void dm_user_dev_release(struct device *dev)
@@ -1923,125 +1982,117 @@ static int dm_user_add_node(struct dm_user_target *t, struct dm_target *ti)
 	return r;
 }
 
+/* The claims a first table gives: everything, or with passthrough nothing. */
+static struct dm_user_claims *
+dm_user_initial_claims(const struct dm_user_table *tt)
+{
+	struct dm_user_claims *c = dm_user_alloc_claims(1);
+
+	if (!c)
+		return NULL;
+	c->parity = 0;
+	c->notify_writes = test_bit(DM_USER_FEAT_NOTIFY_WRITES, &tt->seen);
+	if (!tt->passthrough)
+		dm_user_claims_add(c, 0, tt->len);
+	return c;
+}
+
 /*
- * <start> <len> <name> [<#features> <feature>...]
+ * The claims @old, made for @old_len sectors, fitted to the reload @tt:
+ * cut at its end, and, where it is longer and has no passthrough, with the
+ * new sectors claimed as a first table claims them all; notifications on
+ * if they were or if it says notify_writes.
+ */
+static struct dm_user_claims *
+dm_user_claims_fit(const struct dm_user_claims *old, sector_t old_len,
+		   const struct dm_user_table *tt)
+{
+	struct dm_user_claims *c = dm_user_alloc_claims(old->nr + 1);
+	unsigned int i;
+
+	if (!c)
+		return NULL;
+	c->parity = old->parity;
+	c->notify_writes = old->notify_writes ||
+			   test_bit(DM_USER_FEAT_NOTIFY_WRITES, &tt->seen);
+	for (i = 0; i < old->nr && old->range[i].start < tt->len; i++)
+		dm_user_claims_add(c, old->range[i].start,
+				   min(old->range[i].end, tt->len));
+	if (tt->passthrough || tt->len <= old_len)
+		return c;
+	if (c->nr && c->range[c->nr - 1].end == old_len)
+		c->range[c->nr - 1].end = tt->len;
+	else
+		dm_user_claims_add(c, old_len, tt->len);
+	return c;
+}
+
+/*
+ * <start> <len> <name> [<#features> <feature>...] into @tt, and the name
+ * into @name.
  *
  * <start> and <len> repeat the target's own start and length, as in the
  * 2020 RFC's table lines; they must match.
  */
-static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
+static int dm_user_parse_table(struct dm_user_table *tt, struct dm_target *ti,
+			       unsigned int argc, char **argv, char *name)
 {
-	struct dm_user_target *t;
-	unsigned long seen = 0;
 	struct dm_arg_set as;
 	sector_t block_sectors;
-	int r, val;
+	int r;
 
 	if (argc < 3) {
 		ti->error = "Invalid argument count: need <start> <len> <name>";
 		return -EINVAL;
 	}
-
-	t = kzalloc(sizeof(*t), GFP_KERNEL);
-	if (!t) {
-		ti->error = "Cannot allocate target context";
-		return -ENOMEM;
-	}
-	INIT_LIST_HEAD(&t->registry_node);
-	spin_lock_init(&t->lock);
-	INIT_LIST_HEAD(&t->queue);
-	INIT_LIST_HEAD(&t->backlog);
-	INIT_LIST_HEAD(&t->channels);
-	init_waitqueue_head(&t->wq);
-	init_waitqueue_head(&t->busy_wq);
-	init_waitqueue_head(&t->backing_wq);
-	mutex_init(&t->claims_lock);
-	t->max_claims = DM_USER_DEFAULT_MAX_CLAIMS;
-	atomic_set(&t->nr_busy, 0);
-	t->next_seq = 1;
-	t->begin = ti->begin;
-	t->len = ti->len;
-	t->block_size = SECTOR_SIZE;
-	t->max_queued = DM_USER_DEFAULT_MAX_QUEUED;
-	t->uid = GLOBAL_ROOT_UID;
-	t->gid = GLOBAL_ROOT_GID;
-	t->mode = 0600;
-	val = READ_ONCE(no_daemon_timeout);
-	t->no_daemon_timeout = val < 0 ? DM_USER_TIMEOUT_FOREVER :
-			       min(val, DM_USER_MAX_TIMEOUT);
-	t->ti = ti;
-	INIT_DELAYED_WORK(&t->no_daemon_work, dm_user_no_daemon_work);
-	INIT_DELAYED_WORK(&t->timeout_work, dm_user_timeout_work);
-	INIT_WORK(&t->event_work, dm_user_event_work);
-
 	r = dm_user_parse_sector(argv[0], ti->begin, ti, "Invalid start sector",
 				 "Start argument does not match the target start");
 	if (r)
-		goto bad;
+		return r;
 	r = dm_user_parse_sector(argv[1], ti->len, ti, "Invalid length",
 				 "Length argument does not match the target length");
 	if (r)
-		goto bad;
+		return r;
 	if (!dm_user_name_valid(argv[2])) {
 		ti->error = "Invalid name: 1-64 of A-Z a-z 0-9 - _ . + : @, not '.' or '..'";
-		r = -EINVAL;
-		goto bad;
+		return -EINVAL;
 	}
-	strscpy(t->name, argv[2], sizeof(t->name));
+	strscpy(name, argv[2], DM_USER_NAME_MAX + 1);
 
 	as.argc = argc - 3;
 	as.argv = argv + 3;
-	r = dm_user_parse_features(t, &as, ti, &seen);
+	r = dm_user_parse_features(tt, &as, ti);
 	if (r)
-		goto bad;
+		return r;
 	if (as.argc) {
 		ti->error = "Unexpected arguments after the features";
-		r = -EINVAL;
-		goto bad;
+		return -EINVAL;
 	}
 
-	block_sectors = t->block_size >> SECTOR_SHIFT;
+	block_sectors = tt->block_size >> SECTOR_SHIFT;
 	if ((ti->begin | ti->len) & (block_sectors - 1)) {
 		ti->error = "Target start and length must be multiples of block_size";
-		r = -EINVAL;
-		goto bad;
+		return -EINVAL;
 	}
 	/* A block the daemon serves must be one the backing device can take. */
-	if (t->backing &&
-	    bdev_logical_block_size(t->backing->bdev) > t->block_size) {
+	if (tt->backing &&
+	    bdev_logical_block_size(tt->backing->bdev) > tt->block_size) {
 		ti->error = "block_size below the backing device's logical block size";
-		r = -EINVAL;
-		goto bad;
+		return -EINVAL;
 	}
-	if (t->backing_start & (block_sectors - 1)) {
+	if (tt->backing_start & (block_sectors - 1)) {
 		ti->error = "Backing device offset must be a multiple of block_size";
-		r = -EINVAL;
-		goto bad;
-	}
-	if (t->backing) {
-		/* Everything is the daemon's, or with passthrough nothing. */
-		struct dm_user_claims *c = dm_user_alloc_claims(1);
-
-		if (!c) {
-			ti->error = "Cannot allocate the claimed ranges";
-			r = -ENOMEM;
-			goto bad;
-		}
-		c->parity = 0;
-		c->notify_writes = test_bit(DM_USER_FEAT_NOTIFY_WRITES, &seen);
-		if (!t->passthrough)
-			dm_user_claims_add(c, 0, ti->len);
-		RCU_INIT_POINTER(t->claims, c);
+		return -EINVAL;
 	}
 
 	r = dm_set_target_max_io_len(ti, DM_USER_MAX_IO_SECTORS);
 	if (r) {
 		ti->error = "Cannot set the maximum I/O size";
-		goto bad;
+		return r;
 	}
 
 	ti->per_io_data_size = sizeof(struct dm_user_request);
-	if (dm_user_op_enabled(t, DM_USER_OP_FLUSH)) {
+	if (dm_user_op_enabled(tt, DM_USER_OP_FLUSH)) {
 		ti->num_flush_bios = 1;
 		ti->flush_supported = true;
 	}
@@ -2051,58 +2102,206 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	 * ranges, is as durable as through dm-linear; a second copy goes to
 	 * the daemon for its own cache (dm_user_map_backing()).
 	 */
-	if (t->backing)
-		ti->num_flush_bios = dm_user_op_enabled(t, DM_USER_OP_FLUSH) ?
+	if (tt->backing)
+		ti->num_flush_bios = dm_user_op_enabled(tt, DM_USER_OP_FLUSH) ?
 				     2 : 1;
-	if (dm_user_op_enabled(t, DM_USER_OP_DISCARD)) {
+	if (dm_user_op_enabled(tt, DM_USER_OP_DISCARD)) {
 		ti->num_discard_bios = 1;
 		/*
 		 * Without a backing device the daemon alone decides; with
 		 * one, discards are offered where the backing device takes
 		 * them, as dm-linear offers them.
 		 */
-		ti->discards_supported = !t->backing;
+		ti->discards_supported = !tt->backing;
 	}
-	if (dm_user_op_enabled(t, DM_USER_OP_WRITE_ZEROES))
+	if (dm_user_op_enabled(tt, DM_USER_OP_WRITE_ZEROES))
 		ti->num_write_zeroes_bios = 1;
-	if (dm_user_op_enabled(t, DM_USER_OP_SECURE_ERASE))
+	if (dm_user_op_enabled(tt, DM_USER_OP_SECURE_ERASE))
 		ti->num_secure_erase_bios = 1;
+	return 0;
+}
 
-	mutex_lock(&dm_user_registry_lock);
-	if (dm_user_registry_find(t->name)) {
-		mutex_unlock(&dm_user_registry_lock);
-		ti->error = "Name already in use by another user target";
-		r = -EBUSY;
-		goto bad;
+/* A new target named @name, served through @tt, with its node. */
+static int dm_user_create(struct dm_user_table *tt, struct dm_target *ti,
+			  const char *name)
+{
+	struct dm_user_target *t;
+	int r, val;
+
+	lockdep_assert_held(&dm_user_registry_lock);
+	t = kzalloc(sizeof(*t), GFP_KERNEL);
+	if (!t) {
+		ti->error = "Cannot allocate target context";
+		return -ENOMEM;
+	}
+	INIT_LIST_HEAD(&t->registry_node);
+	INIT_LIST_HEAD(&t->tables);
+	spin_lock_init(&t->lock);
+	INIT_LIST_HEAD(&t->queue);
+	INIT_LIST_HEAD(&t->backlog);
+	INIT_LIST_HEAD(&t->channels);
+	init_waitqueue_head(&t->wq);
+	init_waitqueue_head(&t->busy_wq);
+	init_waitqueue_head(&t->backing_wq);
+	mutex_init(&t->claims_lock);
+	atomic_set(&t->nr_busy, 0);
+	t->next_seq = 1;
+	strscpy(t->name, name, sizeof(t->name));
+	t->block_size = tt->block_size;
+	t->uid = tt->uid;
+	t->gid = tt->gid;
+	t->mode = tt->mode;
+	t->claims_len = tt->len;
+	t->max_queued = test_bit(DM_USER_FEAT_MAX_QUEUED, &tt->seen) ?
+			tt->max_queued : DM_USER_DEFAULT_MAX_QUEUED;
+	val = READ_ONCE(no_daemon_timeout);
+	t->no_daemon_timeout = val < 0 ? DM_USER_TIMEOUT_FOREVER :
+			       min(val, DM_USER_MAX_TIMEOUT);
+	if (test_bit(DM_USER_FEAT_NO_DAEMON_TIMEOUT, &tt->seen) ||
+	    test_bit(DM_USER_FEAT_QUEUE_IF_NO_DAEMON, &tt->seen))
+		t->no_daemon_timeout = tt->no_daemon_timeout;
+	t->request_timeout = tt->request_timeout;
+	INIT_DELAYED_WORK(&t->no_daemon_work, dm_user_no_daemon_work);
+	INIT_DELAYED_WORK(&t->timeout_work, dm_user_timeout_work);
+	INIT_WORK(&t->event_work, dm_user_event_work);
+	if (tt->backing) {
+		struct dm_user_claims *c = dm_user_initial_claims(tt);
+
+		if (!c) {
+			ti->error = "Cannot allocate the claimed ranges";
+			dm_user_free(t);
+			return -ENOMEM;
+		}
+		RCU_INIT_POINTER(t->claims, c);
 	}
 	/* From here on t->dev owns t: on failure it is freed by its release. */
 	r = dm_user_add_node(t, ti);
-	if (r) {
-		mutex_unlock(&dm_user_registry_lock);
+	if (r)
 		return r;
-	}
+	tt->t = t;
+	list_add_tail(&tt->node, &t->tables);
+	t->live = tt;
 	list_add_tail(&t->registry_node, &dm_user_registry);
-	mutex_unlock(&dm_user_registry_lock);
+	return 0;
+}
 
-	ti->private = t;
+/*
+ * A table line that names the target @t: a reload, which joins it until
+ * its table is resumed and takes it over (user_preresume()), if @t is in
+ * the same device and not already in this table, and if the line keeps
+ * what the node and the daemon serving it rely on.
+ */
+static int dm_user_join(struct dm_user_target *t, struct dm_user_table *tt,
+			struct dm_target *ti)
+{
+	struct dm_user_table *other;
+
+	lockdep_assert_held(&dm_user_registry_lock);
+	list_for_each_entry(other, &t->tables, node) {
+		if (other->ti->table == ti->table) {
+			ti->error = "Name already in use by another user target";
+			return -EBUSY;
+		}
+	}
+	if (dm_table_get_md(t->live->ti->table) != dm_table_get_md(ti->table)) {
+		ti->error = "Name already in use by another user target";
+		return -EBUSY;
+	}
+	if (tt->block_size != t->block_size) {
+		ti->error = "A reload cannot change block_size";
+		return -EINVAL;
+	}
+	if (!uid_eq(tt->uid, t->uid) || !gid_eq(tt->gid, t->gid) ||
+	    tt->mode != t->mode) {
+		ti->error = "A reload cannot change uid, gid or mode";
+		return -EINVAL;
+	}
+	get_device(&t->dev);
+	tt->t = t;
+	tt->pending = true;
+	list_add_tail(&tt->node, &t->tables);
+	return 0;
+}
+
+static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
+{
+	char name[DM_USER_NAME_MAX + 1];
+	struct dm_user_table *tt;
+	struct dm_user_target *t;
+	int r;
+
+	tt = kzalloc(sizeof(*tt), GFP_KERNEL);
+	if (!tt) {
+		ti->error = "Cannot allocate target context";
+		return -ENOMEM;
+	}
+	INIT_LIST_HEAD(&tt->node);
+	tt->ti = ti;
+	tt->begin = ti->begin;
+	tt->len = ti->len;
+	tt->block_size = SECTOR_SIZE;
+	tt->uid = GLOBAL_ROOT_UID;
+	tt->gid = GLOBAL_ROOT_GID;
+	tt->mode = 0600;
+	tt->max_claims = DM_USER_DEFAULT_MAX_CLAIMS;
+	r = dm_user_parse_table(tt, ti, argc, argv, name);
+	if (r)
+		goto bad;
+
+	mutex_lock(&dm_user_registry_lock);
+	t = dm_user_registry_find(name);
+	r = t ? dm_user_join(t, tt, ti) : dm_user_create(tt, ti, name);
+	mutex_unlock(&dm_user_registry_lock);
+	if (r)
+		goto bad;
+	ti->private = tt;
 	return 0;
 
 bad:
-	dm_user_free(t);
+	dm_user_free_table(tt);
 	return r;
 }
 
 static void user_dtr(struct dm_target *ti)
 {
-	struct dm_user_target *t = ti->private;
+	struct dm_user_table *tt = ti->private;
+	struct dm_user_target *t = tt->t;
 	unsigned long irq_flags;
 	LIST_HEAD(done);
+	bool last;
 
-	/* No new channel can open once the node is gone. */
 	mutex_lock(&dm_user_registry_lock);
-	cdev_device_del(&t->cdev, &t->dev);
-	list_del_init(&t->registry_node);
+	list_del(&tt->node);
+	last = list_empty(&t->tables);
+	if (last) {
+		/* No new channel can open once the node is gone. */
+		cdev_device_del(&t->cdev, &t->dev);
+		list_del_init(&t->registry_node);
+	} else if (t->live == tt) {
+		/*
+		 * The device was resumed with the table that replaces this
+		 * one, and the resume failed before that table took the
+		 * target over (dm core destroys the old table all the same):
+		 * the target waits, suspended, for that one's preresume.
+		 */
+		mutex_lock(&t->claims_lock);
+		spin_lock_irqsave(&t->lock, irq_flags);
+		t->live = list_first_entry(&t->tables, struct dm_user_table,
+					   node);
+		spin_unlock_irqrestore(&t->lock, irq_flags);
+		mutex_unlock(&t->claims_lock);
+	}
 	mutex_unlock(&dm_user_registry_lock);
+
+	if (!last) {
+		/*
+		 * Never live, or swapped out after a suspend: none of its
+		 * I/O is left, and the target goes on without it.
+		 */
+		dm_user_free_table(tt);
+		put_device(&t->dev);
+		return;
+	}
 
 	spin_lock_irqsave(&t->lock, irq_flags);
 	t->dead = true;
@@ -2126,15 +2325,13 @@ static void user_dtr(struct dm_target *ti)
 	 * once the counts are zero and a grace period has passed, no end_io
 	 * touches the target again.
 	 */
-	if (t->backing) {
-		wait_event(t->backing_wq,
-			   !atomic_read(&t->passing[0]) &&
-			   !atomic_read(&t->passing[1]) &&
-			   !atomic_read(&t->remapping));
-		synchronize_rcu();
-	}
+	wait_event(t->backing_wq,
+		   !atomic_read(&t->passing[0]) &&
+		   !atomic_read(&t->passing[1]) &&
+		   !atomic_read(&t->remapping));
+	synchronize_rcu();
 
-	dm_user_put_backing(t);
+	dm_user_free_table(tt);
 	put_device(&t->dev);
 }
 
@@ -2144,7 +2341,7 @@ static void user_dtr(struct dm_target *ti)
 
 static void user_presuspend(struct dm_target *ti)
 {
-	struct dm_user_target *t = ti->private;
+	struct dm_user_target *t = dm_user_of(ti);
 	unsigned long irq_flags;
 	LIST_HEAD(done);
 
@@ -2187,12 +2384,86 @@ static void dm_user_end_flush_suspend_locked(struct dm_user_target *t)
 
 static void user_postsuspend(struct dm_target *ti)
 {
-	struct dm_user_target *t = ti->private;
+	struct dm_user_target *t = dm_user_of(ti);
 	unsigned long irq_flags;
 
 	spin_lock_irqsave(&t->lock, irq_flags);
 	dm_user_end_flush_suspend_locked(t);
 	spin_unlock_irqrestore(&t->lock, irq_flags);
+}
+
+/*
+ * A reload takes its target over, with nothing in flight: its device is
+ * suspended, and dm core has swapped the old table out. The claims are
+ * fitted to its length (cut at a shorter one; at a longer one the new
+ * sectors are claimed, unless it has passthrough), write notifications
+ * are turned on if it says notify_writes, the parameters it gives are
+ * set, and its backing device and features serve from now on. Daemons
+ * see a dm event, POLLPRI on their channels and the new GET_INFO.
+ * Everything that can fail comes first: a failure changes nothing, and
+ * the next resume tries again.
+ */
+static int user_preresume(struct dm_target *ti)
+{
+	struct dm_user_table *tt = ti->private;
+	struct dm_user_target *t = tt->t;
+	struct dm_user_claims *old, *c = NULL;
+	struct dm_user_channel *ch;
+	unsigned long irq_flags;
+	LIST_HEAD(done);
+
+	if (!tt->pending)
+		return 0;
+	if (mutex_lock_killable(&t->claims_lock))
+		return -EINTR;
+	old = rcu_dereference_protected(t->claims,
+					lockdep_is_held(&t->claims_lock));
+	if (tt->backing) {
+		c = old ? dm_user_claims_fit(old, t->claims_len, tt) :
+			  dm_user_initial_claims(tt);
+		if (!c)
+			goto nomem;
+	}
+	if (test_bit(DM_USER_FEAT_MAX_QUEUED, &tt->seen) &&
+	    READ_ONCE(t->answer_hash) && dm_user_grow_hash(t, tt->max_queued))
+		goto nomem;
+
+	spin_lock_irqsave(&t->lock, irq_flags);
+	t->live = tt;
+	t->claims_len = tt->len;
+	t->nr_reloads++;
+	list_for_each_entry(ch, &t->channels, node)
+		if (ch->ring)
+			dm_user_ring_set_flags(ch->ring,
+					       DM_USER_RING_RELOADED);
+	if (test_bit(DM_USER_FEAT_MAX_QUEUED, &tt->seen))
+		dm_user_set_max_queued_locked(t, tt->max_queued);
+	if (test_bit(DM_USER_FEAT_NO_DAEMON_TIMEOUT, &tt->seen) ||
+	    test_bit(DM_USER_FEAT_QUEUE_IF_NO_DAEMON, &tt->seen))
+		dm_user_set_no_daemon_timeout_locked(t, tt->no_daemon_timeout,
+						     &done);
+	if (test_bit(DM_USER_FEAT_REQUEST_TIMEOUT, &tt->seen))
+		dm_user_set_request_timeout_locked(t, tt->request_timeout);
+	dm_user_raise_event_locked(t);
+	spin_unlock_irqrestore(&t->lock, irq_flags);
+	/* The counts of both parities are zero: nothing is in flight. */
+	rcu_assign_pointer(t->claims, c);
+	t->claims_draining = false;
+	tt->pending = false;
+	mutex_unlock(&t->claims_lock);
+
+	synchronize_rcu();
+	kvfree(old);
+	wake_up_all(&t->wq);
+	dm_user_complete_list(t, &done);
+	DMINFO("%s: reloaded, %llu sectors", t->name,
+	       (unsigned long long)tt->len);
+	return 0;
+
+nomem:
+	mutex_unlock(&t->claims_lock);
+	kvfree(c);
+	return -ENOMEM;
 }
 
 /*
@@ -2203,7 +2474,7 @@ static void user_postsuspend(struct dm_target *ti)
  */
 static void user_resume(struct dm_target *ti)
 {
-	struct dm_user_target *t = ti->private;
+	struct dm_user_target *t = dm_user_of(ti);
 	unsigned long irq_flags;
 	LIST_HEAD(done);
 
@@ -2237,14 +2508,15 @@ static void user_status(struct dm_target *ti, status_type_t type,
 			unsigned int status_flags, char *result,
 			unsigned int maxlen)
 {
-	struct dm_user_target *t = ti->private;
+	struct dm_user_table *tt = ti->private;
+	struct dm_user_target *t = tt->t;
 	struct dm_user_snapshot snap;
 	unsigned int sz = 0;
 	unsigned int i, words;
 
 	switch (type) {
 	case STATUSTYPE_INFO:
-		dm_user_snapshot(t, &snap);
+		dm_user_snapshot(t, NULL, &snap);
 		DMEMIT("channels %u queued %u backlog %u inflight %u",
 		       snap.channels, snap.queued, snap.backlog, snap.inflight);
 		for (i = 0; i < DM_USER_NR_OPS; i++)
@@ -2259,59 +2531,59 @@ static void user_status(struct dm_target *ti, status_type_t type,
 		break;
 
 	case STATUSTYPE_TABLE:
-		DMEMIT("%llu %llu %s", (unsigned long long)t->begin,
-		       (unsigned long long)t->len, t->name);
-		if (!t->nr_features)
+		DMEMIT("%llu %llu %s", (unsigned long long)tt->begin,
+		       (unsigned long long)tt->len, t->name);
+		if (!tt->nr_features)
 			break;
 		/* Words, not features, are counted, as dm-flakey does. */
-		words = t->nr_features;
-		for (i = 0; i < t->nr_features; i++)
-			if (t->feature_order[i] == DM_USER_FEAT_BACKING)
+		words = tt->nr_features;
+		for (i = 0; i < tt->nr_features; i++)
+			if (tt->feature_order[i] == DM_USER_FEAT_BACKING)
 				words += 2;
-			else if (dm_user_feature_has_value(t->feature_order[i]))
+			else if (dm_user_feature_has_value(tt->feature_order[i]))
 				words++;
 		DMEMIT(" %u", words);
-		for (i = 0; i < t->nr_features; i++) {
-			u8 f = t->feature_order[i];
+		for (i = 0; i < tt->nr_features; i++) {
+			u8 f = tt->feature_order[i];
 
 			DMEMIT(" %s", dm_user_feature_names[f]);
 			/* As dm-linear shows its device: major:minor. */
 			if (f == DM_USER_FEAT_BACKING)
-				DMEMIT(" %s %llu", t->backing_name,
-				       (unsigned long long)t->backing_start);
+				DMEMIT(" %s %llu", tt->backing_name,
+				       (unsigned long long)tt->backing_start);
 			if (!dm_user_feature_has_value(f))
 				continue;
 			if (dm_user_feature_values[f].octal)
-				DMEMIT(" %04o", t->feature_value[i]);
+				DMEMIT(" %04o", tt->feature_value[i]);
 			else
-				DMEMIT(" %u", t->feature_value[i]);
+				DMEMIT(" %u", tt->feature_value[i]);
 		}
 		break;
 
 	case STATUSTYPE_IMA:
 		DMEMIT_TARGET_NAME_VERSION(ti->type);
 		DMEMIT(",name=%s,block_size=%u,max_queued=%u",
-		       t->name, t->block_size, READ_ONCE(t->max_queued));
+		       t->name, tt->block_size, READ_ONCE(t->max_queued));
 		if (READ_ONCE(t->no_daemon_timeout) == DM_USER_TIMEOUT_FOREVER)
 			DMEMIT(",no_daemon_timeout=forever");
 		else
 			DMEMIT(",no_daemon_timeout=%u",
 			       READ_ONCE(t->no_daemon_timeout));
 		DMEMIT(",request_timeout=%u", READ_ONCE(t->request_timeout));
-		if (t->backing) {
+		if (tt->backing) {
 			bool notify;
 
 			dm_user_claim_ranges(t, &notify);
 			DMEMIT(",backing_name=%s,backing_start=%llu",
-			       t->backing_name,
-			       (unsigned long long)t->backing_start);
+			       tt->backing_name,
+			       (unsigned long long)tt->backing_start);
 			DMEMIT(",passthrough=%c,max_claims=%u,notify_writes=%c",
-			       t->passthrough ? 'y' : 'n', t->max_claims,
+			       tt->passthrough ? 'y' : 'n', tt->max_claims,
 			       notify ? 'y' : 'n');
 		}
 		for (i = DM_USER_OP_FLUSH; i < DM_USER_NR_OPS; i++)
 			DMEMIT(",%s=%c", dm_user_op_names[i],
-			       dm_user_op_enabled(t, i) ? 'y' : 'n');
+			       dm_user_op_enabled(tt, i) ? 'y' : 'n');
 		DMEMIT(";");
 		break;
 	}
@@ -2320,40 +2592,40 @@ static void user_status(struct dm_target *ti, status_type_t type,
 static int user_message(struct dm_target *ti, unsigned int argc, char **argv,
 			char *result, unsigned int maxlen)
 {
-	return dm_user_ctl_message(ti->private, argc, argv, result, maxlen);
+	return dm_user_ctl_message(dm_user_of(ti), argc, argv, result, maxlen);
 }
 
 static int user_iterate_devices(struct dm_target *ti,
 				iterate_devices_callout_fn fn, void *data)
 {
-	struct dm_user_target *t = ti->private;
+	struct dm_user_table *tt = ti->private;
 
 	/*
 	 * Without a backing device there is nothing below us. Providing
 	 * this callback anyway tells dm-table that nothing limits
 	 * write-zeroes, secure erase or nowait: the daemon decides.
 	 */
-	if (!t->backing)
+	if (!tt->backing)
 		return 0;
-	return fn(ti, t->backing, t->backing_start, ti->len, data);
+	return fn(ti, tt->backing, tt->backing_start, ti->len, data);
 }
 
 static void user_io_hints(struct dm_target *ti, struct queue_limits *limits)
 {
-	struct dm_user_target *t = ti->private;
+	struct dm_user_table *tt = ti->private;
 	/* A data-less request's length must fit the 32-bit bio size. */
 	unsigned int max_sectors = round_down(UINT_MAX >> SECTOR_SHIFT,
-					      t->block_size >> SECTOR_SHIFT);
+					      tt->block_size >> SECTOR_SHIFT);
 
 	dm_user_compat_no_poll_hint(limits);
 	/* Never below the backing device's, which the constructor checked. */
-	limits->logical_block_size = t->block_size;
+	limits->logical_block_size = tt->block_size;
 	limits->physical_block_size = max(limits->physical_block_size,
-					  t->block_size);
-	limits->io_min = max(limits->io_min, t->block_size);
+					  tt->block_size);
+	limits->io_min = max(limits->io_min, tt->block_size);
 
-	if (t->backing) {
-		unsigned int block_sectors = t->block_size >> SECTOR_SHIFT;
+	if (tt->backing) {
+		unsigned int block_sectors = tt->block_size >> SECTOR_SHIFT;
 
 		/*
 		 * The limits are the backing device's, stacked by dm core as
@@ -2362,7 +2634,7 @@ static void user_io_hints(struct dm_target *ti, struct queue_limits *limits)
 		 * dm core rounds the data limits to it, not these.
 		 */
 		limits->discard_granularity = max(limits->discard_granularity,
-						  t->block_size);
+						  tt->block_size);
 		limits->max_discard_sectors =
 			round_down(limits->max_discard_sectors, block_sectors);
 		limits->max_hw_discard_sectors =
@@ -2374,30 +2646,30 @@ static void user_io_hints(struct dm_target *ti, struct queue_limits *limits)
 		limits->max_secure_erase_sectors =
 			round_down(limits->max_secure_erase_sectors,
 				   block_sectors);
-		if (!dm_user_op_enabled(t, DM_USER_OP_DISCARD)) {
+		if (!dm_user_op_enabled(tt, DM_USER_OP_DISCARD)) {
 			limits->max_discard_sectors = 0;
 			limits->max_hw_discard_sectors = 0;
 			limits->discard_granularity = 0;
 		}
-		if (!dm_user_op_enabled(t, DM_USER_OP_WRITE_ZEROES))
+		if (!dm_user_op_enabled(tt, DM_USER_OP_WRITE_ZEROES))
 			limits->max_write_zeroes_sectors = 0;
-		if (!dm_user_op_enabled(t, DM_USER_OP_SECURE_ERASE))
+		if (!dm_user_op_enabled(tt, DM_USER_OP_SECURE_ERASE))
 			limits->max_secure_erase_sectors = 0;
 		return;
 	}
-	if (dm_user_op_enabled(t, DM_USER_OP_DISCARD)) {
+	if (dm_user_op_enabled(tt, DM_USER_OP_DISCARD)) {
 		limits->max_discard_sectors = max_sectors;
 		limits->max_hw_discard_sectors = max_sectors;
-		limits->discard_granularity = t->block_size;
+		limits->discard_granularity = tt->block_size;
 	} else {
 		limits->max_discard_sectors = 0;
 		limits->max_hw_discard_sectors = 0;
 		limits->discard_granularity = 0;
 	}
 	limits->max_write_zeroes_sectors =
-		dm_user_op_enabled(t, DM_USER_OP_WRITE_ZEROES) ? max_sectors : 0;
+		dm_user_op_enabled(tt, DM_USER_OP_WRITE_ZEROES) ? max_sectors : 0;
 	limits->max_secure_erase_sectors =
-		dm_user_op_enabled(t, DM_USER_OP_SECURE_ERASE) ? max_sectors : 0;
+		dm_user_op_enabled(tt, DM_USER_OP_SECURE_ERASE) ? max_sectors : 0;
 }
 
 /*
@@ -2409,7 +2681,7 @@ static int user_end_io(struct dm_target *ti, struct bio *bio,
 		       blk_status_t *error)
 {
 	struct dm_user_request *req = dm_per_bio_data(bio, sizeof(*req));
-	struct dm_user_target *t = ti->private;
+	struct dm_user_target *t = dm_user_of(ti);
 	unsigned long irq_flags;
 	atomic_t *count;
 
@@ -2445,6 +2717,7 @@ static struct target_type user_target = {
 	.presuspend = user_presuspend,
 	.presuspend_undo = user_resume,
 	.postsuspend = user_postsuspend,
+	.preresume = user_preresume,
 	.resume = user_resume_table,
 	.status = user_status,
 	.message = user_message,

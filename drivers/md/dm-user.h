@@ -182,28 +182,26 @@ enum dm_user_daemon_state {
 	DM_USER_NR_DAEMON_STATES,
 };
 
-struct dm_user_target {
-	/*
-	 * The node /dev/dm-user/<name>. Its reference count is the target's:
-	 * the table holds one until the destructor, each channel one, and an
-	 * open() in progress one through the cdev; the release frees all.
-	 */
-	struct device dev;
-	struct cdev cdev;
-	/* For dm_table_event(); only used while the target is alive. */
+/*
+ * What one table line gives a target: each loaded table has its own, as
+ * its dm_target's private data, and the target serves through the one that
+ * is live (dm_user_target.live). A table loaded under the name of a target
+ * that exists in the same device is a reload: it joins that target, node,
+ * channels, daemon and all, and takes it over when it is resumed
+ * (user_preresume()). Never changed once constructed.
+ */
+struct dm_user_table {
+	struct dm_user_target *t;
 	struct dm_target *ti;
-	/* Node in the global list of live targets, for name uniqueness. */
-	struct list_head registry_node;
-	char name[DM_USER_NAME_MAX + 1];
+	/* On t->tables (registry lock). */
+	struct list_head node;
+	sector_t begin;
+	sector_t len;
+	unsigned int block_size;
 	/* Owner, group and mode of the node (uid, gid, mode table words). */
 	kuid_t uid;
 	kgid_t gid;
 	umode_t mode;
-
-	/* Table parameters, fixed for the life of the target. */
-	sector_t begin;
-	sector_t len;
-	unsigned int block_size;
 	/*
 	 * The backing device (the backing feature), or NULL, and its
 	 * sector that the target's sector 0 maps to.
@@ -216,6 +214,55 @@ struct dm_user_target {
 	 * not its dm_dev.
 	 */
 	char backing_name[16];
+	unsigned int max_claims;
+	/* The table starts with nothing claimed. */
+	bool passthrough;
+	unsigned long disabled_ops;	/* bit per enum dm_user_op */
+	/* The tunable parameters the line gives: see seen. */
+	unsigned int max_queued;
+	unsigned int no_daemon_timeout;
+	unsigned int request_timeout;
+	/* Feature words given, a bit per enum dm_user_feature. */
+	unsigned long seen;
+	/*
+	 * Feature words in the order given and their values as loaded, for
+	 * an exact table round trip.
+	 */
+	unsigned int nr_features;
+	u8 feature_order[DM_USER_MAX_FEATURES];
+	unsigned int feature_value[DM_USER_MAX_FEATURES];
+	/* A reload that has not yet taken the target over. */
+	bool pending;
+};
+
+struct dm_user_target {
+	/*
+	 * The node /dev/dm-user/<name>. Its reference count is the target's:
+	 * each table holds one until its destructor, each channel one, and
+	 * an open() in progress one through the cdev; the release frees all.
+	 */
+	struct device dev;
+	struct cdev cdev;
+	/* Node in the global list of live targets, for name uniqueness. */
+	struct list_head registry_node;
+	char name[DM_USER_NAME_MAX + 1];
+	/* Fixed by the first table: a reload may not change them. */
+	kuid_t uid;
+	kgid_t gid;
+	umode_t mode;
+	unsigned int block_size;
+	/*
+	 * Its tables (registry lock), and the one it serves through,
+	 * changed under claims_lock and the target lock together (read under
+	 * either, or on a path that holds a bio of it: the live table
+	 * changes only while the device is suspended).
+	 */
+	struct list_head tables;
+	struct dm_user_table *live;
+	/* Reloads taken over, for POLLPRI (dm_user_channel.reloads_seen). */
+	u64 nr_reloads;
+	/* The length the claims are made for (claims_lock). */
+	sector_t claims_len;
 	/*
 	 * The claimed ranges (NULL without a backing device), read under
 	 * RCU on the map path and replaced under claims_lock; at most
@@ -224,21 +271,10 @@ struct dm_user_target {
 	struct dm_user_claims __rcu *claims;
 	/* Serialises claim changes; see the locking rules. */
 	struct mutex claims_lock;
-	unsigned int max_claims;
-	/* The table starts with nothing claimed. */
-	bool passthrough;
 	/* A change was interrupted before the old parity drained. */
 	bool claims_draining;
 	/* Claim changes and the destructor wait here for passing, remapping. */
 	wait_queue_head_t backing_wq;
-	unsigned long disabled_ops;	/* bit per enum dm_user_op */
-	/*
-	 * Feature words in the order given and their values as loaded, for
-	 * an exact table round trip.
-	 */
-	unsigned int nr_features;
-	u8 feature_order[DM_USER_MAX_FEATURES];
-	unsigned int feature_value[DM_USER_MAX_FEATURES];
 
 	/* Tunable parameters: read locklessly, written under the lock. */
 	unsigned int max_queued;
@@ -396,6 +432,8 @@ struct dm_user_channel {
 	 * effect for answers from the next write().
 	 */
 	u64 extensions;
+	/* t->nr_reloads when this channel last saw GET_INFO (target lock). */
+	u64 reloads_seen;
 	/* Answer header being assembled from split writes (write_lock). */
 	struct dm_user_message answer;
 	size_t answer_bytes;
@@ -438,6 +476,7 @@ struct dm_user_ring_state *dm_user_ring_alloc(unsigned int depth,
 					      const char **why);
 void dm_user_ring_free(struct dm_user_ring_state *ring);
 void dm_user_ring_set_flags(struct dm_user_ring_state *ring, u32 flags);
+void dm_user_ring_clear_flags(struct dm_user_ring_state *ring, u32 flags);
 void dm_user_ring_release_slot_locked(struct dm_user_ring_state *ring,
 				      struct dm_user_request *req);
 bool dm_user_ring_readable(struct dm_user_target *t,
@@ -458,6 +497,7 @@ int dm_user_change_claims(struct dm_user_target *t, enum dm_user_claims_op op,
 			  sector_t start, sector_t len, unsigned int *nr);
 unsigned int dm_user_claim_ranges(struct dm_user_target *t,
 				  bool *notify_writes);
+bool dm_user_has_backing(struct dm_user_target *t);
 
 /* dm-user-control.c */
 long dm_user_ctl_ioctl(struct dm_user_target *t, struct dm_user_channel *ch,
@@ -467,6 +507,12 @@ int dm_user_ctl_message(struct dm_user_target *t, unsigned int argc,
 
 /* What status and GET_INFO report, read in one go under the target lock. */
 struct dm_user_snapshot {
+	/* Of the live table. */
+	sector_t size;
+	u64 ops;
+	sector_t backing_start;
+	char backing_name[16];	/* "" without a backing device */
+	u64 reloads;
 	unsigned int channels;
 	unsigned int queued;
 	unsigned int backlog;
@@ -486,9 +532,9 @@ struct dm_user_snapshot {
 /* dm-user-target.c */
 /* Indexed by enum dm_user_daemon_state, for status and message text. */
 extern const char *const dm_user_daemon_state_names[DM_USER_NR_DAEMON_STATES];
-u64 dm_user_enabled_req_types(struct dm_user_target *t);
 bool dm_user_may_change_settings(struct dm_user_target *t);
-void dm_user_snapshot(struct dm_user_target *t, struct dm_user_snapshot *s);
+void dm_user_snapshot(struct dm_user_target *t, struct dm_user_channel *ch,
+		      struct dm_user_snapshot *s);
 void dm_user_prepare_to_wait_lifo(struct dm_user_target *t,
 				  struct wait_queue_entry *wait, int state);
 void dm_user_set_max_queued_locked(struct dm_user_target *t,

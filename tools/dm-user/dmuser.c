@@ -1381,10 +1381,10 @@ static void info_usage(FILE *f)
 "Everything the target reports, one \"key value\" line each: version,\n"
 "features, name, size (sectors), block_size, max_io (bytes), ops, channels\n"
 "(this command's own included), queued, backlog, inflight, daemon (attached,\n"
-"waiting or failing), requeued, timeouts, bad_answers, remapped, for a\n"
-"target with a backing device backing (major:minor), backing_offset\n"
-"(sectors), claim_ranges, passed and notified, and per operation <op>_requests,\n"
-"<op>_bytes and <op>_errors.\n",
+"waiting or failing), requeued, timeouts, bad_answers, remapped, reloads,\n"
+"for a target with a backing device backing (major:minor), backing_offset\n"
+"(sectors), claim_ranges, passed and notified, and per operation\n"
+"<op>_requests, <op>_bytes and <op>_errors.\n",
 		prog);
 }
 
@@ -1445,6 +1445,7 @@ static int cmd_info(int argc, char **argv)
 	printf("timeouts %" PRIu64 "\n", info.timeouts);
 	printf("bad_answers %" PRIu64 "\n", info.bad_answers);
 	printf("remapped %" PRIu64 "\n", info.remapped);
+	printf("reloads %" PRIu64 "\n", info.reloads);
 	if (info.backing[0]) {
 		printf("backing %s\n", info.backing);
 		printf("backing_offset %" PRIu64 "\n", info.backing_offset);

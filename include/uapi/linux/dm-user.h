@@ -192,9 +192,10 @@ struct dm_user_message {
  * (DM_USER_EXT_REMAP, DM_USER_RESP_REMAP and DM_USER_ATTR_REMAPPED to
  * DM_USER_ATTR_BACKING_OFFSET), 5 claimed ranges (DM_USER_CMD_CLAIM,
  * DM_USER_CMD_RELEASE and their attributes), 6 write notifications
- * (DM_USER_REQ_NOTIFY, DM_USER_ATTR_NOTIFY_WRITES, DM_USER_ATTR_NOTIFIED).
+ * (DM_USER_REQ_NOTIFY, DM_USER_ATTR_NOTIFY_WRITES, DM_USER_ATTR_NOTIFIED),
+ * 7 same-name reloads (DM_USER_ATTR_RELOADS, POLLPRI).
  */
-#define DM_USER_CTL_VERSION	6
+#define DM_USER_CTL_VERSION	7
 
 #define DM_USER_CTL_MAX_SIZE	65536
 #define DM_USER_CTL_MAX_ATTRS	256
@@ -398,6 +399,13 @@ struct dm_user_attr {
 #define DM_USER_ATTR_RANGE_LEN		81
 /* U64, v6, in GET_INFO replies: answers taken to write notifications. */
 #define DM_USER_ATTR_NOTIFIED		90
+/*
+ * U64, v7, in GET_INFO replies: reloads of the target's table under its
+ * name that have taken effect. Each makes POLLPRI show on every channel
+ * until that channel asks for GET_INFO: the size, the backing device and
+ * the operations may have changed.
+ */
+#define DM_USER_ATTR_RELOADS		91
 
 /* DM_USER_ATTR_NO_DAEMON_TIMEOUT: keep requests queued until a daemon comes. */
 #define DM_USER_TIMEOUT_FOREVER		0xffffffffU
@@ -486,7 +494,8 @@ struct dm_user_attr {
  * @desc_offset: where the request headers start: @depth struct
  *	dm_user_message, one per slot.
  * @flags: written by the kernel: DM_USER_RING_RESET once the channel is
- *	reset (request_timeout), so a daemon can see it without a call.
+ *	reset (request_timeout), so a daemon can see it without a call, and
+ *	DM_USER_RING_RELOADED.
  * @data_offset: where the data area starts, page aligned.
  * @sq_tail: written by the kernel: submission entries posted so far
  *	(wrapping); entry n is at index n & (@depth - 1).
@@ -565,6 +574,12 @@ struct dm_user_ring {
 
 /* &dm_user_ring.flags */
 #define DM_USER_RING_RESET		0x1
+/*
+ * A reload of the target's table under its name has taken effect since
+ * this channel last asked for GET_INFO, which clears it: what POLLPRI
+ * says on a channel without a ring. v7.
+ */
+#define DM_USER_RING_RELOADED		0x2
 
 /**
  * struct dm_user_ring_sqe - one request on the submission queue

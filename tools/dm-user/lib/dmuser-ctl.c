@@ -235,6 +235,9 @@ int dmu_get_info(int fd, struct dmu_info *info)
 		case DM_USER_ATTR_NOTIFIED:
 			info->notified = v;
 			break;
+		case DM_USER_ATTR_RELOADS:
+			info->reloads = v;
+			break;
 		default:
 			/* The counters: three tags per operation, in order. */
 			if (a->tag >= DM_USER_ATTR_READ_REQUESTS &&

@@ -37,6 +37,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/capability.h>
 
@@ -127,6 +128,7 @@ struct chan {
 	unsigned char *data;	/* the data area */
 	uint32_t depth, data_size;
 	uint32_t sq_head, cq_tail;	/* our queue positions */
+	uint64_t reload_checked;	/* ms, CLOCK_MONOTONIC: see check_reload() */
 };
 
 struct server {
@@ -140,8 +142,14 @@ struct server {
 	enum dmu_transport transport;	/* what open_fd() tries */
 	unsigned int ring_depth, ring_data, ring_busy_poll;
 	bool remap;		/* DM_USER_EXT_REMAP on every channel */
-	/* With remap: the target's block size and size, in bytes. */
-	uint64_t block_size, size;
+	/*
+	 * With remap: the target's block size and size, in bytes; the size
+	 * follows reloads (check_reload()).
+	 */
+	uint64_t block_size;
+	_Atomic uint64_t size;
+	/* The reloads of the target's table seen so far (GET_INFO). */
+	_Atomic uint64_t reloads;
 	atomic_bool abort;	/* a channel failed: every thread stops */
 	struct chan *chans;
 };
@@ -217,6 +225,58 @@ static void log_answer(const struct chan *ch, const struct dm_user_message *m,
 		resp_names[resp], why);
 }
 
+/* ---- Reloads --------------------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Whether a reload of the target's table under its name has taken effect
+ * since this channel last asked (POLLPRI, or on a ring the head's
+ * DM_USER_RING_RELOADED): then GET_INFO, which clears it, and for the
+ * first channel to see a given reload the new size and ->reload. A
+ * read()/write() channel asks the kernel at most every POLL_MS; a ring
+ * looks at its head, which costs nothing.
+ */
+static void check_reload(struct chan *ch)
+{
+	struct server *srv = ch->srv;
+	struct dmu_info info;
+	uint64_t seen;
+
+	if (ch->ring) {
+		if (!(__atomic_load_n(&ch->ring->flags, __ATOMIC_ACQUIRE) &
+		      DM_USER_RING_RELOADED))
+			return;
+	} else {
+		struct pollfd p = { .fd = ch->fd, .events = POLLPRI };
+		uint64_t now = now_ms();
+
+		if (now - ch->reload_checked < POLL_MS)
+			return;
+		ch->reload_checked = now;
+		if (poll(&p, 1, 0) != 1 || !(p.revents & POLLPRI))
+			return;
+	}
+	if (dmu_get_info(ch->fd, &info))
+		return;
+	seen = atomic_load(&srv->reloads);
+	while (info.reloads > seen) {
+		if (atomic_compare_exchange_weak(&srv->reloads, &seen,
+						 info.reloads)) {
+			atomic_store(&srv->size, info.size * 512);
+			if (srv->ops->reload)
+				srv->ops->reload(srv->ctx, &info);
+			break;
+		}
+	}
+}
+
 /* ---- Receiving ------------------------------------------------------- */
 
 /*
@@ -235,6 +295,8 @@ static enum chan_status wait_readable(struct chan *ch, bool can_stop)
 		n = epoll_wait(ch->epfd, &ev, 1, POLL_MS);
 		if (n < 0 && errno != EINTR)
 			return chan_fail(ch, errno);
+		if (!n)
+			check_reload(ch);
 		/* Readable, or an error or hang-up that read() will name. */
 		if (n > 0)
 			return CHAN_OK;
@@ -524,10 +586,12 @@ static int serve_request(struct chan *ch, const struct request *rq,
 		 * callback's bug, answered as an error rather than sent to
 		 * be refused, which would fail the channel.
 		 */
+		uint64_t size = atomic_load(&srv->size);
+
 		if (!srv->remap || req->remap_offset % srv->block_size ||
-		    req->remap_offset > srv->size ||
+		    req->remap_offset > size ||
 		    (m->type != DM_USER_REQ_MAP_FLUSH &&
-		     m->len > srv->size - req->remap_offset)) {
+		     m->len > size - req->remap_offset)) {
 			*rc = -EINVAL;
 			return DM_USER_RESP_ERROR;
 		}
@@ -812,6 +876,7 @@ static enum chan_status ring_main(struct chan *ch)
 
 	while (st == CHAN_OK && !stopping(ch->srv)) {
 		st = ring_enter(ch, POLL_MS, &posted);
+		check_reload(ch);
 		if (st == CHAN_OK && posted)
 			st = ring_serve(ch);
 	}
@@ -848,6 +913,7 @@ static void *chan_main(void *arg)
 			ast = st == CHAN_RESET ? st : serve_collected(ch);
 			if (st == CHAN_OK || st == CHAN_STOP)
 				st = ast;
+			check_reload(ch);
 		}
 		if (st != CHAN_RESET)
 			continue;
@@ -1101,7 +1167,8 @@ static int check_remap(struct server *srv)
 	if (info.version < 4 || !info.backing[0] || !info.block_size)
 		return -EOPNOTSUPP;
 	srv->block_size = info.block_size;
-	srv->size = info.size * 512;
+	atomic_store(&srv->size, info.size * 512);
+	atomic_store(&srv->reloads, info.reloads);
 	return 0;
 }
 

@@ -167,6 +167,11 @@ struct dmu_info {
 	uint64_t passed;		/* requests sent straight to it */
 	/* Since libdmuser 1.4 and kernel v6, with a backing device: */
 	uint64_t notified;		/* write notifications answered */
+	/*
+	 * Since libdmuser 1.4 and kernel v7: reloads of the target's table
+	 * under its name that took effect (see dmu_ops.reload).
+	 */
+	uint64_t reloads;
 };
 
 /** dmu_get_info() - DM_USER_CMD_GET_INFO on channel @fd */
@@ -408,6 +413,17 @@ struct dmu_ops {
 	 * libdmuser 1.4, read from every caller as dmu_serve_opts.remap is.
 	 */
 	int (*notify)(void *ctx, struct dmu_req *req);
+	/*
+	 * Optional. The target's table was reloaded under its name and the
+	 * reload took effect: the size, the backing device or the operations
+	 * may have changed, and @info is what GET_INFO says now. Called once
+	 * per reload, on one of the serving threads, within 200 ms
+	 * of it on read()/write() channels and at the next request or wait
+	 * on a ring; remap offsets are checked against the new size from
+	 * then on. Serving goes on across the reload without it. Since
+	 * libdmuser 1.4, read from every caller as notify is.
+	 */
+	void (*reload)(void *ctx, const struct dmu_info *info);
 };
 
 /*

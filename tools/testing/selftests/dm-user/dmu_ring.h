@@ -100,6 +100,35 @@ static inline uint64_t info_num(int fd, uint16_t tag)
 	return ctl_num(&c, tag);
 }
 
+/* CLAIM or RELEASE of sectors [start, start + len): the ranges, or -errno. */
+static inline int claims_cmd(int fd, uint16_t command, uint64_t start,
+			     uint64_t len)
+{
+	struct ctl c;
+
+	ctl_init(&c, command);
+	c.hdr.version = 5;
+	ctl_add(&c, DM_USER_ATTR_RANGE_START, DM_USER_TYPE_U64, start);
+	ctl_add(&c, DM_USER_ATTR_RANGE_LEN, DM_USER_TYPE_U64, len);
+	if (ioctl(fd, DM_USER_IOCTL_CTL, &c))
+		return -errno;
+	return (int)ctl_num(&c, DM_USER_ATTR_CLAIM_RANGES);
+}
+
+/*
+ * notify_writes from GET_PARAMS: UINT64_MAX where the reply has none (no
+ * backing device), UINT64_MAX - 1 if the command failed.
+ */
+static inline uint64_t get_notify(int fd)
+{
+	struct ctl c;
+
+	ctl_init(&c, DM_USER_CMD_GET_PARAMS);
+	if (ioctl(fd, DM_USER_IOCTL_CTL, &c))
+		return UINT64_MAX - 1;
+	return ctl_num(&c, DM_USER_ATTR_NOTIFY_WRITES);
+}
+
 /* The daemon's view of a ring. */
 struct ring {
 	int fd;

@@ -77,6 +77,15 @@ static inline int dmu_remove(const char *dev)
 	return dmu_run("dmsetup remove --retry %s >/dev/null 2>&1", dev);
 }
 
+/*
+ * Whether the kernel log's last lines hold @text: for a constructor's
+ * reasons, which are not rate limited as those of refused answers are.
+ */
+static inline bool dmu_kmsg_has(const char *text)
+{
+	return !dmu_run("dmesg | tail -n 20 | grep -q '%s'", text);
+}
+
 /* Reads a sysfs queue attribute of a mapped device. */
 static inline int dmu_queue_attr(const char *mapper, const char *attr,
 				 char *out, size_t outlen)

@@ -235,8 +235,10 @@ TEST(device_life_through_the_library)
 	close(bdev);
 
 	/*
-	 * A live reload to a new user target: suspend, load, resume. The new
-	 * target needs its own name while the old one is still live.
+	 * A live reload to a user target of another name: suspend, load,
+	 * resume; the old target goes with its table. (Under the same name
+	 * the target and its daemon would stay: see the reloads in
+	 * remap_through_the_library.)
 	 */
 	ASSERT_EQ(0, dmu_table_line(table, sizeof(table), SECTORS, dev2, NULL));
 	ASSERT_EQ(0, dmu_dev_suspend(dev, false));
@@ -514,6 +516,9 @@ struct remapper {
 	struct dmu_req notes[16];
 	unsigned int nr_notes;
 	int notify_rc;		/* what ->notify answers */
+	/* ->reload: how many calls, and the last size it gave. */
+	int reloads;
+	uint64_t reload_size;
 };
 
 static int remapper_read(void *ctx, struct dmu_req *r)
@@ -548,11 +553,20 @@ static int remapper_notify(void *ctx, struct dmu_req *r)
 	return m->notify_rc;
 }
 
+static void remapper_reload(void *ctx, const struct dmu_info *info)
+{
+	struct remapper *m = ctx;
+
+	m->reload_size = info->size;
+	__atomic_add_fetch(&m->reloads, 1, __ATOMIC_RELEASE);
+}
+
 static const struct dmu_ops remapper_ops = {
 	.read = remapper_read,
 	.write = remapper_write,
 	.flush = remapper_write,
 	.notify = remapper_notify,
+	.reload = remapper_reload,
 };
 
 struct remap_server {
@@ -776,6 +790,53 @@ TEST(remap_through_the_library)
 	}
 	ASSERT_EQ(0, dmu_get_info(ch, &info));
 	EXPECT_EQ(4, info.notified);
+
+	/*
+	 * Reloads under the same name while the daemon serves: ->reload
+	 * comes once each, with the new size, and a remap into the new half
+	 * of a grown device is taken (the library checks against the new
+	 * size). Grown on one transport, shrunk back on the other.
+	 */
+	{
+		struct dmu_params p = { .notify_writes = 0 };
+
+		ASSERT_EQ(0, dmu_set_params(ch, &p, DMU_PARAM_NOTIFY_WRITES));
+	}
+	snprintf(features, sizeof(features), "backing %s 0", ram_disk);
+	for (t = 0; t < 2; t++) {
+		uint64_t sectors = t ? SECTORS : 2 * SECTORS;
+		int waited;
+
+		m.stop = 0;
+		m.ready = 0;
+		m.reloads = 0;
+		srv.opts = (struct dmu_serve_opts){
+			.transport = transports[t], .remap = true,
+			.stop = &m.stop, .ready = remapper_ready,
+		};
+		ASSERT_EQ(0, start_remap_server(&srv));
+		ASSERT_EQ(0, dmu_table_line(table, sizeof(table), sectors, dev,
+					    features));
+		ASSERT_EQ(0, dmu_dev_load(dev, table));
+		ASSERT_EQ(0, dmu_dev_resume(dev));
+		for (waited = 0; waited < 5000 &&
+		     !__atomic_load_n(&m.reloads, __ATOMIC_ACQUIRE);
+		     waited += 10)
+			usleep(10000);
+		EXPECT_EQ(1, __atomic_load_n(&m.reloads, __ATOMIC_ACQUIRE))
+			TH_LOG("t %u", t);
+		EXPECT_EQ(sectors, m.reload_size);
+		if (!t) {
+			dmu_fill(buf, 65536, 80);
+			ASSERT_EQ(65536, pwrite(bdev, buf, 65536, 12 * MIB));
+			ASSERT_EQ(65536, pread(rfd, ram, 65536, 12 * MIB));
+			EXPECT_EQ(0, memcmp(buf, ram, 65536));
+		}
+		EXPECT_EQ(0, stop_remap_server(&srv));
+	}
+	ASSERT_EQ(0, dmu_get_info(ch, &info));
+	EXPECT_EQ(2, info.reloads);
+	EXPECT_EQ(SECTORS, info.size);
 	close(ch);
 
 	close(bdev);
