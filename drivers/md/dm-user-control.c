@@ -506,6 +506,10 @@ static int dm_user_cmd_negotiate(struct dm_user_target *t,
 		/* The write path reads it once per call, without read_lock. */
 		WRITE_ONCE(ch->extensions, granted);
 		if (!ch->ring && ring) {
+			/* A reload this channel has not asked about yet. */
+			if (ch->reloads_seen != t->nr_reloads)
+				dm_user_ring_set_flags(ring,
+						       DM_USER_RING_RELOADED);
 			/* Set up before it is seen: dm_user_channel_ring(). */
 			smp_store_release(&ch->ring, ring);
 			ring = NULL;

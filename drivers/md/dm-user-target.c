@@ -780,7 +780,7 @@ void dm_user_snapshot(struct dm_user_target *t, struct dm_user_channel *ch,
 	strscpy(s->backing_name, tt->backing_name, sizeof(s->backing_name));
 	s->reloads = t->nr_reloads;
 	if (ch) {
-		ch->reloads_seen = t->nr_reloads;
+		WRITE_ONCE(ch->reloads_seen, t->nr_reloads);
 		if (ch->ring)
 			dm_user_ring_clear_flags(ch->ring,
 						 DM_USER_RING_RELOADED);
@@ -1237,7 +1237,11 @@ dm_user_claims_edit(const struct dm_user_claims *old,
 	}
 	if (claim && !placed)
 		dm_user_claims_add(c, start, end);
-	if (c->nr > max) {
+	/*
+	 * A reload may have left more than a lower max: a change that does
+	 * not add to them is still taken, so that releases bring them under.
+	 */
+	if (c->nr > max && c->nr > old->nr) {
 		kvfree(c);
 		return ERR_PTR(-E2BIG);
 	}
@@ -1320,13 +1324,16 @@ int dm_user_change_claims(struct dm_user_target *t, enum dm_user_claims_op op,
 		return -ERESTARTSYS;
 	old = rcu_dereference_protected(t->claims,
 					lockdep_is_held(&t->claims_lock));
+	/*
+	 * The live table changes under this lock too; between a swap and a
+	 * takeover it may be one whose claims are not made yet.
+	 */
 	r = -EOPNOTSUPP;
-	if (!old)
+	if (!old || !t->live->backing)
 		goto out;
-	/* The live table, and so the length, changes under this lock too. */
 	r = -ERANGE;
 	if ((op == DM_USER_CLAIM || op == DM_USER_RELEASE) &&
-	    (start > t->live->len || len > t->live->len - start))
+	    (start > t->claims_len || len > t->claims_len - start))
 		goto out;
 	*nr = old->nr;
 	r = 0;
@@ -1908,6 +1915,8 @@ static void dm_user_free(struct dm_user_target *t)
 {
 	kvfree(rcu_dereference_protected(t->claims, 1));
 	kvfree(t->answer_hash);
+	/* The last table, kept for control commands: see user_dtr(). */
+	kfree(t->live);
 	kfree(t);
 }
 
@@ -2008,6 +2017,8 @@ dm_user_claims_fit(const struct dm_user_claims *old, sector_t old_len,
 		   const struct dm_user_table *tt)
 {
 	struct dm_user_claims *c = dm_user_alloc_claims(old->nr + 1);
+	/* Nothing is claimed past @old_len, but the ranges must stay sorted. */
+	sector_t end = min(old_len, tt->len);
 	unsigned int i;
 
 	if (!c)
@@ -2015,9 +2026,9 @@ dm_user_claims_fit(const struct dm_user_claims *old, sector_t old_len,
 	c->parity = old->parity;
 	c->notify_writes = old->notify_writes ||
 			   test_bit(DM_USER_FEAT_NOTIFY_WRITES, &tt->seen);
-	for (i = 0; i < old->nr && old->range[i].start < tt->len; i++)
+	for (i = 0; i < old->nr && old->range[i].start < end; i++)
 		dm_user_claims_add(c, old->range[i].start,
-				   min(old->range[i].end, tt->len));
+				   min(old->range[i].end, end));
 	if (tt->passthrough || tt->len <= old_len)
 		return c;
 	if (c->nr && c->range[c->nr - 1].end == old_len)
@@ -2282,7 +2293,11 @@ static void user_dtr(struct dm_target *ti)
 		 * The device was resumed with the table that replaces this
 		 * one, and the resume failed before that table took the
 		 * target over (dm core destroys the old table all the same):
-		 * the target waits, suspended, for that one's preresume.
+		 * the target waits, suspended, for that one's preresume. It
+		 * is the oldest left: tables join in the order they are
+		 * made, and any older one was the inactive table it
+		 * replaced. Or the table was loaded and replaced before any
+		 * resume, and the next one starts the target afresh.
 		 */
 		mutex_lock(&t->claims_lock);
 		spin_lock_irqsave(&t->lock, irq_flags);
@@ -2331,7 +2346,19 @@ static void user_dtr(struct dm_target *ti)
 		   !atomic_read(&t->remapping));
 	synchronize_rcu();
 
-	dm_user_free_table(tt);
+	/*
+	 * A control command that looked before the target died may still
+	 * read the live table: it stays, without its backing device, until
+	 * the last channel goes (dm_user_free()).
+	 */
+	if (tt->backing)
+		dm_put_device(ti, tt->backing);
+	mutex_lock(&t->claims_lock);
+	spin_lock_irqsave(&t->lock, irq_flags);
+	tt->backing = NULL;
+	tt->ti = NULL;
+	spin_unlock_irqrestore(&t->lock, irq_flags);
+	mutex_unlock(&t->claims_lock);
 	put_device(&t->dev);
 }
 
@@ -2411,16 +2438,22 @@ static int user_preresume(struct dm_target *ti)
 	struct dm_user_channel *ch;
 	unsigned long irq_flags;
 	LIST_HEAD(done);
+	bool fresh;
 
 	if (!tt->pending)
 		return 0;
 	if (mutex_lock_killable(&t->claims_lock))
 		return -EINTR;
+	/*
+	 * A target never resumed (its first table was loaded and replaced
+	 * before any resume) has served nothing: the line starts it afresh.
+	 */
+	fresh = !READ_ONCE(t->resumed);
 	old = rcu_dereference_protected(t->claims,
 					lockdep_is_held(&t->claims_lock));
 	if (tt->backing) {
-		c = old ? dm_user_claims_fit(old, t->claims_len, tt) :
-			  dm_user_initial_claims(tt);
+		c = old && !fresh ? dm_user_claims_fit(old, t->claims_len, tt) :
+				    dm_user_initial_claims(tt);
 		if (!c)
 			goto nomem;
 	}
@@ -2431,11 +2464,13 @@ static int user_preresume(struct dm_target *ti)
 	spin_lock_irqsave(&t->lock, irq_flags);
 	t->live = tt;
 	t->claims_len = tt->len;
-	t->nr_reloads++;
-	list_for_each_entry(ch, &t->channels, node)
-		if (ch->ring)
-			dm_user_ring_set_flags(ch->ring,
-					       DM_USER_RING_RELOADED);
+	if (!fresh) {
+		WRITE_ONCE(t->nr_reloads, t->nr_reloads + 1);
+		list_for_each_entry(ch, &t->channels, node)
+			if (ch->ring)
+				dm_user_ring_set_flags(ch->ring,
+						       DM_USER_RING_RELOADED);
+	}
 	if (test_bit(DM_USER_FEAT_MAX_QUEUED, &tt->seen))
 		dm_user_set_max_queued_locked(t, tt->max_queued);
 	if (test_bit(DM_USER_FEAT_NO_DAEMON_TIMEOUT, &tt->seen) ||
@@ -2456,8 +2491,9 @@ static int user_preresume(struct dm_target *ti)
 	kvfree(old);
 	wake_up_all(&t->wq);
 	dm_user_complete_list(t, &done);
-	DMINFO("%s: reloaded, %llu sectors", t->name,
-	       (unsigned long long)tt->len);
+	if (!fresh)
+		DMINFO("%s: reloaded, %llu sectors", t->name,
+		       (unsigned long long)tt->len);
 	return 0;
 
 nomem:
@@ -2481,6 +2517,7 @@ static void user_resume(struct dm_target *ti)
 	spin_lock_irqsave(&t->lock, irq_flags);
 	dm_user_end_flush_suspend_locked(t);
 	t->suspending = false;
+	WRITE_ONCE(t->resumed, true);
 	if (!t->nr_serving && !t->no_daemon_failing)
 		dm_user_start_no_daemon_clock_locked(t, &done);
 	spin_unlock_irqrestore(&t->lock, irq_flags);

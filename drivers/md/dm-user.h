@@ -188,7 +188,8 @@ enum dm_user_daemon_state {
  * is live (dm_user_target.live). A table loaded under the name of a target
  * that exists in the same device is a reload: it joins that target, node,
  * channels, daemon and all, and takes it over when it is resumed
- * (user_preresume()). Never changed once constructed.
+ * (user_preresume()). Not changed once constructed, but for pending (at
+ * the takeover) and, in the last table, backing and ti (at the end).
  */
 struct dm_user_table {
 	struct dm_user_target *t;
@@ -253,14 +254,21 @@ struct dm_user_target {
 	unsigned int block_size;
 	/*
 	 * Its tables (registry lock), and the one it serves through,
-	 * changed under claims_lock and the target lock together (read under
-	 * either, or on a path that holds a bio of it: the live table
-	 * changes only while the device is suspended).
+	 * changed under the registry lock or in preresume, always under
+	 * claims_lock and the target lock together; read under either of
+	 * those, under the registry lock (event_work), or on a path that
+	 * holds a bio of it (the live table changes only while the device
+	 * is suspended). The last table stays until the target is freed.
 	 */
 	struct list_head tables;
 	struct dm_user_table *live;
-	/* Reloads taken over, for POLLPRI (dm_user_channel.reloads_seen). */
-	u64 nr_reloads;
+	/*
+	 * Reloads taken over, for POLLPRI (dm_user_channel.reloads_seen): a
+	 * word, which poll() reads without a lock.
+	 */
+	unsigned long nr_reloads;
+	/* A table of it has been resumed: a table joining it is a reload. */
+	bool resumed;
 	/* The length the claims are made for (claims_lock). */
 	sector_t claims_len;
 	/*
@@ -433,7 +441,7 @@ struct dm_user_channel {
 	 */
 	u64 extensions;
 	/* t->nr_reloads when this channel last saw GET_INFO (target lock). */
-	u64 reloads_seen;
+	unsigned long reloads_seen;
 	/* Answer header being assembled from split writes (write_lock). */
 	struct dm_user_message answer;
 	size_t answer_bytes;

@@ -732,7 +732,7 @@ static struct serve_options {
 	uint64_t ram_size, null_size;
 	unsigned int threads, batch;
 	size_t split;
-	bool read_batch, write_batch, verbose, direct, copy;
+	bool read_batch, write_batch, verbose, direct, copy, remap;
 	enum dmu_transport transport;
 	unsigned int ring_depth;
 	unsigned int ring_data;
@@ -792,20 +792,47 @@ static int serve_op(struct store *s, struct dmu_req *r, enum counter c)
 	return rc;
 }
 
+/* The counter of each request type. */
+static const enum counter by_type[] = {
+	[DM_USER_REQ_MAP_READ] = C_READS,
+	[DM_USER_REQ_MAP_WRITE] = C_WRITES,
+	[DM_USER_REQ_MAP_FLUSH] = C_FLUSHES,
+	[DM_USER_REQ_MAP_DISCARD] = C_DISCARDS,
+	[DM_USER_REQ_MAP_SECURE_ERASE] = C_SECURE_ERASES,
+	[DM_USER_REQ_MAP_WRITE_ZEROES] = C_WRITE_ZEROES,
+};
+
 /* Every operation goes through serve_op(); its counter follows the type. */
 static int cb_serve(void *ctx, struct dmu_req *r)
 {
-	static const enum counter by_type[] = {
-		[DM_USER_REQ_MAP_READ] = C_READS,
-		[DM_USER_REQ_MAP_WRITE] = C_WRITES,
-		[DM_USER_REQ_MAP_FLUSH] = C_FLUSHES,
-		[DM_USER_REQ_MAP_DISCARD] = C_DISCARDS,
-		[DM_USER_REQ_MAP_SECURE_ERASE] = C_SECURE_ERASES,
-		[DM_USER_REQ_MAP_WRITE_ZEROES] = C_WRITE_ZEROES,
-	};
-
 	return serve_op(ctx, r, by_type[r->type]);
 }
+
+/*
+ * --remap: nothing kept, every request sent where it is on the target's
+ * backing device by a remap answer, its data never through the daemon: a
+ * daemon in the I/O path that changes nothing, to test the remap path
+ * and to measure it against dm-linear.
+ */
+static int cb_remap(void *ctx, struct dmu_req *r)
+{
+	(void)ctx;
+	count(by_type[r->type], 1);
+	if (r->type == DM_USER_REQ_MAP_READ)
+		count(C_BYTES_READ, r->len);
+	if (r->type == DM_USER_REQ_MAP_WRITE)
+		count(C_BYTES_WRITTEN, r->len);
+	return DMU_REMAP;
+}
+
+static const struct dmu_ops remap_dmu_ops = {
+	.read = cb_remap,
+	.write = cb_remap,
+	.flush = cb_remap,
+	.discard = cb_remap,
+	.write_zeroes = cb_remap,
+	.secure_erase = cb_remap,
+};
 
 /* A WRITE's data goes straight to its place in the store, where it has one. */
 static void *cb_write_buffer(void *ctx, const struct dmu_req *r)
@@ -942,6 +969,10 @@ static void serve_usage(FILE *f)
 "                        read from a mapping of it on a ring, else pread\n"
 "  -n, --null <size>     keep nothing: reads return zeroes, writes are dropped\n"
 "                        (for measuring the round trip)\n"
+"  -m, --remap           keep nothing: every request goes where it is on the\n"
+"                        target's backing device by a remap answer, its\n"
+"                        data never through the daemon (a pass-through\n"
+"                        daemon, for testing and measuring filters)\n"
 "Options:\n"
 "  -d, --direct          open the --file with O_DIRECT: no page cache, so the\n"
 "                        daemon allocates nothing to write it (use it when\n"
@@ -986,6 +1017,7 @@ static void serve_parse(int argc, char **argv)
 		{ "ram", required_argument, NULL, 'r' },
 		{ "file", required_argument, NULL, 'f' },
 		{ "null", required_argument, NULL, 'n' },
+		{ "remap", no_argument, NULL, 'm' },
 		{ "direct", no_argument, NULL, 'd' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "batch", required_argument, NULL, 'q' },
@@ -1006,7 +1038,7 @@ static void serve_parse(int argc, char **argv)
 	const char *ring_opt, *rw_opt;
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":r:f:n:dt:q:BWcT:R:D:P:s:S:p:vh",
+	while ((c = getopt_long(argc, argv, ":r:f:n:mdt:q:BWcT:R:D:P:s:S:p:vh",
 				longopts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
@@ -1016,6 +1048,9 @@ static void serve_parse(int argc, char **argv)
 		case 'n':
 			sopt.null_size = parse_number("--null", optarg, true, 1,
 						      UINT64_MAX);
+			break;
+		case 'm':
+			sopt.remap = true;
 			break;
 		case 'd':
 			sopt.direct = true;
@@ -1097,8 +1132,10 @@ static void serve_parse(int argc, char **argv)
 		}
 	}
 	if ((sopt.ram_size != 0) + (sopt.file != NULL) +
-	    (sopt.null_size != 0) != 1)
-		bad_usage("exactly one of --ram, --file and --null is required");
+	    (sopt.null_size != 0) + sopt.remap != 1)
+		bad_usage("exactly one of --ram, --file, --null and --remap is required");
+	if (sopt.remap && sopt.copy)
+		bad_usage("--copy does not apply to --remap, which moves no data");
 	if (sopt.direct && !sopt.file)
 		bad_usage("--direct applies to --file only");
 	/* As dmu_serve() refuses them, with the options named. */
@@ -1140,11 +1177,15 @@ static int cmd_serve(int argc, char **argv)
 	 * is per thread and inherited, and the store is allocated locked.
 	 */
 	prepare_daemon();
-	if (sopt.null_size ? null_open(&store, sopt.null_size) :
-	    sopt.file ? file_open(&store, sopt.file, sopt.direct) :
-	    ram_open(&store, sopt.ram_size))
+	if (sopt.remap) {
+		ops = remap_dmu_ops;
+		opts.remap = true;
+	} else if (sopt.null_size ? null_open(&store, sopt.null_size) :
+		   sopt.file ? file_open(&store, sopt.file, sopt.direct) :
+		   ram_open(&store, sopt.ram_size)) {
 		return 1;
-	if (sopt.verbose)
+	}
+	if (sopt.verbose && !sopt.remap)
 		report(0, "serving %" PRIu64 " bytes of %s on %s", store.size,
 		       sopt.file ? sopt.file : sopt.null_size ? "nothing" : "RAM",
 		       sopt.channel);
@@ -1176,7 +1217,8 @@ static int cmd_serve(int argc, char **argv)
 		report(0, "%s: stopped", strsignal(stop_signal));
 	if (write_stats())
 		status = 1;
-	store.ops->close(&store);
+	if (store.ops)
+		store.ops->close(&store);
 	return status;
 }
 
@@ -1339,6 +1381,120 @@ static int cmd_remove(int argc, char **argv)
 	rc = dmu_dev_remove(dev);
 	if (rc) {
 		report(rc, "remove %s", dev);
+		return 1;
+	}
+	return 0;
+}
+
+/* The nodes of @arg's user targets, one a line. */
+static int print_attached(void *arg, const struct dmu_target_desc *t)
+{
+	if (!strcmp(t->dev, arg))
+		printf("/dev/dm-user/%s\n", t->name);
+	return 0;
+}
+
+static void attach_usage(FILE *f)
+{
+	fprintf(f,
+"Usage: %s attach <dev> [--name <name>] [--features \"<words>\"] [--claim]\n"
+"Put user targets under live device-mapper device <dev>, whose table must be\n"
+"linear targets only (an LVM logical volume, say): each becomes a user\n"
+"target over the same range of the same device, made live by a noflush\n"
+"suspend and a resume, so a mounted filesystem sees no error. Prints the\n"
+"targets' nodes, /dev/dm-user/<name>[_<i>].\n"
+"\n"
+"  -n, --name <name>       the targets' name, with _0, _1... added when the\n"
+"                          table has several segments (default: <dev>)\n"
+"  -F, --features <words>  more feature words for every target, without\n"
+"                          their count, e.g. \"notify_writes\"\n"
+"  -c, --claim             start with everything claimed, so that all I/O\n"
+"                          waits for a daemon (default: passthrough, I/O\n"
+"                          goes where it went until a daemon claims ranges)\n"
+"  -h, --help              show this help\n", prog);
+}
+
+static void detach_usage(FILE *f)
+{
+	fprintf(f,
+"Usage: %s detach <dev>\n"
+"Put linear targets back under device <dev>: each user target with a\n"
+"backing device becomes a linear target over it, made live by a noflush\n"
+"suspend and a resume. Works with the daemon dead; what a daemon kept\n"
+"outside the backing device is no longer seen.\n", prog);
+}
+
+/* Says why a table cannot be attached to or detached from, if it can tell. */
+static void explain_table(const char *dev, const char *want)
+{
+	char table[4096];
+
+	if (dmu_dev_table(dev, table, sizeof(table)))
+		return;
+	report(0, "%s needs a live table of %s only; it is:\n%s", dev, want,
+	       table[0] ? table : "(empty)");
+}
+
+static int cmd_attach(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "name", required_argument, NULL, 'n' },
+		{ "features", required_argument, NULL, 'F' },
+		{ "claim", no_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *name = NULL, *features = NULL, *dev;
+	bool claim = false;
+	int c, rc;
+
+	usage_fn = attach_usage;
+	while ((c = getopt_long(argc, argv, ":n:F:ch", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			name = optarg;
+			break;
+		case 'F':
+			features = optarg;
+			break;
+		case 'c':
+			claim = true;
+			break;
+		case 'h':
+			attach_usage(stdout);
+			exit(0);
+		case ':':
+			bad_usage("option '%s' needs an argument",
+				  argv[optind - 1]);
+		default:
+			if (optopt)
+				bad_usage("unknown option '-%c'", optopt);
+			bad_usage("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind != argc - 1)
+		bad_usage(optind == argc ? "missing <dev>" : "more than one <dev>");
+	dev = argv[optind];
+	rc = dmu_attach(dev, name, features, claim);
+	if (rc) {
+		report(rc, "attach %s", dev);
+		if (rc == -EINVAL)
+			explain_table(dev, "linear targets");
+		return 1;
+	}
+	return dmu_dev_list(print_attached, (void *)dev) ? 1 : finish_stdout();
+}
+
+static int cmd_detach(int argc, char **argv)
+{
+	const char *dev = take_args(argc, argv, 1, detach_usage)[0];
+	int rc;
+
+	rc = dmu_detach(dev);
+	if (rc) {
+		report(rc, "detach %s", dev);
+		if (rc == -EINVAL)
+			explain_table(dev, "user targets with a backing device");
 		return 1;
 	}
 	return 0;
@@ -1592,6 +1748,8 @@ static const struct command {
 } commands[] = {
 	{ "create", cmd_create, create_usage },
 	{ "remove", cmd_remove, remove_usage },
+	{ "attach", cmd_attach, attach_usage },
+	{ "detach", cmd_detach, detach_usage },
 	{ "list", cmd_list, list_usage },
 	{ "info", cmd_info, info_usage },
 	{ "set", cmd_set, set_usage },
@@ -1608,6 +1766,9 @@ static void main_usage(FILE *f)
 "  create <dev> --size <size> [--name <name>] [--features \"<words>\"]\n"
 "                     create device <dev> with one user target\n"
 "  remove <dev>       remove device <dev>\n"
+"  attach <dev> [--name <name>] [--features \"<words>\"] [--claim]\n"
+"                     put user targets under a live linear device\n"
+"  detach <dev>       put the linear targets back\n"
 "  list               one line per user target: <dev> <name> <start> <length>\n"
 "  info <name>        what the target reports, as \"key value\" lines\n"
 "  set <name> <key>=<value>...\n"

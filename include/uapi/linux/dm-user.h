@@ -402,8 +402,8 @@ struct dm_user_attr {
 /*
  * U64, v7, in GET_INFO replies: reloads of the target's table under its
  * name that have taken effect. Each makes POLLPRI show on every channel
- * until that channel asks for GET_INFO: the size, the backing device and
- * the operations may have changed.
+ * opened for reading and writing until that channel asks for GET_INFO:
+ * the size, the backing device and the operations may have changed.
  */
 #define DM_USER_ATTR_RELOADS		91
 

@@ -77,6 +77,17 @@ user_dev bench_null_rbwb -n ${SIZE_MB}M -B -W
 user_dev bench_ram -r ${SIZE_MB}M
 truncate -s ${SIZE_MB}M /tmp/user.img || fail "truncate /tmp/user.img"
 user_dev bench_file -f /tmp/user.img
+# Over the brd that dm-linear/brd maps: everything claimed and remapped by
+# a daemon that changes nothing (no data through it), and nothing claimed
+# with no daemon at all (the map path straight to the backing device).
+_s=$((SIZE_MB * 2048))
+dmsetup create bench_remap --table "0 $_s user 0 $_s bench_remap 3 backing /dev/ram1 0" ||
+	fail "dm-user create bench_remap"
+./dmuserd -t $THREADS --remap -p /tmp/bench_remap.pid /dev/dm-user/bench_remap &
+DAEMONS="$DAEMONS $!"
+wait_file /tmp/bench_remap.pid "dmuserd --remap"
+dmsetup create bench_pass --table "0 $_s user 0 $_s bench_pass 4 backing /dev/ram1 0 passthrough" ||
+	fail "dm-user create bench_pass"
 
 DEVICES="dm-user/null:/dev/mapper/bench_null dm-user/null-2t:/dev/mapper/bench_null_2t dm-user/null+poll:/dev/mapper/bench_null_poll dm-user/null-rw:/dev/mapper/bench_null_rw dm-user/null+RB:/dev/mapper/bench_null_rb dm-user/null+RB+WB:/dev/mapper/bench_null_rbwb dm-user/null-copy:/dev/mapper/bench_null_copy"
 UBLK=""
@@ -97,7 +108,7 @@ else
 fi
 DEVICES="$DEVICES dm-user/RAM:/dev/mapper/bench_ram dm-user/file:/dev/mapper/bench_file"
 [ -z "$UBLK" ] || DEVICES="$DEVICES ublk/loop:/dev/ublkb1"
-DEVICES="$DEVICES loop:$loopdev brd:/dev/ram0 null_blk:/dev/nullb0 dm-linear/brd:/dev/mapper/bench_linear nbd/nbdkit:/dev/nbd0"
+DEVICES="$DEVICES loop:$loopdev brd:/dev/ram0 null_blk:/dev/nullb0 dm-linear/brd:/dev/mapper/bench_linear dm-user/remap:/dev/mapper/bench_remap dm-user/pass:/dev/mapper/bench_pass nbd/nbdkit:/dev/nbd0"
 
 # name rw bs engine depth
 TESTS="rr4k-qd1:randread:4k:psync:1
@@ -242,7 +253,8 @@ echo "dm-user: reference daemon, $THREADS channel(s) (one thread each; -2t: two)
 echo "  ring (default depth and data area), unless named: +poll = ring with a 200 us busy-poll,"
 echo "  rw = read() and write() (RFC protocol), RB, WB = READ_BATCH,"
 echo "  WRITE_BATCH (on read() and write()), copy = rw with --copy (data through the"
-echo "  library's buffers instead of in place)"
+echo "  library's buffers instead of in place); remap = over brd, every request"
+echo "  remapped there by a daemon (dmuserd --remap), pass = over brd, nothing claimed, no daemon"
 [ -z "$UBLK" ] || echo "ublk: ublksrv, $THREADS queue(s) of depth $UBLK_DEPTH (-2q: two); loop rows: a tmpfs file"
 echo "IOPS range = slowest and fastest run; CPU = guest CPU time (all of it, fio's too) per I/O;"
 echo "cs = context switches (all of the guest's) per I/O"
@@ -299,6 +311,10 @@ END {
     show(tests[i], "dm-user/null+RB", "dm-user/null-rw", 1.0)
   for (i = 1; i <= nt; i++)
     show(tests[i], "dm-user/null+RB+WB", "dm-user/null-rw", 1.0)
+  show("rr4k-qd1", "dm-user/remap", "dm-linear/brd", 0.9)
+  show("rr4k-qd16", "dm-user/remap", "dm-linear/brd", 0.9)
+  for (i = 1; i <= nt; i++)
+    show(tests[i], "dm-user/pass", "dm-linear/brd", 0.95)
   q = iops["rr4k-qd1", "nbd/nbdkit"]
   if (q > 0)
     printf "  %-14s %-18s / %-14s %6.2f  [>= 2.0] %s\n", "rr4k-qd1",
@@ -428,7 +444,7 @@ dmsetup remove bench_q || fail "dmsetup remove bench_q"
 # --- teardown --------------------------------------------------------------
 # shellcheck disable=SC2086 # a list of pids
 kill $DAEMONS; wait
-for n in bench_null bench_null_2t bench_null_poll bench_null_rw bench_null_rb bench_null_rbwb bench_null_copy bench_ram bench_file; do
+for n in bench_null bench_null_2t bench_null_poll bench_null_rw bench_null_rb bench_null_rbwb bench_null_copy bench_ram bench_file bench_remap bench_pass; do
 	dmsetup remove $n || fail "dmsetup remove $n"
 done
 [ -z "$UBLK" ] || "$UBLK" del -a >/dev/null

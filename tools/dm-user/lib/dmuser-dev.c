@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libdevmapper.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -379,4 +380,194 @@ int dmu_open_channel(const char *name, int flags)
 	snprintf(path, sizeof(path), "/dev/dm-user/%s", name);
 	fd = open(path, O_RDWR | O_CLOEXEC | flags);
 	return fd < 0 ? -errno : fd;
+}
+
+/* ---- Attaching user targets to a live device ------------------------- */
+
+/* A table being rewritten target by target, for attach and detach. */
+struct dmu_rewrite {
+	char *buf;
+	size_t len, used;
+	unsigned int targets;	/* seen so far */
+	unsigned int total;	/* in the live table (second pass) */
+	const char *prefix;
+	const char *features;
+	unsigned int feature_words;
+	bool claim;
+};
+
+static int dmu_rewrite_count(void *arg, uint64_t start, uint64_t length,
+			     const char *type, const char *params)
+{
+	(void)start;
+	(void)length;
+	(void)type;
+	(void)params;
+	((struct dmu_rewrite *)arg)->total++;
+	return 0;
+}
+
+/* The characters the kernel takes in a name (dm_user_name_valid()). */
+static bool dmu_name_chars_ok(const char *name)
+{
+	for (; *name; name++)
+		if (!(*name >= 'a' && *name <= 'z') &&
+		    !(*name >= 'A' && *name <= 'Z') &&
+		    !(*name >= '0' && *name <= '9') &&
+		    !strchr("-_.+:@", *name))
+			return false;
+	return true;
+}
+
+static int dmu_rewrite_add(struct dmu_rewrite *rw, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int dmu_rewrite_add(struct dmu_rewrite *rw, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(rw->buf + rw->used, rw->len - rw->used, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= rw->len - rw->used)
+		return -ENAMETOOLONG;
+	rw->used += n;
+	return 0;
+}
+
+/* "<dev> <offset>" of a linear target becomes a user target over it. */
+static int dmu_attach_target(void *arg, uint64_t start, uint64_t length,
+			     const char *type, const char *params)
+{
+	struct dmu_rewrite *rw = arg;
+	char dev[64], name[DM_USER_NAME_MAX + 2];
+	unsigned long long offset;
+	int n;
+
+	if (strcmp(type, "linear") ||
+	    sscanf(params, "%63s %llu%n", dev, &offset, &n) != 2 ||
+	    params[n + strspn(params + n, " ")])
+		return -EINVAL;
+	if (rw->total > 1)
+		n = snprintf(name, sizeof(name), "%s_%u", rw->prefix,
+			     rw->targets);
+	else
+		n = snprintf(name, sizeof(name), "%s", rw->prefix);
+	if (n < 0 || (size_t)n > DM_USER_NAME_MAX)
+		return -ENAMETOOLONG;
+	rw->targets++;
+	return dmu_rewrite_add(rw, "%s%" PRIu64 " %" PRIu64 " user %" PRIu64
+			       " %" PRIu64 " %s %u backing %s %llu%s%s%s",
+			       rw->used ? "\n" : "", start, length, start,
+			       length, name,
+			       3 + !rw->claim + rw->feature_words, dev, offset,
+			       rw->claim ? "" : " passthrough",
+			       rw->feature_words ? " " : "",
+			       rw->feature_words ? rw->features : "");
+}
+
+/* A user target with a backing device becomes a linear target over it. */
+static int dmu_detach_target(void *arg, uint64_t start, uint64_t length,
+			     const char *type, const char *params)
+{
+	struct dmu_rewrite *rw = arg;
+	char word[128], dev[64];
+	unsigned long long offset;
+	const char *p = params;
+	int i, n;
+
+	if (strcmp(type, "user"))
+		return -EINVAL;
+	/* <start> <len> <name> [<#words> <word>...]: look for backing. */
+	for (i = 0; sscanf(p, "%127s%n", word, &n) == 1; i++) {
+		p += n;
+		if (i < 4 || strcmp(word, "backing"))
+			continue;
+		if (sscanf(p, "%63s %llu", dev, &offset) != 2)
+			return -EINVAL;
+		rw->targets++;
+		return dmu_rewrite_add(rw, "%s%" PRIu64 " %" PRIu64
+				       " linear %s %llu", rw->used ? "\n" : "",
+				       start, length, dev, offset);
+	}
+	return -EINVAL;
+}
+
+/*
+ * Loads @table into @dev and makes it live with a noflush suspend and a
+ * resume; a suspend that fails leaves the live table as it was.
+ */
+static int dmu_swap_live(const char *dev, const char *table)
+{
+	int r = dmu_run_task(DM_DEVICE_RELOAD, dev, table, false);
+
+	if (r)
+		return r;
+	r = dmu_run_task(DM_DEVICE_SUSPEND, dev, NULL, true);
+	if (r) {
+		dmu_run_task(DM_DEVICE_CLEAR, dev, NULL, false);
+		return r;
+	}
+	return dmu_run_task(DM_DEVICE_RESUME, dev, NULL, false);
+}
+
+/*
+ * Rewrites @dev's live table target by target with @fn, @per bytes of room
+ * a target, and makes the result live.
+ */
+static int dmu_rewrite(const char *dev, struct dmu_rewrite *rw,
+		       int (*fn)(void *arg, uint64_t start, uint64_t length,
+				 const char *type, const char *params),
+		       size_t per)
+{
+	int r = dmu_for_each_target(dev, dmu_rewrite_count, rw);
+
+	if (r)
+		return r;
+	if (!rw->total)
+		return -EINVAL;
+	rw->len = per * rw->total;
+	rw->buf = malloc(rw->len);
+	if (!rw->buf)
+		return -ENOMEM;
+	r = dmu_for_each_target(dev, fn, rw);
+	/* The table changed between the two looks. */
+	if (!r && rw->targets != rw->total)
+		r = -EAGAIN;
+	if (!r)
+		r = dmu_swap_live(dev, rw->buf);
+	free(rw->buf);
+	return r;
+}
+
+int dmu_attach(const char *dev, const char *prefix, const char *features,
+	       bool claim)
+{
+	struct dmu_rewrite rw = { 0 };
+	const char *p;
+
+	if (!dev || !*dev)
+		return -EINVAL;
+	rw.prefix = prefix ? prefix : dev;
+	rw.claim = claim;
+	if (!dmu_name_ok(rw.prefix) || !dmu_name_chars_ok(rw.prefix))
+		return -EINVAL;
+	rw.features = features ? features + strspn(features, " \t") : "";
+	for (p = rw.features; *p;) {
+		rw.feature_words++;
+		p += strcspn(p, " \t");
+		p += strspn(p, " \t");
+	}
+	return dmu_rewrite(dev, &rw, dmu_attach_target,
+			   512 + strlen(rw.features));
+}
+
+int dmu_detach(const char *dev)
+{
+	struct dmu_rewrite rw = { 0 };
+
+	if (!dev || !*dev)
+		return -EINVAL;
+	return dmu_rewrite(dev, &rw, dmu_detach_target, 160);
 }

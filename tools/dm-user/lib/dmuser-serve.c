@@ -142,14 +142,17 @@ struct server {
 	enum dmu_transport transport;	/* what open_fd() tries */
 	unsigned int ring_depth, ring_data, ring_busy_poll;
 	bool remap;		/* DM_USER_EXT_REMAP on every channel */
-	/*
-	 * With remap: the target's block size and size, in bytes; the size
-	 * follows reloads (check_reload()).
-	 */
+	/* With remap: the target's block size, in bytes. */
 	uint64_t block_size;
+	/*
+	 * The target's size in bytes as last seen (UINT64_MAX: unknown,
+	 * without the control interface), read without a lock, and the
+	 * reloads of its table seen so far, which reload_lock orders, with
+	 * the size's updates and the ->reload calls (check_reload()).
+	 */
 	_Atomic uint64_t size;
-	/* The reloads of the target's table seen so far (GET_INFO). */
-	_Atomic uint64_t reloads;
+	uint64_t reloads;
+	pthread_mutex_t reload_lock;
 	atomic_bool abort;	/* a channel failed: every thread stops */
 	struct chan *chans;
 };
@@ -238,18 +241,20 @@ static uint64_t now_ms(void)
 /*
  * Whether a reload of the target's table under its name has taken effect
  * since this channel last asked (POLLPRI, or on a ring the head's
- * DM_USER_RING_RELOADED): then GET_INFO, which clears it, and for the
- * first channel to see a given reload the new size and ->reload. A
- * read()/write() channel asks the kernel at most every POLL_MS; a ring
+ * DM_USER_RING_RELOADED), or with @force in any case: then GET_INFO,
+ * which clears it, and if that shows reloads not seen before, the new
+ * size and ->reload, one at a time and never going back. A read()/write()
+ * channel asks the kernel at most every POLL_MS unless forced; a ring
  * looks at its head, which costs nothing.
  */
-static void check_reload(struct chan *ch)
+static void check_reload(struct chan *ch, bool force)
 {
 	struct server *srv = ch->srv;
 	struct dmu_info info;
-	uint64_t seen;
 
-	if (ch->ring) {
+	if (force) {
+		/* Asked below. */
+	} else if (ch->ring) {
 		if (!(__atomic_load_n(&ch->ring->flags, __ATOMIC_ACQUIRE) &
 		      DM_USER_RING_RELOADED))
 			return;
@@ -265,16 +270,14 @@ static void check_reload(struct chan *ch)
 	}
 	if (dmu_get_info(ch->fd, &info))
 		return;
-	seen = atomic_load(&srv->reloads);
-	while (info.reloads > seen) {
-		if (atomic_compare_exchange_weak(&srv->reloads, &seen,
-						 info.reloads)) {
-			atomic_store(&srv->size, info.size * 512);
-			if (srv->ops->reload)
-				srv->ops->reload(srv->ctx, &info);
-			break;
-		}
+	pthread_mutex_lock(&srv->reload_lock);
+	if (info.reloads > srv->reloads) {
+		srv->reloads = info.reloads;
+		atomic_store(&srv->size, info.size * 512);
+		if (srv->ops->reload)
+			srv->ops->reload(srv->ctx, &info);
 	}
+	pthread_mutex_unlock(&srv->reload_lock);
 }
 
 /* ---- Receiving ------------------------------------------------------- */
@@ -296,7 +299,7 @@ static enum chan_status wait_readable(struct chan *ch, bool can_stop)
 		if (n < 0 && errno != EINTR)
 			return chan_fail(ch, errno);
 		if (!n)
-			check_reload(ch);
+			check_reload(ch, false);
 		/* Readable, or an error or hang-up that read() will name. */
 		if (n > 0)
 			return CHAN_OK;
@@ -572,6 +575,10 @@ static int serve_request(struct chan *ch, const struct request *rq,
 	/* The range of a flush means nothing, whatever its sector says. */
 	if (m->type != DM_USER_REQ_MAP_FLUSH && !byte_offset(m, &req->offset))
 		return DM_USER_RESP_ERROR;
+	/* Past the size known: a reload grew it, which ->reload hears first. */
+	if (m->type != DM_USER_REQ_MAP_FLUSH &&
+	    req->offset + m->len > atomic_load(&ch->srv->size))
+		check_reload(ch, true);
 	if (m->type == DM_USER_REQ_MAP_READ)
 		req->data = rbuf;
 	else if (m->type == DM_USER_REQ_MAP_WRITE)
@@ -876,7 +883,7 @@ static enum chan_status ring_main(struct chan *ch)
 
 	while (st == CHAN_OK && !stopping(ch->srv)) {
 		st = ring_enter(ch, POLL_MS, &posted);
-		check_reload(ch);
+		check_reload(ch, false);
 		if (st == CHAN_OK && posted)
 			st = ring_serve(ch);
 	}
@@ -913,7 +920,7 @@ static void *chan_main(void *arg)
 			ast = st == CHAN_RESET ? st : serve_collected(ch);
 			if (st == CHAN_OK || st == CHAN_STOP)
 				st = ast;
-			check_reload(ch);
+			check_reload(ch, false);
 		}
 		if (st != CHAN_RESET)
 			continue;
@@ -1113,9 +1120,17 @@ fail:
 	return rc;
 }
 
+/*
+ * A channel opened after a reload sees no POLLPRI for it: the reloads are
+ * looked at once it is open, as ->reload must hear of every one.
+ */
 static int open_fd(struct server *srv, struct chan *ch)
 {
-	return open_fd_how(srv, ch, true);
+	int rc = open_fd_how(srv, ch, true);
+
+	if (!rc)
+		check_reload(ch, true);
+	return rc;
 }
 
 static int open_chan(struct server *srv, struct chan *ch, bool read_batch,
@@ -1144,31 +1159,37 @@ static int open_chan(struct server *srv, struct chan *ch, bool read_batch,
 }
 
 /*
- * Whether the target can take remap answers: a kernel that knows them and
- * a backing device; notes the block size and size the kernel checks remaps
- * against. 0, -EOPNOTSUPP, or why the node could not be asked.
+ * Notes the target's size and reloads, and with remap its block size,
+ * which the kernel checks remaps against; with remap, whether the target
+ * can take remap answers (a kernel that knows them, a backing device).
+ * 0, -EOPNOTSUPP, or why the node could not be asked.
  */
-static int check_remap(struct server *srv)
+static int learn_target(struct server *srv)
 {
-	const char *path = srv->path;
 	struct dmu_info info;
 	int fd, rc;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	atomic_init(&srv->size, UINT64_MAX);
+	fd = open(srv->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	rc = dmu_get_info(fd, &info);
 	close(fd);
-	/* A kernel without the control interface has no remap either. */
+	/*
+	 * A kernel without the control interface has no remap, nor
+	 * reloads to follow: its channels still serve.
+	 */
 	if (rc == -ENOTTY)
-		return -EOPNOTSUPP;
+		return srv->remap ? -EOPNOTSUPP : 0;
 	if (rc)
 		return rc;
+	atomic_store(&srv->size, info.size * 512);
+	srv->reloads = info.reloads;
+	if (!srv->remap)
+		return 0;
 	if (info.version < 4 || !info.backing[0] || !info.block_size)
 		return -EOPNOTSUPP;
 	srv->block_size = info.block_size;
-	atomic_store(&srv->size, info.size * 512);
-	atomic_store(&srv->reloads, info.reloads);
 	return 0;
 }
 
@@ -1225,16 +1246,19 @@ int dmu_serve(const char *name, const struct dmu_ops *ops, void *ctx,
 	if ((rw_opts && srv.transport == DMU_TRANSPORT_RING) ||
 	    (ring_opts && (srv.transport == DMU_TRANSPORT_RW || rw_opts)))
 		return -EINVAL;
-	if (srv.remap) {
-		rc = check_remap(&srv);
-		if (rc)
-			return rc;
-	}
+	rc = learn_target(&srv);
+	if (rc)
+		return rc;
 	atomic_init(&srv.abort, false);
+	rc = pthread_mutex_init(&srv.reload_lock, NULL);
+	if (rc)
+		return -rc;
 
 	srv.chans = calloc(srv.threads, sizeof(*srv.chans));
-	if (!srv.chans)
+	if (!srv.chans) {
+		pthread_mutex_destroy(&srv.reload_lock);
 		return -ENOMEM;
+	}
 	for (i = 0; i < srv.threads; i++) {
 		srv.chans[i].srv = &srv;
 		srv.chans[i].id = i;
@@ -1265,6 +1289,7 @@ int dmu_serve(const char *name, const struct dmu_ops *ops, void *ctx,
 	for (i = 0; i < srv.threads; i++)
 		close_chan(&srv, &srv.chans[i]);
 	free(srv.chans);
+	pthread_mutex_destroy(&srv.reload_lock);
 	return err;
 }
 

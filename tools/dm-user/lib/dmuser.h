@@ -86,6 +86,52 @@ typedef int (*dmu_list_fn)(void *arg, const struct dmu_target_desc *t);
  */
 int dmu_dev_list(dmu_list_fn fn, void *arg);
 
+/**
+ * dmu_attach() - put user targets under a live device, with no error seen
+ * @dev: a device-mapper device whose live table is linear targets only
+ *	(one or several segments: an LVM logical volume, say)
+ * @prefix: the user targets' name, with "_<i>" added (i = 0, 1, ...) when
+ *	there are several; NULL for @dev
+ * @features: feature words for every target, without their count (e.g.
+ *	"notify_writes no_daemon_timeout 60"), or NULL
+ * @claim: the targets start with all of themselves claimed, so that their
+ *	I/O waits for a daemon; otherwise (passthrough) it goes straight to
+ *	the same place as before until a daemon claims ranges
+ *
+ * Each "<start> <len> linear <dev> <offset>" becomes "<start> <len> user
+ * <start> <len> <name> <n> backing <dev> <offset> [passthrough]
+ * [features]", loaded and made live by a noflush suspend and a resume, so
+ * that I/O in flight, a mounted filesystem's included, is held and goes
+ * on through the new table. Since libdmuser 1.4.
+ *
+ * Return: 0; -EINVAL if a target is not linear, the table is empty or the
+ * name is not one the kernel takes; -ENAMETOOLONG for a name past 64
+ * characters; -EAGAIN if the table changed meanwhile; -ENXIO without
+ * @dev; the errno of the load (EBUSY: a name in use), the suspend (the
+ * live table is then as it was) or the resume.
+ */
+int dmu_attach(const char *dev, const char *prefix, const char *features,
+	       bool claim);
+/**
+ * dmu_detach() - put linear targets back under a device, as dmu_attach()
+ * found it
+ * @dev: a device-mapper device whose live table is user targets with a
+ *	backing device only
+ *
+ * Each user target becomes "<start> <len> linear <dev> <offset>" over its
+ * backing device, made live by a noflush suspend and a resume: requests
+ * queued for the daemon, or given back by a daemon that died, go on
+ * through the linear table; a daemon alive is waited for on the requests
+ * it has started to read. What the daemon kept elsewhere (a copy-on-write
+ * delta) is not the backing device's and is no longer seen. Works with
+ * the daemon dead. Since libdmuser 1.4.
+ *
+ * Return: 0; -EINVAL if a target is not a user target with a backing
+ * device, or the table is empty; -EAGAIN, -ENXIO and the errors of the
+ * load, the suspend and the resume as for dmu_attach().
+ */
+int dmu_detach(const char *dev);
+
 /** dmu_wait_node() - wait up to @timeout_ms for /dev/dm-user/@name */
 int dmu_wait_node(const char *name, int timeout_ms);
 /**
@@ -416,12 +462,14 @@ struct dmu_ops {
 	/*
 	 * Optional. The target's table was reloaded under its name and the
 	 * reload took effect: the size, the backing device or the operations
-	 * may have changed, and @info is what GET_INFO says now. Called once
-	 * per reload, on one of the serving threads, within 200 ms
-	 * of it on read()/write() channels and at the next request or wait
-	 * on a ring; remap offsets are checked against the new size from
-	 * then on. Serving goes on across the reload without it. Since
-	 * libdmuser 1.4, read from every caller as notify is.
+	 * may have changed, and @info is what GET_INFO says then. Called
+	 * after one or more reloads (several close together may come as
+	 * one), one call at a time, on one of the serving threads: within
+	 * 200 ms on read()/write() channels, at the next wait on a ring, and
+	 * in any case before a request past the size the library knew is
+	 * handed to a callback; remap offsets are checked against the new
+	 * size from then on. Serving goes on across the reload without it.
+	 * Since libdmuser 1.4, read from every caller as notify is.
 	 */
 	void (*reload)(void *ctx, const struct dmu_info *info);
 };

@@ -77,13 +77,31 @@ static inline int dmu_remove(const char *dev)
 	return dmu_run("dmsetup remove --retry %s >/dev/null 2>&1", dev);
 }
 
+/* The mark dmu_kmsg_mark() last wrote to the kernel log, 0 if none. */
+static unsigned int dmu_kmsg_marks;
+
 /*
- * Whether the kernel log's last lines hold @text: for a constructor's
- * reasons, which are not rate limited as those of refused answers are.
+ * Writes a mark to the kernel log: dmu_kmsg_has() then looks only at what
+ * came after it, so that a line an earlier step logged cannot answer for
+ * a later one.
+ */
+static inline int dmu_kmsg_mark(void)
+{
+	return dmu_run("echo 'dmu-test-mark-%d-%u' > /dev/kmsg", getpid(),
+		       ++dmu_kmsg_marks);
+}
+
+/*
+ * Whether the kernel log holds @text after the last mark (without one,
+ * in its last lines): for a constructor's reasons, which are not rate
+ * limited as those of refused answers are.
  */
 static inline bool dmu_kmsg_has(const char *text)
 {
-	return !dmu_run("dmesg | tail -n 20 | grep -q '%s'", text);
+	if (!dmu_kmsg_marks)
+		return !dmu_run("dmesg | tail -n 20 | grep -q '%s'", text);
+	return !dmu_run("dmesg | sed -n '/dmu-test-mark-%d-%u$/,$p' | grep -q '%s'",
+			getpid(), dmu_kmsg_marks, text);
 }
 
 /* Reads a sysfs queue attribute of a mapped device. */

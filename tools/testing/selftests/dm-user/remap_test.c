@@ -240,8 +240,11 @@ TEST_F(dev, table_round_trip_deps_and_info)
 	EXPECT_EQ(0, ctl_num(&c, DM_USER_ATTR_REMAPPED));
 }
 
-/* Tables the backing feature refuses, each with its reason. */
-TEST_F(dev, bad_tables)
+/*
+ * Tables the backing feature refuses, each with its reason: a dmsetup
+ * create each, seconds apiece under a debug kernel.
+ */
+TEST_F_TIMEOUT(dev, bad_tables, 180)
 {
 	NEED_RAM();
 	static const struct {

@@ -73,7 +73,7 @@ grep -q "^daemon attached\$" /tmp/$n.info || _fail "info: daemon not attached: $
 [ $? = 1 ] || _fail "info on a missing device did not exit 1"
 "$DMUSER" serve -r 1M -n 1M "$n" >/dev/null 2>/tmp/$n.err
 [ $? = 2 ] || _fail "serve with two stores did not exit 2"
-grep -q "exactly one of --ram, --file and --null" /tmp/$n.err ||
+grep -q "exactly one of --ram, --file, --null and --remap" /tmp/$n.err ||
 	_fail "serve with two stores: $(cat /tmp/$n.err)"
 for bad in "--transport pipe:--transport must be auto, ring or rw" \
 	   "--ring-depth 3:--ring-depth must be a power of two" \

@@ -149,6 +149,24 @@ _verify_fio_check() {
 	[ "${FIO_KB:-0}" -gt 0 ] || _fail "$2: fio verified nothing"
 }
 
+# _ram_disk: prints a 16 MiB block device in RAM, as dmu_ram_disk() in
+# dmu_test.h finds one: brd's /dev/ram0, else a loop device over a file in
+# /tmp (the debug kernel has loop built in but no brd).
+_ram_disk() {
+	[ -b /dev/ram0 ] || modprobe brd rd_nr=1 rd_size=16384 max_part=0 >/dev/null 2>&1
+	if [ -b /dev/ram0 ]; then
+		echo /dev/ram0
+		return 0
+	fi
+	_img=/tmp/dmu_ram_disk.img
+	_dev=$(losetup -a 2>/dev/null | grep "$_img" | cut -d: -f1)
+	if [ -z "$_dev" ]; then
+		dd if=/dev/zero of="$_img" bs=1M count=16 2>/dev/null || return 1
+		_dev=$(losetup -f) && losetup "$_dev" "$_img" || return 1
+	fi
+	echo "$_dev"
+}
+
 # _status_value <dev> <key>: the word after <key> in dmsetup status.
 _status_value() {
 	dmsetup status "$1" | tr ' ' '\n' | grep -A1 -x "$2" | tail -n 1
