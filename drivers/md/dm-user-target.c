@@ -1670,7 +1670,8 @@ static bool dm_user_name_valid(const char *name)
 	 * characters that mean nothing to any of them.
 	 */
 	for (i = 0; i < len; i++)
-		if (!isalnum(name[i]) && !strchr("-_.+:@", name[i]))
+		if (!(isascii(name[i]) && isalnum(name[i])) &&
+		    !strchr("-_.+:@", name[i]))
 			return false;
 	return true;
 }

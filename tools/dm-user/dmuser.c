@@ -818,6 +818,9 @@ static int cb_remap(void *ctx, struct dmu_req *r)
 {
 	(void)ctx;
 	count(by_type[r->type], 1);
+	/* The kernel sent a flush to the backing device already. */
+	if (r->type == DM_USER_REQ_MAP_FLUSH)
+		return 0;
 	if (r->type == DM_USER_REQ_MAP_READ)
 		count(C_BYTES_READ, r->len);
 	if (r->type == DM_USER_REQ_MAP_WRITE)
@@ -1478,8 +1481,14 @@ static int cmd_attach(int argc, char **argv)
 	rc = dmu_attach(dev, name, features, claim);
 	if (rc) {
 		report(rc, "attach %s", dev);
-		if (rc == -EINVAL)
+		if (rc == -EMEDIUMTYPE)
 			explain_table(dev, "linear targets");
+		if (rc == -EBUSY)
+			report(0, "%s is suspended, has an inactive table, or a target name is in use",
+			       dev);
+		if (rc == -EREMOTEIO)
+			report(0, "%s is left suspended: dmsetup resume %s", dev,
+			       dev);
 		return 1;
 	}
 	return dmu_dev_list(print_attached, (void *)dev) ? 1 : finish_stdout();
@@ -1493,8 +1502,13 @@ static int cmd_detach(int argc, char **argv)
 	rc = dmu_detach(dev);
 	if (rc) {
 		report(rc, "detach %s", dev);
-		if (rc == -EINVAL)
+		if (rc == -EMEDIUMTYPE)
 			explain_table(dev, "user targets with a backing device");
+		if (rc == -EBUSY)
+			report(0, "%s is suspended or has an inactive table", dev);
+		if (rc == -EREMOTEIO)
+			report(0, "%s is left suspended: dmsetup resume %s", dev,
+			       dev);
 		return 1;
 	}
 	return 0;

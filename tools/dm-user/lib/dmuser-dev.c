@@ -85,8 +85,12 @@ static int dmu_add_targets(struct dm_task *dmt, const char *table)
  * Runs a task of @type on @dev: with @table's targets for create and
  * reload, and with a udev cookie for the tasks that change nodes.
  */
+/* dmu_run_task() flags. */
+#define DMU_TASK_NOFLUSH	0x1	/* a suspend or resume with noflush */
+#define DMU_TASK_RO		0x2	/* a table loaded read-only */
+
 static int dmu_run_task(int type, const char *dev, const char *table,
-			bool noflush)
+			unsigned int flags)
 {
 	bool cookie_task = type == DM_DEVICE_CREATE ||
 			   type == DM_DEVICE_RESUME || type == DM_DEVICE_REMOVE;
@@ -109,7 +113,11 @@ static int dmu_run_task(int type, const char *dev, const char *table,
 		if (r)
 			goto out;
 	}
-	if (noflush && !dm_task_no_flush(dmt)) {
+	if ((flags & DMU_TASK_NOFLUSH) && !dm_task_no_flush(dmt)) {
+		r = -EINVAL;
+		goto out;
+	}
+	if ((flags & DMU_TASK_RO) && !dm_task_set_ro(dmt)) {
 		r = -EINVAL;
 		goto out;
 	}
@@ -129,12 +137,11 @@ out:
 	return r;
 }
 
-/* 1 if @dev exists, 0 if not, or a negative errno. */
-static int dmu_dev_exists(const char *dev)
+/* DM_DEVICE_INFO of @dev into @info: 0 or a negative errno. */
+static int dmu_dev_info(const char *dev, struct dm_info *info)
 {
 	struct dm_task *dmt;
-	struct dm_info info;
-	int r;
+	int r = 0;
 
 	dmu_udev_setup();
 	dmt = dmu_task_new(DM_DEVICE_INFO, &r);
@@ -142,12 +149,19 @@ static int dmu_dev_exists(const char *dev)
 		return r;
 	if (!dm_task_set_name(dmt, dev))
 		r = -EINVAL;
-	else if (!dm_task_run(dmt) || !dm_task_get_info(dmt, &info))
+	else if (!dm_task_run(dmt) || !dm_task_get_info(dmt, info))
 		r = dmu_task_error(dmt);
-	else
-		r = info.exists ? 1 : 0;
 	dm_task_destroy(dmt);
 	return r;
+}
+
+/* 1 if @dev exists, 0 if not, or a negative errno. */
+static int dmu_dev_exists(const char *dev)
+{
+	struct dm_info info;
+	int r = dmu_dev_info(dev, &info);
+
+	return r ? r : info.exists ? 1 : 0;
 }
 
 int dmu_dev_create(const char *dev, const char *table)
@@ -163,29 +177,30 @@ int dmu_dev_create(const char *dev, const char *table)
 	r = dmu_dev_exists(dev);
 	if (r)
 		return r > 0 ? -EEXIST : r;
-	return dmu_run_task(DM_DEVICE_CREATE, dev, table, false);
+	return dmu_run_task(DM_DEVICE_CREATE, dev, table, 0);
 }
 
 int dmu_dev_load(const char *dev, const char *table)
 {
 	if (!table)
 		return -EINVAL;
-	return dmu_run_task(DM_DEVICE_RELOAD, dev, table, false);
+	return dmu_run_task(DM_DEVICE_RELOAD, dev, table, 0);
 }
 
 int dmu_dev_suspend(const char *dev, bool noflush)
 {
-	return dmu_run_task(DM_DEVICE_SUSPEND, dev, NULL, noflush);
+	return dmu_run_task(DM_DEVICE_SUSPEND, dev, NULL,
+			    noflush ? DMU_TASK_NOFLUSH : 0);
 }
 
 int dmu_dev_resume(const char *dev)
 {
-	return dmu_run_task(DM_DEVICE_RESUME, dev, NULL, false);
+	return dmu_run_task(DM_DEVICE_RESUME, dev, NULL, 0);
 }
 
 int dmu_dev_remove(const char *dev)
 {
-	return dmu_run_task(DM_DEVICE_REMOVE, dev, NULL, false);
+	return dmu_run_task(DM_DEVICE_REMOVE, dev, NULL, 0);
 }
 
 /* Calls @fn for each target of @dev's live table. */
@@ -448,7 +463,7 @@ static int dmu_attach_target(void *arg, uint64_t start, uint64_t length,
 	if (strcmp(type, "linear") ||
 	    sscanf(params, "%63s %llu%n", dev, &offset, &n) != 2 ||
 	    params[n + strspn(params + n, " ")])
-		return -EINVAL;
+		return -EMEDIUMTYPE;
 	if (rw->total > 1)
 		n = snprintf(name, sizeof(name), "%s_%u", rw->prefix,
 			     rw->targets);
@@ -478,38 +493,45 @@ static int dmu_detach_target(void *arg, uint64_t start, uint64_t length,
 	int i, n;
 
 	if (strcmp(type, "user"))
-		return -EINVAL;
+		return -EMEDIUMTYPE;
 	/* <start> <len> <name> [<#words> <word>...]: look for backing. */
 	for (i = 0; sscanf(p, "%127s%n", word, &n) == 1; i++) {
 		p += n;
 		if (i < 4 || strcmp(word, "backing"))
 			continue;
 		if (sscanf(p, "%63s %llu", dev, &offset) != 2)
-			return -EINVAL;
+			return -EMEDIUMTYPE;
 		rw->targets++;
 		return dmu_rewrite_add(rw, "%s%" PRIu64 " %" PRIu64
 				       " linear %s %llu", rw->used ? "\n" : "",
 				       start, length, dev, offset);
 	}
-	return -EINVAL;
+	return -EMEDIUMTYPE;
 }
 
 /*
- * Loads @table into @dev and makes it live with a noflush suspend and a
- * resume; a suspend that fails leaves the live table as it was.
+ * Loads @table into @dev (read-only if the device is) and makes it live
+ * with a noflush suspend and a noflush resume: a suspend that fails drops
+ * the loaded table, and a resume that fails is tried once more, so that
+ * the device is not left suspended unless the kernel keeps refusing.
  */
-static int dmu_swap_live(const char *dev, const char *table)
+static int dmu_swap_live(const char *dev, const char *table, bool read_only)
 {
-	int r = dmu_run_task(DM_DEVICE_RELOAD, dev, table, false);
+	int r = dmu_run_task(DM_DEVICE_RELOAD, dev, table,
+			     read_only ? DMU_TASK_RO : 0);
 
 	if (r)
 		return r;
-	r = dmu_run_task(DM_DEVICE_SUSPEND, dev, NULL, true);
+	r = dmu_run_task(DM_DEVICE_SUSPEND, dev, NULL, DMU_TASK_NOFLUSH);
 	if (r) {
-		dmu_run_task(DM_DEVICE_CLEAR, dev, NULL, false);
+		if (dmu_run_task(DM_DEVICE_CLEAR, dev, NULL, 0))
+			return -EUCLEAN;
 		return r;
 	}
-	return dmu_run_task(DM_DEVICE_RESUME, dev, NULL, false);
+	r = dmu_run_task(DM_DEVICE_RESUME, dev, NULL, DMU_TASK_NOFLUSH);
+	if (r && dmu_run_task(DM_DEVICE_RESUME, dev, NULL, DMU_TASK_NOFLUSH))
+		return -EREMOTEIO;
+	return 0;
 }
 
 /*
@@ -521,12 +543,21 @@ static int dmu_rewrite(const char *dev, struct dmu_rewrite *rw,
 				 const char *type, const char *params),
 		       size_t per)
 {
-	int r = dmu_for_each_target(dev, dmu_rewrite_count, rw);
+	struct dm_info info;
+	int r = dmu_dev_info(dev, &info);
 
 	if (r)
 		return r;
+	if (!info.exists)
+		return -ENXIO;
+	/* Not in the middle of another tool's change of it. */
+	if (info.suspended || info.inactive_table || !info.live_table)
+		return -EBUSY;
+	r = dmu_for_each_target(dev, dmu_rewrite_count, rw);
+	if (r)
+		return r;
 	if (!rw->total)
-		return -EINVAL;
+		return -EMEDIUMTYPE;
 	rw->len = per * rw->total;
 	rw->buf = malloc(rw->len);
 	if (!rw->buf)
@@ -536,7 +567,7 @@ static int dmu_rewrite(const char *dev, struct dmu_rewrite *rw,
 	if (!r && rw->targets != rw->total)
 		r = -EAGAIN;
 	if (!r)
-		r = dmu_swap_live(dev, rw->buf);
+		r = dmu_swap_live(dev, rw->buf, info.read_only);
 	free(rw->buf);
 	return r;
 }
@@ -551,9 +582,15 @@ int dmu_attach(const char *dev, const char *prefix, const char *features,
 		return -EINVAL;
 	rw.prefix = prefix ? prefix : dev;
 	rw.claim = claim;
+	if (strlen(rw.prefix) > DM_USER_NAME_MAX)
+		return -ENAMETOOLONG;
 	if (!dmu_name_ok(rw.prefix) || !dmu_name_chars_ok(rw.prefix))
 		return -EINVAL;
 	rw.features = features ? features + strspn(features, " \t") : "";
+	/* One line a target: a newline would start another. */
+	for (p = rw.features; *p; p++)
+		if ((unsigned char)*p < ' ' && *p != '\t')
+			return -EINVAL;
 	for (p = rw.features; *p;) {
 		rw.feature_words++;
 		p += strcspn(p, " \t");

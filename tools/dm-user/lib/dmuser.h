@@ -104,11 +104,21 @@ int dmu_dev_list(dmu_list_fn fn, void *arg);
  * that I/O in flight, a mounted filesystem's included, is held and goes
  * on through the new table. Since libdmuser 1.4.
  *
- * Return: 0; -EINVAL if a target is not linear, the table is empty or the
- * name is not one the kernel takes; -ENAMETOOLONG for a name past 64
- * characters; -EAGAIN if the table changed meanwhile; -ENXIO without
- * @dev; the errno of the load (EBUSY: a name in use), the suspend (the
- * live table is then as it was) or the resume.
+ * The new table is loaded read-only if the device is. A device that is
+ * suspended, or has an inactive table loaded (another tool in the middle
+ * of a change), is left alone. LVM does not know of the user targets: a
+ * later lvextend or lvchange --refresh loads a linear table again, so
+ * detach first.
+ *
+ * Return: 0; -EMEDIUMTYPE if a target is not linear or the table is empty;
+ * -EINVAL if the name is not one the kernel takes or @features holds a
+ * control character; -ENAMETOOLONG for a name past 64 characters; -EBUSY
+ * for a device suspended or with an inactive table; -EAGAIN if the table
+ * changed between two looks; -ENXIO without @dev; the errno of the load
+ * (EBUSY: a name in use; EINVAL: a feature or the table refused) or of the
+ * suspend, which leave the live table as it was (-EUCLEAN if the loaded
+ * table could not be dropped again); -EREMOTEIO if the resume failed twice
+ * (the device is left suspended).
  */
 int dmu_attach(const char *dev, const char *prefix, const char *features,
 	       bool claim);
@@ -126,9 +136,9 @@ int dmu_attach(const char *dev, const char *prefix, const char *features,
  * delta) is not the backing device's and is no longer seen. Works with
  * the daemon dead. Since libdmuser 1.4.
  *
- * Return: 0; -EINVAL if a target is not a user target with a backing
- * device, or the table is empty; -EAGAIN, -ENXIO and the errors of the
- * load, the suspend and the resume as for dmu_attach().
+ * Return: 0; -EMEDIUMTYPE if a target is not a user target with a backing
+ * device, or the table is empty; -EBUSY, -EAGAIN, -ENXIO and the errors
+ * of the load, the suspend and the resume as for dmu_attach().
  */
 int dmu_detach(const char *dev);
 

@@ -59,6 +59,8 @@ bad "0 1024 user 0 1024 ..!evil_$$" "Invalid name"
 bad "0 1024 user 0 1024 a!b_$$" "Invalid name"
 bad "0 1024 user 0 1024 x\$y" "Invalid name"
 bad "0 1024 user 0 1024 *" "Invalid name"
+# Latin-1 letters are letters to the kernel's isalnum(), not to the rule.
+bad "0 1024 user 0 1024 caf$(printf '\351')_$$" "Invalid name"
 [ ! -e "/dev/evil_$$" ] && [ ! -e "/dev/dm-user/a" ] ||
 	_fail "a refused name still made a node: $(ls /dev /dev/dm-user)"
 bad "0 1024 user 0 1024 $n 1 sparkle" "Unrecognised feature requested"
