@@ -771,6 +771,7 @@ void dm_user_snapshot(struct dm_user_target *t, struct dm_user_channel *ch,
 {
 	const struct dm_user_table *tt;
 	unsigned long irq_flags;
+	bool notify;
 
 	spin_lock_irqsave(&t->lock, irq_flags);
 	tt = t->live;
@@ -801,7 +802,7 @@ void dm_user_snapshot(struct dm_user_target *t, struct dm_user_channel *ch,
 	s->remapped = t->nr_remapped;
 	s->notified = t->nr_notified;
 	s->passed = atomic64_read(&t->nr_passed);
-	s->claim_ranges = dm_user_claim_ranges(t, &s->notify_writes);
+	s->claim_ranges = dm_user_claim_ranges(t, &notify);
 	memcpy(s->stats, t->stats, sizeof(s->stats));
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 }

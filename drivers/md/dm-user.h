@@ -533,7 +533,6 @@ struct dm_user_snapshot {
 	u64 notified;
 	u64 passed;
 	unsigned int claim_ranges;
-	bool notify_writes;
 	struct dm_user_op_stats stats[DM_USER_NR_OPS];
 };
 

@@ -98,6 +98,20 @@ static void bad_usage(const char *fmt, ...)
 	exit(2);
 }
 
+/*
+ * What getopt_long() returned @c for: an option without its argument, or
+ * one it does not know (opterr is 0: the messages are ours).
+ */
+__attribute__((noreturn))
+static void bad_option(int c, char **argv)
+{
+	if (c == ':')
+		bad_usage("option '%s' needs an argument", argv[optind - 1]);
+	if (optopt)
+		bad_usage("unknown option '-%c'", optopt);
+	bad_usage("unknown option '%s'", argv[optind - 1]);
+}
+
 /* K, M, G and T: powers of 1024. */
 static unsigned int suffix_shift(char c)
 {
@@ -1125,13 +1139,8 @@ static void serve_parse(int argc, char **argv)
 		case 'h':
 			serve_usage(stdout);
 			exit(0);
-		case ':':
-			bad_usage("option '%s' needs an argument",
-				  argv[optind - 1]);
 		default:
-			if (optopt)
-				bad_usage("unknown option '-%c'", optopt);
-			bad_usage("unknown option '%s'", argv[optind - 1]);
+			bad_option(c, argv);
 		}
 	}
 	if ((sopt.ram_size != 0) + (sopt.file != NULL) +
@@ -1296,13 +1305,8 @@ static int cmd_create(int argc, char **argv)
 		case 'h':
 			create_usage(stdout);
 			exit(0);
-		case ':':
-			bad_usage("option '%s' needs an argument",
-				  argv[optind - 1]);
 		default:
-			if (optopt)
-				bad_usage("unknown option '-%c'", optopt);
-			bad_usage("unknown option '%s'", argv[optind - 1]);
+			bad_option(c, argv);
 		}
 	}
 	if (optind != argc - 1)
@@ -1466,13 +1470,8 @@ static int cmd_attach(int argc, char **argv)
 		case 'h':
 			attach_usage(stdout);
 			exit(0);
-		case ':':
-			bad_usage("option '%s' needs an argument",
-				  argv[optind - 1]);
 		default:
-			if (optopt)
-				bad_usage("unknown option '-%c'", optopt);
-			bad_usage("unknown option '%s'", argv[optind - 1]);
+			bad_option(c, argv);
 		}
 	}
 	if (optind != argc - 1)
