@@ -72,8 +72,9 @@ payload: modules-all tools
 	rm -rf $(PAYLOAD)
 	$(MAKE) -C $(SRC)/tools/testing/selftests/dm-user O=$(BUILD)/tools \
 		install INSTALL_PATH=$(PAYLOAD)
-	cp $(BUILD)/tools/dmuserd $(BUILD)/tools/dmuser $(VM)/guest-tests.sh \
-		$(PAYLOAD)/
+	cp $(BUILD)/tools/dmuserd $(BUILD)/tools/dmuser $(BUILD)/tools/dmu-cow \
+		$(BUILD)/tools/dmu-cbt $(BUILD)/tools/dmu-fault \
+		$(VM)/guest-tests.sh $(PAYLOAD)/
 	for k in $$($(VM)/kernels.sh); do \
 		mkdir -p $(PAYLOAD)/$$k && \
 		cp $(BUILD)/$$k/dm-user.ko $(PAYLOAD)/$$k/ || exit 1; \
@@ -107,7 +108,7 @@ GUEST_KVER = $$($(VM)/kernels.sh 6.12)
 guest-payload: tools
 	@k=$(GUEST_KVER) && $(MAKE) --no-print-directory module KVER=$$k && \
 	rm -rf $(BUILD)/guest && mkdir -p $(BUILD)/guest && \
-	cp $(BUILD)/tools/dmuserd $(BUILD)/tools/dmuser \
+	cp $(BUILD)/tools/dmuserd $(BUILD)/tools/dmuser $(BUILD)/tools/dmu-cow \
 		$(SRC)/tools/dm-user/guest/*.sh $(BUILD)/guest/ && \
 	$(CC) -O2 -Wall -Wextra -Werror -D_GNU_SOURCE \
 		-o $(BUILD)/guest/aio_hold $(SRC)/tools/dm-user/guest/aio_hold.c \
@@ -120,8 +121,11 @@ demo: deps
 
 # BENCH_RUNS rounds of BENCH_SECS-second fio runs; fewer and shorter ones
 # make a quick check of the benchmark itself, not figures to quote.
+# BENCH_ONLY="<device> ..." keeps the rows of those devices (names as in
+# the table: "dm-linear/brd dm-user/remap", say); empty for all.
 BENCH_RUNS ?= 3
 BENCH_SECS ?= 4
+BENCH_ONLY ?=
 # The bench guest's CPU lacks ERMS. Where a CPU has it, the kernel's
 # copy_to_user() and copy_from_user() run "rep movsb", which TCG executes a
 # byte at a time: about 8 times slower than the in-kernel memcpy() that
@@ -149,7 +153,8 @@ BENCH_GUEST = $(VM)/run-guest.sh -k $$k -m $(BUILD)/$$k/dm-user.ko \
 bench: deps
 	@$(MAKE) --no-print-directory bench-payload
 	@k=$(GUEST_KVER); { $(BENCH_GUEST) -t 5400 -- \
-		RUNS=$(BENCH_RUNS) SECS=$(BENCH_SECS) ./bench.sh; \
+		RUNS=$(BENCH_RUNS) SECS=$(BENCH_SECS) ONLY=\"$(BENCH_ONLY)\" \
+		./bench.sh; \
 		echo $$? >$(BUILD)/bench.status; } 2>&1 | tee $(BUILD)/bench.log
 	@for f in bench.csv bench-memory.csv; do \
 		tr -d '\r' <$(BUILD)/bench.log | sed -n "s/^csv $$f: //p" \

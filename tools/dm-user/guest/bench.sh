@@ -88,6 +88,22 @@ DAEMONS="$DAEMONS $!"
 wait_file /tmp/bench_remap.pid "dmuserd --remap"
 dmsetup create bench_pass --table "0 $_s user 0 $_s bench_pass 4 backing /dev/ram1 0 passthrough" ||
 	fail "dm-user create bench_pass"
+# Copy-on-write snapshots of the same brd (the example daemon dmu-cow,
+# deltas in /tmp), for reads of chunks never written: answered with a
+# remap to the origin, or (--copy-reads) read by the daemon and sent up
+# with the data. Write workloads skip them, so that every chunk they read
+# stays unchanged (the other rows writing the origin change only its
+# contents).
+for c in cow:"" cow_copy:--copy-reads; do
+	_n=bench_${c%%:*}
+	dmsetup create $_n --table "0 $_s user 0 $_s $_n 3 backing /dev/ram1 0" ||
+		fail "dm-user create $_n"
+	rm -f /tmp/$_n.delta
+	# shellcheck disable=SC2086 # an option, or nothing
+	./dmu-cow serve -t $THREADS --delta /tmp/$_n.delta -p /tmp/$_n.pid ${c#*:} $_n &
+	DAEMONS="$DAEMONS $!"
+	wait_file /tmp/$_n.pid "dmu-cow for $_n"
+done
 
 DEVICES="dm-user/null:/dev/mapper/bench_null dm-user/null-2t:/dev/mapper/bench_null_2t dm-user/null+poll:/dev/mapper/bench_null_poll dm-user/null-rw:/dev/mapper/bench_null_rw dm-user/null+RB:/dev/mapper/bench_null_rb dm-user/null+RB+WB:/dev/mapper/bench_null_rbwb dm-user/null-copy:/dev/mapper/bench_null_copy"
 UBLK=""
@@ -108,7 +124,19 @@ else
 fi
 DEVICES="$DEVICES dm-user/RAM:/dev/mapper/bench_ram dm-user/file:/dev/mapper/bench_file"
 [ -z "$UBLK" ] || DEVICES="$DEVICES ublk/loop:/dev/ublkb1"
-DEVICES="$DEVICES loop:$loopdev brd:/dev/ram0 null_blk:/dev/nullb0 dm-linear/brd:/dev/mapper/bench_linear dm-user/remap:/dev/mapper/bench_remap dm-user/pass:/dev/mapper/bench_pass nbd/nbdkit:/dev/nbd0"
+DEVICES="$DEVICES loop:$loopdev brd:/dev/ram0 null_blk:/dev/nullb0 dm-linear/brd:/dev/mapper/bench_linear dm-user/remap:/dev/mapper/bench_remap dm-user/pass:/dev/mapper/bench_pass dm-user/cow:/dev/mapper/bench_cow dm-user/cow-copy:/dev/mapper/bench_cow_copy nbd/nbdkit:/dev/nbd0"
+
+# ONLY="<device> ...": the rows of those devices alone (names as in the
+# table), for a quicker look at some of them; the ratios need both sides.
+if [ -n "${ONLY:-}" ]; then
+	_all=$DEVICES
+	DEVICES=""
+	for d in $_all; do
+		case " $ONLY " in *" ${d%%:*} "*) DEVICES="$DEVICES $d" ;; esac
+	done
+	[ -n "$DEVICES" ] || fail "ONLY names none of the devices"
+	echo "bench: only $ONLY"
+fi
 
 # name rw bs engine depth
 TESTS="rr4k-qd1:randread:4k:psync:1
@@ -223,6 +251,7 @@ EOT
 	r=0
 	while [ $r -lt "$RUNS" ]; do
 		for d in $DEVICES; do
+			case $rw:$d in *write:dm-user/cow*) continue ;; esac
 			res=$(run_fio "${d#*:}" "$rw" "$bs" "$eng" "$qd")
 			echo "${d%%:*} $res" >> /tmp/bench.raw
 			# A run that moved nothing is a failure, not a zero.
@@ -236,6 +265,7 @@ EOT
 	done
 	for d in $DEVICES; do
 		dname=${d%%:*}
+		grep -q "^$dname " /tmp/bench.raw || continue
 		for f in 2 3 4 5; do
 			awk -v d="$dname" -v f=$f '$1 == d { print $f + 0 }' /tmp/bench.raw > /tmp/col$f
 		done
@@ -254,7 +284,9 @@ echo "  ring (default depth and data area), unless named: +poll = ring with a 20
 echo "  rw = read() and write() (RFC protocol), RB, WB = READ_BATCH,"
 echo "  WRITE_BATCH (on read() and write()), copy = rw with --copy (data through the"
 echo "  library's buffers instead of in place); remap = over brd, every request"
-echo "  remapped there by a daemon (dmuserd --remap), pass = over brd, nothing claimed, no daemon"
+echo "  remapped there by a daemon (dmuserd --remap), pass = over brd, nothing claimed, no daemon;"
+echo "  cow = dmu-cow over brd, reads of chunks never written remapped to it, cow-copy = the"
+echo "  same read by the daemon and sent with the data (--copy-reads); no write workloads"
 [ -z "$UBLK" ] || echo "ublk: ublksrv, $THREADS queue(s) of depth $UBLK_DEPTH (-2q: two); loop rows: a tmpfs file"
 echo "IOPS range = slowest and fastest run; CPU = guest CPU time (all of it, fio's too) per I/O;"
 echo "cs = context switches (all of the guest's) per I/O"
@@ -269,6 +301,7 @@ END {
     printf "\n%-20s %9s %9s %17s %8s %6s\n", t, "IOPS", "MB/s", "IOPS range", "CPU us", "cs"
     for (j = 1; j <= nd; j++) {
       d = devs[j]
+      if (!((t SUBSEP d) in iops)) continue
       printf "%-20s %9d %9.1f %8d-%-8d %8.1f %6.2f\n", d, iops[t, d],
         bw[t, d] * 1024 / 1e6, lo[t, d], hi[t, d], cpu[t, d], cs[t, d]
     }
@@ -315,6 +348,8 @@ END {
   show("rr4k-qd16", "dm-user/remap", "dm-linear/brd", 0.9)
   for (i = 1; i <= nt; i++)
     show(tests[i], "dm-user/pass", "dm-linear/brd", 0.95)
+  for (i = 1; i <= nt; i++)
+    show(tests[i], "dm-user/cow", "dm-user/cow-copy", 1.0)
   q = iops["rr4k-qd1", "nbd/nbdkit"]
   if (q > 0)
     printf "  %-14s %-18s / %-14s %6.2f  [>= 2.0] %s\n", "rr4k-qd1",
@@ -444,7 +479,7 @@ dmsetup remove bench_q || fail "dmsetup remove bench_q"
 # --- teardown --------------------------------------------------------------
 # shellcheck disable=SC2086 # a list of pids
 kill $DAEMONS; wait
-for n in bench_null bench_null_2t bench_null_poll bench_null_rw bench_null_rb bench_null_rbwb bench_null_copy bench_ram bench_file bench_remap bench_pass; do
+for n in bench_null bench_null_2t bench_null_poll bench_null_rw bench_null_rb bench_null_rbwb bench_null_copy bench_ram bench_file bench_remap bench_pass bench_cow bench_cow_copy; do
 	dmsetup remove $n || fail "dmsetup remove $n"
 done
 [ -z "$UBLK" ] || "$UBLK" del -a >/dev/null

@@ -75,13 +75,38 @@ _start_daemon() {
 	${DAEMON_WRAPPER:-} "$DMUSERD" -p "/tmp/$_name.pid" "$@" "/dev/dm-user/$_name" &
 	DAEMON_PID=$!
 	DAEMONS="$DAEMONS $DAEMON_PID"
+	_wait_ready "$_name" dmuserd
+}
+
+# _wait_ready <name> <program>: until DAEMON_PID has written its pid file.
+_wait_ready() {
 	_i=0
-	while [ ! -s "/tmp/$_name.pid" ]; do
-		kill -0 "$DAEMON_PID" 2>/dev/null || _fail "dmuserd for $_name exited"
+	while [ ! -s "/tmp/$1.pid" ]; do
+		kill -0 "$DAEMON_PID" 2>/dev/null || _fail "$2 for $1 exited"
 		_i=$((_i + 1))
-		[ $_i -lt 100 ] || _fail "dmuserd for $_name not ready in 10 s"
+		[ $_i -lt 100 ] || _fail "$2 for $1 not ready in 10 s"
 		sleep 0.1
 	done
+}
+
+# _start_example <program> <name> <serve options...>: one of the example
+# daemons (dmu-cow, dmu-cbt, dmu-fault) serving <name>, as _start_daemon.
+_start_example() {
+	_prog=$1
+	_name=$2
+	shift 2
+	rm -f "/tmp/$_name.pid"
+	"$TEST_DIR/$_prog" serve -p "/tmp/$_name.pid" "$@" "$_name" &
+	DAEMON_PID=$!
+	DAEMONS="$DAEMONS $DAEMON_PID"
+	_wait_ready "$_name" "$_prog"
+}
+
+# _kill_daemon: SIGKILL DAEMON_PID and reap it.
+_kill_daemon() {
+	kill -9 "$DAEMON_PID"
+	wait "$DAEMON_PID" 2>/dev/null
+	DAEMONS=$(echo "$DAEMONS" | sed "s/ $DAEMON_PID\$//; s/ $DAEMON_PID / /")
 }
 
 # _stop_daemon <pid>: SIGTERM, and the daemon must exit cleanly.
@@ -89,9 +114,7 @@ _start_daemon() {
 # DAEMON_PID and, after a moment with no daemon attached (I/O queues),
 # start another with the same options.
 _restart_daemon() {
-	kill -9 "$DAEMON_PID"
-	wait "$DAEMON_PID" 2>/dev/null
-	DAEMONS=$(echo "$DAEMONS" | sed "s/ $DAEMON_PID\$//; s/ $DAEMON_PID / /")
+	_kill_daemon
 	sleep 0.3
 	_start_daemon "$@"
 }
@@ -101,7 +124,7 @@ _stop_daemon() {
 	wait "$1"
 	_st=$?
 	DAEMONS=$(echo "$DAEMONS" | sed "s/ $1\$//; s/ $1 / /")
-	[ "$_st" = 0 ] || _fail "dmuserd exited with status $_st"
+	[ "$_st" = 0 ] || _fail "the daemon exited with status $_st on SIGTERM"
 }
 
 # _expect_exit_after_remove <pid> <what>: once the device is gone, the
@@ -165,6 +188,40 @@ _ram_disk() {
 		_dev=$(losetup -f) && losetup "$_dev" "$_img" || return 1
 	fi
 	echo "$_dev"
+}
+
+# _read_direct <dev-path> <file> [<offset-bytes> <length-bytes>]: the
+# device's bytes (all, or that range, in 512-byte units) read with
+# O_DIRECT, past any page cache, into <file>.
+_read_direct() {
+	if [ $# -gt 2 ]; then
+		dd if="$1" of="$2" bs=512 skip=$(($3 / 512)) count=$(($4 / 512)) \
+		   iflag=direct 2>/dev/null
+	else
+		dd if="$1" of="$2" bs=1M iflag=direct 2>/dev/null
+	fi
+}
+
+# _write_direct <file> <dev-path> <offset-bytes> [<length-bytes>]: <file>
+# (or its first <length> bytes) written at <offset> with O_DIRECT, in the
+# largest of 64 KiB, 4 KiB and 512 bytes that both are multiples of.
+_write_direct() {
+	_len=${4:-$(wc -c <"$1")}
+	_bs=512
+	for _b in 65536 4096; do
+		if [ $(($3 % _b)) = 0 ] && [ $((_len % _b)) = 0 ]; then
+			_bs=$_b
+			break
+		fi
+	done
+	dd if="$1" of="$2" bs=$_bs seek=$(($3 / _bs)) count=$((_len / _bs)) \
+	   oflag=direct conv=notrunc 2>/dev/null
+}
+
+# _patch <file> <offset-bytes> <from-file>: what _write_direct does to a
+# device, done to the image <file> that a test expects it to hold.
+_patch() {
+	dd if="$3" of="$1" bs=512 seek=$(($2 / 512)) conv=notrunc 2>/dev/null
 }
 
 # _status_value <dev> <key>: the word after <key> in dmsetup status.
