@@ -86,6 +86,13 @@ dmsetup create bench_remap --table "0 $_s user 0 $_s bench_remap 3 backing /dev/
 ./dmuserd -t $THREADS --remap -p /tmp/bench_remap.pid /dev/dm-user/bench_remap &
 DAEMONS="$DAEMONS $!"
 wait_file /tmp/bench_remap.pid "dmuserd --remap"
+# The same with the ring's busy-poll: no sleep and wake-up per request.
+dmsetup create bench_remap_poll --table "0 $_s user 0 $_s bench_remap_poll 3 backing /dev/ram1 0" ||
+	fail "dm-user create bench_remap_poll"
+./dmuserd -t $THREADS --remap --busy-poll 200 -p /tmp/bench_remap_poll.pid \
+	/dev/dm-user/bench_remap_poll &
+DAEMONS="$DAEMONS $!"
+wait_file /tmp/bench_remap_poll.pid "dmuserd --remap --busy-poll"
 dmsetup create bench_pass --table "0 $_s user 0 $_s bench_pass 4 backing /dev/ram1 0 passthrough" ||
 	fail "dm-user create bench_pass"
 # Copy-on-write snapshots of the same brd (the example daemon dmu-cow,
@@ -124,7 +131,7 @@ else
 fi
 DEVICES="$DEVICES dm-user/RAM:/dev/mapper/bench_ram dm-user/file:/dev/mapper/bench_file"
 [ -z "$UBLK" ] || DEVICES="$DEVICES ublk/loop:/dev/ublkb1"
-DEVICES="$DEVICES loop:$loopdev brd:/dev/ram0 null_blk:/dev/nullb0 dm-linear/brd:/dev/mapper/bench_linear dm-user/remap:/dev/mapper/bench_remap dm-user/pass:/dev/mapper/bench_pass dm-user/cow:/dev/mapper/bench_cow dm-user/cow-copy:/dev/mapper/bench_cow_copy nbd/nbdkit:/dev/nbd0"
+DEVICES="$DEVICES loop:$loopdev brd:/dev/ram0 null_blk:/dev/nullb0 dm-linear/brd:/dev/mapper/bench_linear dm-user/remap:/dev/mapper/bench_remap dm-user/remap+poll:/dev/mapper/bench_remap_poll dm-user/pass:/dev/mapper/bench_pass dm-user/cow:/dev/mapper/bench_cow dm-user/cow-copy:/dev/mapper/bench_cow_copy nbd/nbdkit:/dev/nbd0"
 
 # ONLY="<device> ...": the rows of those devices alone (names as in the
 # table), for a quicker look at some of them; the ratios need both sides.
@@ -284,7 +291,8 @@ echo "  ring (default depth and data area), unless named: +poll = ring with a 20
 echo "  rw = read() and write() (RFC protocol), RB, WB = READ_BATCH,"
 echo "  WRITE_BATCH (on read() and write()), copy = rw with --copy (data through the"
 echo "  library's buffers instead of in place); remap = over brd, every request"
-echo "  remapped there by a daemon (dmuserd --remap), pass = over brd, nothing claimed, no daemon;"
+echo "  remapped there by a daemon (dmuserd --remap; +poll: with a 200 us busy-poll), pass = over brd,"
+echo "  nothing claimed, no daemon;"
 echo "  cow = dmu-cow over brd, reads of chunks never written remapped to it, cow-copy = the"
 echo "  same read by the daemon and sent with the data (--copy-reads); no write workloads"
 [ -z "$UBLK" ] || echo "ublk: ublksrv, $THREADS queue(s) of depth $UBLK_DEPTH (-2q: two); loop rows: a tmpfs file"
@@ -346,6 +354,8 @@ END {
     show(tests[i], "dm-user/null+RB+WB", "dm-user/null-rw", 1.0)
   show("rr4k-qd1", "dm-user/remap", "dm-linear/brd", 0.9)
   show("rr4k-qd16", "dm-user/remap", "dm-linear/brd", 0.9)
+  show("rr4k-qd1", "dm-user/remap+poll", "dm-linear/brd", 0.9)
+  show("rr4k-qd16", "dm-user/remap+poll", "dm-linear/brd", 0.9)
   for (i = 1; i <= nt; i++)
     show(tests[i], "dm-user/pass", "dm-linear/brd", 0.95)
   for (i = 1; i <= nt; i++)
@@ -479,7 +489,7 @@ dmsetup remove bench_q || fail "dmsetup remove bench_q"
 # --- teardown --------------------------------------------------------------
 # shellcheck disable=SC2086 # a list of pids
 kill $DAEMONS; wait
-for n in bench_null bench_null_2t bench_null_poll bench_null_rw bench_null_rb bench_null_rbwb bench_null_copy bench_ram bench_file bench_remap bench_pass bench_cow bench_cow_copy; do
+for n in bench_null bench_null_2t bench_null_poll bench_null_rw bench_null_rb bench_null_rbwb bench_null_copy bench_ram bench_file bench_remap bench_remap_poll bench_pass bench_cow bench_cow_copy; do
 	dmsetup remove $n || fail "dmsetup remove $n"
 done
 [ -z "$UBLK" ] || "$UBLK" del -a >/dev/null
