@@ -324,7 +324,7 @@ function r(t, a, b) { return iops[t, b] > 0 ? iops[t, a] / iops[t, b] : -1 }
 function show(t, a, b, want,   v) {
   if (!((t SUBSEP a) in iops) || !((t SUBSEP b) in iops)) return
   v = r(t, a, b)
-  printf "  %-14s %-18s / %-14s %6.2f  [>= %.1f] %s\n", t, a, b, v, want,
+  printf "  %-14s %-18s / %-14s %6.2f  [>= %g] %s\n", t, a, b, v, want,
     (v >= want ? "met" : "NOT met")
 }
 { iops[$1, $2] = $3; if (!($1 in seen)) { seen[$1] = 1; tests[++nt] = $1 } }
