@@ -12,6 +12,8 @@
 #   make bench                fio: dm-user against ublk, brd, null_blk, loop,
 #                             nbd; memory of idle devices and queued requests
 #   make bench-profile        where the time of chosen bench runs goes (perf)
+#   make dkms-source          the module's source tree for DKMS, in
+#                             $(DESTDIR)/usr/src/dm-user-<version>
 #   make lint                 checkpatch, W=1 and sparse for both kernels
 #   make check-debug          build (once per machine) a 6.1 kernel with KASAN,
 #                             lockdep, kmemleak, UBSAN and fault injection;
@@ -33,7 +35,7 @@ VM = $(SRC)/tools/dm-user/vm
 DEPS = $(SRC)/tools/dm-user/install-deps.sh
 
 .PHONY: all module modules-all tools deps check check-debug demo bench lint \
-	checkpatch clean install payload guest-payload bench-payload bench-profile
+	checkpatch clean install dkms-source payload guest-payload bench-payload bench-profile
 
 all: module
 
@@ -54,6 +56,20 @@ install: module
 
 deps:
 	@$(DEPS)
+
+# What DKMS builds the module from: dkms.conf and the module's sources, laid
+# out as this tree does, under the name and version dkms.conf gives.
+DKMS_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"$$/\1/p' $(SRC)/dkms.conf)
+DKMS_SRCDIR = $(DESTDIR)/usr/src/dm-user-$(DKMS_VERSION)
+
+dkms-source:
+	@test -n "$(DKMS_VERSION)" || { echo "make: no PACKAGE_VERSION in dkms.conf" >&2; exit 1; }
+	rm -rf $(DKMS_SRCDIR)
+	mkdir -p $(DKMS_SRCDIR)/drivers/md $(DKMS_SRCDIR)/include/uapi/linux
+	cp $(SRC)/dkms.conf $(SRC)/Kbuild $(SRC)/Kconfig $(SRC)/LICENSE $(DKMS_SRCDIR)/
+	cp $(SRC)/drivers/md/Kconfig $(SRC)/drivers/md/Makefile \
+		$(SRC)/drivers/md/dm-user*.[ch] $(DKMS_SRCDIR)/drivers/md/
+	cp $(SRC)/include/uapi/linux/dm-user.h $(DKMS_SRCDIR)/include/uapi/linux/
 
 # Both supported kernels, with W=1 and sparse, as make check uses them.
 modules-all:
@@ -88,7 +104,8 @@ export DMUSER_GUEST_TIMEOUT
 
 check: deps
 	$(MAKE) --no-print-directory payload
-	$(VM)/check.sh $(PAYLOAD) tests.list
+	$(VM)/check.sh -H $(SRC)/tools/dm-user/host-tests/tests.list \
+		$(PAYLOAD) tests.list
 
 # The kernel is built outside the tree, once per machine (about 5 minutes on
 # two cores: only what the tests use is configured); the rest is as for check.

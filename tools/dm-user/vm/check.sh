@@ -2,7 +2,11 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Run the guest test list on each kernel and print one summary line:
-#   check.sh <payload-dir> <testlist-file> [<release>...]
+#   check.sh [-H <host-testlist>] <payload-dir> <testlist-file> [<release>...]
+# -H first runs the host tests listed there ("<script> [<timeout s>]" per
+# line, relative to the list's directory): tests that build or install but
+# load nothing, so they need no guest. Each counts as one test: exit 0
+# passes, 4 skips, anything else (a timeout too) fails.
 # <payload-dir> holds the tests, the list and <release>/dm-user.ko per kernel;
 # the releases default to kernels.sh's. The test list may be given relative to
 # the payload dir or as a host path. This copies guest-tests.sh into the
@@ -15,7 +19,14 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 die() { echo "check: $*" >&2; exit 2; }
-[ $# -ge 2 ] || die "usage: check.sh <payload-dir> <testlist-file> [<release>...]"
+host_list=""
+if [ "${1:-}" = -H ]; then
+	[ $# -ge 2 ] || die "-H needs a host test list"
+	host_list=$2
+	shift 2
+	[ -f "$host_list" ] || die "host test list '$host_list' not found"
+fi
+[ $# -ge 2 ] || die "usage: check.sh [-H <host-testlist>] <payload-dir> <testlist-file> [<release>...]"
 payload=$1 list=$2
 shift 2
 [ -d "$payload" ] || die "payload dir '$payload' not found"
@@ -54,6 +65,23 @@ done <"$list"
 pass=0 fail=0 skip=0 problems=()
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+if [ -n "$host_list" ]; then
+	hdir=$(cd "$(dirname "$host_list")" && pwd)
+	while read -r name tmo _; do
+		case $name in "" | "#"*) continue ;; esac
+		echo "# host: running $name"
+		rc=0
+		timeout -k 10 "${tmo:-300}" "$hdir/$name" </dev/null >"$log" 2>&1 || rc=$?
+		sed 's/^/# /' "$log"
+		case $rc in
+		0) pass=$((pass + 1)); echo "# host: ok $name" ;;
+		4) skip=$((skip + 1)); echo "# host: skip $name" ;;
+		124 | 137) fail=$((fail + 1)); problems+=("host: $name timed out after ${tmo:-300} s") ;;
+		*) fail=$((fail + 1)); problems+=("host: $name (exit status $rc)") ;;
+		esac
+	done <"$host_list"
+fi
+
 for rel in "${releases[@]}"; do
 	for i in "${!sections[@]}"; do
 		glist=${sections[$i]}
