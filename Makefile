@@ -14,6 +14,7 @@
 #   make bench-profile        where the time of chosen bench runs goes (perf)
 #   make dkms-source          the module's source tree for DKMS, in
 #                             $(DESTDIR)/usr/src/dm-user-<version>
+#   make deb                  Debian packages (dpkg-buildpackage), in build/deb
 #   make lint                 checkpatch, W=1 and sparse for both kernels
 #   make check-debug          build (once per machine) a 6.1 kernel with KASAN,
 #                             lockdep, kmemleak, UBSAN and fault injection;
@@ -35,7 +36,7 @@ VM = $(SRC)/tools/dm-user/vm
 DEPS = $(SRC)/tools/dm-user/install-deps.sh
 
 .PHONY: all module modules-all tools deps check check-debug demo bench lint \
-	checkpatch clean install dkms-source payload guest-payload bench-payload bench-profile
+	checkpatch clean install dkms-source deb payload guest-payload bench-payload bench-profile
 
 all: module
 
@@ -70,6 +71,20 @@ dkms-source:
 	cp $(SRC)/drivers/md/Kconfig $(SRC)/drivers/md/Makefile \
 		$(SRC)/drivers/md/dm-user*.[ch] $(DKMS_SRCDIR)/drivers/md/
 	cp $(SRC)/include/uapi/linux/dm-user.h $(DKMS_SRCDIR)/include/uapi/linux/
+
+# The Debian packages, built from a copy of the tree (dpkg-buildpackage
+# writes into debian/ and next to the source directory): the files git
+# knows, or without git every file but build/.
+DEB_DIR = $(BUILD)/deb
+deb: deps
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/dm-user-$(DKMS_VERSION)
+	cd $(SRC) && if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		git ls-files -z --cached --others --exclude-standard; \
+	else find . -path ./build -prune -o ! -type d -print0; fi | \
+		cpio -0 -pdm --quiet $(DEB_DIR)/dm-user-$(DKMS_VERSION)
+	cd $(DEB_DIR)/dm-user-$(DKMS_VERSION) && dpkg-buildpackage -us -uc -b
+	@echo "deb: packages in $(DEB_DIR):"; ls $(DEB_DIR)/*.deb
 
 # Both supported kernels, with W=1 and sparse, as make check uses them.
 modules-all:

@@ -1790,8 +1790,20 @@ static void main_usage(FILE *f)
 "                     serve the target's I/O from RAM or a file (the\n"
 "                     reference daemon, also installed as dmuserd)\n"
 "\n"
-"'%s <command> -h' describes each command.\n"
-"Exit status: 0 on success, 1 on error, 2 on bad usage.\n", prog, prog);
+"'%s <command> -h' describes each command; '%s --version' prints the\n"
+"version.\n"
+"Exit status: 0 on success, 1 on error, 2 on bad usage.\n", prog, prog, prog);
+}
+
+/* "--version" or "-V", which must be the only argument. */
+static bool wants_version(int argc, char **argv)
+{
+	if (argc < 2 ||
+	    (strcmp(argv[1], "--version") && strcmp(argv[1], "-V")))
+		return false;
+	if (argc > 2)
+		bad_usage("%s takes no arguments", argv[1]);
+	return true;
 }
 
 int main(int argc, char **argv)
@@ -1801,10 +1813,14 @@ int main(int argc, char **argv)
 
 	base = base ? base + 1 : argv[0] ? argv[0] : "";
 	opterr = 0;	/* our own messages, followed by the usage */
-	if (!strcmp(base, "dmuserd")) {
+	if (!strcmp(base, "dmuserd"))
 		prog = "dmuserd";
-		return cmd_serve(argc, argv);
+	if (wants_version(argc, argv)) {
+		printf("%s %s\n", prog, DMUSER_VERSION);
+		return 0;
 	}
+	if (!strcmp(prog, "dmuserd"))
+		return cmd_serve(argc, argv);
 
 	usage_fn = main_usage;
 	if (argc < 2)

@@ -9,7 +9,8 @@ set -eu
 # flex, bison and libelf-dev build the debug kernel (make check-debug);
 # autoconf, automake, libtool and g++ build ublksrv for make bench;
 # linux-perf profiles it (make bench-profile); dkms builds the module in
-# make check's host test of dkms.conf.
+# make check's host test of dkms.conf; debhelper, dh-dkms and lintian build
+# and check the Debian packages (make deb).
 # The 6.12 kernel comes from bookworm's security/updates archive as a
 # meta-package that follows the newest 6.12 build.
 pkgs="build-essential make gcc gcc-multilib libc6-dev-i386 bc kmod
@@ -21,7 +22,7 @@ pkgs="build-essential make gcc gcc-multilib libc6-dev-i386 bc kmod
  fio e2fsprogs sparse linux-perf
  nbdkit nbd-client
  flex bison libelf-dev
- dkms
+ dkms debhelper dh-dkms lintian
  autoconf automake libtool g++"
 
 missing=""

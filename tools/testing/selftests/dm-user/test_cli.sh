@@ -66,6 +66,14 @@ done
 grep -q "^channels 3\$" /tmp/$n.info || _fail "info does not count 2 serving channels + itself"
 grep -q "^daemon attached\$" /tmp/$n.info || _fail "info: daemon not attached: $(cat /tmp/$n.info)"
 
+# --version names the program and a version, alone; with more, bad usage.
+v=$("$DMUSER" --version) || _fail "dmuser --version failed"
+echo "$v" | grep -Eqx 'dmuser [0-9]+\.[0-9]+\.[0-9]+' || _fail "dmuser --version printed '$v'"
+v=$("$DMUSERD" -V) || _fail "dmuserd -V failed"
+echo "$v" | grep -Eqx 'dmuserd [0-9]+\.[0-9]+\.[0-9]+' || _fail "dmuserd -V printed '$v'"
+"$DMUSER" --version extra >/dev/null 2>&1
+[ $? = 2 ] || _fail "dmuser --version with an argument did not exit 2"
+
 # Bad usage exits 2 with a message; a missing device exits 1.
 "$DMUSER" frobnicate >/dev/null 2>&1
 [ $? = 2 ] || _fail "unknown subcommand did not exit 2"

@@ -1,0 +1,168 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# make deb builds the four Debian packages with lintian reporting no error;
+# each holds what it should; installed on the host they give a working
+# pkg-config file, against which the rst's example daemon compiles and links
+# to the shared library, a dmuser that prints its version, and DKMS's entry
+# for the module; removed, they leave nothing behind. Runs as root on the
+# host and installs packages there, removing them again on every exit.
+set -u
+
+top=$(cd "$(dirname "$0")/../../.." && pwd)
+rst=$top/Documentation/admin-guide/device-mapper/dm-user.rst
+pkgs="dm-user-dkms libdmuser1 libdmuser-dev dmuser"
+n=0 failed=0
+ok() { n=$((n + 1)); echo "ok $n $*"; }
+not_ok() { n=$((n + 1)); failed=1; echo "not ok $n $*"; }
+skip_all() { echo "1..0 # SKIP $*"; exit 4; }
+bail() { not_ok "$*"; echo "1..$n"; exit 1; }
+
+echo "TAP version 13"
+[ "$(id -u)" = 0 ] || skip_all "needs root"
+for t in dpkg-buildpackage dh_dkms lintian dkms; do
+	command -v "$t" >/dev/null || skip_all "no $t (run tools/dm-user/install-deps.sh)"
+done
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" &&
+		skip_all "$p is installed on this machine: not touching it"
+done
+
+tmp=$(mktemp -d) || { echo "mktemp failed"; exit 1; }
+# shellcheck disable=SC2317 # called by the trap
+cleanup() {
+	# shellcheck disable=SC2086 # a list of packages
+	dpkg --purge $pkgs >/dev/null 2>&1
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+ver=$(sed -n 's/^VERSION := //p' "$top/tools/dm-user/Makefile")
+
+if make -s -C "$top" deb BUILD="$tmp" >"$tmp/deb.log" 2>&1; then
+	ok "make deb"
+else
+	bail "make deb: $(tail -n 5 "$tmp/deb.log")"
+fi
+d=$tmp/deb
+changes=$(find "$d" -maxdepth 1 -name '*.changes' | head -n 1)
+lintian "$changes" >"$tmp/lintian.log" 2>&1
+sed 's/^/# lintian: /' "$tmp/lintian.log"
+if [ -n "$changes" ] && ! grep -q '^E: ' "$tmp/lintian.log"; then
+	ok "lintian: no errors ($(grep -c '^W: ' "$tmp/lintian.log") warnings)"
+else
+	not_ok "lintian errors: $(grep '^E: ' "$tmp/lintian.log" | head -n 3)"
+fi
+
+# What each package holds.
+holds() {
+	deb=$d/${1}_${ver}_$2.deb
+	shift 2
+	list=$(dpkg-deb -c "$deb" 2>/dev/null | awk '{ print $6 }') ||
+		{ not_ok "$deb: not a package"; return; }
+	missing=""
+	for f in "$@"; do
+		echo "$list" | grep -qx "\\./$f" || missing="$missing $f"
+	done
+	if [ -z "$missing" ]; then
+		ok "$(basename "$deb") holds $*"
+	else
+		not_ok "$(basename "$deb") lacks:$missing"
+	fi
+}
+ma=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+holds dm-user-dkms all "usr/src/dm-user-$ver/dkms.conf" \
+	"usr/src/dm-user-$ver/drivers/md/dm-user-target.c" \
+	"usr/src/dm-user-$ver/include/uapi/linux/dm-user.h"
+holds libdmuser1 amd64 "usr/lib/$ma/libdmuser.so.1"
+holds libdmuser-dev amd64 usr/include/dmuser.h usr/include/linux/dm-user.h \
+	"usr/lib/$ma/libdmuser.a" "usr/lib/$ma/libdmuser.so" \
+	"usr/lib/$ma/pkgconfig/dmuser.pc"
+holds dmuser amd64 usr/bin/dmuser usr/bin/dmuserd usr/bin/dmu-cow \
+	usr/bin/dmu-cbt usr/bin/dmu-fault
+
+debs=""
+for p in $pkgs; do
+	case $p in dm-user-dkms) a=all ;; *) a=amd64 ;; esac
+	debs="$debs $d/${p}_${ver}_$a.deb"
+done
+# shellcheck disable=SC2086 # a list of files
+if dpkg -i $debs >"$tmp/install.log" 2>&1; then
+	ok "dpkg -i the four packages"
+else
+	bail "dpkg -i: $(tail -n 5 "$tmp/install.log")"
+fi
+
+flags=$(pkg-config --cflags --libs dmuser 2>&1)
+case " $flags " in
+*" -ldmuser "*) ok "pkg-config --cflags --libs dmuser: $flags" ;;
+*) not_ok "pkg-config --cflags --libs dmuser: '$flags'" ;;
+esac
+pv=$(pkg-config --modversion dmuser 2>&1)
+if [ "$pv" = "$ver" ]; then
+	ok "pkg-config --modversion dmuser: $pv"
+else
+	not_ok "pkg-config --modversion dmuser: '$pv', not '$ver'"
+fi
+
+# The rst's complete example daemon: the indented block after its
+# introduction, built as the rst says.
+awk '/A complete RAM-backed device::$/ { on = 1; next }
+     on && /^[^ ]/ { exit }
+     on { sub(/^  /, ""); print }' "$rst" >"$tmp/ramdisk.c"
+# shellcheck disable=SC2086 # pkg-config's output is a list of words
+if grep -q 'dmu_serve(' "$tmp/ramdisk.c" &&
+   cc -Wall -Werror -o "$tmp/ramdisk" "$tmp/ramdisk.c" $flags \
+	>"$tmp/cc.log" 2>&1; then
+	ok "the rst's example daemon builds against the installed package"
+else
+	not_ok "the rst's example daemon: $(head -n 5 "$tmp/cc.log")"
+fi
+so=$(ldd "$tmp/ramdisk" 2>/dev/null | awk '$1 == "libdmuser.so.1" { print $3 }')
+# /lib may be a link to /usr/lib (merged /usr).
+if [ -n "$so" ] &&
+   [ "$(readlink -f "$so")" = "$(readlink -f "/usr/lib/$ma/libdmuser.so.1")" ]; then
+	ok "it links the packaged $so"
+else
+	not_ok "the example links libdmuser.so.1 from '$so'"
+fi
+
+v=$(dmuser --version 2>&1)
+if [ "$v" = "dmuser $ver" ]; then
+	ok "dmuser --version: $v"
+else
+	not_ok "dmuser --version: '$v'"
+fi
+v=$(dmuserd --version 2>&1)
+if [ "$v" = "dmuserd $ver" ]; then
+	ok "dmuserd --version: $v"
+else
+	not_ok "dmuserd --version: '$v'"
+fi
+# dm-user-dkms's postinst has DKMS build it for the kernels with headers.
+st=$(dkms status dm-user 2>/dev/null | grep "^dm-user/$ver")
+if [ -n "$st" ]; then
+	ok "dkms status: $(echo "$st" | tr '\n' ';')"
+else
+	not_ok "dkms status after install: '$(dkms status dm-user 2>&1)'"
+fi
+
+# shellcheck disable=SC2086
+if dpkg --purge $pkgs >"$tmp/purge.log" 2>&1; then
+	ok "dpkg --purge the four packages"
+else
+	not_ok "dpkg --purge: $(tail -n 5 "$tmp/purge.log")"
+fi
+left=""
+for f in /usr/include/dmuser.h "/usr/lib/$ma/libdmuser.so.1" /usr/bin/dmuser \
+	 "/usr/src/dm-user-$ver" /var/lib/dkms/dm-user; do
+	[ -e "$f" ] && left="$left $f"
+done
+left="$left$(find /lib/modules/*/updates -name 'dm-user.ko*' 2>/dev/null | tr '\n' ' ')"
+if [ -z "${left% }" ]; then
+	ok "nothing left after purge"
+else
+	not_ok "left after purge:$left"
+fi
+
+echo "1..$n"
+exit $failed
