@@ -15,6 +15,7 @@
 #   make dkms-source          the module's source tree for DKMS, in
 #                             $(DESTDIR)/usr/src/dm-user-<version>
 #   make deb                  Debian packages (dpkg-buildpackage), in build/deb
+#   make man                  the man pages (scdoc), in build/man
 #   make lint                 checkpatch, W=1 and sparse for both kernels
 #   make check-debug          build (once per machine) a 6.1 kernel with KASAN,
 #                             lockdep, kmemleak, UBSAN and fault injection;
@@ -36,7 +37,7 @@ VM = $(SRC)/tools/dm-user/vm
 DEPS = $(SRC)/tools/dm-user/install-deps.sh
 
 .PHONY: all module modules-all tools deps check check-debug demo bench lint \
-	checkpatch clean install dkms-source deb payload guest-payload bench-payload bench-profile
+	checkpatch clean install dkms-source deb man payload guest-payload bench-payload bench-profile
 
 all: module
 
@@ -71,6 +72,15 @@ dkms-source:
 	cp $(SRC)/drivers/md/Kconfig $(SRC)/drivers/md/Makefile \
 		$(SRC)/drivers/md/dm-user*.[ch] $(DKMS_SRCDIR)/drivers/md/
 	cp $(SRC)/include/uapi/linux/dm-user.h $(DKMS_SRCDIR)/include/uapi/linux/
+
+# The man pages, from their scdoc sources.
+MAN_SRCS = $(wildcard $(SRC)/tools/dm-user/man/*.scd)
+MAN_PAGES = $(patsubst $(SRC)/tools/dm-user/man/%.scd,$(BUILD)/man/%,$(MAN_SRCS))
+man: $(MAN_PAGES)
+$(BUILD)/man/%: $(SRC)/tools/dm-user/man/%.scd
+	@command -v scdoc >/dev/null || { echo "make: no scdoc (run $(DEPS))" >&2; exit 1; }
+	@mkdir -p $(@D)
+	scdoc <$< >$@.tmp && mv $@.tmp $@
 
 # The Debian packages, built from a copy of the tree (dpkg-buildpackage
 # writes into debian/ and next to the source directory): the files git

@@ -9,16 +9,11 @@
 # host and installs packages there, removing them again on every exit.
 set -u
 
-top=$(cd "$(dirname "$0")/../../.." && pwd)
+# shellcheck source=tools/dm-user/host-tests/tap.sh
+. "$(dirname "$0")/tap.sh"
 rst=$top/Documentation/admin-guide/device-mapper/dm-user.rst
 pkgs="dm-user-dkms libdmuser1 libdmuser-dev dmuser"
-n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n $*"; }
-not_ok() { n=$((n + 1)); failed=1; echo "not ok $n $*"; }
-skip_all() { echo "1..0 # SKIP $*"; exit 4; }
-bail() { not_ok "$*"; echo "1..$n"; exit 1; }
 
-echo "TAP version 13"
 [ "$(id -u)" = 0 ] || skip_all "needs root"
 for t in dpkg-buildpackage dh_dkms lintian dkms; do
 	command -v "$t" >/dev/null || skip_all "no $t (run tools/dm-user/install-deps.sh)"
@@ -78,7 +73,8 @@ holds libdmuser-dev amd64 usr/include/dmuser.h usr/include/linux/dm-user.h \
 	"usr/lib/$ma/libdmuser.a" "usr/lib/$ma/libdmuser.so" \
 	"usr/lib/$ma/pkgconfig/dmuser.pc"
 holds dmuser amd64 usr/bin/dmuser usr/bin/dmuserd usr/bin/dmu-cow \
-	usr/bin/dmu-cbt usr/bin/dmu-fault
+	usr/bin/dmu-cbt usr/bin/dmu-fault usr/share/man/man8/dmuser.8.gz \
+	usr/share/man/man8/dmuserd.8.gz
 
 debs=""
 for p in $pkgs; do
@@ -164,5 +160,4 @@ else
 	not_ok "left after purge:$left"
 fi
 
-echo "1..$n"
-exit $failed
+done_testing

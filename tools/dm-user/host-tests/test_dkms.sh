@@ -9,11 +9,8 @@
 # the signing key DKMS makes itself once per machine).
 set -u
 
-top=$(cd "$(dirname "$0")/../../.." && pwd)
-n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n $*"; }
-not_ok() { n=$((n + 1)); failed=1; echo "not ok $n $*"; }
-skip_all() { echo "1..0 # SKIP $*"; exit 4; }
+# shellcheck source=tools/dm-user/host-tests/tap.sh
+. "$(dirname "$0")/tap.sh"
 # Runs a command with its output in $tmp/cmd.log, shown only if it fails.
 check() {
 	desc=$1
@@ -25,7 +22,6 @@ check() {
 	fi
 }
 
-echo "TAP version 13"
 [ "$(id -u)" = 0 ] || skip_all "needs root"
 command -v dkms >/dev/null || skip_all "no dkms (run tools/dm-user/install-deps.sh)"
 kernels=$("$top/tools/dm-user/vm/kernels.sh") || skip_all "no kernels with headers"
@@ -67,8 +63,7 @@ if make -s -C "$top" dkms-source DESTDIR="$tmp" >"$tmp/source.log" 2>&1 &&
 	ok "make dkms-source lays out $src"
 else
 	not_ok "make dkms-source: $(tail -n 3 "$tmp/source.log")"
-	echo "1..$n"
-	exit 1
+	done_testing
 fi
 # shellcheck disable=SC2086 # $trees is a list of options
 check "dkms add" dkms add -m dm-user -v "$ver" $trees
@@ -124,5 +119,4 @@ else
 	not_ok "dkms remove --all left: $left"
 fi
 
-echo "1..$n"
-exit $failed
+done_testing
