@@ -69,9 +69,15 @@ holds dm-user-dkms all "usr/src/dm-user-$ver/dkms.conf" \
 	"usr/src/dm-user-$ver/drivers/md/dm-user-target.c" \
 	"usr/src/dm-user-$ver/include/uapi/linux/dm-user.h"
 holds libdmuser1 amd64 "usr/lib/$ma/libdmuser.so.1"
+# A page, or a link to one, for the library and each of its functions.
+man3=""
+for fn in libdmuser $(grep -oE 'dmu_[a-z_]+\(' "$top/tools/dm-user/lib/dmuser.h" | tr -d '(' | sort -u); do
+	man3="$man3 usr/share/man/man3/$fn.3.gz"
+done
+# shellcheck disable=SC2086 # a list of files
 holds libdmuser-dev amd64 usr/include/dmuser.h usr/include/linux/dm-user.h \
 	"usr/lib/$ma/libdmuser.a" "usr/lib/$ma/libdmuser.so" \
-	"usr/lib/$ma/pkgconfig/dmuser.pc"
+	"usr/lib/$ma/pkgconfig/dmuser.pc" $man3
 holds dmuser amd64 usr/bin/dmuser usr/bin/dmuserd usr/bin/dmu-cow \
 	usr/bin/dmu-cbt usr/bin/dmu-fault usr/share/man/man8/dmuser.8.gz \
 	usr/share/man/man8/dmuserd.8.gz

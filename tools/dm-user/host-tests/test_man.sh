@@ -4,7 +4,8 @@
 # make man builds every page; man(1) formats each without a warning (the
 # check lintian makes); and every command, option and key that the tool's
 # --help output names appears in its page: dmuser's commands and their
-# options in dmuser(8), serve's options in dmuserd(8).
+# options in dmuser(8), serve's options in dmuserd(8); every function of
+# the library's header in the NAME section of a libdmuser page.
 set -u
 
 # shellcheck source=tools/dm-user/host-tests/tap.sh
@@ -70,6 +71,13 @@ opts="$opts $("$dmuser" --help | grep -oE -- '--version|-V' | sort -u)"
 covers dmuser.8 option "$(echo "$opts" | tr ' ' '\n' | sort -u)"
 keys=$("$dmuser" set --help | sed -n 's/^  \([a-z_]*\)=.*/\1/p')
 covers dmuser.8 "set key" "$keys"
+# Every function of the library's header is named in the NAME section of
+# a page of section 3 (what man(1) finds it by, through a link).
+for f in "$tmp"/*.3.txt; do
+	sed -n '/^NAME/,/^SYNOPSIS/p' "$f"
+done >"$tmp/the-section-3-NAMEs.txt"
+covers the-section-3-NAMEs function \
+	"$(grep -oE 'dmu_[a-z_]+\(' "$top/tools/dm-user/lib/dmuser.h" | tr -d '(' | sort -u)"
 covers dmuserd.8 option "$("$tmp/tools/dmuserd" --help | options) --version -V"
 
 done_testing
