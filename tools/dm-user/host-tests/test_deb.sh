@@ -80,7 +80,8 @@ holds libdmuser-dev amd64 usr/include/dmuser.h usr/include/linux/dm-user.h \
 	"usr/lib/$ma/pkgconfig/dmuser.pc" $man3
 holds dmuser amd64 usr/bin/dmuser usr/bin/dmuserd usr/bin/dmu-cow \
 	usr/bin/dmu-cbt usr/bin/dmu-fault usr/share/man/man8/dmuser.8.gz \
-	usr/share/man/man8/dmuserd.8.gz
+	usr/share/man/man8/dmuserd.8.gz usr/share/man/man8/dmu-cow.8.gz \
+	usr/share/man/man8/dmu-cbt.8.gz usr/share/man/man8/dmu-fault.8.gz
 
 debs=""
 for p in $pkgs; do

@@ -78,6 +78,12 @@ for f in "$tmp"/*.3.txt; do
 done >"$tmp/the-section-3-NAMEs.txt"
 covers the-section-3-NAMEs function \
 	"$(grep -oE 'dmu_[a-z_]+\(' "$top/tools/dm-user/lib/dmuser.h" | tr -d '(' | sort -u)"
+for ex in dmu-cow dmu-cbt dmu-fault; do
+	covers "$ex.8" option "$("$tmp/tools/$ex" --help | options)"
+	covers "$ex.8" "ctl command" "$("$tmp/tools/$ex" --help |
+		sed -n "s/^ *$ex ctl <socket> //p" | tr '|' ' ' |
+		sed 's/<[a-z]*>//g')"
+done
 covers dmuserd.8 option "$("$tmp/tools/dmuserd" --help | options) --version -V"
 
 done_testing
