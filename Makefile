@@ -48,7 +48,7 @@ module:
 	@mkdir -p $(MODDIR)
 	@cp -r --preserve=timestamps $(addprefix $(SRC)/,$(MODULE_SOURCES)) $(MODDIR)/
 	$(MAKE) -C $(KDIR) M=$(MODDIR) CONFIG_DM_USER=m \
-		NOSTDINC_FLAGS="-I$(MODDIR)/include" modules
+		NOSTDINC_FLAGS="-nostdinc -I$(MODDIR)/include" modules
 	@cp $(MODDIR)/drivers/md/dm-user.ko $(KO)
 	@echo "built $(KO)"
 
@@ -66,9 +66,12 @@ DKMS_SRCDIR = $(DESTDIR)/usr/src/dm-user-$(DKMS_VERSION)
 
 dkms-source:
 	@test -n "$(DKMS_VERSION)" || { echo "make: no PACKAGE_VERSION in dkms.conf" >&2; exit 1; }
+	@if [ -z "$(DESTDIR)" ] && dpkg -S $(DKMS_SRCDIR) >/dev/null 2>&1; then \
+		echo "make: $(DKMS_SRCDIR) belongs to a package ($$(dpkg -S $(DKMS_SRCDIR) | cut -d: -f1)); remove that first" >&2; \
+		exit 1; fi
 	rm -rf $(DKMS_SRCDIR)
 	mkdir -p $(DKMS_SRCDIR)/drivers/md $(DKMS_SRCDIR)/include/uapi/linux
-	cp $(SRC)/dkms.conf $(SRC)/Kbuild $(SRC)/Kconfig $(SRC)/LICENSE $(DKMS_SRCDIR)/
+	cp $(SRC)/dkms.conf $(SRC)/Kbuild $(SRC)/Kconfig $(DKMS_SRCDIR)/
 	cp $(SRC)/drivers/md/Kconfig $(SRC)/drivers/md/Makefile \
 		$(SRC)/drivers/md/dm-user*.[ch] $(DKMS_SRCDIR)/drivers/md/
 	cp $(SRC)/include/uapi/linux/dm-user.h $(DKMS_SRCDIR)/include/uapi/linux/
@@ -84,9 +87,13 @@ $(BUILD)/man/%: $(SRC)/tools/dm-user/man/%.scd
 
 # The Debian packages, built from a copy of the tree (dpkg-buildpackage
 # writes into debian/ and next to the source directory): the files git
-# knows, or without git every file but build/.
+# knows, or without git every file but build/. The build dependencies are
+# debian/control's (sudo apt-get build-dep ./), not everything make check
+# needs.
 DEB_DIR = $(BUILD)/deb
-deb: deps
+deb:
+	@cd $(SRC) && dpkg-checkbuilddeps || { \
+		echo "make: install them with: sudo apt-get build-dep $(SRC)" >&2; exit 1; }
 	rm -rf $(DEB_DIR)
 	mkdir -p $(DEB_DIR)/dm-user-$(DKMS_VERSION)
 	cd $(SRC) && if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \

@@ -10,7 +10,8 @@ set -eu
 # autoconf, automake, libtool and g++ build ublksrv for make bench;
 # linux-perf profiles it (make bench-profile); dkms builds the module in
 # make check's host test of dkms.conf; debhelper, dh-dkms and lintian build
-# and check the Debian packages (make deb); scdoc makes the man pages.
+# and check the Debian packages (make deb); scdoc makes the man pages, and
+# man-db and bsdextrautils (col) check them.
 # The 6.12 kernel comes from bookworm's security/updates archive as a
 # meta-package that follows the newest 6.12 build.
 pkgs="build-essential make gcc gcc-multilib libc6-dev-i386 bc kmod
@@ -22,7 +23,7 @@ pkgs="build-essential make gcc gcc-multilib libc6-dev-i386 bc kmod
  fio e2fsprogs sparse linux-perf
  nbdkit nbd-client
  flex bison libelf-dev
- dkms debhelper dh-dkms lintian scdoc
+ dkms debhelper dh-dkms lintian scdoc man-db bsdextrautils
  autoconf automake libtool g++"
 
 missing=""

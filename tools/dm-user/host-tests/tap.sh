@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # SPDX-License-Identifier: GPL-2.0
 #
 # TAP for the host tests, sourced after "set -u": ok and not_ok number the
@@ -12,4 +13,9 @@ not_ok() { n=$((n + 1)); failed=1; echo "not ok $n $*"; }
 done_testing() { echo "1..$n"; exit $failed; }
 skip_all() { echo "1..0 # SKIP $*"; exit 4; }
 bail() { not_ok "$*"; done_testing; }
+# check.sh's timeout sends SIGTERM, on which dash would end without running
+# an EXIT trap: exit instead, so that the test's cleanup runs.
+trap 'exit 143' TERM
+trap 'exit 130' INT
+trap 'exit 129' HUP
 echo "TAP version 13"

@@ -18,9 +18,17 @@ pkgs="dm-user-dkms libdmuser1 libdmuser-dev dmuser"
 for t in dpkg-buildpackage dh_dkms lintian dkms; do
 	command -v "$t" >/dev/null || skip_all "no $t (run tools/dm-user/install-deps.sh)"
 done
+# One run at a time: another would purge what this one installed.
+exec 9>"${TMPDIR:-/tmp}/dm-user-test-deb.lock"
+flock -n 9 || bail "another test_deb.sh is running"
+# Packages of ours in any state (installed, half-installed or left by a run
+# that was killed) are not this test's to purge: say so and fail.
 for p in $pkgs; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" &&
-		skip_all "$p is installed on this machine: not touching it"
+	st=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null)
+	case $st in
+	"" | un*) ;;
+	*) bail "$p is on this machine (dpkg state '$st'): purge it to run this test" ;;
+	esac
 done
 
 tmp=$(mktemp -d) || { echo "mktemp failed"; exit 1; }
@@ -65,27 +73,28 @@ holds() {
 	fi
 }
 ma=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+arch=$(dpkg --print-architecture)
 holds dm-user-dkms all "usr/src/dm-user-$ver/dkms.conf" \
 	"usr/src/dm-user-$ver/drivers/md/dm-user-target.c" \
 	"usr/src/dm-user-$ver/include/uapi/linux/dm-user.h"
-holds libdmuser1 amd64 "usr/lib/$ma/libdmuser.so.1"
+holds libdmuser1 "$arch" "usr/lib/$ma/libdmuser.so.1"
 # A page, or a link to one, for the library and each of its functions.
 man3=""
 for fn in libdmuser $(grep -oE 'dmu_[a-z_]+\(' "$top/tools/dm-user/lib/dmuser.h" | tr -d '(' | sort -u); do
 	man3="$man3 usr/share/man/man3/$fn.3.gz"
 done
 # shellcheck disable=SC2086 # a list of files
-holds libdmuser-dev amd64 usr/include/dmuser.h usr/include/linux/dm-user.h \
+holds libdmuser-dev "$arch" usr/include/dmuser.h usr/include/linux/dm-user.h \
 	"usr/lib/$ma/libdmuser.a" "usr/lib/$ma/libdmuser.so" \
 	"usr/lib/$ma/pkgconfig/dmuser.pc" $man3
-holds dmuser amd64 usr/bin/dmuser usr/bin/dmuserd usr/bin/dmu-cow \
+holds dmuser "$arch" usr/bin/dmuser usr/bin/dmuserd usr/bin/dmu-cow \
 	usr/bin/dmu-cbt usr/bin/dmu-fault usr/share/man/man8/dmuser.8.gz \
 	usr/share/man/man8/dmuserd.8.gz usr/share/man/man8/dmu-cow.8.gz \
 	usr/share/man/man8/dmu-cbt.8.gz usr/share/man/man8/dmu-fault.8.gz
 
 debs=""
 for p in $pkgs; do
-	case $p in dm-user-dkms) a=all ;; *) a=amd64 ;; esac
+	case $p in dm-user-dkms) a=all ;; *) a=$arch ;; esac
 	debs="$debs $d/${p}_${ver}_$a.deb"
 done
 # shellcheck disable=SC2086 # a list of files
@@ -141,13 +150,15 @@ if [ "$v" = "dmuserd $ver" ]; then
 else
 	not_ok "dmuserd --version: '$v'"
 fi
-# dm-user-dkms's postinst has DKMS build it for the kernels with headers.
-st=$(dkms status dm-user 2>/dev/null | grep "^dm-user/$ver")
-if [ -n "$st" ]; then
-	ok "dkms status: $(echo "$st" | tr '\n' ';')"
-else
-	not_ok "dkms status after install: '$(dkms status dm-user 2>&1)'"
-fi
+# dm-user-dkms's postinst has DKMS build and install it for the running
+# kernel and the newest one (for all, where the running kernel is not one
+# of them, as in a container): the newest guest kernel is always one.
+newest=$("$top/tools/dm-user/vm/kernels.sh" | sort -V | tail -n 1)
+st=$(dkms status -m dm-user -v "$ver" -k "$newest" 2>/dev/null)
+case $st in
+*": installed"*) ok "dkms status: $(dkms status dm-user 2>/dev/null | tr '\n' ';')" ;;
+*) not_ok "dkms status for $newest after install: '$(dkms status dm-user 2>&1)'" ;;
+esac
 
 # shellcheck disable=SC2086
 if dpkg --purge $pkgs >"$tmp/purge.log" 2>&1; then
