@@ -86,7 +86,7 @@ done
 # shellcheck disable=SC2086 # a list of files
 holds libdmuser-dev "$arch" usr/include/dmuser.h usr/include/linux/dm-user.h \
 	"usr/lib/$ma/libdmuser.a" "usr/lib/$ma/libdmuser.so" \
-	"usr/lib/$ma/pkgconfig/dmuser.pc" $man3
+	"usr/lib/$ma/pkgconfig/dmuser.pc" $man3 usr/share/man/man4/dm-user.4.gz
 holds dmuser "$arch" usr/bin/dmuser usr/bin/dmuserd usr/bin/dmu-cow \
 	usr/bin/dmu-cbt usr/bin/dmu-fault usr/share/man/man8/dmuser.8.gz \
 	usr/share/man/man8/dmuserd.8.gz usr/share/man/man8/dmu-cow.8.gz \

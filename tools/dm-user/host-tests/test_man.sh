@@ -5,7 +5,8 @@
 # check lintian makes); and every command, option and key that the tool's
 # --help output names appears in its page: dmuser's commands and their
 # options in dmuser(8), serve's options in dmuserd(8); every function of
-# the library's header in the NAME section of a libdmuser page.
+# the library's header in the NAME section of a libdmuser page; every
+# name the wire format's header defines in dm-user(4).
 set -u
 
 # shellcheck source=tools/dm-user/host-tests/tap.sh
@@ -78,6 +79,10 @@ for f in "$tmp"/*.3.txt; do
 done >"$tmp/the-section-3-NAMEs.txt"
 covers the-section-3-NAMEs function \
 	"$(grep -oE 'dmu_[a-z_]+\(' "$top/tools/dm-user/lib/dmuser.h" | tr -d '(' | sort -u)"
+# dm-user(4), the daemon author's reference, names every constant, macro
+# and ioctl of the wire format's header: a new one needs its words there.
+covers dm-user.4 "name of linux/dm-user.h" "$(sed -n \
+	's/^#define \(DM_USER_[A-Z0-9_]*\).*/\1/p' "$top/include/uapi/linux/dm-user.h")"
 for ex in dmu-cow dmu-cbt dmu-fault; do
 	covers "$ex.8" option "$("$tmp/tools/$ex" --help | options)"
 	covers "$ex.8" "ctl command" "$("$tmp/tools/$ex" --help |
