@@ -47,8 +47,7 @@ module:
 	  exit 1; }
 	@mkdir -p $(MODDIR)
 	@cp -r --preserve=timestamps $(addprefix $(SRC)/,$(MODULE_SOURCES)) $(MODDIR)/
-	$(MAKE) -C $(KDIR) M=$(MODDIR) CONFIG_DM_USER=m \
-		NOSTDINC_FLAGS="-nostdinc -I$(MODDIR)/include" modules
+	$(MAKE) -C $(KDIR) M=$(MODDIR) CONFIG_DM_USER=m modules
 	@cp $(MODDIR)/drivers/md/dm-user.ko $(KO)
 	@echo "built $(KO)"
 
