@@ -1809,17 +1809,19 @@ static bool wants_version(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	const char *base = argv[0] ? strrchr(argv[0], '/') : NULL;
+	bool as_daemon;
 	unsigned int i;
 
 	base = base ? base + 1 : argv[0] ? argv[0] : "";
 	opterr = 0;	/* our own messages, followed by the usage */
-	if (!strcmp(base, "dmuserd"))
+	as_daemon = !strcmp(base, "dmuserd");
+	if (as_daemon)
 		prog = "dmuserd";
 	if (wants_version(argc, argv)) {
 		printf("%s %s\n", prog, DMUSER_VERSION);
 		return 0;
 	}
-	if (!strcmp(prog, "dmuserd"))
+	if (as_daemon)
 		return cmd_serve(argc, argv);
 
 	usage_fn = main_usage;

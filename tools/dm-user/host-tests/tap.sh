@@ -13,6 +13,13 @@ not_ok() { n=$((n + 1)); failed=1; echo "not ok $n $*"; }
 done_testing() { echo "1..$n"; exit $failed; }
 skip_all() { echo "1..0 # SKIP $*"; exit 4; }
 bail() { not_ok "$*"; done_testing; }
+# The project's version (the tools' Makefile), and the functions libdmuser's
+# header declares, one per line.
+project_version() { sed -n 's/^VERSION := //p' "$top/tools/dm-user/Makefile"; }
+dmuser_functions() {
+	grep -oE 'dmu_[a-z_]+\(' "$top/tools/dm-user/lib/dmuser.h" | tr -d '(' | sort -u
+}
+
 # check.sh's timeout sends SIGTERM, on which dash would end without running
 # an EXIT trap: exit instead, so that the test's cleanup runs.
 trap 'exit 143' TERM

@@ -39,7 +39,7 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-ver=$(sed -n 's/^VERSION := //p' "$top/tools/dm-user/Makefile")
+ver=$(project_version)
 
 if make -s -C "$top" deb BUILD="$tmp" >"$tmp/deb.log" 2>&1; then
 	ok "make deb"
@@ -80,7 +80,7 @@ holds dm-user-dkms all "usr/src/dm-user-$ver/dkms.conf" \
 holds libdmuser1 "$arch" "usr/lib/$ma/libdmuser.so.1"
 # A page, or a link to one, for the library and each of its functions.
 man3=""
-for fn in libdmuser $(grep -oE 'dmu_[a-z_]+\(' "$top/tools/dm-user/lib/dmuser.h" | tr -d '(' | sort -u); do
+for fn in libdmuser $(dmuser_functions); do
 	man3="$man3 usr/share/man/man3/$fn.3.gz"
 done
 # shellcheck disable=SC2086 # a list of files

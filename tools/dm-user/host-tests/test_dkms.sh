@@ -34,11 +34,18 @@ mkdir -p "$tmp/var/lib/dkms" "$tmp/lib/modules"
 
 # One version for the whole project: the packages, the library and DKMS.
 ver=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"$/\1/p' "$top/dkms.conf")
-tools_ver=$(sed -n 's/^VERSION := //p' "$top/tools/dm-user/Makefile")
+tools_ver=$(project_version)
+# The Debian package's version, from its changelog's first line.
+deb_ver=$(sed -n '1s/^dm-user (\([^)]*\)).*/\1/p' "$top/debian/changelog")
 if [ -n "$ver" ] && [ "$ver" = "$tools_ver" ]; then
 	ok "dkms.conf's version $ver is the tools' version"
 else
 	not_ok "dkms.conf's version '$ver' differs from tools/dm-user/Makefile's '$tools_ver'"
+fi
+if [ "$deb_ver" = "$tools_ver" ]; then
+	ok "debian/changelog's version $deb_ver is the tools' version"
+else
+	not_ok "debian/changelog's version '$deb_ver' differs from tools/dm-user/Makefile's '$tools_ver'"
 fi
 
 # The kernels dkms.conf lets DKMS build for: the 6.1 to 6.12 series.

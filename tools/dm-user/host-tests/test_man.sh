@@ -78,7 +78,7 @@ for f in "$tmp"/*.3.txt; do
 	sed -n '/^NAME/,/^SYNOPSIS/p' "$f"
 done >"$tmp/the-section-3-NAMEs.txt"
 covers the-section-3-NAMEs function \
-	"$(grep -oE 'dmu_[a-z_]+\(' "$top/tools/dm-user/lib/dmuser.h" | tr -d '(' | sort -u)"
+	"$(dmuser_functions)"
 # dm-user(4), the daemon author's reference, names every constant, macro
 # and ioctl of the wire format's header: a new one needs its words there.
 covers dm-user.4 "name of linux/dm-user.h" "$(sed -n \
