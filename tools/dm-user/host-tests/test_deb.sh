@@ -160,6 +160,18 @@ case $st in
 *) not_ok "dkms status for $newest after install: '$(dkms status dm-user 2>&1)'" ;;
 esac
 
+# make dkms-source must not overwrite the tree dm-user-dkms installed.
+before=$(find "/usr/src/dm-user-$ver" -type f | sort | xargs md5sum 2>/dev/null)
+if make -s -C "$top" dkms-source >"$tmp/src.log" 2>&1; then
+	not_ok "make dkms-source overwrote the packaged /usr/src/dm-user-$ver"
+elif ! grep -q "belongs to a package (dm-user-dkms)" "$tmp/src.log"; then
+	not_ok "make dkms-source over the package: '$(cat "$tmp/src.log")'"
+elif [ "$(find "/usr/src/dm-user-$ver" -type f | sort | xargs md5sum 2>/dev/null)" != "$before" ]; then
+	not_ok "make dkms-source refused but changed /usr/src/dm-user-$ver"
+else
+	ok "make dkms-source refuses the packaged tree, which stays as it was"
+fi
+
 # shellcheck disable=SC2086
 if dpkg --purge $pkgs >"$tmp/purge.log" 2>&1; then
 	ok "dpkg --purge the four packages"
