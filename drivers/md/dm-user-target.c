@@ -1591,6 +1591,25 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 		bio_endio(bio);
 		return DM_MAPIO_SUBMITTED;
 	}
+	/*
+	 * A request carries at most DM_USER_MAX_IO_SECTORS of data: the
+	 * target takes that much and dm core maps the rest as a new bio.
+	 * Cut here rather than by ti->max_io_len, which would also cut
+	 * every bio at the queue's max_sectors, those that go straight to
+	 * the backing device as well. The front part is looked up again:
+	 * it may lie wholly inside or wholly outside the claimed ranges.
+	 * A notification carries no data and goes whole.
+	 */
+	if ((op == DM_USER_OP_READ || op == DM_USER_OP_WRITE) &&
+	    how != DM_USER_MAP_NOTIFY &&
+	    bio_sectors(bio) > DM_USER_MAX_IO_SECTORS) {
+		dm_accept_partial_bio(bio, DM_USER_MAX_IO_SECTORS);
+		if (tt->backing) {
+			how = dm_user_map_backing(ti, tt, bio, req, op);
+			if (how >= 0)
+				return how;
+		}
+	}
 
 	memset(req, 0, sizeof(*req));
 	INIT_LIST_HEAD(&req->list);
@@ -2096,12 +2115,6 @@ static int dm_user_parse_table(struct dm_user_table *tt, struct dm_target *ti,
 	if (tt->backing_start & (block_sectors - 1)) {
 		ti->error = "Backing device offset must be a multiple of block_size";
 		return -EINVAL;
-	}
-
-	r = dm_set_target_max_io_len(ti, DM_USER_MAX_IO_SECTORS);
-	if (r) {
-		ti->error = "Cannot set the maximum I/O size";
-		return r;
 	}
 
 	ti->per_io_data_size = sizeof(struct dm_user_request);

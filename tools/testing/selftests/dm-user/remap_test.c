@@ -1207,6 +1207,193 @@ TEST_F(claims, daemon_gone)
 	EXPECT_EQ(0, side_remove(&d));
 }
 
+/* Reads completed on the mapped device @mapper (its sysfs stat), or -1. */
+static long reads_completed(const char *mapper)
+{
+	char path[128];
+	struct stat st;
+	long n = -1;
+	FILE *f;
+
+	if (stat(mapper, &st))
+		return -1;
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/stat",
+		 major(st.st_rdev), minor(st.st_rdev));
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &n) != 1)
+		n = -1;
+	fclose(f);
+	return n;
+}
+
+/*
+ * I/O that goes straight to the backing device is cut only where
+ * dm-linear would cut it: reads just larger than the queue's max_sectors
+ * (127 KiB over brd) reach the backing device as one bio each, not as
+ * max_sectors and the rest, counted by the mapped devices' own
+ * statistics, with the same data as through dm-linear.
+ */
+TEST_F(claims, passed_io_cut_as_dm_linear_cuts_it)
+{
+	NEED_RAM();
+	char v[32], lin[96], lin_path[128], table[256];
+	long user_reads, lin_reads;
+	void *ubuf, *lbuf;
+	unsigned long kb;
+	int fd, i;
+	size_t len;
+
+	ASSERT_EQ(0, dmu_queue_attr(self->mapper, "max_sectors_kb", v,
+				    sizeof(v)));
+	kb = strtoul(v, NULL, 10);
+	/* The next whole block above max_sectors. */
+	len = (kb + 4) / 4 * 4096;
+	if (len > 2 << 20)
+		SKIP(return, "max_sectors_kb %lu: no read above it fits", kb);
+	snprintf(lin, sizeof(lin), "%s_lin", self->dev);
+	snprintf(lin_path, sizeof(lin_path), "/dev/mapper/%s", lin);
+	snprintf(table, sizeof(table), "0 %d linear %s %d", DEV_SECTORS, ram,
+		 RAM_START);
+	ASSERT_EQ(0, dmu_create(lin, table));
+	fd = open(lin_path, O_RDONLY | O_DIRECT);
+	ubuf = dmu_alloc(len);
+	lbuf = dmu_alloc(len);
+	ASSERT_LE(0, fd);
+	ASSERT_NE(NULL, ubuf);
+	ASSERT_NE(NULL, lbuf);
+
+	user_reads = reads_completed(self->mapper);
+	lin_reads = reads_completed(lin_path);
+	ASSERT_LE(0, user_reads);
+	ASSERT_LE(0, lin_reads);
+	for (i = 0; i < 8; i++) {
+		ASSERT_EQ((ssize_t)len, pread(self->bdev, ubuf, len, i * 4096));
+		ASSERT_EQ((ssize_t)len, pread(fd, lbuf, len, i * 4096));
+		EXPECT_EQ(0, memcmp(ubuf, lbuf, len)) TH_LOG("read %d", i);
+		/* The fixture wrote its pattern to the first 1 MiB. */
+		EXPECT_EQ(0, memcmp(ubuf, (char *)self->ram + i * 4096,
+				    len < (size_t)(256 - i) * 4096 ?
+				    len : (size_t)(256 - i) * 4096));
+	}
+	user_reads = reads_completed(self->mapper) - user_reads;
+	lin_reads = reads_completed(lin_path) - lin_reads;
+	TH_LOG("8 reads of %zu bytes, max_sectors_kb %lu: %ld bios through dm-user, %ld through dm-linear",
+	       len, kb, user_reads, lin_reads);
+	EXPECT_EQ(lin_reads, user_reads);
+	EXPECT_LE(8, lin_reads);
+	EXPECT_EQ(0, info_num(self->ch, DM_USER_ATTR_READ_REQUESTS));
+
+	close(fd);
+	EXPECT_EQ(0, dmu_remove(lin));
+	free(ubuf);
+	free(lbuf);
+}
+
+/*
+ * A read of 3 MiB from 512 KiB comes to the daemon as requests of at most
+ * 1 MiB, the whole of it while the device is claimed, and only the part
+ * that touches a claimed block while that block alone is: each part cut
+ * off is looked up on its own, so a request is flagged partly claimed
+ * only when it is, and the parts outside come from the backing device.
+ */
+TEST_F(claims, daemon_requests_cut_at_max_io)
+{
+	NEED_RAM();
+	static const struct {
+		uint64_t start, len;
+	} claimed[] = {
+		{ 0, DEV_SECTORS },
+		{ 4096, 8 },
+	};
+	const size_t len = 3 << 20, at = 512 << 10;
+	char *disk, *buf, *want;
+	struct dm_user_message req;
+	unsigned int r;
+
+	disk = dmu_alloc(DEV_SECTORS * 512);
+	buf = dmu_alloc(len);
+	want = dmu_alloc(len);
+	ASSERT_NE(NULL, disk);
+	ASSERT_NE(NULL, buf);
+	ASSERT_NE(NULL, want);
+	dmu_fill(disk, DEV_SECTORS * 512, 85);
+	ASSERT_EQ(0, ram_io(true, disk, DEV_SECTORS * 512, RAM_START));
+
+	for (r = 0; r < sizeof(claimed) / sizeof(claimed[0]); r++) {
+		struct dmu_io io = { .fd = self->bdev, .kind = DMU_PREAD,
+				     .buf = buf, .len = len, .off = at };
+		uint64_t c_start = claimed[r].start;
+		uint64_t c_end = c_start + claimed[r].len;
+		size_t served = 0, nr = 0;
+		bool touched = false;
+		int waited;
+
+		memcpy(want, disk + at, len);
+		memset(buf, 0, len);
+		ASSERT_EQ(1, claim(self->ch, c_start, claimed[r].len));
+		ASSERT_EQ(0, dmu_io_start(&io));
+		for (waited = 0; waited < WAIT_MS; waited += 10) {
+			uint64_t s, e;
+
+			if (__atomic_load_n(&io.done, __ATOMIC_ACQUIRE))
+				break;
+			if (dmu_wait_readable(self->ch, 10))
+				continue;
+			ASSERT_EQ(0, dmu_read_msg(self->ch, &req, NULL, 0,
+						  WAIT_MS));
+			s = req.sector;
+			e = s + req.len / 512;
+			EXPECT_EQ(DM_USER_REQ_MAP_READ, req.type);
+			EXPECT_GE(1 << 20, req.len) TH_LOG("round %u", r);
+			ASSERT_LE(at / 512, s);
+			ASSERT_GE((at + len) / 512, e);
+			EXPECT_TRUE(s < c_end && e > c_start)
+				TH_LOG("round %u: sectors %llu-%llu claim nothing",
+				       r, (unsigned long long)s,
+				       (unsigned long long)e);
+			EXPECT_EQ(s < c_start || e > c_end,
+				  !!(req.flags & DM_USER_REQ_MAP_FLAG_PARTLY_CLAIMED))
+				TH_LOG("round %u: sectors %llu-%llu", r,
+				       (unsigned long long)s,
+				       (unsigned long long)e);
+			touched |= s <= c_start && e >= c_end;
+			dmu_fill(self->data, req.len, 100 + nr);
+			memcpy(want + s * 512 - at, self->data, req.len);
+			ASSERT_EQ(DMU_HDR + (ssize_t)req.len,
+				  dmu_answer(self->ch, &req,
+					     DM_USER_RESP_SUCCESS, self->data,
+					     req.len));
+			served += req.len;
+			nr++;
+		}
+		ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS)) TH_LOG("round %u", r);
+		EXPECT_EQ((ssize_t)len, io.ret);
+		EXPECT_EQ(0, memcmp(buf, want, len)) TH_LOG("round %u", r);
+		TH_LOG("round %u: %zu requests, %zu bytes through the daemon",
+		       r, nr, served);
+		if (r == 0) {
+			EXPECT_EQ(len, served);
+			/*
+			 * Direct I/O makes bios of 256 pages or more but the
+			 * last, so at most 3, each cut into at most its size
+			 * in MiB rounded up: 6 requests at most, not the 25
+			 * or more of a cut at the queue's max_sectors.
+			 */
+			EXPECT_LE(3, nr);
+			EXPECT_GE(6, nr);
+		} else {
+			EXPECT_TRUE(touched);
+			EXPECT_GE(1 << 20, served);
+		}
+		ASSERT_EQ(0, release(self->ch, c_start, claimed[r].len));
+	}
+	free(disk);
+	free(buf);
+	free(want);
+}
+
 /* SET_PARAMS notify_writes=@on: 0 or -errno. */
 static int set_notify(int fd, uint32_t on)
 {
