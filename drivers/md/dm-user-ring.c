@@ -259,7 +259,10 @@ static u32 dm_user_ring_data_pages(struct dm_user_request *req)
 	if ((req->op != DM_USER_OP_READ && req->op != DM_USER_OP_WRITE) ||
 	    req->notify)
 		return 0;
-	/* At most max_io_len, which the area holds: see NEGOTIATE. */
+	/*
+	 * At most DM_USER_MAX_IO_SECTORS (user_map() cuts the rest off),
+	 * which the area holds: see NEGOTIATE.
+	 */
 	return DIV_ROUND_UP(dm_user_req_bio(req)->bi_iter.bi_size, PAGE_SIZE);
 }
 
@@ -606,7 +609,8 @@ static unsigned int dm_user_ring_fill(struct dm_user_target *t,
 		/*
 		 * Oldest first: a large request is not passed over for
 		 * ever by small ones. It fits once completions free pages,
-		 * as the area holds the largest request (max_io_len).
+		 * as the area holds the largest request
+		 * (DM_USER_MAX_IO_SECTORS).
 		 */
 		if (!dm_user_ring_take_data(ring, req)) {
 			WRITE_ONCE(ring->data_full, true);

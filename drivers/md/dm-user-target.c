@@ -1598,10 +1598,11 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 	 * every bio at the queue's max_sectors, those that go straight to
 	 * the backing device as well. The front part is looked up again:
 	 * it may lie wholly inside or wholly outside the claimed ranges.
-	 * A notification carries no data and goes whole.
+	 * A notification is cut too, though it carries no data: a claim
+	 * makes a queued one a write with its data
+	 * (dm_user_claim_notifications()).
 	 */
 	if ((op == DM_USER_OP_READ || op == DM_USER_OP_WRITE) &&
-	    how != DM_USER_MAP_NOTIFY &&
 	    bio_sectors(bio) > DM_USER_MAX_IO_SECTORS) {
 		dm_accept_partial_bio(bio, DM_USER_MAX_IO_SECTORS);
 		if (tt->backing) {
@@ -2759,7 +2760,7 @@ static int user_end_io(struct dm_target *ti, struct bio *bio,
 
 static struct target_type user_target = {
 	.name = "user",
-	.version = {1, 2, 0},
+	.version = {1, 3, 0},
 	.features = DM_TARGET_NOWAIT,
 	.module = THIS_MODULE,
 	.ctr = user_ctr,

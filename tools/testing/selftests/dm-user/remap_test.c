@@ -16,6 +16,7 @@
 #include <libaio.h>
 #include <stdarg.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <linux/fs.h>
 
@@ -1002,10 +1003,15 @@ FIXTURE_SETUP(claims)
 
 FIXTURE_TEARDOWN(claims)
 {
+	char lin[96];
+
 	if (self->bdev >= 0)
 		close(self->bdev);
 	if (self->ch >= 0)
 		close(self->ch);
+	/* passed_io_cut_as_dm_linear_cuts_it's, if it stopped early. */
+	snprintf(lin, sizeof(lin), "%s_lin", self->dev);
+	dmu_run("dmsetup remove %s >/dev/null 2>&1", lin);
 	if (self->dev[0])
 		dmu_remove(self->dev);
 	free(self->buf);
@@ -1695,6 +1701,68 @@ TEST_F(claims, claim_takes_queued_notifications)
 	EXPECT_EQ(8192, io.ret);
 	EXPECT_FALSE(ram_holds(scratch, (char *)self->buf + 4096, 4096, 8));
 	EXPECT_EQ(0, info_num(self->ch, DM_USER_ATTR_NOTIFIED));
+}
+
+/*
+ * Notifications are cut at max_io like requests with data, as a claim
+ * makes queued ones writes with their data: 3 MiB written from a buffer in
+ * huge pages (so that direct I/O makes bios of more than 1 MiB where the
+ * kernel gives huge pages) while nothing is claimed are notifications of at
+ * most 1 MiB; claiming everything makes the queued ones writes of at most
+ * 1 MiB, with the data of their sectors.
+ */
+TEST_F(claims, notifications_cut_at_max_io)
+{
+	NEED_RAM();
+	const size_t len = 3 << 20, at = 512 << 10;
+	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PWRITE, .len = len,
+			     .off = at };
+	size_t written = 0, biggest = 0;
+	struct dm_user_message req;
+	unsigned int nr = 0;
+	int waited;
+	void *buf;
+
+	ASSERT_EQ(0, posix_memalign(&buf, 2 << 20, 4 << 20));
+	madvise(buf, 4 << 20, MADV_HUGEPAGE);
+	dmu_fill(buf, len, 170);
+	io.buf = buf;
+	ASSERT_EQ(0, set_notify(self->ch, 1));
+	ASSERT_EQ(0, dmu_io_start(&io));
+	for (waited = 0; info_num(self->ch, DM_USER_ATTR_QUEUED) < 1 &&
+	     waited < WAIT_MS; waited += 10)
+		usleep(10000);
+	/* The rest of the parts, mapped on the heels of the first. */
+	usleep(200000);
+	ASSERT_LE(1, info_num(self->ch, DM_USER_ATTR_QUEUED));
+	ASSERT_EQ(1, claim(self->ch, 0, DEV_SECTORS));
+	for (waited = 0; waited < WAIT_MS; waited += 10) {
+		if (__atomic_load_n(&io.done, __ATOMIC_ACQUIRE))
+			break;
+		if (dmu_wait_readable(self->ch, 10))
+			continue;
+		ASSERT_EQ(0, dmu_read_msg(self->ch, &req, self->data, 1 << 20,
+					  WAIT_MS)) TH_LOG("message %u", nr);
+		EXPECT_EQ(DM_USER_REQ_MAP_WRITE, req.type);
+		EXPECT_GE(1 << 20, req.len);
+		ASSERT_LE(at / 512, req.sector);
+		ASSERT_GE((at + len) / 512, req.sector + req.len / 512);
+		EXPECT_EQ(0, memcmp(self->data,
+				    (char *)buf + req.sector * 512 - at,
+				    req.len)) TH_LOG("message %u", nr);
+		biggest = req.len > biggest ? req.len : biggest;
+		written += req.len;
+		nr++;
+		/* The daemon keeps it: the disk never sees it. */
+		ASSERT_EQ(DMU_HDR, dmu_answer(self->ch, &req,
+					      DM_USER_RESP_SUCCESS, NULL, 0));
+	}
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ((ssize_t)len, io.ret);
+	EXPECT_EQ(len, written);
+	TH_LOG("%u writes, the largest %zu bytes", nr, biggest);
+	EXPECT_EQ(0, info_num(self->ch, DM_USER_ATTR_NOTIFIED));
+	free(buf);
 }
 
 /*
