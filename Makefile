@@ -75,14 +75,16 @@ dkms-source:
 		$(SRC)/drivers/md/dm-user*.[ch] $(DKMS_SRCDIR)/drivers/md/
 	cp $(SRC)/include/uapi/linux/dm-user.h $(DKMS_SRCDIR)/include/uapi/linux/
 
-# The man pages, from their scdoc sources.
+# The man pages, from their scdoc sources. scdoc takes no '@' in a page's
+# name, which a systemd template unit has: it is hidden from scdoc.
 MAN_SRCS = $(wildcard $(SRC)/tools/dm-user/man/*.scd)
 MAN_PAGES = $(patsubst $(SRC)/tools/dm-user/man/%.scd,$(BUILD)/man/%,$(MAN_SRCS))
 man: $(MAN_PAGES)
 $(BUILD)/man/%: $(SRC)/tools/dm-user/man/%.scd
 	@command -v scdoc >/dev/null || { echo "make: no scdoc (run $(DEPS))" >&2; exit 1; }
 	@mkdir -p $(@D)
-	scdoc <$< >$@.tmp && mv $@.tmp $@
+	sed '1s/@/-AT-/' $< >$@.scd && scdoc <$@.scd >$@.tmp && \
+		sed -i '/^\.TH/s/-AT-/@/' $@.tmp && rm $@.scd && mv $@.tmp $@
 
 # The Debian packages, built from a copy of the tree (dpkg-buildpackage
 # writes into debian/ and next to the source directory): the files git

@@ -39,6 +39,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <linux/fs.h>
+#include <systemd/sd-daemon.h>
 
 #include "dmuser.h"
 
@@ -746,7 +747,7 @@ static struct serve_options {
 	uint64_t ram_size, null_size;
 	unsigned int threads, batch;
 	size_t split;
-	bool read_batch, write_batch, verbose, direct, copy, remap;
+	bool read_batch, write_batch, verbose, direct, copy, remap, notify;
 	enum dmu_transport transport;
 	unsigned int ring_depth;
 	unsigned int ring_data;
@@ -923,18 +924,48 @@ static int write_stats(void)
 }
 
 /*
- * Every channel is open: tell whoever waits for the pid file. Without it
- * nobody would know we serve, so failing to write it stops serving.
+ * --notify: a message to the service manager (sd_notify(3)). 0 when it
+ * was sent or there is no manager to send it to (NOTIFY_SOCKET unset: the
+ * command line run by hand), -1 when sending failed.
+ */
+static int notify_manager(const char *what)
+{
+	int rc;
+
+	if (!sopt.notify)
+		return 0;
+	rc = sd_notify(0, what);
+	if (rc < 0) {
+		/* The first assignment names the message. */
+		report(-rc, "sd_notify %.*s to $NOTIFY_SOCKET %s",
+		       (int)strcspn(what, "\n"), what,
+		       getenv("NOTIFY_SOCKET"));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Every channel is open: tell whoever waits for the pid file or for
+ * READY=1. Without either nobody would know we serve, so failing to send
+ * one stops serving.
  */
 static void serve_ready(void *ctx)
 {
-	char pid[32];
+	char pid[32], msg[128 + PATH_MAX];
 
 	(void)ctx;
-	if (!sopt.pid_path)
-		return;
-	snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-	if (write_file_atomically(sopt.pid_path, pid)) {
+	if (sopt.pid_path) {
+		snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+		if (write_file_atomically(sopt.pid_path, pid)) {
+			pidfile_failed = true;
+			stop_flag = 1;
+			return;
+		}
+	}
+	snprintf(msg, sizeof(msg), "READY=1\nSTATUS=serving %s on %u channel%s",
+		 sopt.channel, sopt.threads, sopt.threads == 1 ? "" : "s");
+	if (notify_manager(msg)) {
 		pidfile_failed = true;
 		stop_flag = 1;
 	}
@@ -1020,6 +1051,10 @@ static void serve_usage(FILE *f)
 "                        pieces of at most <bytes> (default 0: no splitting)\n"
 "  -S, --stats <path>    write counters to <path> on exit\n"
 "  -p, --pidfile <path>  write the pid to <path> once every channel is open\n"
+"  -N, --notify          tell the service manager READY=1 once every channel\n"
+"                        is open, STOPPING=1 when a signal stopped it\n"
+"                        (sd_notify(3), for systemd's Type=notify; nothing\n"
+"                        without $NOTIFY_SOCKET)\n"
 "  -v, --verbose         log every request to stderr\n"
 "  -h, --help            show this help\n"
 "\n"
@@ -1048,6 +1083,7 @@ static void serve_parse(int argc, char **argv)
 		{ "split", required_argument, NULL, 's' },
 		{ "stats", required_argument, NULL, 'S' },
 		{ "pidfile", required_argument, NULL, 'p' },
+		{ "notify", no_argument, NULL, 'N' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -1055,7 +1091,7 @@ static void serve_parse(int argc, char **argv)
 	const char *ring_opt, *rw_opt;
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":r:f:n:mdt:q:BWcT:R:D:P:s:S:p:vh",
+	while ((c = getopt_long(argc, argv, ":r:f:n:mdt:q:BWcT:R:D:P:s:S:p:Nvh",
 				longopts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
@@ -1132,6 +1168,9 @@ static void serve_parse(int argc, char **argv)
 			break;
 		case 'p':
 			sopt.pid_path = optarg;
+			break;
+		case 'N':
+			sopt.notify = true;
 			break;
 		case 'v':
 			sopt.verbose = true;
@@ -1218,6 +1257,9 @@ static int cmd_serve(int argc, char **argv)
 	opts.stop = &stop_flag;
 	opts.ready = serve_ready;
 	rc = dmu_serve(sopt.channel, &ops, &store, &opts);
+	/* The answers in flight are sent: what is left is to close. */
+	if (stop_signal && notify_manager("STOPPING=1"))
+		status = 1;
 	if (rc) {
 		report(rc, "serve %s%s", strchr(sopt.channel, '/') ? "" :
 		       "/dev/dm-user/", sopt.channel);
@@ -1240,6 +1282,7 @@ static void create_usage(FILE *f)
 {
 	fprintf(f,
 "Usage: %s create <dev> --size <size> [--name <name>] [--features \"<words>\"]\n"
+"                 [--if-missing]\n"
 "Create device-mapper device <dev> with one user target over all of it,\n"
 "and wait for /dev/dm-user/<name>.\n"
 "\n"
@@ -1249,6 +1292,9 @@ static void create_usage(FILE *f)
 "  -n, --name <name>       the target's name (default: <dev>)\n"
 "  -F, --features <words>  feature words without their count, e.g.\n"
 "                          \"block_size 4096 no_discard\"\n"
+"  -e, --if-missing        a device <dev> that exists already is fine if its\n"
+"                          table is one user target <name> of <size> (its\n"
+"                          features are not compared): nothing is done\n"
 "  -h, --help              show this help\n", prog);
 }
 
@@ -1275,24 +1321,59 @@ static uint64_t parse_size(const char *s)
 	return bytes / SECTOR_SIZE;
 }
 
+/*
+ * create --if-missing found @dev: 0 if its table is one user target
+ * @name of @sectors, else 1 with what it is said.
+ */
+static int check_existing(const char *dev, const char *name, uint64_t sectors)
+{
+	char table[4096], tname[DM_USER_NAME_MAX + 2];
+	unsigned long long start, len;
+	int rc;
+
+	rc = dmu_dev_table(dev, table, sizeof(table));
+	if (rc) {
+		report(rc, "create %s: it exists, but its table cannot be read", dev);
+		return 1;
+	}
+	/* Lines are separated by newlines: one target has none. */
+	if (sscanf(table, "%llu %llu user %*s %*s %65s", &start, &len,
+		   tname) != 3 || start || strchr(table, '\n')) {
+		report(0, "create %s: it exists, and is not one user target: %s",
+		       dev, table);
+		return 1;
+	}
+	if (strcmp(tname, name) || len != sectors) {
+		report(0, "create %s: it exists as user target '%s' of %llu sectors, not '%s' of %" PRIu64,
+		       dev, tname, len, name, sectors);
+		return 1;
+	}
+	return 0;
+}
+
 static int cmd_create(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "size", required_argument, NULL, 's' },
 		{ "name", required_argument, NULL, 'n' },
 		{ "features", required_argument, NULL, 'F' },
+		{ "if-missing", no_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *dev, *name = NULL, *features = NULL;
+	bool if_missing = false;
 	uint64_t sectors = 0;
 	size_t tlen;
 	char *table;
 	int c, rc;
 
 	usage_fn = create_usage;
-	while ((c = getopt_long(argc, argv, ":s:n:F:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":s:n:F:eh", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'e':
+			if_missing = true;
+			break;
 		case 's':
 			sectors = parse_size(optarg);
 			break;
@@ -1331,7 +1412,10 @@ static int cmd_create(int argc, char **argv)
 	}
 	rc = dmu_dev_create(dev, table);
 	free(table);
-	if (rc) {
+	if (rc == -EEXIST && if_missing) {
+		if (check_existing(dev, name, sectors))
+			return 1;
+	} else if (rc) {
 		report(rc, "create %s", dev);
 		return 1;
 	}

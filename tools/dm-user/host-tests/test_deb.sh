@@ -4,7 +4,8 @@
 # make deb builds the four Debian packages with lintian reporting no error;
 # each holds what it should; installed on the host they give a working
 # pkg-config file, against which the rst's example daemon compiles and links
-# to the shared library, a dmuser that prints its version, and DKMS's entry
+# to the shared library, a dmuser that prints its version, a systemd unit
+# that systemd-analyze verify accepts, and DKMS's entry
 # for the module; removed, they leave nothing behind. Runs as root on the
 # host and installs packages there, removing them again on every exit.
 set -u
@@ -90,7 +91,10 @@ holds libdmuser-dev "$arch" usr/include/dmuser.h usr/include/linux/dm-user.h \
 holds dmuser "$arch" usr/bin/dmuser usr/bin/dmuserd usr/bin/dmu-cow \
 	usr/bin/dmu-cbt usr/bin/dmu-fault usr/share/man/man8/dmuser.8.gz \
 	usr/share/man/man8/dmuserd.8.gz usr/share/man/man8/dmu-cow.8.gz \
-	usr/share/man/man8/dmu-cbt.8.gz usr/share/man/man8/dmu-fault.8.gz
+	usr/share/man/man8/dmu-cbt.8.gz usr/share/man/man8/dmu-fault.8.gz \
+	lib/systemd/system/dmuser@.service \
+	usr/share/man/man8/dmuser@.service.8.gz \
+	usr/share/doc/dmuser/examples/example.conf
 
 debs=""
 for p in $pkgs; do
@@ -149,6 +153,17 @@ if [ "$v" = "dmuserd $ver" ]; then
 	ok "dmuserd --version: $v"
 else
 	not_ok "dmuserd --version: '$v'"
+fi
+# The installed unit, as systemd would load an instance of it: its
+# syntax, the programs it runs and the pages it names (no systemd needs to
+# run here). The guest's test_service.sh runs its command lines.
+if ! command -v systemd-analyze >/dev/null; then
+	not_ok "no systemd-analyze to verify the unit (run tools/dm-user/install-deps.sh)"
+elif systemd-analyze verify /lib/systemd/system/dmuser@.service \
+	>"$tmp/verify.log" 2>&1 && [ ! -s "$tmp/verify.log" ]; then
+	ok "systemd-analyze verify dmuser@.service: no complaint"
+else
+	not_ok "systemd-analyze verify dmuser@.service: $(head -n 3 "$tmp/verify.log")"
 fi
 # dm-user-dkms's postinst has DKMS build and install it for the running
 # kernel and the newest one (for all, where the running kernel is not one
