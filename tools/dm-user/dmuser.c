@@ -875,7 +875,8 @@ static const struct dmu_ops store_dmu_ops = {
 /* Set by SIGTERM and SIGINT; the serving threads look at it. */
 static volatile int stop_flag;
 static volatile sig_atomic_t stop_signal;
-static bool pidfile_failed;
+/* The pid file or READY=1 could not be written: the exit status is 1. */
+static bool ready_failed;
 
 /* Through a temporary name, so that a poller never sees a partial file. */
 static int write_file_atomically(const char *path, const char *text)
@@ -955,18 +956,12 @@ static void serve_ready(void *ctx)
 	char pid[32], msg[128 + PATH_MAX];
 
 	(void)ctx;
-	if (sopt.pid_path) {
-		snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-		if (write_file_atomically(sopt.pid_path, pid)) {
-			pidfile_failed = true;
-			stop_flag = 1;
-			return;
-		}
-	}
+	snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
 	snprintf(msg, sizeof(msg), "READY=1\nSTATUS=serving %s on %u channel%s",
 		 sopt.channel, sopt.threads, sopt.threads == 1 ? "" : "s");
-	if (notify_manager(msg)) {
-		pidfile_failed = true;
+	if ((sopt.pid_path && write_file_atomically(sopt.pid_path, pid)) ||
+	    notify_manager(msg)) {
+		ready_failed = true;
 		stop_flag = 1;
 	}
 }
@@ -1265,7 +1260,7 @@ static int cmd_serve(int argc, char **argv)
 		       "/dev/dm-user/", sopt.channel);
 		status = 1;
 	}
-	if (pidfile_failed)
+	if (ready_failed)
 		status = 1;
 	if (sopt.verbose && stop_signal)
 		report(0, "%s: stopped", strsignal(stop_signal));
