@@ -10,7 +10,8 @@
 #                             selftest in a QEMU guest of each
 #   make demo                 a dm-user device with ext4 on it, in a guest
 #   make bench                fio: dm-user against ublk, brd, null_blk, loop,
-#                             nbd; memory of idle devices and queued requests
+#                             nbd; memory of idle devices and queued requests;
+#                             build/bench.csv and a chart, build/bench.png
 #   make bench-profile        where the time of chosen bench runs goes (perf)
 #   make dkms-source          the module's source tree for DKMS, in
 #                             $(DESTDIR)/usr/src/dm-user-<version>
@@ -211,7 +212,8 @@ bench: deps
 			>$(BUILD)/$$f; \
 	done; \
 	st=$$(cat $(BUILD)/bench.status); [ "$$st" = 0 ] || exit $$st; \
-	echo "bench: tables in $(BUILD)/bench.csv and $(BUILD)/bench-memory.csv"
+	echo "bench: tables in $(BUILD)/bench.csv and $(BUILD)/bench-memory.csv"; \
+	$(VM)/bench-chart.sh $(BUILD)/bench.csv $(BUILD)/bench.png
 
 # Where the time of chosen bench runs goes: CPU, context switches and
 # interrupts per I/O, and a perf profile of the whole guest, for each

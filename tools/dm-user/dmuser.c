@@ -38,7 +38,10 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <libdevmapper.h>
+#include <linux/dm-ioctl.h>
 #include <linux/fs.h>
+#include <json-c/json.h>
 #include <systemd/sd-daemon.h>
 
 #include "dmuser.h"
@@ -82,6 +85,128 @@ static void report(int err, const char *fmt, ...)
 	} else {
 		fprintf(stderr, "%s: %s\n", prog, what);
 	}
+}
+
+/* What a failure of @what is about: what the hint for it looks at. */
+enum hint_about {
+	HINT_NODE,	/* opening /dev/dm-user/<name> */
+	HINT_CREATE,	/* creating device <dev> with target <name> */
+	HINT_DEVICE,	/* a device-mapper device <dev> */
+};
+
+/*
+ * libdevmapper prints its own lines for a failed ioctl, and libdmuser then
+ * sees no errno where the device is removed after a failed load (EIO):
+ * its messages are not printed, so that an error is the one line report()
+ * makes, and the errno of the last one is kept for that line.
+ */
+static int dm_last_errno;
+
+__attribute__((format(printf, 5, 6)))
+static void dm_log_keep_errno(int level, const char *file, int line,
+			      int dm_errno_or_class, const char *f, ...)
+{
+	(void)file;
+	(void)line;
+	(void)f;
+	/* Errors (syslog's LOG_ERR and worse) carry an errno. */
+	if ((level & 7) <= 3 && dm_errno_or_class > 0)
+		dm_last_errno = dm_errno_or_class;
+}
+
+static int match_target_name(void *arg, const struct dmu_target_desc *t)
+{
+	return strcmp(t->name, arg) ? 0 : 1;
+}
+
+/* Whether a live device has a user target named @name. */
+static bool target_name_taken(const char *name)
+{
+	return name && dmu_dev_list(match_target_name, (void *)name) == 1;
+}
+
+/*
+ * What a user can do about @err, or NULL: the module not loaded, a node or
+ * a device that is not there, a node that belongs to someone else, a name
+ * in use. @dev names the device-mapper device, @name the target.
+ */
+static const char *error_hint(int err, enum hint_about about, const char *dev,
+			      const char *name, char *buf, size_t len)
+{
+	char node[PATH_MAX];
+	struct stat st;
+
+	if (err < 0)
+		err = -err;
+	if (access("/sys/module/dm_user", F_OK) && errno == ENOENT) {
+		snprintf(buf, len, "the dm_user module is not loaded: modprobe dm_user");
+		return buf;
+	}
+	if (name && strchr(name, '/'))
+		snprintf(node, sizeof(node), "%s", name);
+	else
+		snprintf(node, sizeof(node), "/dev/dm-user/%s", name ? name : "");
+	switch (about) {
+	case HINT_NODE:
+		if (err == ENOENT && strchr(name, '/'))
+			snprintf(buf, len, "no node at that path (a target's is /dev/dm-user/<name>)");
+		else if (err == ENOENT)
+			snprintf(buf, len, "no target is named '%s' ('dmuser list' shows those there are)",
+				 name);
+		else if ((err == EACCES || err == EPERM) && !stat(node, &st))
+			snprintf(buf, len, "%s is mode %03o, owner %u, group %u: its owner, a member of its group or root may open it%s",
+				 node, st.st_mode & 07777, st.st_uid, st.st_gid,
+				 err == EPERM ? ", and only its owner or CAP_SYS_ADMIN change it" : "");
+		else
+			return NULL;
+		return buf;
+	case HINT_CREATE:
+		if (err == EEXIST)
+			snprintf(buf, len, "a device named '%s' exists: 'dmuser remove %s' first, or --if-missing to keep it",
+				 dev, dev);
+		/*
+		 * libdevmapper loses the table load's errno (EBUSY) on
+		 * create: look at what is there instead.
+		 */
+		else if (err == EBUSY || target_name_taken(name))
+			snprintf(buf, len, "another device's user target is named '%s' ('dmuser list'): choose another --name",
+				 name);
+		else if (err == EACCES || err == EPERM)
+			snprintf(buf, len, "creating a device needs root (CAP_SYS_ADMIN)");
+		else
+			return NULL;
+		return buf;
+	case HINT_DEVICE:
+		if (err == ENXIO || err == ENODEV)
+			snprintf(buf, len, "no device is named '%s' ('dmuser list' shows those with user targets)",
+				 dev);
+		else if (err == EBUSY)
+			snprintf(buf, len, "'%s' is open: unmount it and stop what uses it first",
+				 dev);
+		else if (err == EACCES || err == EPERM)
+			snprintf(buf, len, "changing devices needs root (CAP_SYS_ADMIN)");
+		else
+			return NULL;
+		return buf;
+	}
+	return NULL;
+}
+
+/* report(), and after the error the hint error_hint() gives, if any. */
+__attribute__((format(printf, 5, 6)))
+static void report_hint(int err, enum hint_about about, const char *dev,
+			const char *name, const char *fmt, ...)
+{
+	char what[512], ebuf[128], hint[PATH_MAX + 256];
+	const char *h = error_hint(err, about, dev, name, hint, sizeof(hint));
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s: %s: %s%s%s\n", prog, what,
+		strerror_r(err < 0 ? -err : err, ebuf, sizeof(ebuf)),
+		h ? "; " : "", h ? h : "");
 }
 
 __attribute__((format(printf, 1, 2), noreturn))
@@ -1256,8 +1381,9 @@ static int cmd_serve(int argc, char **argv)
 	if (stop_signal && notify_manager("STOPPING=1"))
 		status = 1;
 	if (rc) {
-		report(rc, "serve %s%s", strchr(sopt.channel, '/') ? "" :
-		       "/dev/dm-user/", sopt.channel);
+		report_hint(rc, HINT_NODE, NULL, sopt.channel, "serve %s%s",
+			    strchr(sopt.channel, '/') ? "" : "/dev/dm-user/",
+			    sopt.channel);
 		status = 1;
 	}
 	if (ready_failed)
@@ -1411,7 +1537,9 @@ static int cmd_create(int argc, char **argv)
 		if (check_existing(dev, name, sectors))
 			return 1;
 	} else if (rc) {
-		report(rc, "create %s", dev);
+		if (rc == -EIO && dm_last_errno)
+			rc = -dm_last_errno;
+		report_hint(rc, HINT_CREATE, dev, name, "create %s", dev);
 		return 1;
 	}
 	rc = dmu_wait_node(name, NODE_WAIT_MS);
@@ -1466,7 +1594,7 @@ static int cmd_remove(int argc, char **argv)
 
 	rc = dmu_dev_remove(dev);
 	if (rc) {
-		report(rc, "remove %s", dev);
+		report_hint(rc, HINT_DEVICE, dev, NULL, "remove %s", dev);
 		return 1;
 	}
 	return 0;
@@ -1595,45 +1723,269 @@ static int cmd_detach(int argc, char **argv)
 static void list_usage(FILE *f)
 {
 	fprintf(f,
-"Usage: %s list\n"
-"One line per user target of every live device:\n"
-"  <dev> <name> <start> <length>\n"
-"(start and length in 512-byte sectors).\n", prog);
+"Usage: %s list [--json]\n"
+"The user targets of every live device, a line each, as columns: DEVICE\n"
+"(device-mapper name), TARGET (its name under /dev/dm-user), START and SIZE\n"
+"(in the device), BLOCK (block size), DAEMON (attached, waiting or\n"
+"failing), CHANNELS (the daemons' open channels) and QUEUED (requests\n"
+"waiting to be read). A target whose node cannot be opened shows \"-\" in\n"
+"the last four.\n"
+"  -j, --json   a JSON array of objects instead: device, target, start and\n"
+"               length (sectors), and block_size, daemon, channels and\n"
+"               queued, or error (why the node could not be asked)\n"
+"  -h, --help   show this help\n", prog);
 }
 
-static int print_target(void *arg, const struct dmu_target_desc *t)
+/* What list shows of a target: its table entry and what GET_INFO says. */
+struct list_row {
+	char dev[DM_NAME_LEN];
+	char name[DM_USER_NAME_MAX + 1];
+	uint64_t start, length;
+	int err;			/* 0: info holds GET_INFO's reply */
+	struct dmu_info info;
+};
+
+struct list_rows {
+	struct list_row *row;
+	size_t nr, cap;
+};
+
+static int channel_info(const char *name, struct dmu_info *info);
+
+static int collect_target(void *arg, const struct dmu_target_desc *t)
 {
-	(void)arg;
-	printf("%s %s %" PRIu64 " %" PRIu64 "\n", t->dev, t->name, t->start,
-	       t->length);
+	struct list_rows *rows = arg;
+	struct list_row *r;
+
+	if (rows->nr == rows->cap) {
+		size_t cap = rows->cap ? 2 * rows->cap : 16;
+		struct list_row *n = realloc(rows->row, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		rows->row = n;
+		rows->cap = cap;
+	}
+	r = &rows->row[rows->nr++];
+	snprintf(r->dev, sizeof(r->dev), "%s", t->dev);
+	snprintf(r->name, sizeof(r->name), "%s", t->name);
+	r->start = t->start;
+	r->length = t->length;
 	return 0;
+}
+
+/* @bytes with an IEC unit, whole where it is whole: "1 GiB", "1.5 MiB". */
+static const char *human_bytes(uint64_t bytes, char *buf, size_t len)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB",
+					    "PiB", "EiB" };
+	unsigned int u = 0;
+	double v = (double)bytes;
+
+	while (v >= 1024 && u + 1 < sizeof(unit) / sizeof(unit[0])) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0 || bytes % (1ULL << (10 * u)) == 0)
+		snprintf(buf, len, "%.0f %s", v, unit[u]);
+	else
+		snprintf(buf, len, "%.2f %s", v, unit[u]);
+	return buf;
+}
+
+static const char *daemon_state_name(uint32_t state);
+
+/* Prints the JSON text of @obj and frees it; 0, or 1 on an error. */
+static int put_json(struct json_object *obj)
+{
+	const char *text;
+	int rc = 1;
+
+	if (!obj) {
+		report(ENOMEM, "build the JSON output");
+		return 1;
+	}
+	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY |
+					      JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (text) {
+		puts(text);
+		rc = finish_stdout();
+	} else {
+		report(ENOMEM, "format the JSON output");
+	}
+	json_object_put(obj);
+	return rc;
+}
+
+/* json_object_object_add() that notes a failure in *@ok. */
+static void json_add(struct json_object *o, const char *key,
+		     struct json_object *v, bool *ok)
+{
+	if (!v || json_object_object_add(o, key, v)) {
+		json_object_put(v);
+		*ok = false;
+	}
+}
+
+static struct json_object *list_json(const struct list_rows *rows)
+{
+	struct json_object *arr = json_object_new_array();
+	bool ok = arr != NULL;
+	size_t i;
+
+	for (i = 0; ok && i < rows->nr; i++) {
+		const struct list_row *r = &rows->row[i];
+		struct json_object *o = json_object_new_object();
+		char ebuf[128];
+
+		if (!o || json_object_array_add(arr, o)) {
+			json_object_put(o);
+			ok = false;
+			break;
+		}
+		json_add(o, "device", json_object_new_string(r->dev), &ok);
+		json_add(o, "target", json_object_new_string(r->name), &ok);
+		json_add(o, "start", json_object_new_uint64(r->start), &ok);
+		json_add(o, "length", json_object_new_uint64(r->length), &ok);
+		if (r->err) {
+			json_add(o, "error", json_object_new_string(
+				 strerror_r(-r->err, ebuf, sizeof(ebuf))), &ok);
+			continue;
+		}
+		json_add(o, "block_size",
+			 json_object_new_uint64(r->info.block_size), &ok);
+		json_add(o, "daemon", json_object_new_string(
+			 daemon_state_name(r->info.daemon_state)), &ok);
+		json_add(o, "channels",
+			 json_object_new_uint64(r->info.channels), &ok);
+		json_add(o, "queued",
+			 json_object_new_uint64(r->info.queued), &ok);
+	}
+	if (!ok) {
+		json_object_put(arr);
+		return NULL;
+	}
+	return arr;
+}
+
+static void list_text(const struct list_rows *rows)
+{
+	int wdev = (int)strlen("DEVICE"), wname = (int)strlen("TARGET");
+	char size[32], num[4][24];
+	size_t i;
+
+	for (i = 0; i < rows->nr; i++) {
+		int l = (int)strlen(rows->row[i].dev);
+
+		wdev = l > wdev ? l : wdev;
+		l = (int)strlen(rows->row[i].name);
+		wname = l > wname ? l : wname;
+	}
+	printf("%-*s  %-*s  %12s  %10s  %5s  %-8s  %8s  %6s\n", wdev, "DEVICE",
+	       wname, "TARGET", "START", "SIZE", "BLOCK", "DAEMON", "CHANNELS",
+	       "QUEUED");
+	for (i = 0; i < rows->nr; i++) {
+		const struct list_row *r = &rows->row[i];
+
+		snprintf(num[0], sizeof(num[0]), "%" PRIu32, r->info.block_size);
+		snprintf(num[1], sizeof(num[1]), "%" PRIu32, r->info.channels);
+		snprintf(num[2], sizeof(num[2]), "%" PRIu32, r->info.queued);
+		snprintf(num[3], sizeof(num[3]), "%" PRIu64, r->start);
+		printf("%-*s  %-*s  %12s  %10s  %5s  %-8s  %8s  %6s\n", wdev,
+		       r->dev, wname, r->name, num[3],
+		       human_bytes(r->length * SECTOR_SIZE, size, sizeof(size)),
+		       r->err ? "-" : num[0],
+		       r->err ? "-" : daemon_state_name(r->info.daemon_state),
+		       r->err ? "-" : num[1], r->err ? "-" : num[2]);
+	}
 }
 
 static int cmd_list(int argc, char **argv)
 {
-	int rc;
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct list_rows rows = { 0 };
+	bool json = false;
+	int c, rc;
+	size_t i;
 
-	take_args(argc, argv, 0, list_usage);
-	rc = dmu_dev_list(print_target, NULL);
+	usage_fn = list_usage;
+	while ((c = getopt_long(argc, argv, ":jh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			list_usage(stdout);
+			exit(0);
+		default:
+			bad_option(c, argv);
+		}
+	}
+	if (optind != argc)
+		bad_usage("unexpected argument '%s'", argv[optind]);
+	rc = dmu_dev_list(collect_target, &rows);
 	if (rc) {
 		report(rc, "list devices");
+		free(rows.row);
 		return 1;
 	}
-	return finish_stdout();
+	for (i = 0; i < rows.nr; i++)
+		rows.row[i].err = channel_info(rows.row[i].name,
+					       &rows.row[i].info);
+	if (json) {
+		rc = put_json(list_json(&rows));
+	} else {
+		list_text(&rows);
+		rc = finish_stdout();
+	}
+	free(rows.row);
+	return rc;
 }
 
 static void info_usage(FILE *f)
 {
 	fprintf(f,
-"Usage: %s info <name-or-path>\n"
-"Everything the target reports, one \"key value\" line each: version,\n"
-"features, name, size (sectors), block_size, max_io (bytes), ops, channels\n"
-"(this command's own included), queued, backlog, inflight, daemon (attached,\n"
-"waiting or failing), requeued, timeouts, bad_answers, remapped, reloads,\n"
-"for a target with a backing device backing (major:minor), backing_offset\n"
-"(sectors), claim_ranges, passed and notified, and per operation\n"
-"<op>_requests, <op>_bytes and <op>_errors.\n",
-		prog);
+"Usage: %s info [--json] <name-or-path>\n"
+"What the target reports, for people: its size and block size, the\n"
+"operations it serves, the daemon's state in words and its channels, the\n"
+"requests queued, held back and in flight, what happened since it was\n"
+"loaded, its backing device and claimed ranges, its settings with\n"
+"(default) after those a table without the word would have, and a table of\n"
+"requests, bytes and errors per operation.\n"
+"  -j, --json   a JSON object instead, for scripts: version, features, name,\n"
+"               size (sectors), block_size, max_io (bytes), ops (names),\n"
+"               channels (the daemons', this command's own not counted),\n"
+"               queued, backlog, inflight, daemon, requeued, timeouts,\n"
+"               bad_answers, remapped, reloads; with a backing device\n"
+"               backing (major:minor), backing_offset (sectors),\n"
+"               claim_ranges, passed and notified; stats (per operation:\n"
+"               requests, bytes, errors) and settings (max_queued,\n"
+"               no_daemon_timeout (seconds, or \"forever\"), request_timeout,\n"
+"               notify_writes)\n"
+"  -h, --help   show this help\n", prog);
+}
+
+/*
+ * GET_INFO on a channel of its own: 0 or a negative errno. The channel
+ * this opens is not counted among the daemons' in info->channels.
+ */
+static int channel_info(const char *name, struct dmu_info *info)
+{
+	char what[PATH_MAX + 32];
+	int fd, rc;
+
+	fd = open_channel(name, what, sizeof(what));
+	if (fd < 0)
+		return fd;
+	rc = dmu_get_info(fd, info);
+	close(fd);
+	if (!rc && info->channels)
+		info->channels--;
+	return rc;
 }
 
 static const char *const op_names[DMU_NR_OPS] = {
@@ -1659,56 +2011,258 @@ static const char *daemon_state_name(uint32_t state)
 	}
 }
 
+/* The request types of GET_INFO's ops mask, by DM_USER_REQ_MAP_* number. */
+static const char *const req_type_names[] = {
+	[DM_USER_REQ_MAP_READ] = "read",
+	[DM_USER_REQ_MAP_WRITE] = "write",
+	[DM_USER_REQ_MAP_FLUSH] = "flush",
+	[DM_USER_REQ_MAP_DISCARD] = "discard",
+	[DM_USER_REQ_MAP_SECURE_ERASE] = "secure_erase",
+	[DM_USER_REQ_MAP_WRITE_SAME] = "write_same",
+	[DM_USER_REQ_MAP_WRITE_ZEROES] = "write_zeroes",
+	[DM_USER_REQ_MAP_ZONE_OPEN] = "zone_open",
+	[DM_USER_REQ_MAP_ZONE_CLOSE] = "zone_close",
+	[DM_USER_REQ_MAP_ZONE_FINISH] = "zone_finish",
+	[DM_USER_REQ_MAP_ZONE_APPEND] = "zone_append",
+	[DM_USER_REQ_MAP_ZONE_RESET] = "zone_reset",
+	[DM_USER_REQ_MAP_ZONE_RESET_ALL] = "zone_reset_all",
+};
+
+#define NR_REQ_TYPES (sizeof(req_type_names) / sizeof(req_type_names[0]))
+
+/*
+ * What a table without the word gets: the admin guide's defaults, and
+ * no_daemon_timeout from the module parameter (-1: for ever). *@known is
+ * false where the parameter cannot be read.
+ */
+static const struct dmu_params *default_params(bool *nodaemon_known)
+{
+	static struct dmu_params d = { .max_queued = 1024 };
+	char buf[32];
+	long v;
+	FILE *f;
+
+	*nodaemon_known = false;
+	f = fopen("/sys/module/dm_user/parameters/no_daemon_timeout", "re");
+	if (f) {
+		if (fgets(buf, sizeof(buf), f)) {
+			v = strtol(buf, NULL, 10);
+			d.no_daemon_timeout = v < 0 ? DM_USER_TIMEOUT_FOREVER :
+						      (uint32_t)v;
+			*nodaemon_known = true;
+		}
+		fclose(f);
+	}
+	return &d;
+}
+
+static const char *seconds_text(uint32_t s, bool zero_off, char *buf,
+				size_t len)
+{
+	if (s == DM_USER_TIMEOUT_FOREVER)
+		snprintf(buf, len, "forever");
+	else if (!s && zero_off)
+		snprintf(buf, len, "off");
+	else
+		snprintf(buf, len, "%" PRIu32 " s", s);
+	return buf;
+}
+
+static void info_text(const struct dmu_info *in, const struct dmu_params *pa,
+		      int params_err)
+{
+	char b1[32], b2[32], b3[32];
+	bool known;
+	const struct dmu_params *d = default_params(&known);
+	unsigned int t;
+	int i;
+
+	printf("%s: user target, control interface version %" PRIu32 "\n",
+	       in->name, in->version);
+	printf("  size         %s (%" PRIu64 " sectors), block size %s, at most %s a request\n",
+	       human_bytes(in->size * SECTOR_SIZE, b1, sizeof(b1)), in->size,
+	       human_bytes(in->block_size, b2, sizeof(b2)),
+	       human_bytes(in->max_io, b3, sizeof(b3)));
+	printf("  operations  ");
+	for (t = 0; t < NR_REQ_TYPES; t++)
+		if (in->ops & (1ULL << t) && req_type_names[t])
+			printf(" %s", req_type_names[t]);
+	printf("\n  daemon       %s, %" PRIu32 " channel%s\n",
+	       daemon_state_name(in->daemon_state), in->channels,
+	       in->channels == 1 ? "" : "s");
+	printf("  requests     %" PRIu32 " queued, %" PRIu32 " held back by max_queued, %" PRIu32 " in flight\n",
+	       in->queued, in->backlog, in->inflight);
+	printf("  since load   %" PRIu64 " requeued, %" PRIu64 " timed out, %" PRIu64 " bad answers, %" PRIu64 " remapped, %" PRIu64 " reloads\n",
+	       in->requeued, in->timeouts, in->bad_answers, in->remapped,
+	       in->reloads);
+	if (in->backing[0])
+		printf("  backing      %s from sector %" PRIu64 ", %" PRIu32 " claimed range%s, %" PRIu64 " passed straight, %" PRIu64 " notified\n",
+		       in->backing, in->backing_offset, in->claim_ranges,
+		       in->claim_ranges == 1 ? "" : "s", in->passed,
+		       in->notified);
+	if (params_err) {
+		printf("  settings     (not read: %s)\n", strerror(-params_err));
+	} else {
+		printf("  settings     max_queued %" PRIu32 "%s, no_daemon_timeout %s%s, request_timeout %s%s",
+		       pa->max_queued,
+		       pa->max_queued == d->max_queued ? " (default)" : "",
+		       seconds_text(pa->no_daemon_timeout, false, b1,
+				    sizeof(b1)),
+		       known && pa->no_daemon_timeout == d->no_daemon_timeout ?
+		       " (default)" : "",
+		       seconds_text(pa->request_timeout, true, b2, sizeof(b2)),
+		       !pa->request_timeout ? " (default)" : "");
+		if (in->backing[0])
+			printf(", notify_writes %" PRIu32 "%s", pa->notify_writes,
+			       !pa->notify_writes ? " (default)" : "");
+		printf("\n");
+	}
+	printf("  %-13s %12s %12s %8s\n", "", "requests", "bytes", "errors");
+	for (i = 0; i < DMU_NR_OPS; i++)
+		printf("  %-13s %12" PRIu64 " %12s %8" PRIu64 "\n", op_names[i],
+		       in->stats[i].requests,
+		       human_bytes(in->stats[i].bytes, b1, sizeof(b1)),
+		       in->stats[i].errors);
+}
+
+static struct json_object *info_json(const struct dmu_info *in,
+				     const struct dmu_params *pa,
+				     int params_err)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *ops = json_object_new_array();
+	struct json_object *stats = json_object_new_object();
+	bool ok = o && ops && stats;
+	unsigned int t;
+	int i;
+
+	if (!ok) {
+		json_object_put(o);
+		json_object_put(ops);
+		json_object_put(stats);
+		return NULL;
+	}
+	json_add(o, "name", json_object_new_string(in->name), &ok);
+	json_add(o, "version", json_object_new_uint64(in->version), &ok);
+	json_add(o, "features", json_object_new_uint64(in->features), &ok);
+	json_add(o, "size", json_object_new_uint64(in->size), &ok);
+	json_add(o, "block_size", json_object_new_uint64(in->block_size), &ok);
+	json_add(o, "max_io", json_object_new_uint64(in->max_io), &ok);
+	for (t = 0; t < NR_REQ_TYPES; t++)
+		if (in->ops & (1ULL << t) && req_type_names[t] &&
+		    json_object_array_add(ops,
+				json_object_new_string(req_type_names[t])))
+			ok = false;
+	json_add(o, "ops", ops, &ok);
+	json_add(o, "channels", json_object_new_uint64(in->channels), &ok);
+	json_add(o, "queued", json_object_new_uint64(in->queued), &ok);
+	json_add(o, "backlog", json_object_new_uint64(in->backlog), &ok);
+	json_add(o, "inflight", json_object_new_uint64(in->inflight), &ok);
+	json_add(o, "daemon", json_object_new_string(
+		 daemon_state_name(in->daemon_state)), &ok);
+	json_add(o, "requeued", json_object_new_uint64(in->requeued), &ok);
+	json_add(o, "timeouts", json_object_new_uint64(in->timeouts), &ok);
+	json_add(o, "bad_answers", json_object_new_uint64(in->bad_answers),
+		 &ok);
+	json_add(o, "remapped", json_object_new_uint64(in->remapped), &ok);
+	json_add(o, "reloads", json_object_new_uint64(in->reloads), &ok);
+	if (in->backing[0]) {
+		json_add(o, "backing", json_object_new_string(in->backing), &ok);
+		json_add(o, "backing_offset",
+			 json_object_new_uint64(in->backing_offset), &ok);
+		json_add(o, "claim_ranges",
+			 json_object_new_uint64(in->claim_ranges), &ok);
+		json_add(o, "passed", json_object_new_uint64(in->passed), &ok);
+		json_add(o, "notified", json_object_new_uint64(in->notified),
+			 &ok);
+	}
+	for (i = 0; i < DMU_NR_OPS; i++) {
+		struct json_object *s = json_object_new_object();
+
+		json_add(stats, op_names[i], s, &ok);
+		if (!s)
+			break;
+		json_add(s, "requests",
+			 json_object_new_uint64(in->stats[i].requests), &ok);
+		json_add(s, "bytes", json_object_new_uint64(in->stats[i].bytes),
+			 &ok);
+		json_add(s, "errors",
+			 json_object_new_uint64(in->stats[i].errors), &ok);
+	}
+	json_add(o, "stats", stats, &ok);
+	if (!params_err) {
+		struct json_object *st = json_object_new_object();
+
+		json_add(o, "settings", st, &ok);
+		if (st) {
+			json_add(st, "max_queued",
+				 json_object_new_uint64(pa->max_queued), &ok);
+			json_add(st, "no_daemon_timeout",
+				 pa->no_daemon_timeout == DM_USER_TIMEOUT_FOREVER ?
+				 json_object_new_string("forever") :
+				 json_object_new_uint64(pa->no_daemon_timeout),
+				 &ok);
+			json_add(st, "request_timeout",
+				 json_object_new_uint64(pa->request_timeout),
+				 &ok);
+			json_add(st, "notify_writes",
+				 json_object_new_uint64(pa->notify_writes), &ok);
+		}
+	}
+	if (!ok) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
 static int cmd_info(int argc, char **argv)
 {
-	const char *name = take_args(argc, argv, 1, info_usage)[0];
-	struct dmu_info info;
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct dmu_params params = { 0 };
 	char what[PATH_MAX + 32];
-	int fd, rc, i;
+	struct dmu_info info;
+	bool json = false;
+	int c, fd, rc, prc;
 
-	fd = open_channel(name, what, sizeof(what));
+	usage_fn = info_usage;
+	while ((c = getopt_long(argc, argv, ":jh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			info_usage(stdout);
+			exit(0);
+		default:
+			bad_option(c, argv);
+		}
+	}
+	if (optind != argc - 1)
+		bad_usage(optind == argc ? "missing <name-or-path>" :
+			  "more than one <name-or-path>");
+	fd = open_channel(argv[optind], what, sizeof(what));
 	if (fd < 0) {
-		report(fd, "open %s", what);
+		report_hint(fd, HINT_NODE, NULL, argv[optind], "open %s", what);
 		return 1;
 	}
 	rc = dmu_get_info(fd, &info);
+	prc = rc ? 0 : dmu_get_params(fd, &params);
 	close(fd);
 	if (rc) {
 		report(rc, "info on %s", what);
 		return 1;
 	}
-	printf("version %" PRIu32 "\n", info.version);
-	printf("features 0x%" PRIx64 "\n", info.features);
-	printf("name %s\n", info.name);
-	printf("size %" PRIu64 "\n", info.size);
-	printf("block_size %" PRIu32 "\n", info.block_size);
-	printf("max_io %" PRIu32 "\n", info.max_io);
-	printf("ops 0x%" PRIx64 "\n", info.ops);
-	printf("channels %" PRIu32 "\n", info.channels);
-	printf("queued %" PRIu32 "\n", info.queued);
-	printf("backlog %" PRIu32 "\n", info.backlog);
-	printf("inflight %" PRIu32 "\n", info.inflight);
-	printf("daemon %s\n", daemon_state_name(info.daemon_state));
-	printf("requeued %" PRIu64 "\n", info.requeued);
-	printf("timeouts %" PRIu64 "\n", info.timeouts);
-	printf("bad_answers %" PRIu64 "\n", info.bad_answers);
-	printf("remapped %" PRIu64 "\n", info.remapped);
-	printf("reloads %" PRIu64 "\n", info.reloads);
-	if (info.backing[0]) {
-		printf("backing %s\n", info.backing);
-		printf("backing_offset %" PRIu64 "\n", info.backing_offset);
-		printf("claim_ranges %" PRIu32 "\n", info.claim_ranges);
-		printf("passed %" PRIu64 "\n", info.passed);
-		printf("notified %" PRIu64 "\n", info.notified);
-	}
-	for (i = 0; i < DMU_NR_OPS; i++) {
-		printf("%s_requests %" PRIu64 "\n", op_names[i],
-		       info.stats[i].requests);
-		printf("%s_bytes %" PRIu64 "\n", op_names[i],
-		       info.stats[i].bytes);
-		printf("%s_errors %" PRIu64 "\n", op_names[i],
-		       info.stats[i].errors);
-	}
+	/* The channel this command opened is not a daemon's. */
+	if (info.channels)
+		info.channels--;
+	if (json)
+		return put_json(info_json(&info, &params, prc));
+	info_text(&info, &params, prc);
 	return finish_stdout();
 }
 
@@ -1809,7 +2363,7 @@ static int cmd_set(int argc, char **argv)
 
 	fd = open_channel(name, what, sizeof(what));
 	if (fd < 0) {
-		report(fd, "open %s", what);
+		report_hint(fd, HINT_NODE, NULL, name, "open %s", what);
 		return 1;
 	}
 	rc = dmu_set_params(fd, &params, which);
@@ -1817,7 +2371,7 @@ static int cmd_set(int argc, char **argv)
 	close(fd);
 	if (!rc)
 		return 0;
-	report(rc, "set parameters of %s", what);
+	report_hint(rc, HINT_NODE, NULL, name, "set parameters of %s", what);
 	if (e && (e->reason[0] || e->tag)) {
 		const char *an = attr_name(e->tag);
 		char tag[64] = "";
@@ -1893,6 +2447,7 @@ int main(int argc, char **argv)
 
 	base = base ? base + 1 : argv[0] ? argv[0] : "";
 	opterr = 0;	/* our own messages, followed by the usage */
+	dm_log_with_errno_init(dm_log_keep_errno);
 	as_daemon = !strcmp(base, "dmuserd");
 	if (as_daemon)
 		prog = "dmuserd";

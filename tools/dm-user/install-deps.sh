@@ -19,12 +19,13 @@ pkgs="build-essential make gcc gcc-multilib libc6-dev-i386 bc kmod
  linux-image-6.12-amd64 linux-headers-6.12-amd64
  linux-source-6.1
  qemu-system-x86 busybox-static cpio xz-utils
- dmsetup libdevmapper-dev libsystemd-dev libaio-dev liburing-dev pkg-config
+ dmsetup libdevmapper-dev libsystemd-dev libjson-c-dev libaio-dev liburing-dev
+ pkg-config jq
  systemd
  fio e2fsprogs sparse linux-perf
  nbdkit nbd-client
  flex bison libelf-dev
- dkms debhelper dh-dkms lintian scdoc man-db bsdextrautils
+ dkms debhelper dh-dkms lintian scdoc man-db bsdextrautils gnuplot-nox
  autoconf automake libtool g++"
 
 missing=""

@@ -42,8 +42,10 @@ say "dmsetup status demo   (per-operation requests, bytes, errors)"
 dmsetup status demo
 
 say "dmuser info demo   (the same, asked through the control ioctl)"
-./dmuser info demo | tr '\n' ' ' | fold -s -w 76
-echo
+./dmuser info demo
+
+say "dmuser list   (every user target; --json for scripts)"
+./dmuser list
 
 say "fio: 4 KiB random reads, queue depth 1, 3 seconds, through the daemon"
 umount /mnt/demo

@@ -66,9 +66,10 @@ copy_with_libs() {
 	done
 }
 
-# setpriv (util-linux): test_service.sh runs the unit's daemon with its
-# capability bounding set, as systemd would.
-for b in dmsetup fio mke2fs mkfs.ext4 e2fsck fsck.ext4 nbd-client nbdkit \
+# jq reads dmuser's --json output in the tests; setpriv (util-linux):
+# test_service.sh runs the unit's daemon with its capability bounding set,
+# as systemd would.
+for b in dmsetup fio mke2fs mkfs.ext4 e2fsck fsck.ext4 nbd-client nbdkit jq \
 	setpriv; do
 	p=$(command -v "$b") || die "host binary '$b' not found (run tools/dm-user/install-deps.sh)"
 	copy_with_libs "$p"
@@ -83,7 +84,8 @@ copy_with_libs "${plug:-$plugdir/nbdkit-memory-plugin.so}"
 
 # Test programs are linked on the host against these; ship them with their
 # dependencies so they run in the guest.
-for l in libdevmapper.so.1.02.1 libsystemd.so.0 liburing.so.2 libaio.so.1; do
+for l in libdevmapper.so.1.02.1 libsystemd.so.0 libjson-c.so.5 liburing.so.2 \
+	libaio.so.1; do
 	copy_with_libs "/lib/x86_64-linux-gnu/$l"
 done
 [ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$root/etc/"

@@ -39,7 +39,7 @@ for t in ring rw; do
 	# Only an answer from the mapping makes the kernel fail the read
 	# itself (an address it cannot read): that shows the ring used it,
 	# and that the RFC protocol did not.
-	bad=$("$DMUSER" info "$n" | awk '$1 == "bad_answers" { print $2 }')
+	bad=$("$DMUSER" info --json "$n" | jq .bad_answers)
 	if [ $t = ring ]; then
 		[ "${bad:-0}" -ge 1 ] || _fail "ring: the read was not answered from the mapping"
 	else

@@ -22,8 +22,8 @@ got=$(stat -c '%a %u %g' "$node") || _fail "no $node"
 if "$RUN_AS" $STRANGER $STRANGER "$DMUSER" info "$node" > /tmp/$n.out 2>&1; then
 	_fail "a stranger opened $node"
 fi
-grep -q "Permission denied" /tmp/$n.out ||
-	_fail "stranger refused, but not with EACCES: $(cat /tmp/$n.out)"
+grep -q "Permission denied; $node is mode 660, owner $OWNER, group $GROUP: its owner, a member of its group or root may open it\$" /tmp/$n.out ||
+	_fail "stranger refused, but not with EACCES and the node's owner: $(cat /tmp/$n.out)"
 
 # The owner, with no capability at all, serves the device.
 DAEMON_WRAPPER="$RUN_AS $OWNER $OWNER" _start_daemon "$n" --ram $((sectors * 512)) \
@@ -42,7 +42,7 @@ _log "unprivileged daemon served the pattern matrix"
 	_fail "owner's max_queued not applied"
 "$RUN_AS" $MEMBER $GROUP "$DMUSER" info "$node" > /tmp/$n.out 2>&1 ||
 	_fail "group member could not open $node: $(cat /tmp/$n.out)"
-grep -q "^name $n\$" /tmp/$n.out || _fail "group member's info: $(cat /tmp/$n.out)"
+grep -q "^$n: user target" /tmp/$n.out || _fail "group member's info: $(cat /tmp/$n.out)"
 if "$RUN_AS" $MEMBER $GROUP "$DMUSER" set "$node" max_queued=99 > /tmp/$n.out 2>&1; then
 	_fail "group member changed settings"
 fi
