@@ -8,6 +8,7 @@
 #   make tools                the daemon and the selftests
 #   make check                build for Linux 6.1 and 6.12, run every
 #                             selftest in a QEMU guest of each
+#   make check PACKAGED=1     ... against the files of the Debian packages
 #   make demo                 a dm-user device with ext4 on it, in a guest
 #   make bench                fio: dm-user against ublk, brd, null_blk, loop,
 #                             nbd; memory of idle devices and queued requests;
@@ -118,7 +119,17 @@ tools:
 # Everything a guest needs: selftests, daemon, runner, one module per kernel.
 PAYLOAD = $(BUILD)/payload
 
+# PACKAGED=1: the payload tests the files of the Debian packages (make deb)
+# instead of the tree's: the module built from dm-user-dkms's source with
+# dkms.conf's command, the dmuser package's programs and unit, lib_test
+# against libdmuser1 and libdmuser-dev (see packaged-payload.sh).
+PACKAGED ?=
+
 payload: modules-all tools
+ifeq ($(PACKAGED),1)
+	$(MAKE) --no-print-directory deb
+	$(VM)/packaged-payload.sh $(DEB_DIR) $(BUILD)/packaged $(PAYLOAD)
+else
 	rm -rf $(PAYLOAD)
 	$(MAKE) -C $(SRC)/tools/testing/selftests/dm-user O=$(BUILD)/tools \
 		install INSTALL_PATH=$(PAYLOAD)
@@ -129,6 +140,7 @@ payload: modules-all tools
 		mkdir -p $(PAYLOAD)/$$k && \
 		cp $(BUILD)/$$k/dm-user.ko $(PAYLOAD)/$$k/ || exit 1; \
 	done
+endif
 
 # Each test has its own bound (settings); a whole guest gets at most this
 # many seconds, so two kernels fit well inside CI's 90 minutes even if a

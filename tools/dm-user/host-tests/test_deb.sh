@@ -6,7 +6,8 @@
 # pkg-config file, against which the rst's example daemon compiles and links
 # to the shared library, a dmuser that prints its version, a systemd unit
 # that systemd-analyze verify accepts, and DKMS's entry
-# for the module; removed, they leave nothing behind. Runs as root on the
+# for the module; removed, they leave nothing behind. make check
+# PACKAGED=1's payload is assembled from them. Runs as root on the
 # host and installs packages there, removing them again on every exit.
 set -u
 
@@ -95,6 +96,41 @@ holds dmuser "$arch" usr/bin/dmuser usr/bin/dmuserd usr/bin/dmu-cow \
 	lib/systemd/system/dmuser@.service \
 	usr/share/man/man8/dmuser@.service.8.gz \
 	usr/share/doc/dmuser/examples/example.conf
+
+# make check PACKAGED=1's payload: the packages' files, each module built
+# by dkms.conf's command for its kernel, lib_test on the packaged library.
+pl=$tmp/payload
+if "$top/tools/dm-user/vm/packaged-payload.sh" "$d" "$tmp/packaged" "$pl" \
+	>"$tmp/payload.log" 2>&1; then
+	ok "packaged-payload.sh: $(head -n 1 "$pl/packaged.txt")"
+else
+	not_ok "packaged-payload.sh: $(tail -n 5 "$tmp/payload.log")"
+fi
+bad=""
+kernels=$("$top/tools/dm-user/vm/kernels.sh")
+[ -n "$kernels" ] || bad=" (kernels.sh found no kernels)"
+for k in $kernels; do
+	vm=$(modinfo -F vermagic "$pl/$k/dm-user.ko" 2>/dev/null)
+	case $vm in "$k "*) ;; *) bad="$bad $k:'$vm'" ;; esac
+done
+# _same <payload file> <package> <file in it>: the payload's copy is the
+# package's file, as dpkg-deb reads it from the .deb.
+_same() {
+	dpkg-deb --fsys-tarfile "$d/$2" | tar -xO "./$3" | cmp -s - "$pl/$1"
+}
+so=$(ldd "$pl/lib_test" 2>/dev/null | awk '$1 == "libdmuser.so.1" { print $3 }')
+v=$("$pl/dmuser" --version 2>&1)
+if [ -z "$bad" ] && [ "$so" = "$pl/lib/libdmuser.so.1" ] &&
+   _same lib/libdmuser.so.1 "libdmuser1_${ver}_$arch.deb" \
+	"usr/lib/$ma/$(readlink "$pl/lib/libdmuser.so.1" || echo libdmuser.so.1)" &&
+   _same dmuser "dmuser_${ver}_$arch.deb" usr/bin/dmuser &&
+   _same systemd/dmuser@.service "dmuser_${ver}_$arch.deb" \
+	lib/systemd/system/dmuser@.service &&
+   [ "$v" = "dmuser $ver" ]; then
+	ok "the packaged payload: modules for each kernel, lib_test on $so, $v"
+else
+	not_ok "the packaged payload: vermagic$bad, lib_test loads '$so', dmuser says '$v'"
+fi
 
 debs=""
 for p in $pkgs; do

@@ -53,6 +53,8 @@ cleanup() {
 
 echo "TAP version 13"
 echo "1..$total"
+# make check PACKAGED=1 (packaged-payload.sh): say so, and from which.
+[ -r packaged.txt ] && echo "# $(head -n 1 packaged.txt)"
 n=0 pass=0 fail=0 skip=0
 printf '%s\n' "$tests" | {
 while read -r name tmo rest; do
