@@ -39,7 +39,8 @@
 struct dm_user_tag_desc {
 	u16 tag;
 	u8 type;
-	bool hex;		/* shown as hex in text: a bit mask */
+	/* A bit mask: shown as hex in text, and taken as 0x... too. */
+	bool hex;
 	const char *name;	/* key in dmsetup message text */
 	/* U32 timeout: DM_USER_TIMEOUT_FOREVER is "forever" in text. */
 	bool forever;
@@ -112,6 +113,7 @@ static const struct dm_user_tag_desc dm_user_tags[] = {
 	  "ring_busy_poll" },
 	{ DM_USER_ATTR_RANGE_START, DM_USER_TYPE_U64, false, "range_start" },
 	{ DM_USER_ATTR_RANGE_LEN, DM_USER_TYPE_U64, false, "range_len" },
+	{ DM_USER_ATTR_RANGE_OPS, DM_USER_TYPE_U32, true, "range_ops" },
 	{ DM_USER_ATTR_NOTIFIED, DM_USER_TYPE_U64, false, "notified" },
 	{ DM_USER_ATTR_RELOADS, DM_USER_TYPE_U64, false, "reloads" },
 };
@@ -389,7 +391,7 @@ static int dm_user_cmd_set_params(struct dm_user_target *t,
 	 */
 	if (has_nw) {
 		r = dm_user_change_claims(t, nw ? DM_USER_NOTIFY_ON :
-					  DM_USER_NOTIFY_OFF, 0, 0, &nr);
+					  DM_USER_NOTIFY_OFF, 0, 0, 0, &nr);
 		if (r == -EOPNOTSUPP && nw)
 			return dm_user_refuse(out, r,
 					      DM_USER_ATTR_NOTIFY_WRITES,
@@ -552,7 +554,7 @@ static int dm_user_cmd_claims(struct dm_user_target *t,
 			      struct dm_user_ctl_out *out, bool claim)
 {
 	u64 block = t->block_size >> SECTOR_SHIFT, start, len;
-	unsigned int nr;
+	unsigned int nr, ops = DM_USER_CLAIM_ALL;
 	int r;
 
 	if (!dm_user_has_backing(t))
@@ -572,8 +574,17 @@ static int dm_user_cmd_claims(struct dm_user_target *t,
 	if (start & (block - 1))
 		return dm_user_refuse(out, -EINVAL, DM_USER_ATTR_RANGE_START,
 				      "range_start must be whole blocks");
+	if (dm_user_in_has(in, DM_USER_ATTR_RANGE_OPS)) {
+		u64 v = dm_user_in_val(in, DM_USER_ATTR_RANGE_OPS);
+
+		if (!v || (v & ~(u64)DM_USER_CLAIM_ALL))
+			return dm_user_refuse(out, -EINVAL,
+					      DM_USER_ATTR_RANGE_OPS,
+					      "range_ops must be reads, writes or both");
+		ops = v;
+	}
 	r = dm_user_change_claims(t, claim ? DM_USER_CLAIM : DM_USER_RELEASE,
-				  start, len, &nr);
+				  start, len, ops, &nr);
 	if (r == -EOPNOTSUPP)
 		return dm_user_refuse(out, r, 0,
 				      "claims need a backing device");
@@ -609,7 +620,8 @@ static int dm_user_cmd_release(struct dm_user_target *t,
 }
 
 static const u16 dm_user_range_inputs[] = {
-	DM_USER_ATTR_RANGE_START, DM_USER_ATTR_RANGE_LEN, 0
+	DM_USER_ATTR_RANGE_START, DM_USER_ATTR_RANGE_LEN,
+	DM_USER_ATTR_RANGE_OPS, 0
 };
 
 static const u16 dm_user_negotiate_inputs[] = {
@@ -936,7 +948,7 @@ int dm_user_ctl_message(struct dm_user_target *t, unsigned int argc,
 		}
 		if (dm_user_tags[ti].forever && !strcmp(eq + 1, "forever")) {
 			v = DM_USER_TIMEOUT_FOREVER;
-		} else if (kstrtoull(eq + 1, 10, &v) ||
+		} else if (kstrtoull(eq + 1, dm_user_tags[ti].hex ? 0 : 10, &v) ||
 			   (dm_user_tags[ti].type == DM_USER_TYPE_U32 &&
 			    v > U32_MAX)) {
 			DMERR("%s: %s: '%s' needs a number, not '%s'", t->name,

@@ -37,7 +37,9 @@
  *	a new copy with rcu_assign_pointer() and then waits for the bios
  *	mapped under the old one to leave (synchronize_rcu(), then
  *	dm_user_target.passing[] of the old parity). The map path reads the
- *	claims under rcu_read_lock() alone, and never waits for this. Also
+ *	claims under rcu_read_lock() alone, and never waits for this; its
+ *	read-side section lasts until the bio is queued (user_map()), so
+ *	that a change's synchronize_rcu() also waits for what it queues. Also
  *	held, with the target lock inside it, to change the live table
  *	(user_preresume(), and a destructor under the registry lock), so
  *	that a claim sees one length throughout. Taken by control commands
@@ -1146,16 +1148,16 @@ void dm_user_set_request_timeout_locked(struct dm_user_target *t,
  * Claimed ranges
  */
 
-/* The index of the first range of @c that ends after @sector, or c->nr. */
-static unsigned int dm_user_claims_find(const struct dm_user_claims *c,
-					sector_t sector)
+/* The index of the first of @nr ranges that ends after @sector, or @nr. */
+static unsigned int dm_user_claims_find(const struct dm_user_range *range,
+					unsigned int nr, sector_t sector)
 {
-	unsigned int lo = 0, hi = c->nr;
+	unsigned int lo = 0, hi = nr;
 
 	while (lo < hi) {
 		unsigned int mid = lo + (hi - lo) / 2;
 
-		if (c->range[mid].end <= sector)
+		if (range[mid].end <= sector)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -1171,33 +1173,158 @@ static struct dm_user_claims *dm_user_alloc_claims(unsigned int nr)
 
 	c = kvmalloc(struct_size(c, range, nr), GFP_KERNEL);
 	memalloc_noio_restore(noio_flags);
-	if (c)
+	if (c) {
 		c->nr = 0;
+		c->write_ranges = 0;
+		memset(c->nr_cls, 0, sizeof(c->nr_cls));
+		memset(c->cls, 0, sizeof(c->cls));
+	}
 	return c;
 }
 
+/*
+ * Appends [@start, @end) claimed for @ops, after the ranges @c has: merged
+ * into the last one where it ends at @start with the same ops, left out
+ * where it is empty or claimed for nothing.
+ */
 static void dm_user_claims_add(struct dm_user_claims *c, sector_t start,
-			       sector_t end)
+			       sector_t end, unsigned int ops)
 {
+	struct dm_user_range *last = c->nr ? &c->range[c->nr - 1] : NULL;
+
+	if (start >= end || !ops)
+		return;
+	if (last && last->end == start && last->ops == ops) {
+		last->end = end;
+		return;
+	}
 	c->range[c->nr].start = start;
 	c->range[c->nr].end = end;
+	c->range[c->nr].ops = ops;
 	c->nr++;
+	if (ops & DM_USER_CLAIM_WRITES)
+		c->write_ranges++;
+}
+
+/* The class of @ops's view: its index in dm_user_claims.cls. */
+static const unsigned int dm_user_claim_class[2] = {
+	DM_USER_CLAIM_READS, DM_USER_CLAIM_WRITES
+};
+
+/*
+ * The ranges of @c (made with room for no more) in a new copy of exactly
+ * their size, with the view of each class after them; @c is freed. NULL
+ * without the memory.
+ */
+static struct dm_user_claims *dm_user_claims_seal(struct dm_user_claims *c)
+{
+	unsigned int k, i, n[2] = { 0, 0 };
+	struct dm_user_claims *s;
+
+	/* A class's ranges merge where they touch: count what remains. */
+	for (k = 0; k < 2; k++)
+		for (i = 0; i < c->nr; i++)
+			if ((c->range[i].ops & dm_user_claim_class[k]) &&
+			    !(i && (c->range[i - 1].ops & dm_user_claim_class[k]) &&
+			      c->range[i - 1].end == c->range[i].start))
+				n[k]++;
+	s = dm_user_alloc_claims(c->nr + n[0] + n[1]);
+	if (!s) {
+		kvfree(c);
+		return NULL;
+	}
+	s->parity = c->parity;
+	s->notify_writes = c->notify_writes;
+	s->write_ranges = c->write_ranges;
+	s->nr = c->nr;
+	memcpy(s->range, c->range, c->nr * sizeof(c->range[0]));
+	s->cls[0] = s->range + c->nr;
+	s->cls[1] = s->cls[0] + n[0];
+	for (k = 0; k < 2; k++) {
+		struct dm_user_range *v = s->cls[k];
+		unsigned int m = 0;
+
+		for (i = 0; i < c->nr; i++) {
+			const struct dm_user_range *r = &c->range[i];
+
+			if (!(r->ops & dm_user_claim_class[k]))
+				continue;
+			if (m && v[m - 1].end == r->start) {
+				v[m - 1].end = r->end;
+				continue;
+			}
+			v[m].start = r->start;
+			v[m].end = r->end;
+			v[m].ops = dm_user_claim_class[k];
+			m++;
+		}
+		s->nr_cls[k] = m;
+	}
+	kvfree(c);
+	return s;
+}
+
+/* Whether @a and @b claim the same (field by field: ranges have padding). */
+static bool dm_user_claims_same(const struct dm_user_claims *a,
+				const struct dm_user_claims *b)
+{
+	unsigned int i;
+
+	if (a->nr != b->nr || a->notify_writes != b->notify_writes)
+		return false;
+	for (i = 0; i < a->nr; i++)
+		if (a->range[i].start != b->range[i].start ||
+		    a->range[i].end != b->range[i].end ||
+		    a->range[i].ops != b->range[i].ops)
+			return false;
+	return true;
+}
+
+/* How much of [@start, @end) the claims for @ops cover. */
+enum dm_user_cover { DM_USER_COVER_NONE, DM_USER_COVER_PART,
+		     DM_USER_COVER_ALL };
+
+/*
+ * One binary search in the view of the class of @ops (reads, or the
+ * operations that change data), whose touching ranges are merged: the
+ * first range that ends after @start either misses [@start, @end), or
+ * covers all of it, or some.
+ */
+static enum dm_user_cover dm_user_claims_cover(const struct dm_user_claims *c,
+					       sector_t start, sector_t end,
+					       unsigned int ops)
+{
+	unsigned int k = ops == DM_USER_CLAIM_READS ? 0 : 1;
+	const struct dm_user_range *v = c->cls[k];
+	unsigned int i = dm_user_claims_find(v, c->nr_cls[k], start);
+
+	if (i == c->nr_cls[k] || v[i].start >= end)
+		return DM_USER_COVER_NONE;
+	if (v[i].start <= start && v[i].end >= end)
+		return DM_USER_COVER_ALL;
+	return DM_USER_COVER_PART;
 }
 
 /*
- * @old changed by @op, in a new copy: with [@start, @end) claimed or
- * released, sorted, disjoint, adjacent ranges merged, or with write
- * notifications turned on or off. Claiming merges at most all ranges into
- * one and releasing splits at most one in two, so old->nr + 1 entries
- * always suffice. ERR_PTR(-E2BIG) past @max, or -ENOMEM.
+ * @old changed by @op, in a new copy: with [@start, @end) claimed for
+ * @ops besides what it was claimed for, or released for @ops, sorted,
+ * disjoint, adjacent ranges with the same ops merged; or with write
+ * notifications turned on or off. A claim makes at most 2n + 1 ranges of
+ * n (W, RW, W, ... RW, W where it spans n ranges claimed for reads alone),
+ * a release n + 2 (one range split in three): 2n + 2 entries suffice; the
+ * copy published has exactly what it needs (dm_user_claims_seal()).
+ * ERR_PTR(-E2BIG) past @max, or -ENOMEM.
  */
 static struct dm_user_claims *
 dm_user_claims_edit(const struct dm_user_claims *old,
 		    enum dm_user_claims_op op, sector_t start, sector_t end,
-		    unsigned int max)
+		    unsigned int ops, unsigned int max)
 {
-	struct dm_user_claims *c = dm_user_alloc_claims(old->nr + 1);
-	bool claim = op == DM_USER_CLAIM, placed = false;
+	struct dm_user_claims *c = dm_user_alloc_claims(2 * old->nr + 2);
+	bool claim = op == DM_USER_CLAIM;
+	bool edit = claim || op == DM_USER_RELEASE;
+	/* Where the part of [start, end) no old range covers resumes. */
+	sector_t gap = start;
 	unsigned int i;
 
 	if (!c)
@@ -1207,37 +1334,29 @@ dm_user_claims_edit(const struct dm_user_claims *old,
 			   old->notify_writes;
 	for (i = 0; i < old->nr; i++) {
 		const struct dm_user_range *r = &old->range[i];
+		sector_t from, to;
 
-		if (op == DM_USER_NOTIFY_ON || op == DM_USER_NOTIFY_OFF) {
-			dm_user_claims_add(c, r->start, r->end);
-			continue;
-		}
-		if (claim) {
-			if (r->end < start) {
-				dm_user_claims_add(c, r->start, r->end);
-			} else if (r->start > end) {
-				if (!placed)
-					dm_user_claims_add(c, start, end);
-				placed = true;
-				dm_user_claims_add(c, r->start, r->end);
-			} else {
-				/* Overlapping or adjacent: one range. */
-				start = min(start, r->start);
-				end = max(end, r->end);
+		if (!edit || r->end <= start || r->start >= end) {
+			/* Before it, a gap of the change's range. */
+			if (claim && r->start >= end && gap < end) {
+				dm_user_claims_add(c, gap, end, ops);
+				gap = end;
 			}
+			dm_user_claims_add(c, r->start, r->end, r->ops);
 			continue;
 		}
-		if (r->end <= start || r->start >= end) {
-			dm_user_claims_add(c, r->start, r->end);
-			continue;
-		}
-		if (r->start < start)
-			dm_user_claims_add(c, r->start, start);
-		if (r->end > end)
-			dm_user_claims_add(c, end, r->end);
+		from = max(r->start, start);
+		to = min(r->end, end);
+		dm_user_claims_add(c, r->start, from, r->ops);
+		if (claim)
+			dm_user_claims_add(c, gap, from, ops);
+		dm_user_claims_add(c, from, to,
+				   claim ? r->ops | ops : r->ops & ~ops);
+		gap = to;
+		dm_user_claims_add(c, to, r->end, r->ops);
 	}
-	if (claim && !placed)
-		dm_user_claims_add(c, start, end);
+	if (claim)
+		dm_user_claims_add(c, gap, end, ops);
 	/*
 	 * A reload may have left more than a lower max: a change that does
 	 * not add to them is still taken, so that releases bring them under.
@@ -1246,7 +1365,8 @@ dm_user_claims_edit(const struct dm_user_claims *old,
 		kvfree(c);
 		return ERR_PTR(-E2BIG);
 	}
-	return c;
+	c = dm_user_claims_seal(c);
+	return c ? c : ERR_PTR(-ENOMEM);
 }
 
 /*
@@ -1260,8 +1380,9 @@ static void dm_user_claim_notifications(struct dm_user_target *t,
 {
 	struct list_head *lists[] = { &t->queue, &t->backlog };
 	struct dm_user_request *req;
+	enum dm_user_cover cover;
 	sector_t start, end;
-	unsigned int i, k;
+	unsigned int k;
 
 	spin_lock_irq(&t->lock);
 	for (k = 0; k < ARRAY_SIZE(lists); k++) {
@@ -1270,12 +1391,13 @@ static void dm_user_claim_notifications(struct dm_user_target *t,
 				continue;
 			start = req->msg.sector;
 			end = start + (req->msg.len >> SECTOR_SHIFT);
-			i = dm_user_claims_find(c, start);
-			if (i == c->nr || c->range[i].start >= end)
+			cover = dm_user_claims_cover(c, start, end,
+						     DM_USER_CLAIM_WRITES);
+			if (cover == DM_USER_COVER_NONE)
 				continue;
 			req->notify = false;
 			req->msg.type &= ~(u64)DM_USER_REQ_NOTIFY;
-			if (c->range[i].start > start || c->range[i].end < end)
+			if (cover == DM_USER_COVER_PART)
 				req->msg.flags |=
 					DM_USER_REQ_MAP_FLAG_PARTLY_CLAIMED;
 		}
@@ -1297,9 +1419,10 @@ static int dm_user_claims_drain(struct dm_user_target *t,
  * @t: the target.
  * @op: claim the range (its I/O goes to the daemon), release it (its I/O
  *	goes straight to the backing device), or turn notifications on or
- *	off (@start and @len are not used).
+ *	off (@start, @len and @ops are not used).
  * @start: first sector, from the start of the target, in whole blocks.
  * @len: sectors, in whole blocks, not 0.
+ * @ops: for which I/O: DM_USER_CLAIM_READS, DM_USER_CLAIM_WRITES or both.
  * @nr: out: the claimed ranges after the change.
  *
  * Publishes the new claims, then waits until no bio mapped under the old
@@ -1315,7 +1438,8 @@ static int dm_user_claims_drain(struct dm_user_target *t,
  * wait).
  */
 int dm_user_change_claims(struct dm_user_target *t, enum dm_user_claims_op op,
-			  sector_t start, sector_t len, unsigned int *nr)
+			  sector_t start, sector_t len, unsigned int ops,
+			  unsigned int *nr)
 {
 	struct dm_user_claims *old, *c;
 	int r;
@@ -1349,10 +1473,19 @@ int dm_user_change_claims(struct dm_user_target *t, enum dm_user_claims_op op,
 			goto out;
 		t->claims_draining = false;
 	}
-	c = dm_user_claims_edit(old, op, start, start + len,
+	c = dm_user_claims_edit(old, op, start, start + len, ops,
 				t->live->max_claims);
 	if (IS_ERR(c)) {
 		r = PTR_ERR(c);
+		goto out;
+	}
+	/*
+	 * Nothing changes: what it asks is in force, and the change that
+	 * made it so has waited (or the wait above finished it). No grace
+	 * period then, which a daemon claiming what it has pays often.
+	 */
+	if (dm_user_claims_same(c, old)) {
+		kvfree(c);
 		goto out;
 	}
 	c->parity = old->parity ^ 1;
@@ -1361,7 +1494,8 @@ int dm_user_change_claims(struct dm_user_target *t, enum dm_user_claims_op op,
 	/* Every bio that saw the old claims has counted itself by now. */
 	synchronize_rcu();
 	kvfree(old);
-	if (op == DM_USER_CLAIM)
+	/* Only a claim for writes takes notifications. */
+	if (op == DM_USER_CLAIM && (ops & DM_USER_CLAIM_WRITES))
 		dm_user_claim_notifications(t, c);
 	/*
 	 * Turning notifications off promises nothing about I/O on its way:
@@ -1506,37 +1640,42 @@ static int dm_user_map_backing(struct dm_target *ti, struct dm_user_table *tt,
 {
 	struct dm_user_target *t = tt->t;
 	const struct dm_user_claims *c;
+	enum dm_user_cover cover;
 	sector_t start, end;
-	unsigned int i;
-	bool partly;
+	unsigned int writes;
 
 	rcu_read_lock();
 	c = rcu_dereference(t->claims);
 	if (op == DM_USER_OP_FLUSH) {
 		if (dm_bio_get_target_bio_nr(bio) == 0)
 			goto pass;
-		/* A second copy comes only with flushes on (user_ctr()). */
-		i = c->nr;
+		/*
+		 * A second copy comes only with flushes on (user_ctr()); the
+		 * daemon holds written data only where it claims writes.
+		 */
+		writes = c->write_ranges;
 		rcu_read_unlock();
-		if (i)
+		if (writes)
 			return DM_USER_MAP_CLAIMED;
 		bio_endio(bio);
 		return DM_MAPIO_SUBMITTED;
 	}
 	start = dm_target_offset(ti, bio->bi_iter.bi_sector);
 	end = start + bio_sectors(bio);
-	i = dm_user_claims_find(c, start);
-	if (i == c->nr || c->range[i].start >= end) {
-		/* Every operation left but a read changes data. */
+	/* Every operation left but a read changes data. */
+	cover = dm_user_claims_cover(c, start, end, op == DM_USER_OP_READ ?
+				     DM_USER_CLAIM_READS :
+				     DM_USER_CLAIM_WRITES);
+	if (cover == DM_USER_COVER_NONE) {
 		if (c->notify_writes && op != DM_USER_OP_READ) {
 			rcu_read_unlock();
 			return DM_USER_MAP_NOTIFY;
 		}
 		goto pass;
 	}
-	partly = c->range[i].start > start || c->range[i].end < end;
 	rcu_read_unlock();
-	return partly ? DM_USER_MAP_PARTLY : DM_USER_MAP_CLAIMED;
+	return cover == DM_USER_COVER_PART ? DM_USER_MAP_PARTLY :
+					     DM_USER_MAP_CLAIMED;
 
 pass:
 	/* Counted before the claims can change: see dm_user_change_claims(). */
@@ -1551,7 +1690,7 @@ pass:
 	return DM_MAPIO_REMAPPED;
 }
 
-static int user_map(struct dm_target *ti, struct bio *bio)
+static int dm_user_map_bio(struct dm_target *ti, struct bio *bio)
 {
 	struct dm_user_table *tt = ti->private;
 	struct dm_user_target *t = tt->t;
@@ -1670,6 +1809,23 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 	if (wake)
 		wake_up(&t->wq);
 	return DM_MAPIO_SUBMITTED;
+}
+
+static int user_map(struct dm_target *ti, struct bio *bio)
+{
+	int r;
+
+	/*
+	 * One RCU read-side section from the lookup of the claims to the
+	 * queue (mapping never sleeps): a write notification mapped under
+	 * claims that a CLAIM replaces is then queued by the time that
+	 * CLAIM's synchronize_rcu() returns, where
+	 * dm_user_claim_notifications() turns it into a claimed write.
+	 */
+	rcu_read_lock();
+	r = dm_user_map_bio(ti, bio);
+	rcu_read_unlock();
+	return r;
 }
 
 /* ------------------------------------------------------------------------
@@ -2024,8 +2180,8 @@ dm_user_initial_claims(const struct dm_user_table *tt)
 	c->parity = 0;
 	c->notify_writes = test_bit(DM_USER_FEAT_NOTIFY_WRITES, &tt->seen);
 	if (!tt->passthrough)
-		dm_user_claims_add(c, 0, tt->len);
-	return c;
+		dm_user_claims_add(c, 0, tt->len, DM_USER_CLAIM_ALL);
+	return dm_user_claims_seal(c);
 }
 
 /*
@@ -2050,14 +2206,12 @@ dm_user_claims_fit(const struct dm_user_claims *old, sector_t old_len,
 			   test_bit(DM_USER_FEAT_NOTIFY_WRITES, &tt->seen);
 	for (i = 0; i < old->nr && old->range[i].start < end; i++)
 		dm_user_claims_add(c, old->range[i].start,
-				   min(old->range[i].end, end));
-	if (tt->passthrough || tt->len <= old_len)
-		return c;
-	if (c->nr && c->range[c->nr - 1].end == old_len)
-		c->range[c->nr - 1].end = tt->len;
-	else
-		dm_user_claims_add(c, old_len, tt->len);
-	return c;
+				   min(old->range[i].end, end),
+				   old->range[i].ops);
+	/* Merged into the last range where that is claimed for all. */
+	if (!tt->passthrough && tt->len > old_len)
+		dm_user_claims_add(c, old_len, tt->len, DM_USER_CLAIM_ALL);
+	return dm_user_claims_seal(c);
 }
 
 /*
@@ -2760,7 +2914,7 @@ static int user_end_io(struct dm_target *ti, struct bio *bio,
 
 static struct target_type user_target = {
 	.name = "user",
-	.version = {1, 3, 0},
+	.version = {1, 4, 0},
 	.features = DM_TARGET_NOWAIT,
 	.module = THIS_MODULE,
 	.ctr = user_ctr,

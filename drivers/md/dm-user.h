@@ -144,26 +144,41 @@ struct dm_user_request {
 	bool notify;
 };
 
-/* One claimed range, in sectors from the start of the target: [start, end). */
+/*
+ * One claimed range, in sectors from the start of the target: [start, end),
+ * claimed for @ops (DM_USER_CLAIM_*, never 0).
+ */
 struct dm_user_range {
 	sector_t start;
 	sector_t end;
+	unsigned int ops;
 };
 
 /*
  * The claimed ranges of a target with a backing device: sorted, disjoint,
- * adjacent ones merged. Never changed once published: a change publishes a
- * new copy and frees the old one after synchronize_rcu(), so the map path
- * looks it up under rcu_read_lock() alone.
+ * adjacent ones with the same ops merged. Never changed once published: a
+ * change publishes a new copy and frees the old one after
+ * synchronize_rcu(), so the map path looks it up under rcu_read_lock()
+ * alone.
  */
 struct dm_user_claims {
 	/* Which of dm_user_target.passing counts the bios mapped under it. */
 	unsigned int parity;
+	/* Ranges claimed for writes: the daemon then gets flushes too. */
+	unsigned int write_ranges;
+	/*
+	 * Per class (0: reads, 1: writes), what is claimed for it, merged:
+	 * nr_cls[k] ranges at cls[k], in range[] after the @nr ranges, so
+	 * that the map path finds a bio's cover with one binary search.
+	 */
+	unsigned int nr_cls[2];
+	struct dm_user_range *cls[2];
 	/*
 	 * Writes outside the ranges come to the daemon as notifications:
 	 * here, so that a bio sees it and the ranges as one.
 	 */
 	bool notify_writes;
+	/* The ranges, each with its ops, and the two views after them. */
 	unsigned int nr;
 	struct dm_user_range range[];
 };
@@ -502,7 +517,8 @@ enum dm_user_claims_op {
 };
 
 int dm_user_change_claims(struct dm_user_target *t, enum dm_user_claims_op op,
-			  sector_t start, sector_t len, unsigned int *nr);
+			  sector_t start, sector_t len, unsigned int ops,
+			  unsigned int *nr);
 unsigned int dm_user_claim_ranges(struct dm_user_target *t,
 				  bool *notify_writes);
 bool dm_user_has_backing(struct dm_user_target *t);

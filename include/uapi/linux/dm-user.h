@@ -193,9 +193,10 @@ struct dm_user_message {
  * DM_USER_ATTR_BACKING_OFFSET), 5 claimed ranges (DM_USER_CMD_CLAIM,
  * DM_USER_CMD_RELEASE and their attributes), 6 write notifications
  * (DM_USER_REQ_NOTIFY, DM_USER_ATTR_NOTIFY_WRITES, DM_USER_ATTR_NOTIFIED),
- * 7 same-name reloads (DM_USER_ATTR_RELOADS, POLLPRI).
+ * 7 same-name reloads (DM_USER_ATTR_RELOADS, POLLPRI), 8 claims per
+ * operation (DM_USER_ATTR_RANGE_OPS).
  */
-#define DM_USER_CTL_VERSION	7
+#define DM_USER_CTL_VERSION	8
 
 #define DM_USER_CTL_MAX_SIZE	65536
 #define DM_USER_CTL_MAX_ATTRS	256
@@ -283,6 +284,18 @@ struct dm_user_attr {
  * blocks, ERANGE for one past the target's end, E2BIG when the claimed
  * ranges would be more than max_claims (table feature), EINTR when the
  * caller was killed while CLAIM waited for that I/O (the claim is made).
+ *
+ * v8: DM_USER_ATTR_RANGE_OPS (optional, default both) claims or releases
+ * the range for reads, for writes (every operation that changes data:
+ * write, discard, write-zeroes, secure erase) or both, so that a daemon
+ * sees only the writes of a range whose reads go straight to the backing
+ * device (a copy-on-write snapshot's chunks never written) or the
+ * reverse; CLAIM's promise then holds for the operations claimed. Each
+ * sector is claimed for the union of what claimed it and not since
+ * released; a bio goes to the daemon if any of its sectors is
+ * claimed for its operation, marked DM_USER_REQ_MAP_FLAG_PARTLY_CLAIMED
+ * unless all are. The second copy of a flush goes to the daemon while it
+ * holds a claim for writes. EINVAL for a mask that is 0 or has other bits.
  */
 #define DM_USER_CMD_CLAIM		6
 #define DM_USER_CMD_RELEASE		7
@@ -397,6 +410,8 @@ struct dm_user_attr {
 /* CLAIM and RELEASE: U64, v5, sectors from the start of the target. */
 #define DM_USER_ATTR_RANGE_START	80
 #define DM_USER_ATTR_RANGE_LEN		81
+/* CLAIM and RELEASE: U32, v8, what of the range: DM_USER_CLAIM_*. */
+#define DM_USER_ATTR_RANGE_OPS		82
 /* U64, v6, in GET_INFO replies: answers taken to write notifications. */
 #define DM_USER_ATTR_NOTIFIED		90
 /*
@@ -406,6 +421,11 @@ struct dm_user_attr {
  * the size, the backing device and the operations may have changed.
  */
 #define DM_USER_ATTR_RELOADS		91
+
+/* DM_USER_ATTR_RANGE_OPS */
+#define DM_USER_CLAIM_READS	_BITUL(0)	/* reads */
+#define DM_USER_CLAIM_WRITES	_BITUL(1)	/* what changes data */
+#define DM_USER_CLAIM_ALL	(DM_USER_CLAIM_READS | DM_USER_CLAIM_WRITES)
 
 /* DM_USER_ATTR_NO_DAEMON_TIMEOUT: keep requests queued until a daemon comes. */
 #define DM_USER_TIMEOUT_FOREVER		0xffffffffU

@@ -5,9 +5,14 @@
  *   dmu-cow serve --delta <file> [options] <name>
  *   dmu-cow ctl <socket> status|merge
  *
- * The target's backing device is the origin. Reads of chunks never written
- * are answered with a remap to the origin, so their data never comes
- * through the daemon; written chunks live in the delta file. "merge"
+ * The target's backing device is the origin. The daemon claims the writes
+ * of the whole device and the reads of the chunks it has copied to the
+ * delta file (claims per operation, control version 8): reads of chunks
+ * never written go to the origin from the kernel's map path, with no round
+ * trip to the daemon at all; written chunks live in the delta file. Where
+ * the kernel or max_claims does not allow that, reads of chunks never
+ * written come to the daemon and are answered with a remap to the origin,
+ * so their data still never comes through the daemon. "merge"
  * copies the delta back to the origin while I/O goes on, and then releases
  * every claim: the device is the origin again, with no daemon in its path.
  * This is the job of the snapshot daemon of Android's Virtual A/B.
@@ -27,6 +32,11 @@
  * the disk at the next flush or FUA write. A merge makes each batch
  * durable on the origin before it marks the batch merged in the delta,
  * and the marks durable before the chunks' I/O goes to the origin.
+ *
+ * A chunk's reads are claimed before the first write to it is answered,
+ * so that no read after that write goes to the origin; a daemon started
+ * again claims everything first and then gives back the reads of the
+ * chunks not in the delta.
  *
  * Locking: cow.lock, a rwlock that prefers writers. Reads hold it shared
  * from their lookup to the end of their reads of the delta, so a merge
@@ -78,7 +88,10 @@ static struct cow {
 	enum cow_state state;
 	/* A write of the index failed half way: no more writes. */
 	bool broken;
-	bool copy_reads;
+	bool copy_reads;	/* reads of the origin through the daemon */
+	bool remap_reads;	/* ... answered with remaps, not passed */
+	/* All reads are claimed: no claim per chunk any more. */
+	bool reads_claimed;
 	unsigned int merge_pause_ms;	/* between two batches of a merge */
 	int delta_fd, origin_fd, chan_fd;
 	const char *delta_path;
@@ -297,9 +310,13 @@ static int cow_read(void *ctx, struct dmu_req *r)
 	if (ex_check_range(r->offset, r->len, cow.size, SECTOR_SIZE))
 		return -ERANGE;
 	pthread_rwlock_rdlock(&cow.lock);
+	/*
+	 * Claimed for its reads, or partly (DM_USER_REQ_MAP_FLAG_PARTLY_
+	 * CLAIMED), or all reads are: what is not in the delta is on the
+	 * origin, where a remap sends it (remap_offset is r->offset).
+	 */
 	if (!any_in_delta(r->offset, r->len) && !cow.copy_reads) {
 		pthread_rwlock_unlock(&cow.lock);
-		/* Where it is on the origin: remap_offset is r->offset. */
 		return DMU_REMAP;
 	}
 	rc = for_each_piece(r->offset, r->len, r->data, read_piece);
@@ -352,6 +369,37 @@ static int write_piece_delta(uint64_t c, uint32_t in, uint32_t n, char *buf)
 }
 
 /*
+ * The reads of the chunks a write copied to the delta, claimed before it
+ * is answered: from then on they must not go to the origin. A run of
+ * consecutive chunks is one claim. Past max_claims, every read is claimed
+ * instead (one range), and reads of chunks never written come as remaps.
+ */
+static int claim_all_reads(void);
+
+static int claim_fresh_reads(void)
+{
+	size_t i = 0, j;
+	int rc;
+
+	while (!cow.reads_claimed && i < fresh.nr) {
+		for (j = i + 1; j < fresh.nr &&
+		     fresh.chunks[j] == fresh.chunks[j - 1] + 1; j++)
+			;
+		rc = dmu_claim_ops(cow.chan_fd, fresh.chunks[i] * cow.chunk,
+				   (j - i) * cow.chunk, DM_USER_CLAIM_READS);
+		if (rc == -E2BIG)
+			rc = claim_all_reads();
+		if (rc < 0) {
+			ex_report(rc, "claim the reads of chunk %" PRIu64,
+				  fresh.chunks[i]);
+			return rc;
+		}
+		i = j;
+	}
+	return 0;
+}
+
+/*
  * The index entries of the slots a write took, once their data is
  * durable; a run of them in one index chunk is one pwrite(). Under the
  * exclusive lock.
@@ -362,6 +410,14 @@ static int index_fresh(void)
 	size_t n;
 	int rc;
 
+	/*
+	 * First: once an entry is written its slot is taken, and nothing
+	 * may fail after that but the entries themselves. A read of a chunk
+	 * claimed early comes to the daemon, which sends it to the origin.
+	 */
+	rc = claim_fresh_reads();
+	if (rc)
+		return rc;
 	if (fdatasync(cow.delta_fd))
 		return -errno;
 	while (i < fresh.nr) {
@@ -688,6 +744,65 @@ static void cow_ctl(void *ctx, int argc, char **argv, FILE *out)
 	}
 }
 
+/* ---- claims ------------------------------------------------------------ */
+
+/*
+ * Every read to the daemon, as before claims per operation. Writes are
+ * claimed everywhere until a merge is done, so claiming both is the same,
+ * and works on kernels without claims per operation too.
+ */
+static int claim_all_reads(void)
+{
+	int rc = dmu_claim(cow.chan_fd, 0, cow.size);
+
+	if (rc >= 0)
+		cow.reads_claimed = true;
+	return rc;
+}
+
+/*
+ * With everything claimed: gives back the reads of each run of chunks
+ * not in the delta, which then go to the origin without the daemon. Not
+ * with --copy-reads or --remap-reads, which want them; nor past
+ * max_claims or on a kernel without claims per operation, where they
+ * stay claimed and come as remaps. Before serving: no lock needed.
+ */
+static int release_unwritten_reads(void)
+{
+	uint64_t c = 0, end;
+	int rc;
+
+	if (cow.copy_reads || cow.remap_reads)
+		return 0;
+	while (c < cow.nr_chunks) {
+		for (; c < cow.nr_chunks && cow.map[c]; c++)
+			;
+		for (end = c; end < cow.nr_chunks && !cow.map[end]; end++)
+			;
+		if (c == end)
+			break;
+		rc = dmu_release_ops(cow.chan_fd, c * cow.chunk,
+				     (end - c) * cow.chunk,
+				     DM_USER_CLAIM_READS);
+		if (rc == -E2BIG || rc == -ENOPROTOOPT) {
+			/* Whatever was given back is claimed again. */
+			ex_report(rc, "note: reads of chunks never written come to the daemon (%s)",
+				  rc == -E2BIG ? "more ranges than max_claims" :
+				  "the kernel has no claims per operation");
+			rc = claim_all_reads();
+			return rc < 0 ? rc : 0;
+		}
+		if (rc < 0) {
+			ex_report(rc, "release the reads of chunks %" PRIu64 " to %" PRIu64,
+				  c, end - 1);
+			return rc;
+		}
+		cow.reads_claimed = false;
+		c = end;
+	}
+	return 0;
+}
+
 /* ---- command line ------------------------------------------------------ */
 
 static void usage(FILE *f)
@@ -697,7 +812,8 @@ static void usage(FILE *f)
 "       %s ctl <socket> status|merge\n"
 "\n"
 "serve: a copy-on-write snapshot of the target's backing device (the\n"
-"origin). Chunks never written are read from the origin by remap answers;\n"
+"origin). Reads of chunks never written go to the origin without the\n"
+"daemon (or, past the target's max_claims, by remap answers);\n"
 "written ones live in the delta file, which is made if it is empty or\n"
 "missing, and taken up again after a restart.\n"
 "\n"
@@ -707,9 +823,11 @@ static void usage(FILE *f)
 "  -S, --control <path>   answer \"%s ctl\" commands on this Unix socket\n"
 "  -t, --threads <n>      channels, one thread each (default 1)\n"
 "  -p, --pid-file <file>  write the pid here once every channel is open\n"
-"      --copy-reads       read chunks not written from the origin in the\n"
-"                         daemon and answer with the data, not with a remap\n"
-"                         (to measure what the remap saves)\n"
+"      --remap-reads      reads of chunks never written come to the daemon,\n"
+"                         which answers with a remap to the origin (to\n"
+"                         measure what passing them saves)\n"
+"      --copy-reads       ... which reads them from the origin and answers\n"
+"                         with the data (to measure what the remap saves)\n"
 "      --merge-pause <ms> pause between two batches of 64 chunks of a merge,\n"
 "                         so that it takes less of the device from the I/O\n"
 "                         (default 0)\n"
@@ -772,7 +890,8 @@ static int setup(struct ex_daemon *d)
 	memset(cow.zeroes, 0, cow.chunk);
 	/*
 	 * Everything comes to the daemon until a merge is done, whatever
-	 * the table said (passthrough); after one, nothing does.
+	 * the table said (passthrough); after one, nothing does. Then the
+	 * reads of chunks never written go back to the origin.
 	 */
 	rc = cow.state == COW_DONE ? dmu_release(cow.chan_fd, 0, cow.size)
 				   : dmu_claim(cow.chan_fd, 0, cow.size);
@@ -781,7 +900,10 @@ static int setup(struct ex_daemon *d)
 			  cow.state == COW_DONE ? "release" : "claim");
 		return rc;
 	}
-	rc = 0;
+	cow.reads_claimed = true;
+	rc = cow.state == COW_DONE ? 0 : release_unwritten_reads();
+	if (rc)
+		return rc;
 	/* A merge that a killed daemon left half done goes on. */
 	if (cow.state == COW_MERGING) {
 		pthread_mutex_lock(&cow.merge_mutex);
@@ -799,6 +921,7 @@ static int cmd_serve(int argc, char **argv)
 		{ "delta", required_argument, NULL, 'd' },
 		{ "chunk", required_argument, NULL, 'c' },
 		{ "copy-reads", no_argument, NULL, 'R' },
+		{ "remap-reads", no_argument, NULL, 'M' },
 		{ "merge-pause", required_argument, NULL, 'P' },
 		EX_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
@@ -830,6 +953,9 @@ static int cmd_serve(int argc, char **argv)
 			break;
 		case 'R':
 			cow.copy_reads = true;
+			break;
+		case 'M':
+			cow.remap_reads = true;
 			break;
 		case 'P':
 			errno = 0;

@@ -96,12 +96,13 @@ wait_file /tmp/bench_remap_poll.pid "dmuserd --remap --busy-poll"
 dmsetup create bench_pass --table "0 $_s user 0 $_s bench_pass 4 backing /dev/ram1 0 passthrough" ||
 	fail "dm-user create bench_pass"
 # Copy-on-write snapshots of the same brd (the example daemon dmu-cow,
-# deltas in /tmp), for reads of chunks never written: answered with a
-# remap to the origin, or (--copy-reads) read by the daemon and sent up
-# with the data. Write workloads skip them, so that every chunk they read
-# stays unchanged (the other rows writing the origin change only its
+# deltas in /tmp), for reads of chunks never written: passed to the origin
+# by the kernel (the daemon claims writes alone there), answered with a
+# remap to it (--remap-reads), or read by the daemon and sent up with the
+# data (--copy-reads). Write workloads skip them, so that every chunk they
+# read stays unchanged (the other rows writing the origin change only its
 # contents).
-for c in cow:"" cow_copy:--copy-reads; do
+for c in cow:"" cow_remap:--remap-reads cow_copy:--copy-reads; do
 	_n=bench_${c%%:*}
 	dmsetup create $_n --table "0 $_s user 0 $_s $_n 3 backing /dev/ram1 0" ||
 		fail "dm-user create $_n"
@@ -131,7 +132,7 @@ else
 fi
 DEVICES="$DEVICES dm-user/RAM:/dev/mapper/bench_ram dm-user/file:/dev/mapper/bench_file"
 [ -z "$UBLK" ] || DEVICES="$DEVICES ublk/loop:/dev/ublkb1"
-DEVICES="$DEVICES loop:$loopdev brd:/dev/ram0 null_blk:/dev/nullb0 dm-linear/brd:/dev/mapper/bench_linear dm-user/remap:/dev/mapper/bench_remap dm-user/remap+poll:/dev/mapper/bench_remap_poll dm-user/pass:/dev/mapper/bench_pass dm-user/cow:/dev/mapper/bench_cow dm-user/cow-copy:/dev/mapper/bench_cow_copy nbd/nbdkit:/dev/nbd0"
+DEVICES="$DEVICES loop:$loopdev brd:/dev/ram0 null_blk:/dev/nullb0 dm-linear/brd:/dev/mapper/bench_linear dm-user/remap:/dev/mapper/bench_remap dm-user/remap+poll:/dev/mapper/bench_remap_poll dm-user/pass:/dev/mapper/bench_pass dm-user/cow:/dev/mapper/bench_cow dm-user/cow-remap:/dev/mapper/bench_cow_remap dm-user/cow-copy:/dev/mapper/bench_cow_copy nbd/nbdkit:/dev/nbd0"
 
 # ONLY="<device> ...": the rows of those devices alone (names as in the
 # table), for a quicker look at some of them; the ratios need both sides.
@@ -293,8 +294,9 @@ echo "  WRITE_BATCH (on read() and write()), copy = rw with --copy (data through
 echo "  library's buffers instead of in place); remap = over brd, every request"
 echo "  remapped there by a daemon (dmuserd --remap; +poll: with a 200 us busy-poll), pass = over brd,"
 echo "  nothing claimed, no daemon;"
-echo "  cow = dmu-cow over brd, reads of chunks never written remapped to it, cow-copy = the"
-echo "  same read by the daemon and sent with the data (--copy-reads); no write workloads"
+echo "  cow = dmu-cow over brd, reads of chunks never written passed to it by the kernel (writes"
+echo "  claimed alone), cow-remap = the same remapped by the daemon (--remap-reads), cow-copy ="
+echo "  read by the daemon and sent with the data (--copy-reads); no write workloads"
 [ -z "$UBLK" ] || echo "ublk: ublksrv, $THREADS queue(s) of depth $UBLK_DEPTH (-2q: two); loop rows: a tmpfs file"
 echo "IOPS range = slowest and fastest run; CPU = guest CPU time (all of it, fio's too) per I/O;"
 echo "cs = context switches (all of the guest's) per I/O"
@@ -360,6 +362,10 @@ END {
     show(tests[i], "dm-user/pass", "dm-linear/brd", 0.95)
   for (i = 1; i <= nt; i++)
     show(tests[i], "dm-user/cow", "dm-user/cow-copy", 1.0)
+  for (i = 1; i <= nt; i++)
+    show(tests[i], "dm-user/cow-remap", "dm-user/cow-copy", 1.0)
+  for (i = 1; i <= nt; i++)
+    show(tests[i], "dm-user/cow", "dm-linear/brd", 0.95)
   q = iops["rr4k-qd1", "nbd/nbdkit"]
   if (q > 0)
     printf "  %-14s %-18s / %-14s %6.2f  [>= 2.0] %s\n", "rr4k-qd1",

@@ -313,23 +313,31 @@ int dmu_set_params(int fd, const struct dmu_params *params,
 	return dmu_ctl_call(fd, &b);
 }
 
-/* CLAIM or RELEASE of [@offset, @offset + @len) bytes. */
+/*
+ * CLAIM or RELEASE of [@offset, @offset + @len) bytes for @ops; ops other
+ * than both are asked for with a mandatory attribute, which a kernel
+ * before control interface version 8 refuses (ENOPROTOOPT) rather than
+ * claim more than asked.
+ */
 static int dmu_claims(int fd, uint16_t command, uint64_t offset,
-		      uint64_t len)
+		      uint64_t len, unsigned int ops)
 {
 	uint64_t start = offset / 512, sectors = len / 512;
 	const struct dm_user_attr *a;
 	union dmu_ctl_buf b;
-	uint32_t off = 0;
+	uint32_t off = 0, ops32 = ops;
 	int r;
 
-	if (offset % 512 || len % 512)
+	if (offset % 512 || len % 512 || !ops || (ops & ~DM_USER_CLAIM_ALL))
 		return -EINVAL;
 	dmu_ctl_init(&b, command);
 	dmu_ctl_add(&b, DM_USER_ATTR_RANGE_START, DM_USER_TYPE_U64, &start,
 		    sizeof(start));
 	dmu_ctl_add(&b, DM_USER_ATTR_RANGE_LEN, DM_USER_TYPE_U64, &sectors,
 		    sizeof(sectors));
+	if (ops != DM_USER_CLAIM_ALL)
+		dmu_ctl_add(&b, DM_USER_ATTR_RANGE_OPS, DM_USER_TYPE_U32,
+			    &ops32, sizeof(ops32));
 	r = dmu_ctl_call(fd, &b);
 	if (r)
 		return r;
@@ -341,12 +349,24 @@ static int dmu_claims(int fd, uint16_t command, uint64_t offset,
 
 int dmu_claim(int fd, uint64_t offset, uint64_t len)
 {
-	return dmu_claims(fd, DM_USER_CMD_CLAIM, offset, len);
+	return dmu_claims(fd, DM_USER_CMD_CLAIM, offset, len,
+			  DM_USER_CLAIM_ALL);
 }
 
 int dmu_release(int fd, uint64_t offset, uint64_t len)
 {
-	return dmu_claims(fd, DM_USER_CMD_RELEASE, offset, len);
+	return dmu_claims(fd, DM_USER_CMD_RELEASE, offset, len,
+			  DM_USER_CLAIM_ALL);
+}
+
+int dmu_claim_ops(int fd, uint64_t offset, uint64_t len, unsigned int ops)
+{
+	return dmu_claims(fd, DM_USER_CMD_CLAIM, offset, len, ops);
+}
+
+int dmu_release_ops(int fd, uint64_t offset, uint64_t len, unsigned int ops)
+{
+	return dmu_claims(fd, DM_USER_CMD_RELEASE, offset, len, ops);
 }
 
 int dmu_reset_counters(int fd)

@@ -307,6 +307,27 @@ int dmu_claim(int fd, uint64_t offset, uint64_t len);
  */
 int dmu_release(int fd, uint64_t offset, uint64_t len);
 
+/**
+ * dmu_claim_ops() - dmu_claim() for some operations only
+ * @ops: DM_USER_CLAIM_READS, DM_USER_CLAIM_WRITES (every operation that
+ *	changes data: write, discard, write-zeroes, secure erase) or both
+ *	(DM_USER_CLAIM_ALL, which is dmu_claim())
+ *
+ * Each sector is claimed for what claimed it and was not released since: a
+ * request goes to the daemon if any of its sectors is claimed for its
+ * operation, with DM_USER_REQ_MAP_FLAG_PARTLY_CLAIMED unless all are.
+ * Claiming the writes of a range alone lets its reads go straight to the
+ * backing device, as a copy-on-write snapshot wants for chunks never
+ * written. Flushes come to the daemon while it claims writes somewhere.
+ *
+ * Return: as dmu_claim(); -EINVAL also for @ops 0 or with other bits, and
+ * -ENOPROTOOPT from a kernel before control interface version 8 for @ops
+ * other than both.
+ */
+int dmu_claim_ops(int fd, uint64_t offset, uint64_t len, unsigned int ops);
+/** dmu_release_ops() - dmu_release() for @ops only, as dmu_claim_ops() */
+int dmu_release_ops(int fd, uint64_t offset, uint64_t len, unsigned int ops);
+
 /** dmu_reset_counters() - DM_USER_CMD_RESET_COUNTERS */
 int dmu_reset_counters(int fd);
 /**

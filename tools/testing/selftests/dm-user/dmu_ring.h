@@ -101,8 +101,9 @@ static inline uint64_t info_num(int fd, uint16_t tag)
 }
 
 /* CLAIM or RELEASE of sectors [start, start + len): the ranges, or -errno. */
-static inline int claims_cmd(int fd, uint16_t command, uint64_t start,
-			     uint64_t len)
+/* CLAIM or RELEASE for @ops (DM_USER_CLAIM_*; 0: no RANGE_OPS at all). */
+static inline int claims_ops_cmd(int fd, uint16_t command, uint64_t start,
+				 uint64_t len, uint32_t ops)
 {
 	struct ctl c;
 
@@ -110,9 +111,17 @@ static inline int claims_cmd(int fd, uint16_t command, uint64_t start,
 	c.hdr.version = 5;
 	ctl_add(&c, DM_USER_ATTR_RANGE_START, DM_USER_TYPE_U64, start);
 	ctl_add(&c, DM_USER_ATTR_RANGE_LEN, DM_USER_TYPE_U64, len);
+	if (ops)
+		ctl_add(&c, DM_USER_ATTR_RANGE_OPS, DM_USER_TYPE_U32, ops);
 	if (ioctl(fd, DM_USER_IOCTL_CTL, &c))
 		return -errno;
 	return (int)ctl_num(&c, DM_USER_ATTR_CLAIM_RANGES);
+}
+
+static inline int claims_cmd(int fd, uint16_t command, uint64_t start,
+			     uint64_t len)
+{
+	return claims_ops_cmd(fd, command, start, len, 0);
 }
 
 /*

@@ -745,6 +745,14 @@ TEST(remap_through_the_library)
 	EXPECT_EQ(1, info.claim_ranges);
 	EXPECT_LE(1, info.passed);
 	EXPECT_EQ(2, dmu_claim(ch, 0, 4096));
+	/* Per operation: a range's reads claimed and released again. */
+	EXPECT_EQ(-EINVAL, dmu_claim_ops(ch, 8192, 4096, 0));
+	EXPECT_EQ(-EINVAL, dmu_claim_ops(ch, 8192, 4096, 4));
+	EXPECT_EQ(3, dmu_claim_ops(ch, 8192, 4096, DM_USER_CLAIM_READS));
+	/* Its writes too: still one range, now for both. */
+	EXPECT_EQ(3, dmu_claim_ops(ch, 8192, 4096, DM_USER_CLAIM_WRITES));
+	EXPECT_EQ(3, dmu_release_ops(ch, 8192, 4096, DM_USER_CLAIM_READS));
+	EXPECT_EQ(2, dmu_release_ops(ch, 8192, 4096, DM_USER_CLAIM_WRITES));
 
 	/*
 	 * Write notifications: a write in the released part reaches

@@ -1190,6 +1190,201 @@ TEST_F(claims, claim_and_release_rules)
 	side_remove(&d);
 }
 
+static int set_notify(int fd, uint32_t on);
+
+/* What op_io() expects of a request: where it goes, and how marked. */
+enum op_way { OP_PASS, OP_DAEMON, OP_PARTLY, OP_NOTIFY };
+
+/*
+ * A read or write of @len bytes at @sector through @bdev that must take
+ * @way: to the daemon on @ch (answered SUCCESS, a read with @fill's
+ * bytes), or straight to the RAM disk (a read must see @ram's bytes, a
+ * write land there). 0, or the line of the check that failed.
+ */
+static int op_io(int bdev, int ch, void *buf, void *fill, const void *ram,
+		 bool write, uint64_t sector, size_t len, enum op_way way)
+{
+	struct dmu_io io = { .fd = bdev, .kind = write ? DMU_PWRITE : DMU_PREAD,
+			     .buf = buf, .len = len, .off = sector * 512 };
+	struct dm_user_message req;
+	static unsigned char seed = 100;
+	bool daemon = way != OP_PASS;
+
+	dmu_fill(buf, len, write ? ++seed : 0);
+	dmu_fill(fill, len, ++seed);
+	if (dmu_io_start(&io))
+		return __LINE__;
+	if (daemon) {
+		bool notify;
+
+		if (dmu_read_msg(ch, &req, write && way != OP_NOTIFY ? fill : NULL,
+				 write ? len : 0, WAIT_MS))
+			return __LINE__;
+		notify = req.type & DM_USER_REQ_NOTIFY;
+		if (req.sector != sector || req.len != len ||
+		    (req.type & ~(uint64_t)DM_USER_REQ_NOTIFY) !=
+		    (write ? DM_USER_REQ_MAP_WRITE : DM_USER_REQ_MAP_READ))
+			return __LINE__;
+		if (notify != (way == OP_NOTIFY) ||
+		    !!(req.flags & DM_USER_REQ_MAP_FLAG_PARTLY_CLAIMED) !=
+		    (way == OP_PARTLY))
+			return __LINE__;
+		/* A write's data, read into @fill, must be what was written. */
+		if (write && !notify && memcmp(fill, buf, len))
+			return __LINE__;
+		if (write && !notify)
+			dmu_fill(fill, len, ++seed);
+		if (dmu_answer(ch, &req, DM_USER_RESP_SUCCESS,
+			       write ? NULL : fill, write ? 0 : len) < 0)
+			return __LINE__;
+	}
+	if (dmu_io_wait(&io, WAIT_MS) || io.ret != (ssize_t)len)
+		return __LINE__;
+	if (!write && memcmp(buf, daemon ? fill : (const char *)ram +
+			     sector * 512, len))
+		return __LINE__;
+	if (write) {
+		/* Passed (or notified): on the RAM disk; else not there. */
+		if (ram_io(false, fill, len, RAM_START + sector))
+			return __LINE__;
+		if (!memcmp(fill, buf, len) != (way == OP_PASS ||
+						way == OP_NOTIFY))
+			return __LINE__;
+	}
+	return 0;
+}
+
+/*
+ * Claims per operation (control version 8): a range's writes alone, its
+ * reads alone, both; each sector claimed for the union of its claims, a
+ * request the daemon's where any sector is claimed for its operation;
+ * flushes only while writes are claimed; bad masks refused.
+ */
+TEST_F(claims, claims_per_operation)
+{
+	NEED_RAM();
+	static const struct {
+		uint32_t ops;		/* 0: release all; else claim or release */
+		bool release;
+		uint64_t sector, len;
+		int ranges;
+	} steps[] = {
+		{ DM_USER_CLAIM_WRITES, false, 64, 64, 1 },
+		{ DM_USER_CLAIM_READS, false, 96, 32, 2 },
+	};
+	const struct {
+		int step;		/* after steps[0..step] */
+		bool write;
+		uint64_t sector;
+		size_t len;
+		enum op_way way;
+	} io[] = {
+		/* [64, 128) claimed for writes: reads pass. */
+		{ 0, false, 64, 8192, OP_PASS },
+		{ 0, true, 64, 8192, OP_DAEMON },
+		{ 0, true, 56, 8192, OP_PARTLY },
+		{ 0, true, 128, 8192, OP_PASS },
+		/* and [96, 128) for reads too. */
+		{ 1, false, 64, 8192, OP_PASS },
+		{ 1, false, 96, 8192, OP_DAEMON },
+		{ 1, false, 88, 8192, OP_PARTLY },
+		{ 1, true, 88, 8192, OP_DAEMON },
+	};
+	unsigned int s, i;
+
+	for (s = 0; s < sizeof(steps) / sizeof(steps[0]); s++) {
+		ASSERT_EQ(steps[s].ranges,
+			  claims_ops_cmd(self->ch, steps[s].release ?
+					 DM_USER_CMD_RELEASE : DM_USER_CMD_CLAIM,
+					 steps[s].sector, steps[s].len,
+					 steps[s].ops)) TH_LOG("step %u", s);
+		for (i = 0; i < sizeof(io) / sizeof(io[0]); i++) {
+			if (io[i].step != (int)s)
+				continue;
+			EXPECT_EQ(0, op_io(self->bdev, self->ch, self->buf,
+					   self->data, self->ram, io[i].write,
+					   io[i].sector, io[i].len, io[i].way))
+				TH_LOG("io %u", i);
+			/* What passed changed the RAM disk: keep up. */
+			if (io[i].write && io[i].way == OP_PASS)
+				ASSERT_EQ(0, ram_io(false, self->ram, 1 << 20,
+						    RAM_START));
+		}
+	}
+	EXPECT_EQ(2, info_num(self->ch, DM_USER_ATTR_CLAIM_RANGES));
+
+	/* Writes released: [96, 128) is claimed for reads alone. */
+	ASSERT_EQ(1, claims_ops_cmd(self->ch, DM_USER_CMD_RELEASE, 64, 64,
+				    DM_USER_CLAIM_WRITES));
+	EXPECT_EQ(0, op_io(self->bdev, self->ch, self->buf, self->data,
+			   self->ram, true, 96, 8192, OP_PASS));
+	ASSERT_EQ(0, ram_io(false, self->ram, 1 << 20, RAM_START));
+	EXPECT_EQ(0, op_io(self->bdev, self->ch, self->buf, self->data,
+			   self->ram, false, 96, 8192, OP_DAEMON));
+	/* With reads alone claimed, a flush is no business of the daemon. */
+	EXPECT_EQ(0, fsync(self->bdev));
+	EXPECT_EQ(0, info_num(self->ch, DM_USER_ATTR_FLUSH_REQUESTS));
+	/* A write there is notified, as outside every claim. */
+	ASSERT_EQ(0, set_notify(self->ch, 1));
+	EXPECT_EQ(0, op_io(self->bdev, self->ch, self->buf, self->data,
+			   self->ram, true, 96, 8192, OP_NOTIFY));
+	ASSERT_EQ(0, set_notify(self->ch, 0));
+	ASSERT_EQ(0, ram_io(false, self->ram, 1 << 20, RAM_START));
+
+	/* Merging: both of [96, 128), then [64, 96) a part at a time. */
+	EXPECT_EQ(1, claim(self->ch, 96, 32));
+	EXPECT_EQ(2, claims_ops_cmd(self->ch, DM_USER_CMD_CLAIM, 64, 32,
+				    DM_USER_CLAIM_WRITES));
+	EXPECT_EQ(1, claims_ops_cmd(self->ch, DM_USER_CMD_CLAIM, 64, 32,
+				    DM_USER_CLAIM_READS));
+	/* Released for reads over more than the range: its writes stay. */
+	EXPECT_EQ(1, claims_ops_cmd(self->ch, DM_USER_CMD_RELEASE, 0, 256,
+				    DM_USER_CLAIM_READS));
+	EXPECT_EQ(0, op_io(self->bdev, self->ch, self->buf, self->data,
+			   self->ram, false, 64, 65536 - 32768, OP_PASS));
+	/* Writes claimed anywhere: flushes come to the daemon. */
+	{
+		struct dmu_io f = { .fd = self->bdev, .kind = DMU_FSYNC };
+		struct dm_user_message req;
+
+		ASSERT_EQ(0, dmu_io_start(&f));
+		ASSERT_EQ(0, dmu_read_msg(self->ch, &req, NULL, 0, WAIT_MS));
+		EXPECT_EQ(DM_USER_REQ_MAP_FLUSH, req.type);
+		ASSERT_EQ(DMU_HDR, dmu_answer(self->ch, &req,
+					      DM_USER_RESP_SUCCESS, NULL, 0));
+		ASSERT_EQ(0, dmu_io_wait(&f, WAIT_MS));
+		EXPECT_EQ(0, f.ret);
+	}
+	/* Splits count against max_claims (4) as whole claims do. */
+	EXPECT_EQ(2, claims_ops_cmd(self->ch, DM_USER_CMD_CLAIM, 0, 8,
+				    DM_USER_CLAIM_READS));
+	/* [64, 72) W, [72, 80) both, [80, 128) W: one range in three. */
+	EXPECT_EQ(4, claims_ops_cmd(self->ch, DM_USER_CMD_CLAIM, 72, 8,
+				    DM_USER_CLAIM_READS));
+	EXPECT_EQ(-E2BIG, claims_ops_cmd(self->ch, DM_USER_CMD_CLAIM, 200, 8,
+					 DM_USER_CLAIM_ALL));
+	EXPECT_EQ(-E2BIG, claims_ops_cmd(self->ch, DM_USER_CMD_CLAIM, 104, 8,
+					 DM_USER_CLAIM_READS));
+	/* One that adds no range is taken: [0, 8) for both. */
+	EXPECT_EQ(4, claims_ops_cmd(self->ch, DM_USER_CMD_CLAIM, 0, 8,
+				    DM_USER_CLAIM_WRITES));
+	EXPECT_EQ(4, info_num(self->ch, DM_USER_ATTR_CLAIM_RANGES));
+	/* Masks that claim nothing, or more than there is. */
+	EXPECT_EQ(-EINVAL, claims_ops_cmd(self->ch, DM_USER_CMD_CLAIM, 0, 8,
+					  4));
+	EXPECT_EQ(-EINVAL, claims_ops_cmd(self->ch, DM_USER_CMD_RELEASE, 0, 8,
+					  (uint32_t)-1));
+	EXPECT_EQ(4, info_num(self->ch, DM_USER_ATTR_CLAIM_RANGES));
+	/* dmsetup message takes the mask too: reads, then writes. */
+	EXPECT_EQ(0, dmu_run("dmsetup message %s 0 release range_start=0 range_len=8192 range_ops=1",
+			     self->dev));
+	/* [0, 8) and [64, 128) for writes. */
+	EXPECT_EQ(2, status_num(self->dev, "claims"));
+	EXPECT_EQ(0, dmu_run("dmsetup message %s 0 release range_start=0 range_len=8192 range_ops=2",
+			     self->dev));
+	EXPECT_EQ(0, status_num(self->dev, "claims"));
+}
+
 /*
  * With no daemon and no_daemon_timeout 0, claimed I/O fails at once and
  * the rest keeps flowing; the claims outlive the channel that made them.
@@ -1704,6 +1899,53 @@ TEST_F(claims, claim_takes_queued_notifications)
 }
 
 /*
+ * A claim for reads alone leaves a queued write notification as it is; a
+ * claim for writes makes it a claimed write, data and all.
+ */
+TEST_F(claims, only_write_claims_take_queued_notifications)
+{
+	NEED_RAM();
+	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PWRITE,
+			     .buf = self->buf, .len = 8192, .off = 0 };
+	struct dm_user_message req;
+	unsigned int round;
+	int waited;
+
+	ASSERT_EQ(0, set_notify(self->ch, 1));
+	for (round = 0; round < 2; round++) {
+		uint32_t ops = round ? DM_USER_CLAIM_WRITES :
+				       DM_USER_CLAIM_READS;
+
+		dmu_fill(self->buf, 8192, 200 + round);
+		ASSERT_EQ(0, dmu_io_start(&io));
+		for (waited = 0; info_num(self->ch, DM_USER_ATTR_QUEUED) != 1 &&
+		     waited < WAIT_MS; waited += 10)
+			usleep(10000);
+		ASSERT_EQ(1, info_num(self->ch, DM_USER_ATTR_QUEUED));
+		ASSERT_EQ(1, claims_ops_cmd(self->ch, DM_USER_CMD_CLAIM, 0, 16,
+					    ops)) TH_LOG("round %u", round);
+		ASSERT_EQ(0, dmu_read_msg(self->ch, &req, self->data,
+					  512 << 10, WAIT_MS));
+		EXPECT_EQ(round ? DM_USER_REQ_MAP_WRITE :
+			  DM_USER_REQ_NOTIFY | DM_USER_REQ_MAP_WRITE, req.type)
+			TH_LOG("round %u", round);
+		EXPECT_FALSE(req.flags & DM_USER_REQ_MAP_FLAG_PARTLY_CLAIMED);
+		if (round)
+			EXPECT_EQ(0, memcmp(self->data, self->buf, 8192));
+		ASSERT_EQ(DMU_HDR, dmu_answer(self->ch, &req,
+					      DM_USER_RESP_SUCCESS, NULL, 0));
+		ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+		EXPECT_EQ(8192, io.ret);
+		/* Notified: on the disk; claimed: the daemon's alone. */
+		ASSERT_EQ(0, ram_io(false, self->data, 8192, RAM_START));
+		EXPECT_EQ(!round, !memcmp(self->data, self->buf, 8192))
+			TH_LOG("round %u", round);
+		ASSERT_EQ(0, release(self->ch, 0, 16));
+	}
+	EXPECT_EQ(1, info_num(self->ch, DM_USER_ATTR_NOTIFIED));
+}
+
+/*
  * Notifications are cut at max_io like requests with data, as a claim
  * makes queued ones writes with their data: 3 MiB written from a buffer in
  * huge pages (so that direct I/O makes bios of more than 1 MiB where the
@@ -1974,6 +2216,23 @@ TEST_F(stacked, claim_waits_for_io_on_its_way)
 	EXPECT_EQ(4096, io.ret);
 }
 
+/* Every operation that changes data, as the stacked tests submit it. */
+static const struct write_op {
+	enum dmu_io_kind kind;
+	unsigned long ioctl_req;
+	uint64_t type;
+	uint64_t off;
+	uint64_t len;
+} write_ops[] = {
+	{ DMU_PWRITE, 0, DM_USER_REQ_MAP_WRITE, 8192, 65536 },
+	{ DMU_IOCTL_RANGE, BLKDISCARD, DM_USER_REQ_MAP_DISCARD,
+	  1 << 20, 1 << 20 },
+	{ DMU_IOCTL_RANGE, BLKZEROOUT, DM_USER_REQ_MAP_WRITE_ZEROES,
+	  2 << 20, 65536 },
+	{ DMU_IOCTL_RANGE, BLKSECDISCARD, DM_USER_REQ_MAP_SECURE_ERASE,
+	  3 << 20, 4096 },
+};
+
 /*
  * Every operation that changes data is notified, with its own type plus
  * DM_USER_REQ_NOTIFY, its sector and length and no data, and then reaches
@@ -1981,27 +2240,13 @@ TEST_F(stacked, claim_waits_for_io_on_its_way)
  */
 TEST_F(stacked, every_write_operation_notified)
 {
-	static const struct {
-		enum dmu_io_kind kind;
-		unsigned long ioctl_req;
-		uint64_t type;
-		uint64_t off;
-		uint64_t len;
-	} ops[] = {
-		{ DMU_PWRITE, 0, DM_USER_REQ_MAP_WRITE, 8192, 65536 },
-		{ DMU_IOCTL_RANGE, BLKDISCARD, DM_USER_REQ_MAP_DISCARD,
-		  1 << 20, 1 << 20 },
-		{ DMU_IOCTL_RANGE, BLKZEROOUT, DM_USER_REQ_MAP_WRITE_ZEROES,
-		  2 << 20, 65536 },
-		{ DMU_IOCTL_RANGE, BLKSECDISCARD,
-		  DM_USER_REQ_MAP_SECURE_ERASE, 3 << 20, 4096 },
-	};
+	const struct write_op *ops = write_ops;
 	struct dm_user_message req, low;
 	unsigned int i;
 
 	ASSERT_EQ(0, release(self->up_ch, 0, DEV_SECTORS));
 	ASSERT_EQ(0, set_notify(self->up_ch, 1));
-	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(write_ops); i++) {
 		struct dmu_io io = { .fd = self->bdev, .kind = ops[i].kind,
 				     .ioctl_req = ops[i].ioctl_req,
 				     .buf = self->buf, .len = ops[i].len,
@@ -2033,6 +2278,63 @@ TEST_F(stacked, every_write_operation_notified)
 	}
 	EXPECT_EQ(4, info_num(self->up_ch, DM_USER_ATTR_NOTIFIED));
 	EXPECT_EQ(0, info_num(self->up_ch, DM_USER_ATTR_REMAPPED));
+}
+
+/*
+ * Claimed for writes alone: every operation that changes data comes to
+ * the daemon (none reaches the lower device), and a read goes there
+ * straight.
+ */
+TEST_F(stacked, write_claims_take_every_write_operation)
+{
+	const struct write_op *ops = write_ops;
+	struct dmu_io rd = { .fd = self->bdev, .kind = DMU_PREAD,
+			     .buf = self->buf, .len = 4096, .off = 4096 };
+	struct dm_user_message req, low;
+	unsigned int i;
+
+	ASSERT_EQ(0, release(self->up_ch, 0, DEV_SECTORS));
+	ASSERT_EQ(1, claims_ops_cmd(self->up_ch, DM_USER_CMD_CLAIM, 0,
+				    DEV_SECTORS, DM_USER_CLAIM_WRITES));
+	for (i = 0; i < ARRAY_SIZE(write_ops); i++) {
+		struct dmu_io io = { .fd = self->bdev, .kind = ops[i].kind,
+				     .ioctl_req = ops[i].ioctl_req,
+				     .buf = self->buf, .len = ops[i].len,
+				     .off = ops[i].off };
+
+		dmu_fill(self->buf, ops[i].len, 180 + i);
+		ASSERT_EQ(0, dmu_io_start(&io));
+		ASSERT_EQ(0, dmu_read_msg(self->up_ch, &req, self->data,
+					  1 << 20, WAIT_MS)) TH_LOG("op %u", i);
+		EXPECT_EQ(ops[i].type, req.type) TH_LOG("op %u", i);
+		EXPECT_EQ(ops[i].off / 512, req.sector);
+		EXPECT_EQ(ops[i].len, req.len);
+		EXPECT_FALSE(req.flags & DM_USER_REQ_MAP_FLAG_PARTLY_CLAIMED);
+		ASSERT_EQ(DMU_HDR, dmu_answer(self->up_ch, &req,
+					      DM_USER_RESP_SUCCESS, NULL, 0));
+		ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS)) TH_LOG("op %u", i);
+		EXPECT_EQ(0, io.err) TH_LOG("op %u: %s", i, strerror(io.err));
+		EXPECT_EQ(-ETIMEDOUT, dmu_wait_readable(self->low_ch, 0))
+			TH_LOG("op %u reached the lower device", i);
+	}
+	/* A read passes, to the lower device's sector behind it. */
+	ASSERT_EQ(0, dmu_io_start(&rd));
+	ASSERT_EQ(0, dmu_read_msg(self->low_ch, &low, NULL, 0, WAIT_MS));
+	EXPECT_EQ(DM_USER_REQ_MAP_READ, low.type);
+	EXPECT_EQ(DEV_SECTORS + 8, low.sector);
+	EXPECT_EQ(-ETIMEDOUT, dmu_wait_readable(self->up_ch, 0));
+	dmu_fill(self->data, 4096, 190);
+	ASSERT_EQ(DMU_HDR + 4096, dmu_answer(self->low_ch, &low,
+					     DM_USER_RESP_SUCCESS, self->data,
+					     4096));
+	ASSERT_EQ(0, dmu_io_wait(&rd, WAIT_MS));
+	EXPECT_EQ(4096, rd.ret);
+	EXPECT_EQ(0, memcmp(self->buf, self->data, 4096));
+	EXPECT_EQ(4, info_num(self->up_ch, DM_USER_ATTR_WRITE_REQUESTS) +
+		     info_num(self->up_ch, DM_USER_ATTR_DISCARD_REQUESTS) +
+		     info_num(self->up_ch, DM_USER_ATTR_WRITE_ZEROES_REQUESTS) +
+		     info_num(self->up_ch, DM_USER_ATTR_SECURE_ERASE_REQUESTS));
+	EXPECT_EQ(0, info_num(self->up_ch, DM_USER_ATTR_READ_REQUESTS));
 }
 
 /*

@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # dmu-cow, the example copy-on-write snapshot daemon, over a RAM disk
-# origin holding random data: reads of chunks never written come from the
-# origin by remap (no data through the daemon); whole-chunk, part-chunk
+# origin holding random data: reads of chunks never written go straight to
+# the origin (the daemon claims their writes alone; with --remap-reads they
+# come to it and go there by remap, no data through the daemon); reads of
+# written chunks come to the daemon from the first write on; whole-chunk, part-chunk
 # and chunk-straddling writes land in the delta and never on the origin;
 # a daemon killed with SIGKILL and started again finds every one; a merge
 # run while fio writes and verifies makes the origin equal to the
@@ -45,13 +47,18 @@ grep -q "backing device" $t.err || { cat $t.err; _fail "no reason for refusing a
 _create_dev $n $sectors 3 backing "$origin" 0
 _start_example dmu-cow $n --delta "$delta" --control "$sock" -t 2
 
-# 1. Everything reads as the origin, by remap.
+# 1. Everything reads as the origin, straight from it: one range, the
+# whole device, claimed for writes alone.
+p0=$(_status_value $n passed)
 _read_direct "$dev" $t.read || _fail "read $dev"
 cmp -s $t.read $t.orig || _fail "the fresh snapshot does not read as its origin"
+p1=$(_status_value $n passed)
 r=$(_status_value $n remapped)
-[ "${r:-0}" -gt 0 ] || _fail "no read was remapped to the origin"
+[ "$p1" -gt "$p0" ] || _fail "no read went straight to the origin"
+[ "${r:-0}" = 0 ] || _fail "$r reads came to the daemon and were remapped"
+[ "$(_status_value $n claims)" = 1 ] || _fail "claims $(_status_value $n claims), 1 expected"
 [ "$(cow_status in_delta)" = 0 ] || _fail "reads put chunks in the delta"
-_log "16 MiB read as the origin, $r requests remapped"
+_log "16 MiB read as the origin, $((p1 - p0)) requests passed straight"
 
 # 2. Writes: 16 whole chunks at 1 MiB, a sector inside chunk 512 (copied
 # up), and 3 KiB across the boundary of chunks 768 and 769.
@@ -67,6 +74,9 @@ _read_direct "$origin" $t.oread || _fail "read $origin"
 cmp -s $t.oread $t.orig || _fail "a write to the snapshot reached the origin"
 c=$(cow_status in_delta)
 [ "$c" = 19 ] || _fail "$c chunks in the delta, 16 + 1 + 2 expected"
+# Their reads claimed too: 3 runs of both between 4 of writes alone.
+[ "$(_status_value $n claims)" = 7 ] || _fail "claims $(_status_value $n claims) after the writes, 7 expected"
+[ "$(_status_value $n remapped)" = 0 ] || _fail "reads were remapped after the writes"
 
 # 3. SIGKILL and a new daemon on the same delta: nothing lost.
 _kill_daemon
@@ -75,6 +85,20 @@ c=$(cow_status in_delta)
 [ "$c" = 19 ] || _fail "$c chunks in the delta after a restart, 19 expected"
 _read_direct "$dev" $t.read || _fail "read $dev after the restart"
 cmp -s $t.read $t.expect || _fail "the snapshot lost data across a SIGKILL and restart"
+[ "$(_status_value $n claims)" = 7 ] || _fail "claims $(_status_value $n claims) after a restart, 7 expected"
+
+# --remap-reads: every read comes to the daemon, and those of chunks never
+# written go to the origin by remap answers.
+_stop_daemon "$DAEMON_PID"
+_start_example dmu-cow $n --delta "$delta" --control "$sock" -t 2 --remap-reads
+[ "$(_status_value $n claims)" = 1 ] || _fail "claims $(_status_value $n claims) with --remap-reads, 1 expected"
+_read_direct "$dev" $t.read || _fail "read $dev with --remap-reads"
+cmp -s $t.read $t.expect || _fail "the snapshot reads wrong with --remap-reads"
+r=$(_status_value $n remapped)
+[ "${r:-0}" -gt 0 ] || _fail "no read was remapped with --remap-reads"
+_stop_daemon "$DAEMON_PID"
+_start_example dmu-cow $n --delta "$delta" --control "$sock" -t 2
+[ "$(_status_value $n claims)" = 7 ] || _fail "claims $(_status_value $n claims) after --remap-reads, 7 expected"
 
 # A delta refuses a target of another size, and a chunk size not its own.
 _create_dev ${n}_small 16384 3 backing "$origin" 0
@@ -160,5 +184,26 @@ cmp -s $t.oread $t.expect || _fail "the origin after a resumed merge is not the 
 [ "$(_status_value $m claims)" = 0 ] || _fail "claims left after the resumed merge"
 _log "a merge killed after about $k of 1024 chunks went on at the next start and ended"
 
+_stop_daemon "$DAEMON_PID"
+
+# 7. More runs of written chunks than max_claims (3) allows: the reads of
+# every chunk are claimed again, and those never written come as remaps.
+s=${n}_s
+rm -f $delta.s
+_read_direct "$origin" $t.expect
+_create_dev $s $sectors 5 backing "$origin" 0 max_claims 3
+_start_example dmu-cow $s --delta $delta.s --control $sock.s
+[ "$(_status_value $s claims)" = 1 ] || _fail "claims $(_status_value $s claims) of a fresh snapshot, 1 expected"
+_write_direct $t.p64k /dev/mapper/$s 1048576 || _fail "write at 1 MiB"
+_patch $t.expect 1048576 $t.p64k
+[ "$(_status_value $s claims)" = 3 ] || _fail "claims $(_status_value $s claims) after one run, 3 expected"
+_write_direct $t.p64k /dev/mapper/$s 3145728 || _fail "write at 3 MiB past max_claims"
+_patch $t.expect 3145728 $t.p64k
+[ "$(_status_value $s claims)" = 1 ] || _fail "claims $(_status_value $s claims) past max_claims, 1 expected"
+_read_direct /dev/mapper/$s $t.read || _fail "read the snapshot past max_claims"
+cmp -s $t.read $t.expect || _fail "the snapshot reads wrong past max_claims"
+r=$(_status_value $s remapped)
+[ "${r:-0}" -gt 0 ] || _fail "no read remapped past max_claims"
+_log "past max_claims: every read claimed, $r remapped, data as written"
 _stop_daemon "$DAEMON_PID"
 exit 0
