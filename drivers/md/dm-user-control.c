@@ -73,6 +73,7 @@ static const struct dm_user_tag_desc dm_user_tags[] = {
 	{ DM_USER_ATTR_BACKING_OFFSET, DM_USER_TYPE_U64, false,
 	  "backing_offset" },
 	{ DM_USER_ATTR_CLAIM_RANGES, DM_USER_TYPE_U32, false, "claim_ranges" },
+	{ DM_USER_ATTR_MAP_RANGES, DM_USER_TYPE_U32, false, "map_ranges" },
 	{ DM_USER_ATTR_PASSED, DM_USER_TYPE_U64, false, "passed" },
 	{ DM_USER_ATTR_READ_REQUESTS, DM_USER_TYPE_U64, false, "read_requests" },
 	{ DM_USER_ATTR_READ_BYTES, DM_USER_TYPE_U64, false, "read_bytes" },
@@ -114,6 +115,7 @@ static const struct dm_user_tag_desc dm_user_tags[] = {
 	{ DM_USER_ATTR_RANGE_START, DM_USER_TYPE_U64, false, "range_start" },
 	{ DM_USER_ATTR_RANGE_LEN, DM_USER_TYPE_U64, false, "range_len" },
 	{ DM_USER_ATTR_RANGE_OPS, DM_USER_TYPE_U32, true, "range_ops" },
+	{ DM_USER_ATTR_RANGE_DEST, DM_USER_TYPE_U64, false, "range_dest" },
 	{ DM_USER_ATTR_NOTIFIED, DM_USER_TYPE_U64, false, "notified" },
 	{ DM_USER_ATTR_RELOADS, DM_USER_TYPE_U64, false, "reloads" },
 };
@@ -294,6 +296,7 @@ static int dm_user_cmd_get_info(struct dm_user_target *t,
 				snap.backing_start);
 		dm_user_put_u32(out, DM_USER_ATTR_CLAIM_RANGES,
 				snap.claim_ranges);
+		dm_user_put_u32(out, DM_USER_ATTR_MAP_RANGES, snap.map_ranges);
 		dm_user_put_u64(out, DM_USER_ATTR_PASSED, snap.passed);
 		dm_user_put_u64(out, DM_USER_ATTR_NOTIFIED, snap.notified);
 	}
@@ -391,7 +394,7 @@ static int dm_user_cmd_set_params(struct dm_user_target *t,
 	 */
 	if (has_nw) {
 		r = dm_user_change_claims(t, nw ? DM_USER_NOTIFY_ON :
-					  DM_USER_NOTIFY_OFF, 0, 0, 0, &nr);
+					  DM_USER_NOTIFY_OFF, 0, 0, 0, 0, &nr);
 		if (r == -EOPNOTSUPP && nw)
 			return dm_user_refuse(out, r,
 					      DM_USER_ATTR_NOTIFY_WRITES,
@@ -548,17 +551,23 @@ static const u16 dm_user_set_inputs[] = {
 	DM_USER_ATTR_REQUEST_TIMEOUT, DM_USER_ATTR_NOTIFY_WRITES, 0
 };
 
-/* CLAIM and RELEASE: the range, checked before anything changes. */
-static int dm_user_cmd_claims(struct dm_user_target *t,
-			      const struct dm_user_ctl_in *in,
-			      struct dm_user_ctl_out *out, bool claim)
+/*
+ * CLAIM, RELEASE, MAP and UNMAP (@op): the range, and for MAP its
+ * destination, checked before anything changes.
+ */
+static int dm_user_cmd_range(struct dm_user_target *t,
+			     const struct dm_user_ctl_in *in,
+			     struct dm_user_ctl_out *out,
+			     enum dm_user_claims_op op)
 {
-	u64 block = t->block_size >> SECTOR_SHIFT, start, len;
+	u64 block = t->block_size >> SECTOR_SHIFT, start, len, dest = 0;
 	unsigned int nr, ops = DM_USER_CLAIM_ALL;
+	bool map = op == DM_USER_MAP || op == DM_USER_UNMAP;
 	int r;
 
 	if (!dm_user_has_backing(t))
-		return dm_user_refuse(out, -EOPNOTSUPP, 0,
+		return dm_user_refuse(out, -EOPNOTSUPP, 0, map ?
+				      "mapped ranges need a backing device" :
 				      "claims need a backing device");
 	if (!dm_user_in_has(in, DM_USER_ATTR_RANGE_START))
 		return dm_user_refuse(out, -EINVAL, DM_USER_ATTR_RANGE_START,
@@ -583,23 +592,41 @@ static int dm_user_cmd_claims(struct dm_user_target *t,
 					      "range_ops must be reads, writes or both");
 		ops = v;
 	}
-	r = dm_user_change_claims(t, claim ? DM_USER_CLAIM : DM_USER_RELEASE,
-				  start, len, ops, &nr);
+	if (op == DM_USER_MAP) {
+		if (!dm_user_in_has(in, DM_USER_ATTR_RANGE_DEST))
+			return dm_user_refuse(out, -EINVAL,
+					      DM_USER_ATTR_RANGE_DEST,
+					      "range_dest required");
+		dest = dm_user_in_val(in, DM_USER_ATTR_RANGE_DEST);
+		if (dest & (block - 1))
+			return dm_user_refuse(out, -EINVAL,
+					      DM_USER_ATTR_RANGE_DEST,
+					      "range_dest must be whole blocks");
+	}
+	r = dm_user_change_claims(t, op, start, len, ops, dest, &nr);
 	if (r == -EOPNOTSUPP)
-		return dm_user_refuse(out, r, 0,
+		return dm_user_refuse(out, r, 0, map ?
+				      "mapped ranges need a backing device" :
 				      "claims need a backing device");
+	/* Which end passed the target's: told apart for the message only. */
+	if (r == -ERANGE && op == DM_USER_MAP &&
+	    (dest > dm_user_size(t) || len > dm_user_size(t) - dest))
+		return dm_user_refuse(out, r, DM_USER_ATTR_RANGE_DEST,
+				      "range_dest + range_len past the end of the target");
 	if (r == -ERANGE)
 		return dm_user_refuse(out, r, DM_USER_ATTR_RANGE_LEN,
 				      "range past the end of the target");
 	if (r == -E2BIG)
-		return dm_user_refuse(out, r, DM_USER_ATTR_RANGE_START,
+		return dm_user_refuse(out, r, DM_USER_ATTR_RANGE_START, map ?
+				      "more mapped ranges than max_claims" :
 				      "more claimed ranges than max_claims");
 	if (r == -EINTR)
 		return dm_user_refuse(out, r, 0,
 				      "killed while waiting for I/O to the backing device");
 	if (r)
 		return r;
-	dm_user_put_u32(out, DM_USER_ATTR_CLAIM_RANGES, nr);
+	dm_user_put_u32(out, map ? DM_USER_ATTR_MAP_RANGES :
+			DM_USER_ATTR_CLAIM_RANGES, nr);
 	return 0;
 }
 
@@ -608,7 +635,7 @@ static int dm_user_cmd_claim(struct dm_user_target *t,
 			     const struct dm_user_ctl_in *in,
 			     struct dm_user_ctl_out *out)
 {
-	return dm_user_cmd_claims(t, in, out, true);
+	return dm_user_cmd_range(t, in, out, DM_USER_CLAIM);
 }
 
 static int dm_user_cmd_release(struct dm_user_target *t,
@@ -616,12 +643,33 @@ static int dm_user_cmd_release(struct dm_user_target *t,
 			       const struct dm_user_ctl_in *in,
 			       struct dm_user_ctl_out *out)
 {
-	return dm_user_cmd_claims(t, in, out, false);
+	return dm_user_cmd_range(t, in, out, DM_USER_RELEASE);
+}
+
+static int dm_user_cmd_map(struct dm_user_target *t,
+			   struct dm_user_channel *ch,
+			   const struct dm_user_ctl_in *in,
+			   struct dm_user_ctl_out *out)
+{
+	return dm_user_cmd_range(t, in, out, DM_USER_MAP);
+}
+
+static int dm_user_cmd_unmap(struct dm_user_target *t,
+			     struct dm_user_channel *ch,
+			     const struct dm_user_ctl_in *in,
+			     struct dm_user_ctl_out *out)
+{
+	return dm_user_cmd_range(t, in, out, DM_USER_UNMAP);
 }
 
 static const u16 dm_user_range_inputs[] = {
 	DM_USER_ATTR_RANGE_START, DM_USER_ATTR_RANGE_LEN,
 	DM_USER_ATTR_RANGE_OPS, 0
+};
+
+static const u16 dm_user_map_inputs[] = {
+	DM_USER_ATTR_RANGE_START, DM_USER_ATTR_RANGE_LEN,
+	DM_USER_ATTR_RANGE_OPS, DM_USER_ATTR_RANGE_DEST, 0
 };
 
 static const u16 dm_user_negotiate_inputs[] = {
@@ -661,6 +709,16 @@ static const struct dm_user_cmd dm_user_cmds[] = {
 		.admin = true, .changes = true,
 		.reply_max = DM_USER_ATTR_HDR + sizeof(u64),
 		.inputs = dm_user_range_inputs, .fn = dm_user_cmd_release,
+	}, {
+		.command = DM_USER_CMD_MAP, .version = 9, .name = "map",
+		.admin = true, .changes = true,
+		.reply_max = DM_USER_ATTR_HDR + sizeof(u64),
+		.inputs = dm_user_map_inputs, .fn = dm_user_cmd_map,
+	}, {
+		.command = DM_USER_CMD_UNMAP, .version = 9, .name = "unmap",
+		.admin = true, .changes = true,
+		.reply_max = DM_USER_ATTR_HDR + sizeof(u64),
+		.inputs = dm_user_range_inputs, .fn = dm_user_cmd_unmap,
 	},
 };
 

@@ -32,10 +32,11 @@
  *	holds no lock; it waits on t->wq as a sleeper does, without sleeping.
  *
  *   dm_user_target.claims_lock (mutex)
- *	Serialises changes of the claimed ranges and of write notifications
- *	(CLAIM, RELEASE, SET_PARAMS notify_writes), each of which publishes
- *	a new copy with rcu_assign_pointer() and then waits for the bios
- *	mapped under the old one to leave (synchronize_rcu(), then
+ *	Serialises changes of the claimed and mapped ranges and of write
+ *	notifications (CLAIM, RELEASE, MAP, UNMAP, SET_PARAMS
+ *	notify_writes), all kept in one struct dm_user_claims: each change
+ *	publishes a new copy with rcu_assign_pointer() and then waits for
+ *	the bios mapped under the old one to leave (synchronize_rcu(), then
  *	dm_user_target.passing[] of the old parity). The map path reads the
  *	claims under rcu_read_lock() alone, and never waits for this; its
  *	read-side section lasts until the bio is queued (user_map()), so
@@ -75,7 +76,9 @@
  * request is busy, so no bio is completed after the target is gone.
  *
  * A write notification is a request like any other until its answer, and
- * one that lets the write through is taken as a remap to its own sector.
+ * one that lets the write through is taken as a remap to where the mapped
+ * ranges send it, counted in passing[] rather than remapping, so that a
+ * change of the claims waits for it as for the map path's own bios.
  *
  * A request answered with a remap leaves every holder: it is owned by the
  * backing device from then on, and counted in remapping until user_end_io()
@@ -600,6 +603,45 @@ static void dm_user_remap_locked(struct dm_user_target *t,
 	req->remap = true;
 }
 
+static sector_t dm_user_mapped_dest(const struct dm_user_claims *c,
+				    unsigned int k, sector_t start,
+				    sector_t end, sector_t *split);
+
+/*
+ * Takes the notification @req, let through, onto @done to be sent where
+ * the mapped ranges in force send it, or, if a mapped range now begins or
+ * ends inside it (changed while a channel held it), where they sent it
+ * when it was mapped. Counted in passing[] as the map path's bios are, so
+ * that a claim or map change that comes after waits for it to reach the
+ * backing device.
+ */
+static void dm_user_let_through_locked(struct dm_user_target *t,
+				       struct dm_user_request *req,
+				       struct list_head *done)
+{
+	sector_t start = req->msg.sector, split, dest = req->notify_dest;
+	sector_t end = start + (req->msg.len >> SECTOR_SHIFT);
+	const struct dm_user_claims *c;
+
+	lockdep_assert_held(&t->lock);
+	rcu_read_lock();
+	c = rcu_dereference(t->claims);
+	if (c) {
+		sector_t now = dm_user_mapped_dest(c, 1, start, end, &split);
+
+		if (split == end)
+			dest = now;
+		req->passing = c->parity + 1;
+		atomic_inc(&t->passing[c->parity]);
+	} else {
+		atomic_inc(&t->remapping);
+	}
+	rcu_read_unlock();
+	dm_user_detach_locked(t, req, done, BLK_STS_OK);
+	req->msg.sector = dest;
+	req->remap = true;
+}
+
 /**
  * dm_user_answer_locked() - take an answer that brings no data
  * @t: the target.
@@ -612,7 +654,7 @@ static void dm_user_remap_locked(struct dm_user_target *t,
  *	once the lock is dropped.
  *
  * A write notification let through (DM_USER_RESP_SUCCESS) goes to the
- * backing device where it was going, as a remap to its own sector.
+ * backing device where it was going (dm_user_let_through_locked()).
  */
 void dm_user_answer_locked(struct dm_user_target *t,
 			   struct dm_user_request *req, int kind,
@@ -625,8 +667,8 @@ void dm_user_answer_locked(struct dm_user_target *t,
 	if (req->notify) {
 		t->nr_notified++;
 		if (kind != DM_USER_ANSWER_REMAP && status == BLK_STS_OK) {
-			kind = DM_USER_ANSWER_REMAP;
-			sector = req->msg.sector;
+			dm_user_let_through_locked(t, req, done);
+			return;
 		}
 	}
 	if (kind == DM_USER_ANSWER_REMAP)
@@ -805,6 +847,7 @@ void dm_user_snapshot(struct dm_user_target *t, struct dm_user_channel *ch,
 	s->notified = t->nr_notified;
 	s->passed = atomic64_read(&t->nr_passed);
 	s->claim_ranges = dm_user_claim_ranges(t, &notify);
+	s->map_ranges = dm_user_map_ranges(t);
 	memcpy(s->stats, t->stats, sizeof(s->stats));
 	spin_unlock_irqrestore(&t->lock, irq_flags);
 }
@@ -1165,19 +1208,27 @@ static unsigned int dm_user_claims_find(const struct dm_user_range *range,
 	return lo;
 }
 
-/* The control ioctl allocates here: never waiting on writeback to us. */
-static struct dm_user_claims *dm_user_alloc_claims(unsigned int nr)
+/*
+ * Room for @nr claimed ranges and views, then for @nr_map mapped ranges,
+ * which start at map[0] (map[1] is left for the caller to place). The
+ * control ioctl allocates here: never waiting on writeback to us.
+ */
+static struct dm_user_claims *dm_user_alloc_claims(unsigned int nr,
+						   unsigned int nr_map)
 {
 	unsigned int noio_flags = memalloc_noio_save();
 	struct dm_user_claims *c;
 
-	c = kvmalloc(struct_size(c, range, nr), GFP_KERNEL);
+	c = kvmalloc(struct_size(c, range, size_add(nr, nr_map)), GFP_KERNEL);
 	memalloc_noio_restore(noio_flags);
 	if (c) {
 		c->nr = 0;
 		c->write_ranges = 0;
 		memset(c->nr_cls, 0, sizeof(c->nr_cls));
 		memset(c->cls, 0, sizeof(c->cls));
+		memset(c->nr_map, 0, sizeof(c->nr_map));
+		c->map[0] = c->range + nr;
+		c->map[1] = c->map[0];
 	}
 	return c;
 }
@@ -1212,9 +1263,73 @@ static const unsigned int dm_user_claim_class[2] = {
 };
 
 /*
- * The ranges of @c (made with room for no more) in a new copy of exactly
- * their size, with the view of each class after them; @c is freed. NULL
- * without the memory.
+ * Appends [@start, @end) mapped to @dest to the @*nr mapped ranges at @m:
+ * merged into the last one where it goes on from it on both sides, left
+ * out where it is empty.
+ */
+static void dm_user_map_add(struct dm_user_range *m, unsigned int *nr,
+			    sector_t start, sector_t end, sector_t dest)
+{
+	struct dm_user_range *last = *nr ? &m[*nr - 1] : NULL;
+
+	if (start >= end)
+		return;
+	if (last && last->end == start &&
+	    last->dest + (last->end - last->start) == dest) {
+		last->end = end;
+		return;
+	}
+	m[*nr].start = start;
+	m[*nr].end = end;
+	m[*nr].dest = dest;
+	(*nr)++;
+}
+
+/*
+ * The @n mapped ranges @old of one class, into @m (room for @n + 2: one
+ * range cut in two, and the new one), with [@start, @end) mapped to @dest
+ * if @map, or no longer mapped (as when @dest is @start). Returns how many
+ * @m holds.
+ */
+static unsigned int dm_user_map_edit(const struct dm_user_range *old,
+				     unsigned int n, struct dm_user_range *m,
+				     bool map, sector_t start, sector_t end,
+				     sector_t dest)
+{
+	/* Mapped to itself is not mapped: no range, no cut. */
+	bool placed = !map || dest == start;
+	unsigned int i, nr = 0;
+	sector_t from;
+
+	for (i = 0; i < n; i++) {
+		const struct dm_user_range *r = &old[i];
+
+		if (r->end <= start) {
+			dm_user_map_add(m, &nr, r->start, r->end, r->dest);
+			continue;
+		}
+		/* It ends after @start: the change goes before the rest. */
+		if (r->start < start)
+			dm_user_map_add(m, &nr, r->start, start, r->dest);
+		if (!placed) {
+			dm_user_map_add(m, &nr, start, end, dest);
+			placed = true;
+		}
+		from = max(r->start, end);
+		if (r->end > from)
+			dm_user_map_add(m, &nr, from, r->end,
+					r->dest + (from - r->start));
+	}
+	if (!placed)
+		dm_user_map_add(m, &nr, start, end, dest);
+	return nr;
+}
+
+/*
+ * The claimed ranges of @c (made with room for no more) in a new copy of
+ * exactly their size, with the view of each class after them and the
+ * mapped ranges @c points to after those; @c is freed. NULL without the
+ * memory.
  */
 static struct dm_user_claims *dm_user_claims_seal(struct dm_user_claims *c)
 {
@@ -1228,7 +1343,8 @@ static struct dm_user_claims *dm_user_claims_seal(struct dm_user_claims *c)
 			    !(i && (c->range[i - 1].ops & dm_user_claim_class[k]) &&
 			      c->range[i - 1].end == c->range[i].start))
 				n[k]++;
-	s = dm_user_alloc_claims(c->nr + n[0] + n[1]);
+	s = dm_user_alloc_claims(c->nr + n[0] + n[1],
+				 c->nr_map[0] + c->nr_map[1]);
 	if (!s) {
 		kvfree(c);
 		return NULL;
@@ -1260,15 +1376,23 @@ static struct dm_user_claims *dm_user_claims_seal(struct dm_user_claims *c)
 		}
 		s->nr_cls[k] = m;
 	}
+	s->map[1] = s->map[0] + c->nr_map[0];
+	for (k = 0; k < 2; k++) {
+		memcpy(s->map[k], c->map[k], c->nr_map[k] * sizeof(c->map[k][0]));
+		s->nr_map[k] = c->nr_map[k];
+	}
 	kvfree(c);
 	return s;
 }
 
-/* Whether @a and @b claim the same (field by field: ranges have padding). */
+/*
+ * Whether @a and @b claim and map the same (field by field: claimed
+ * ranges have padding).
+ */
 static bool dm_user_claims_same(const struct dm_user_claims *a,
 				const struct dm_user_claims *b)
 {
-	unsigned int i;
+	unsigned int i, k;
 
 	if (a->nr != b->nr || a->notify_writes != b->notify_writes)
 		return false;
@@ -1277,6 +1401,15 @@ static bool dm_user_claims_same(const struct dm_user_claims *a,
 		    a->range[i].end != b->range[i].end ||
 		    a->range[i].ops != b->range[i].ops)
 			return false;
+	for (k = 0; k < 2; k++) {
+		if (a->nr_map[k] != b->nr_map[k])
+			return false;
+		for (i = 0; i < a->nr_map[k]; i++)
+			if (a->map[k][i].start != b->map[k][i].start ||
+			    a->map[k][i].end != b->map[k][i].end ||
+			    a->map[k][i].dest != b->map[k][i].dest)
+				return false;
+	}
 	return true;
 }
 
@@ -1306,26 +1439,56 @@ static enum dm_user_cover dm_user_claims_cover(const struct dm_user_claims *c,
 }
 
 /*
+ * Where the bio [@start, @end) of class @k goes on the backing device,
+ * counted as a remap answer's sector is: from where a mapped range sends
+ * @start, or from @start itself; *@split is where that stops holding (a
+ * mapped range begins or ends there), or @end. One binary search.
+ */
+static sector_t dm_user_mapped_dest(const struct dm_user_claims *c,
+				    unsigned int k, sector_t start,
+				    sector_t end, sector_t *split)
+{
+	const struct dm_user_range *m = c->map[k];
+	unsigned int i = dm_user_claims_find(m, c->nr_map[k], start);
+
+	if (i == c->nr_map[k] || m[i].start >= end) {
+		*split = end;
+		return start;
+	}
+	if (m[i].start > start) {
+		*split = m[i].start;
+		return start;
+	}
+	*split = min(end, m[i].end);
+	return m[i].dest + (start - m[i].start);
+}
+
+/*
  * @old changed by @op, in a new copy: with [@start, @end) claimed for
  * @ops besides what it was claimed for, or released for @ops, sorted,
- * disjoint, adjacent ranges with the same ops merged; or with write
+ * disjoint, adjacent ranges with the same ops merged; or mapped to @dest
+ * for the classes of @ops, or no longer mapped for them; or with write
  * notifications turned on or off. A claim makes at most 2n + 1 ranges of
  * n (W, RW, W, ... RW, W where it spans n ranges claimed for reads alone),
  * a release n + 2 (one range split in three): 2n + 2 entries suffice; the
  * copy published has exactly what it needs (dm_user_claims_seal()).
- * ERR_PTR(-E2BIG) past @max, or -ENOMEM.
+ * ERR_PTR(-E2BIG) past @max claimed ranges, or past @max mapped ranges of
+ * both classes together; or -ENOMEM.
  */
 static struct dm_user_claims *
 dm_user_claims_edit(const struct dm_user_claims *old,
 		    enum dm_user_claims_op op, sector_t start, sector_t end,
-		    unsigned int ops, unsigned int max)
+		    unsigned int ops, sector_t dest, unsigned int max)
 {
-	struct dm_user_claims *c = dm_user_alloc_claims(2 * old->nr + 2);
+	struct dm_user_claims *c =
+		dm_user_alloc_claims(2 * old->nr + 2, old->nr_map[0] +
+				     old->nr_map[1] + 4);
 	bool claim = op == DM_USER_CLAIM;
 	bool edit = claim || op == DM_USER_RELEASE;
+	bool map = op == DM_USER_MAP || op == DM_USER_UNMAP;
 	/* Where the part of [start, end) no old range covers resumes. */
 	sector_t gap = start;
-	unsigned int i;
+	unsigned int i, k;
 
 	if (!c)
 		return ERR_PTR(-ENOMEM);
@@ -1357,11 +1520,29 @@ dm_user_claims_edit(const struct dm_user_claims *old,
 	}
 	if (claim)
 		dm_user_claims_add(c, gap, end, ops);
+	/* Each class can gain two mapped ranges (one cut in two, one new). */
+	c->map[1] = c->map[0] + old->nr_map[0] + 2;
+	for (k = 0; k < 2; k++) {
+		if (map && (ops & dm_user_claim_class[k])) {
+			c->nr_map[k] = dm_user_map_edit(old->map[k],
+							old->nr_map[k],
+							c->map[k],
+							op == DM_USER_MAP,
+							start, end, dest);
+			continue;
+		}
+		memcpy(c->map[k], old->map[k],
+		       old->nr_map[k] * sizeof(old->map[k][0]));
+		c->nr_map[k] = old->nr_map[k];
+	}
 	/*
 	 * A reload may have left more than a lower max: a change that does
 	 * not add to them is still taken, so that releases bring them under.
+	 * Claimed and mapped ranges are bounded each on their own.
 	 */
-	if (c->nr > max && c->nr > old->nr) {
+	if ((c->nr > max && c->nr > old->nr) ||
+	    (c->nr_map[0] + c->nr_map[1] > max &&
+	     c->nr_map[0] + c->nr_map[1] > old->nr_map[0] + old->nr_map[1])) {
 		kvfree(c);
 		return ERR_PTR(-E2BIG);
 	}
@@ -1373,7 +1554,10 @@ dm_user_claims_edit(const struct dm_user_claims *old,
  * Notifications still queued that the claims @c now cover become what
  * they would be if mapped now: claimed writes, which go to the daemon with
  * their data, so that once a claim returns nothing the daemon has not
- * seen reaches the range. Those a channel has read are its own to answer.
+ * seen reaches the range. So do those that a mapped range of @c now begins
+ * or ends inside, which the map path would have cut and no longer can;
+ * they are marked PARTLY_CLAIMED, as not all of them is claimed. Those a
+ * channel has read are its own to answer.
  */
 static void dm_user_claim_notifications(struct dm_user_target *t,
 					const struct dm_user_claims *c)
@@ -1381,7 +1565,7 @@ static void dm_user_claim_notifications(struct dm_user_target *t,
 	struct list_head *lists[] = { &t->queue, &t->backlog };
 	struct dm_user_request *req;
 	enum dm_user_cover cover;
-	sector_t start, end;
+	sector_t start, end, split;
 	unsigned int k;
 
 	spin_lock_irq(&t->lock);
@@ -1393,8 +1577,12 @@ static void dm_user_claim_notifications(struct dm_user_target *t,
 			end = start + (req->msg.len >> SECTOR_SHIFT);
 			cover = dm_user_claims_cover(c, start, end,
 						     DM_USER_CLAIM_WRITES);
-			if (cover == DM_USER_COVER_NONE)
-				continue;
+			if (cover == DM_USER_COVER_NONE) {
+				dm_user_mapped_dest(c, 1, start, end, &split);
+				if (split == end)
+					continue;
+				cover = DM_USER_COVER_PART;
+			}
 			req->notify = false;
 			req->msg.type &= ~(u64)DM_USER_REQ_NOTIFY;
 			if (cover == DM_USER_COVER_PART)
@@ -1414,34 +1602,42 @@ static int dm_user_claims_drain(struct dm_user_target *t,
 }
 
 /**
- * dm_user_change_claims() - claim or release a range of a target, or turn
- *	its write notifications on or off
+ * dm_user_change_claims() - claim, release, map or unmap a range of a
+ *	target, or turn its write notifications on or off
  * @t: the target.
  * @op: claim the range (its I/O goes to the daemon), release it (its I/O
- *	goes straight to the backing device), or turn notifications on or
- *	off (@start, @len and @ops are not used).
+ *	goes straight to the backing device), map it (its I/O not claimed
+ *	goes to the backing device at @dest), unmap it (at its own sector
+ *	again), or turn notifications on or off (@start, @len, @ops and
+ *	@dest are not used).
  * @start: first sector, from the start of the target, in whole blocks.
  * @len: sectors, in whole blocks, not 0.
  * @ops: for which I/O: DM_USER_CLAIM_READS, DM_USER_CLAIM_WRITES or both.
- * @nr: out: the claimed ranges after the change.
+ * @dest: for a map, where @start goes, in whole blocks from the start of
+ *	the target's range on the backing device, as a remap answer's
+ *	sector.
+ * @nr: out: the claimed ranges after the change; for a map or an unmap,
+ *	the mapped ranges of both classes.
  *
  * Publishes the new claims, then waits until no bio mapped under the old
  * ones is still on its way to the backing device: once a claim returns,
- * only the daemon reaches the range, and once notifications are on, no
- * write reaches the backing device without one.
+ * only the daemon reaches the range, once a map or unmap returns, nothing
+ * goes where the range was mapped before, and once notifications are on,
+ * no write reaches the backing device without one.
  *
  * Return: 0; -EOPNOTSUPP without a backing device, -ERANGE for a range
- * past the end of the target, -E2BIG for more ranges than max_claims,
- * -ENOMEM, all with nothing changed; -ERESTARTSYS if the caller was
- * killed while it waited for the lock (nothing changed); -EINTR if it was killed while it waited
- * for those bios (the change is made, and the next one finishes the
- * wait).
+ * (or, mapped, its destination) past the end of the target, -E2BIG for
+ * more ranges than max_claims, -ENOMEM, all with nothing changed;
+ * -ERESTARTSYS if the caller was killed while it waited for the lock
+ * (nothing changed); -EINTR if it was killed while it waited for those
+ * bios (the change is made, and the next one finishes the wait).
  */
 int dm_user_change_claims(struct dm_user_target *t, enum dm_user_claims_op op,
 			  sector_t start, sector_t len, unsigned int ops,
-			  unsigned int *nr)
+			  sector_t dest, unsigned int *nr)
 {
 	struct dm_user_claims *old, *c;
+	bool map;
 	int r;
 
 	/* Killed: nothing changed, and the caller never sees this. */
@@ -1457,10 +1653,14 @@ int dm_user_change_claims(struct dm_user_target *t, enum dm_user_claims_op op,
 	if (!old || !t->live->backing)
 		goto out;
 	r = -ERANGE;
-	if ((op == DM_USER_CLAIM || op == DM_USER_RELEASE) &&
+	if (op != DM_USER_NOTIFY_ON && op != DM_USER_NOTIFY_OFF &&
 	    (start > t->claims_len || len > t->claims_len - start))
 		goto out;
-	*nr = old->nr;
+	if (op == DM_USER_MAP &&
+	    (dest > t->claims_len || len > t->claims_len - dest))
+		goto out;
+	map = op == DM_USER_MAP || op == DM_USER_UNMAP;
+	*nr = map ? old->nr_map[0] + old->nr_map[1] : old->nr;
 	r = 0;
 	/* Nothing to change, nor to wait for. */
 	if ((op == DM_USER_NOTIFY_ON && old->notify_writes) ||
@@ -1473,7 +1673,7 @@ int dm_user_change_claims(struct dm_user_target *t, enum dm_user_claims_op op,
 			goto out;
 		t->claims_draining = false;
 	}
-	c = dm_user_claims_edit(old, op, start, start + len, ops,
+	c = dm_user_claims_edit(old, op, start, start + len, ops, dest,
 				t->live->max_claims);
 	if (IS_ERR(c)) {
 		r = PTR_ERR(c);
@@ -1490,12 +1690,12 @@ int dm_user_change_claims(struct dm_user_target *t, enum dm_user_claims_op op,
 	}
 	c->parity = old->parity ^ 1;
 	rcu_assign_pointer(t->claims, c);
-	*nr = c->nr;
+	*nr = map ? c->nr_map[0] + c->nr_map[1] : c->nr;
 	/* Every bio that saw the old claims has counted itself by now. */
 	synchronize_rcu();
 	kvfree(old);
-	/* Only a claim for writes takes notifications. */
-	if (op == DM_USER_CLAIM && (ops & DM_USER_CLAIM_WRITES))
+	/* Only a claim or map change for writes takes notifications. */
+	if ((op == DM_USER_CLAIM || map) && (ops & DM_USER_CLAIM_WRITES))
 		dm_user_claim_notifications(t, c);
 	/*
 	 * Turning notifications off promises nothing about I/O on its way:
@@ -1527,6 +1727,18 @@ bool dm_user_has_backing(struct dm_user_target *t)
 	return r;
 }
 
+/* The length of the live table, in sectors; a reload may change it. */
+sector_t dm_user_size(struct dm_user_target *t)
+{
+	unsigned long irq_flags;
+	sector_t len;
+
+	spin_lock_irqsave(&t->lock, irq_flags);
+	len = t->live->len;
+	spin_unlock_irqrestore(&t->lock, irq_flags);
+	return len;
+}
+
 /*
  * The number of claimed ranges, and in *@notify_writes whether writes
  * outside them are notified; 0 and false without a backing device.
@@ -1544,6 +1756,20 @@ unsigned int dm_user_claim_ranges(struct dm_user_target *t,
 		nr = c->nr;
 		*notify_writes = c->notify_writes;
 	}
+	rcu_read_unlock();
+	return nr;
+}
+
+/* The number of mapped ranges, both classes; 0 without a backing device. */
+unsigned int dm_user_map_ranges(struct dm_user_target *t)
+{
+	const struct dm_user_claims *c;
+	unsigned int nr = 0;
+
+	rcu_read_lock();
+	c = rcu_dereference(t->claims);
+	if (c)
+		nr = c->nr_map[0] + c->nr_map[1];
 	rcu_read_unlock();
 	return nr;
 }
@@ -1629,19 +1855,22 @@ static enum dm_user_op dm_user_bio_op(struct bio *bio)
 
 /*
  * Over a backing device, sends @bio straight there unless it touches a
- * claimed range or is a write to notify, under rcu_read_lock() alone. An
- * empty flush comes twice (num_flush_bios): the first goes to the backing
- * device, the second to the daemon, whose cache holds what it serves, if
- * it holds a claim. Returns a DM_MAPIO_* code or a DM_USER_MAP_* one.
+ * claimed range or is a write to notify, under rcu_read_lock() alone: to
+ * its own sector, or where a mapped range sends it, cut where a mapped
+ * range begins or ends. An empty flush comes twice (num_flush_bios): the
+ * first goes to the backing device, the second to the daemon, whose cache
+ * holds what it serves, if it holds a claim. Returns a DM_MAPIO_* code or
+ * a DM_USER_MAP_* one; for DM_USER_MAP_NOTIFY, *@notify_dest is where the
+ * write goes once let through.
  */
 static int dm_user_map_backing(struct dm_target *ti, struct dm_user_table *tt,
 			       struct bio *bio, struct dm_user_request *req,
-			       enum dm_user_op op)
+			       enum dm_user_op op, sector_t *notify_dest)
 {
 	struct dm_user_target *t = tt->t;
 	const struct dm_user_claims *c;
 	enum dm_user_cover cover;
-	sector_t start, end;
+	sector_t start, end, split, dest = 0;
 	unsigned int writes;
 
 	rcu_read_lock();
@@ -1667,8 +1896,14 @@ static int dm_user_map_backing(struct dm_target *ti, struct dm_user_table *tt,
 				     DM_USER_CLAIM_READS :
 				     DM_USER_CLAIM_WRITES);
 	if (cover == DM_USER_COVER_NONE) {
+		dest = dm_user_mapped_dest(c, op == DM_USER_OP_READ ? 0 : 1,
+					   start, end, &split);
+		/* dm core maps the rest as a new bio, looked up anew. */
+		if (split < end)
+			dm_accept_partial_bio(bio, split - start);
 		if (c->notify_writes && op != DM_USER_OP_READ) {
 			rcu_read_unlock();
+			*notify_dest = dest;
 			return DM_USER_MAP_NOTIFY;
 		}
 		goto pass;
@@ -1685,8 +1920,7 @@ pass:
 	atomic64_inc(&t->nr_passed);
 	bio_set_dev(bio, tt->backing->bdev);
 	if (op != DM_USER_OP_FLUSH)
-		bio->bi_iter.bi_sector = tt->backing_start +
-			dm_target_offset(ti, bio->bi_iter.bi_sector);
+		bio->bi_iter.bi_sector = tt->backing_start + dest;
 	return DM_MAPIO_REMAPPED;
 }
 
@@ -1697,6 +1931,7 @@ static int dm_user_map_bio(struct dm_target *ti, struct bio *bio)
 	struct dm_user_request *req = dm_per_bio_data(bio, sizeof(*req));
 	unsigned long irq_flags;
 	int how = DM_USER_MAP_CLAIMED;
+	sector_t notify_dest = 0;
 	enum dm_user_op op;
 	bool wake = false;
 
@@ -1719,7 +1954,8 @@ static int dm_user_map_bio(struct dm_target *ti, struct bio *bio)
 		return DM_MAPIO_SUBMITTED;
 	}
 	if (tt->backing) {
-		how = dm_user_map_backing(ti, tt, bio, req, op);
+		how = dm_user_map_backing(ti, tt, bio, req, op,
+					  &notify_dest);
 		if (how >= 0)
 			return how;
 	} else if (!dm_user_op_enabled(tt, op)) {
@@ -1745,7 +1981,8 @@ static int dm_user_map_bio(struct dm_target *ti, struct bio *bio)
 	    bio_sectors(bio) > DM_USER_MAX_IO_SECTORS) {
 		dm_accept_partial_bio(bio, DM_USER_MAX_IO_SECTORS);
 		if (tt->backing) {
-			how = dm_user_map_backing(ti, tt, bio, req, op);
+			how = dm_user_map_backing(ti, tt, bio, req, op,
+						  &notify_dest);
 			if (how >= 0)
 				return how;
 		}
@@ -1761,6 +1998,7 @@ static int dm_user_map_bio(struct dm_target *ti, struct bio *bio)
 	if (how == DM_USER_MAP_NOTIFY) {
 		req->msg.type |= DM_USER_REQ_NOTIFY;
 		req->notify = true;
+		req->notify_dest = notify_dest;
 	}
 	/* An empty flush has no meaningful sector. */
 	if (op != DM_USER_OP_FLUSH)
@@ -2173,7 +2411,7 @@ static int dm_user_add_node(struct dm_user_target *t, struct dm_target *ti)
 static struct dm_user_claims *
 dm_user_initial_claims(const struct dm_user_table *tt)
 {
-	struct dm_user_claims *c = dm_user_alloc_claims(1);
+	struct dm_user_claims *c = dm_user_alloc_claims(1, 0);
 
 	if (!c)
 		return NULL;
@@ -2187,20 +2425,36 @@ dm_user_initial_claims(const struct dm_user_table *tt)
 /*
  * The claims @old, made for @old_len sectors, fitted to the reload @tt:
  * cut at its end, and, where it is longer and has no passthrough, with the
- * new sectors claimed as a first table claims them all; notifications on
- * if they were or if it says notify_writes.
+ * new sectors claimed as a first table claims them all; mapped ranges cut
+ * where they or their destination pass its end; notifications on if they
+ * were or if it says notify_writes.
  */
 static struct dm_user_claims *
 dm_user_claims_fit(const struct dm_user_claims *old, sector_t old_len,
 		   const struct dm_user_table *tt)
 {
-	struct dm_user_claims *c = dm_user_alloc_claims(old->nr + 1);
+	struct dm_user_claims *c =
+		dm_user_alloc_claims(old->nr + 1, old->nr_map[0] +
+				     old->nr_map[1]);
 	/* Nothing is claimed past @old_len, but the ranges must stay sorted. */
 	sector_t end = min(old_len, tt->len);
-	unsigned int i;
+	unsigned int i, k;
 
 	if (!c)
 		return NULL;
+	c->map[1] = c->map[0] + old->nr_map[0];
+	for (k = 0; k < 2; k++) {
+		for (i = 0; i < old->nr_map[k]; i++) {
+			const struct dm_user_range *m = &old->map[k][i];
+
+			if (m->start >= end || m->dest >= tt->len)
+				continue;
+			dm_user_map_add(c->map[k], &c->nr_map[k], m->start,
+					min3(m->end, end,
+					     m->start + (tt->len - m->dest)),
+					m->dest);
+		}
+	}
 	c->parity = old->parity;
 	c->notify_writes = old->notify_writes ||
 			   test_bit(DM_USER_FEAT_NOTIFY_WRITES, &tt->seen);
@@ -2733,8 +2987,9 @@ static void user_status(struct dm_target *ti, status_type_t type,
 		DMEMIT(" daemon %s requeued %llu timeouts %llu remapped %llu",
 		       dm_user_daemon_state_names[snap.state], snap.requeued,
 		       snap.timeouts, snap.remapped);
-		DMEMIT(" claims %u passed %llu notified %llu",
-		       snap.claim_ranges, snap.passed, snap.notified);
+		DMEMIT(" claims %u passed %llu notified %llu maps %u",
+		       snap.claim_ranges, snap.passed, snap.notified,
+		       snap.map_ranges);
 		break;
 
 	case STATUSTYPE_TABLE:
@@ -2892,17 +3147,14 @@ static int user_end_io(struct dm_target *ti, struct bio *bio,
 	unsigned long irq_flags;
 	atomic_t *count;
 
-	if (req->passing) {
-		count = &t->passing[req->passing - 1];
-	} else if (req->remap) {
-		count = &t->remapping;
-		if (*error) {
-			spin_lock_irqsave(&t->lock, irq_flags);
-			t->stats[req->op].errors++;
-			spin_unlock_irqrestore(&t->lock, irq_flags);
-		}
-	} else {
+	if (!req->passing && !req->remap)
 		return DM_ENDIO_DONE;
+	/* A notification let through is both: a remap, counted in passing[]. */
+	count = req->passing ? &t->passing[req->passing - 1] : &t->remapping;
+	if (req->remap && *error) {
+		spin_lock_irqsave(&t->lock, irq_flags);
+		t->stats[req->op].errors++;
+		spin_unlock_irqrestore(&t->lock, irq_flags);
 	}
 	/* The destructor frees nothing before a grace period after this. */
 	rcu_read_lock();
@@ -2914,7 +3166,7 @@ static int user_end_io(struct dm_target *ti, struct bio *bio,
 
 static struct target_type user_target = {
 	.name = "user",
-	.version = {1, 4, 0},
+	.version = {1, 5, 0},
 	.features = DM_TARGET_NOWAIT,
 	.module = THIS_MODULE,
 	.ctr = user_ctr,

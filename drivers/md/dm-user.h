@@ -142,16 +142,27 @@ struct dm_user_request {
 	u8 passing;
 	/* Sent to the daemon as a write notification (DM_USER_REQ_NOTIFY). */
 	bool notify;
+	/*
+	 * Where a notification goes once let through, counted as a remap
+	 * answer's sector is: its own sector, or where a mapped range sends
+	 * it.
+	 */
+	sector_t notify_dest;
 };
 
 /*
- * One claimed range, in sectors from the start of the target: [start, end),
- * claimed for @ops (DM_USER_CLAIM_*, never 0).
+ * One range, in sectors from the start of the target: [start, end). A
+ * claimed range is claimed for @ops (DM_USER_CLAIM_*, never 0); a mapped
+ * range goes to the backing device at @dest (counted as a remap answer's
+ * sector is) for its first sector, and on from there.
  */
 struct dm_user_range {
 	sector_t start;
 	sector_t end;
-	unsigned int ops;
+	union {
+		unsigned int ops;
+		sector_t dest;
+	};
 };
 
 /*
@@ -178,7 +189,15 @@ struct dm_user_claims {
 	 * here, so that a bio sees it and the ranges as one.
 	 */
 	bool notify_writes;
-	/* The ranges, each with its ops, and the two views after them. */
+	/*
+	 * Per class, the mapped ranges (DM_USER_CMD_MAP) of that class:
+	 * sorted, disjoint, a range that goes on where the one before it
+	 * ends merged into it; nr_map[k] at map[k], after the views. A
+	 * claim for the class takes precedence over them.
+	 */
+	unsigned int nr_map[2];
+	struct dm_user_range *map[2];
+	/* The claimed ranges, each with its ops; the views and maps follow. */
 	unsigned int nr;
 	struct dm_user_range range[];
 };
@@ -514,11 +533,15 @@ enum dm_user_claims_op {
 	DM_USER_RELEASE,
 	DM_USER_NOTIFY_ON,
 	DM_USER_NOTIFY_OFF,
+	DM_USER_MAP,
+	DM_USER_UNMAP,
 };
 
 int dm_user_change_claims(struct dm_user_target *t, enum dm_user_claims_op op,
 			  sector_t start, sector_t len, unsigned int ops,
-			  unsigned int *nr);
+			  sector_t dest, unsigned int *nr);
+unsigned int dm_user_map_ranges(struct dm_user_target *t);
+sector_t dm_user_size(struct dm_user_target *t);
 unsigned int dm_user_claim_ranges(struct dm_user_target *t,
 				  bool *notify_writes);
 bool dm_user_has_backing(struct dm_user_target *t);
@@ -549,6 +572,7 @@ struct dm_user_snapshot {
 	u64 notified;
 	u64 passed;
 	unsigned int claim_ranges;
+	unsigned int map_ranges;
 	struct dm_user_op_stats stats[DM_USER_NR_OPS];
 };
 

@@ -194,9 +194,10 @@ struct dm_user_message {
  * DM_USER_CMD_RELEASE and their attributes), 6 write notifications
  * (DM_USER_REQ_NOTIFY, DM_USER_ATTR_NOTIFY_WRITES, DM_USER_ATTR_NOTIFIED),
  * 7 same-name reloads (DM_USER_ATTR_RELOADS, POLLPRI), 8 claims per
- * operation (DM_USER_ATTR_RANGE_OPS).
+ * operation (DM_USER_ATTR_RANGE_OPS), 9 mapped ranges (DM_USER_CMD_MAP,
+ * DM_USER_CMD_UNMAP, DM_USER_ATTR_RANGE_DEST, DM_USER_ATTR_MAP_RANGES).
  */
-#define DM_USER_CTL_VERSION	8
+#define DM_USER_CTL_VERSION	9
 
 #define DM_USER_CTL_MAX_SIZE	65536
 #define DM_USER_CTL_MAX_ATTRS	256
@@ -299,6 +300,33 @@ struct dm_user_attr {
  */
 #define DM_USER_CMD_CLAIM		6
 #define DM_USER_CMD_RELEASE		7
+/*
+ * v9, on a target with a backing device: map the range
+ * DM_USER_ATTR_RANGE_START, DM_USER_ATTR_RANGE_LEN (both required) to
+ * DM_USER_ATTR_RANGE_DEST (required) for the operations of
+ * DM_USER_ATTR_RANGE_OPS (optional, default both), or unmap it for them.
+ * I/O of a mapped range that its operation's claims do not take goes to
+ * the backing device at the range's destination (counted as a
+ * DM_USER_RESP_REMAP answer's sector is) plus its offset in the range,
+ * with no round trip: the remap answer a daemon would give each request,
+ * given once for all of them. A bio that crosses the edge of a mapped
+ * range is cut there. A claim for the operation takes precedence; unmapped
+ * and unclaimed I/O goes to its own sector, as through dm-linear. Mapping
+ * a range replaces what of it was mapped for those operations, and mapping
+ * it to itself unmaps it. A write notification let through goes where the
+ * mappings in force at its answer send it; one still queued that a changed
+ * edge falls inside becomes a write for the daemon, marked
+ * DM_USER_REQ_MAP_FLAG_PARTLY_CLAIMED. The reply
+ * gives DM_USER_ATTR_MAP_RANGES. Needs what CLAIM needs, and is atomic
+ * against I/O as CLAIM is: MAP and UNMAP return only once no bio mapped
+ * before them is on its way to the backing device. Errors as for CLAIM;
+ * EINVAL also for a destination not in whole blocks, ERANGE for one whose
+ * range passes the target's end; E2BIG when the mapped ranges of reads
+ * and writes together would be more than max_claims. Ranges that join
+ * end to start on both sides count as one.
+ */
+#define DM_USER_CMD_MAP			8
+#define DM_USER_CMD_UNMAP		9
 
 /*
  * Attribute tags, with their types and the version that introduced them.
@@ -407,11 +435,22 @@ struct dm_user_attr {
  * sleep and the wake-up. It stops early when another task wants the CPU.
  */
 #define DM_USER_ATTR_RING_BUSY_POLL	74
-/* CLAIM and RELEASE: U64, v5, sectors from the start of the target. */
+/*
+ * CLAIM and RELEASE (and, v9, MAP and UNMAP): U64, v5, sectors from the
+ * start of the target.
+ */
 #define DM_USER_ATTR_RANGE_START	80
 #define DM_USER_ATTR_RANGE_LEN		81
-/* CLAIM and RELEASE: U32, v8, what of the range: DM_USER_CLAIM_*. */
+/*
+ * CLAIM and RELEASE (and, v9, MAP and UNMAP): U32, v8, what of the range:
+ * DM_USER_CLAIM_*.
+ */
 #define DM_USER_ATTR_RANGE_OPS		82
+/*
+ * MAP: U64, v9, where the range goes, in sectors from the start of the
+ * target's range on the backing device (DM_USER_ATTR_BACKING_OFFSET).
+ */
+#define DM_USER_ATTR_RANGE_DEST		83
 /* U64, v6, in GET_INFO replies: answers taken to write notifications. */
 #define DM_USER_ATTR_NOTIFIED		90
 /*
@@ -421,6 +460,12 @@ struct dm_user_attr {
  * the size, the backing device and the operations may have changed.
  */
 #define DM_USER_ATTR_RELOADS		91
+/*
+ * U32, v9: mapped ranges, of reads and writes together, in a GET_INFO
+ * reply of a target with a backing device and in the reply of MAP and
+ * UNMAP.
+ */
+#define DM_USER_ATTR_MAP_RANGES		92
 
 /* DM_USER_ATTR_RANGE_OPS */
 #define DM_USER_CLAIM_READS	_BITUL(0)	/* reads */

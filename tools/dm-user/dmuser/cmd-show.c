@@ -288,7 +288,7 @@ void info_usage(FILE *f)
 "What the target reports, for people: its size and block size, the\n"
 "operations it serves, the daemon's state in words and its channels, the\n"
 "requests queued, held back and in flight, what happened since it was\n"
-"loaded, its backing device and claimed ranges, its settings with\n"
+"loaded, its backing device, claimed and mapped ranges, its settings with\n"
 "(default) after those a table without the word would have, and a table of\n"
 "requests, bytes and errors per operation.\n"
 "  -j, --json   a JSON object instead, for scripts: version, features, name,\n"
@@ -297,10 +297,10 @@ void info_usage(FILE *f)
 "               queued, backlog, inflight, daemon, requeued, timeouts,\n"
 "               bad_answers, remapped, reloads; with a backing device\n"
 "               backing (major:minor), backing_offset (sectors),\n"
-"               claim_ranges, passed and notified; stats (per operation:\n"
-"               requests, bytes, errors) and settings (max_queued,\n"
-"               no_daemon_timeout (seconds, or \"forever\"), request_timeout,\n"
-"               notify_writes)\n"
+"               claim_ranges, map_ranges, passed and notified; stats\n"
+"               (per operation: requests, bytes, errors) and settings\n"
+"               (max_queued, no_daemon_timeout (seconds, or \"forever\"),\n"
+"               request_timeout, notify_writes)\n"
 "  -h, --help   show this help\n", prog);
 }
 
@@ -389,10 +389,10 @@ static void info_text(const struct dmu_info *in, const struct dmu_params *pa,
 	       in->requeued, in->timeouts, in->bad_answers, in->remapped,
 	       in->reloads);
 	if (in->backing[0])
-		printf("  backing      %s from sector %" PRIu64 ", %" PRIu32 " claimed range%s, %" PRIu64 " passed straight, %" PRIu64 " notified\n",
+		printf("  backing      %s from sector %" PRIu64 ", %" PRIu32 " claimed range%s, %" PRIu32 " mapped, %" PRIu64 " passed straight, %" PRIu64 " notified\n",
 		       in->backing, in->backing_offset, in->claim_ranges,
-		       in->claim_ranges == 1 ? "" : "s", in->passed,
-		       in->notified);
+		       in->claim_ranges == 1 ? "" : "s", in->map_ranges,
+		       in->passed, in->notified);
 	if (params_err) {
 		printf("  settings     (not read: %s)\n", strerror(-params_err));
 	} else {
@@ -465,6 +465,8 @@ static struct json_object *info_json(const struct dmu_info *in,
 			 json_object_new_uint64(in->backing_offset), &ok);
 		json_add(o, "claim_ranges",
 			 json_object_new_uint64(in->claim_ranges), &ok);
+		json_add(o, "map_ranges",
+			 json_object_new_uint64(in->map_ranges), &ok);
 		json_add(o, "passed", json_object_new_uint64(in->passed), &ok);
 		json_add(o, "notified", json_object_new_uint64(in->notified),
 			 &ok);

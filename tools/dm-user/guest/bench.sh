@@ -93,6 +93,19 @@ dmsetup create bench_remap_poll --table "0 $_s user 0 $_s bench_remap_poll 3 bac
 	/dev/dm-user/bench_remap_poll &
 DAEMONS="$DAEMONS $!"
 wait_file /tmp/bench_remap_poll.pid "dmuserd --remap --busy-poll"
+# Every request remapped to the other half of the same brd, said once for
+# all of them as a daemon that relocates data would: the halves swapped by
+# two mapped ranges (DM_USER_CMD_MAP, here through dmsetup message) and
+# nothing claimed. A remapping daemon stays attached, and is asked nothing.
+dmsetup create bench_mapped --table "0 $_s user 0 $_s bench_mapped 4 backing /dev/ram1 0 passthrough" ||
+	fail "dm-user create bench_mapped"
+_h=$((_s / 2))
+dmsetup message bench_mapped 0 map range_start=0 range_len=$_h range_dest=$_h >/dev/null &&
+	dmsetup message bench_mapped 0 map range_start=$_h range_len=$_h range_dest=0 >/dev/null ||
+	fail "dmsetup message bench_mapped 0 map"
+./dmuserd -t $THREADS --remap -p /tmp/bench_mapped.pid /dev/dm-user/bench_mapped &
+DAEMONS="$DAEMONS $!"
+wait_file /tmp/bench_mapped.pid "dmuserd --remap for bench_mapped"
 dmsetup create bench_pass --table "0 $_s user 0 $_s bench_pass 4 backing /dev/ram1 0 passthrough" ||
 	fail "dm-user create bench_pass"
 # Copy-on-write snapshots of the same brd (the example daemon dmu-cow,
@@ -132,7 +145,7 @@ else
 fi
 DEVICES="$DEVICES dm-user/RAM:/dev/mapper/bench_ram dm-user/file:/dev/mapper/bench_file"
 [ -z "$UBLK" ] || DEVICES="$DEVICES ublk/loop:/dev/ublkb1"
-DEVICES="$DEVICES loop:$loopdev brd:/dev/ram0 null_blk:/dev/nullb0 dm-linear/brd:/dev/mapper/bench_linear dm-user/remap:/dev/mapper/bench_remap dm-user/remap+poll:/dev/mapper/bench_remap_poll dm-user/pass:/dev/mapper/bench_pass dm-user/cow:/dev/mapper/bench_cow dm-user/cow-remap:/dev/mapper/bench_cow_remap dm-user/cow-copy:/dev/mapper/bench_cow_copy nbd/nbdkit:/dev/nbd0"
+DEVICES="$DEVICES loop:$loopdev brd:/dev/ram0 null_blk:/dev/nullb0 dm-linear/brd:/dev/mapper/bench_linear dm-user/remap:/dev/mapper/bench_remap dm-user/remap+poll:/dev/mapper/bench_remap_poll dm-user/mapped:/dev/mapper/bench_mapped dm-user/pass:/dev/mapper/bench_pass dm-user/cow:/dev/mapper/bench_cow dm-user/cow-remap:/dev/mapper/bench_cow_remap dm-user/cow-copy:/dev/mapper/bench_cow_copy nbd/nbdkit:/dev/nbd0"
 
 # ONLY="<device> ...": the rows of those devices alone (names as in the
 # table), for a quicker look at some of them; the ratios need both sides.
@@ -292,7 +305,8 @@ echo "  ring (default depth and data area), unless named: +poll = ring with a 20
 echo "  rw = read() and write() (RFC protocol), RB, WB = READ_BATCH,"
 echo "  WRITE_BATCH (on read() and write()), copy = rw with --copy (data through the"
 echo "  library's buffers instead of in place); remap = over brd, every request"
-echo "  remapped there by a daemon (dmuserd --remap; +poll: with a 200 us busy-poll), pass = over brd,"
+echo "  remapped there by a daemon (dmuserd --remap; +poll: with a 200 us busy-poll), mapped = over"
+echo "  brd, its two halves swapped by two mapped ranges, nothing claimed; pass = over brd,"
 echo "  nothing claimed, no daemon;"
 echo "  cow = dmu-cow over brd, reads of chunks never written passed to it by the kernel (writes"
 echo "  claimed alone), cow-remap = the same remapped by the daemon (--remap-reads), cow-copy ="
@@ -358,6 +372,8 @@ END {
   show("rr4k-qd16", "dm-user/remap", "dm-linear/brd", 0.9)
   show("rr4k-qd1", "dm-user/remap+poll", "dm-linear/brd", 0.9)
   show("rr4k-qd16", "dm-user/remap+poll", "dm-linear/brd", 0.9)
+  for (i = 1; i <= nt; i++)
+    show(tests[i], "dm-user/mapped", "dm-linear/brd", 0.9)
   for (i = 1; i <= nt; i++)
     show(tests[i], "dm-user/pass", "dm-linear/brd", 0.95)
   for (i = 1; i <= nt; i++)
@@ -495,7 +511,7 @@ dmsetup remove bench_q || fail "dmsetup remove bench_q"
 # --- teardown --------------------------------------------------------------
 # shellcheck disable=SC2086 # a list of pids
 kill $DAEMONS; wait
-for n in bench_null bench_null_2t bench_null_poll bench_null_rw bench_null_rb bench_null_rbwb bench_null_copy bench_ram bench_file bench_remap bench_remap_poll bench_pass bench_cow bench_cow_copy; do
+for n in bench_null bench_null_2t bench_null_poll bench_null_rw bench_null_rb bench_null_rbwb bench_null_copy bench_ram bench_file bench_remap bench_remap_poll bench_mapped bench_pass bench_cow bench_cow_copy; do
 	dmsetup remove $n || fail "dmsetup remove $n"
 done
 [ -z "$UBLK" ] || "$UBLK" del -a >/dev/null

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
@@ -26,6 +27,8 @@ static const struct {
 	{ DM_USER_CMD_NEGOTIATE, 1 },
 	{ DM_USER_CMD_CLAIM, 5 },
 	{ DM_USER_CMD_RELEASE, 5 },
+	{ DM_USER_CMD_MAP, 9 },
+	{ DM_USER_CMD_UNMAP, 9 },
 };
 
 static __thread struct dmu_ctl_error dmu_last_error;
@@ -150,7 +153,8 @@ static uint64_t dmu_attr_num(const struct dm_user_attr *a)
 	return v64;
 }
 
-int dmu_get_info(int fd, struct dmu_info *info)
+/* Every field of struct dmu_info that the kernel reports, into @info. */
+static int dmu_get_info_all(int fd, struct dmu_info *info)
 {
 	union dmu_ctl_buf b;
 	const struct dm_user_attr *a;
@@ -229,6 +233,9 @@ int dmu_get_info(int fd, struct dmu_info *info)
 		case DM_USER_ATTR_CLAIM_RANGES:
 			info->claim_ranges = (uint32_t)v;
 			break;
+		case DM_USER_ATTR_MAP_RANGES:
+			info->map_ranges = (uint32_t)v;
+			break;
 		case DM_USER_ATTR_PASSED:
 			info->passed = v;
 			break;
@@ -258,6 +265,27 @@ int dmu_get_info(int fd, struct dmu_info *info)
 		}
 	}
 	return 0;
+}
+
+int dmu_get_info_size(int fd, struct dmu_info *info, size_t size)
+{
+	struct dmu_info all;
+	int r = dmu_get_info_all(fd, &all);
+
+	if (r)
+		return r;
+	/* A caller built with a newer header than this library: zeroes. */
+	memset(info, 0, size);
+	memcpy(info, &all, size < sizeof(all) ? size : sizeof(all));
+	return 0;
+}
+
+/* The struct of libdmuser 1.5 and before ended with reloads. */
+#undef dmu_get_info
+int dmu_get_info(int fd, struct dmu_info *info)
+{
+	return dmu_get_info_size(fd, info, offsetof(struct dmu_info, reloads) +
+				 sizeof(info->reloads));
 }
 
 int dmu_get_params(int fd, struct dmu_params *params)
@@ -314,21 +342,25 @@ int dmu_set_params(int fd, const struct dmu_params *params,
 }
 
 /*
- * CLAIM or RELEASE of [@offset, @offset + @len) bytes for @ops; ops other
- * than both are asked for with a mandatory attribute, which a kernel
- * before control interface version 8 refuses (ENOPROTOOPT) rather than
- * claim more than asked.
+ * CLAIM, RELEASE, MAP (to @dest bytes) or UNMAP of [@offset, @offset +
+ * @len) bytes for @ops; ops other than both are asked for with a mandatory
+ * attribute, which a kernel before control interface version 8 refuses
+ * (ENOPROTOOPT) rather than claim more than asked.
  */
 static int dmu_claims(int fd, uint16_t command, uint64_t offset,
-		      uint64_t len, unsigned int ops)
+		      uint64_t len, uint64_t dest, unsigned int ops)
 {
-	uint64_t start = offset / 512, sectors = len / 512;
+	uint64_t start = offset / 512, sectors = len / 512, to = dest / 512;
 	const struct dm_user_attr *a;
 	union dmu_ctl_buf b;
 	uint32_t off = 0, ops32 = ops;
+	uint16_t reply = command == DM_USER_CMD_MAP ||
+			 command == DM_USER_CMD_UNMAP ?
+			 DM_USER_ATTR_MAP_RANGES : DM_USER_ATTR_CLAIM_RANGES;
 	int r;
 
-	if (offset % 512 || len % 512 || !ops || (ops & ~DM_USER_CLAIM_ALL))
+	if (offset % 512 || len % 512 || dest % 512 || !ops ||
+	    (ops & ~DM_USER_CLAIM_ALL))
 		return -EINVAL;
 	dmu_ctl_init(&b, command);
 	dmu_ctl_add(&b, DM_USER_ATTR_RANGE_START, DM_USER_TYPE_U64, &start,
@@ -338,35 +370,49 @@ static int dmu_claims(int fd, uint16_t command, uint64_t offset,
 	if (ops != DM_USER_CLAIM_ALL)
 		dmu_ctl_add(&b, DM_USER_ATTR_RANGE_OPS, DM_USER_TYPE_U32,
 			    &ops32, sizeof(ops32));
+	if (command == DM_USER_CMD_MAP)
+		dmu_ctl_add(&b, DM_USER_ATTR_RANGE_DEST, DM_USER_TYPE_U64, &to,
+			    sizeof(to));
 	r = dmu_ctl_call(fd, &b);
 	if (r)
 		return r;
 	while ((a = dmu_ctl_next(&b, &off)))
-		if (a->tag == DM_USER_ATTR_CLAIM_RANGES)
+		if (a->tag == reply)
 			return (int)dmu_attr_num(a);
 	return -EPROTO;
 }
 
 int dmu_claim(int fd, uint64_t offset, uint64_t len)
 {
-	return dmu_claims(fd, DM_USER_CMD_CLAIM, offset, len,
+	return dmu_claims(fd, DM_USER_CMD_CLAIM, offset, len, 0,
 			  DM_USER_CLAIM_ALL);
 }
 
 int dmu_release(int fd, uint64_t offset, uint64_t len)
 {
-	return dmu_claims(fd, DM_USER_CMD_RELEASE, offset, len,
+	return dmu_claims(fd, DM_USER_CMD_RELEASE, offset, len, 0,
 			  DM_USER_CLAIM_ALL);
 }
 
 int dmu_claim_ops(int fd, uint64_t offset, uint64_t len, unsigned int ops)
 {
-	return dmu_claims(fd, DM_USER_CMD_CLAIM, offset, len, ops);
+	return dmu_claims(fd, DM_USER_CMD_CLAIM, offset, len, 0, ops);
 }
 
 int dmu_release_ops(int fd, uint64_t offset, uint64_t len, unsigned int ops)
 {
-	return dmu_claims(fd, DM_USER_CMD_RELEASE, offset, len, ops);
+	return dmu_claims(fd, DM_USER_CMD_RELEASE, offset, len, 0, ops);
+}
+
+int dmu_map(int fd, uint64_t offset, uint64_t len, uint64_t dest,
+	    unsigned int ops)
+{
+	return dmu_claims(fd, DM_USER_CMD_MAP, offset, len, dest, ops);
+}
+
+int dmu_unmap(int fd, uint64_t offset, uint64_t len, unsigned int ops)
+{
+	return dmu_claims(fd, DM_USER_CMD_UNMAP, offset, len, 0, ops);
 }
 
 int dmu_reset_counters(int fd)

@@ -209,11 +209,7 @@ struct dmu_info {
 	uint64_t timeouts;		/* failed by request_timeout */
 	uint64_t bad_answers;		/* answers refused (kernel v2) */
 	struct dmu_op_stats stats[DMU_NR_OPS];
-	/*
-	 * Since libdmuser 1.3 and kernel v4. dmu_get_info() fills the whole
-	 * struct: a program built with an older header must be rebuilt
-	 * (libdmuser's ABI is not frozen before its first packaged release).
-	 */
+	/* Since libdmuser 1.3 and kernel v4. */
 	uint64_t remapped;		/* remap answers taken */
 	/* The backing device, "major:minor", or "" if the target has none. */
 	char backing[32];
@@ -228,10 +224,41 @@ struct dmu_info {
 	 * under its name that took effect (see dmu_ops.reload).
 	 */
 	uint64_t reloads;
+	/*
+	 * Since libdmuser 1.6 and kernel v9, with a backing device: mapped
+	 * ranges, of reads and writes together (dmu_map()).
+	 */
+	uint32_t map_ranges;
+	/*
+	 * Fields are only ever added here, at the end: a program built with
+	 * an older header passes its own, shorter size (dmu_get_info()), and
+	 * the library fills only that much.
+	 */
 };
 
-/** dmu_get_info() - DM_USER_CMD_GET_INFO on channel @fd */
+/**
+ * dmu_get_info_size() - DM_USER_CMD_GET_INFO on channel @fd, into the
+ * first @size bytes of @info
+ * @size: sizeof(struct dmu_info) as the caller was built with
+ *
+ * Fills the fields that lie wholly inside @size (those @info's header
+ * had), with 0 for what the kernel does not report, and zeroes the rest of
+ * @size. Since libdmuser 1.6; dmu_get_info() calls it with the caller's
+ * size.
+ *
+ * Return: 0, or a negative errno as every control command.
+ */
+int dmu_get_info_size(int fd, struct dmu_info *info, size_t size);
+/**
+ * dmu_get_info() - DM_USER_CMD_GET_INFO on channel @fd
+ *
+ * A macro over dmu_get_info_size() with sizeof(*@info). The function of
+ * this name stays for programs built before libdmuser 1.6, and fills the
+ * struct as it was then, up to @reloads.
+ */
 int dmu_get_info(int fd, struct dmu_info *info);
+#define dmu_get_info(fd, info) \
+	dmu_get_info_size((fd), (info), sizeof(*(info)))
 
 struct dmu_params {
 	uint32_t max_queued;
@@ -327,6 +354,45 @@ int dmu_release(int fd, uint64_t offset, uint64_t len);
 int dmu_claim_ops(int fd, uint64_t offset, uint64_t len, unsigned int ops);
 /** dmu_release_ops() - dmu_release() for @ops only, as dmu_claim_ops() */
 int dmu_release_ops(int fd, uint64_t offset, uint64_t len, unsigned int ops);
+
+/**
+ * dmu_map() - DM_USER_CMD_MAP: send the I/O of [@offset, @offset + @len)
+ * to @dest on the backing device, with no round trip
+ * @fd: as for dmu_claim()
+ * @offset: bytes from the start of the target, a multiple of its block size
+ * @len: bytes, a multiple of the block size, not 0
+ * @dest: where @offset goes, in bytes from the start of the target's
+ *	range on the backing device (struct dmu_info.backing_offset), as a
+ *	remap answer's sector counts; a multiple of the block size, with
+ *	@dest + @len not past the end of the target
+ * @ops: as for dmu_claim_ops(): the reads, the writes or both
+ *
+ * The remap answer the daemon would give every request of the range, given
+ * once: I/O of the range that no claim for its operation takes goes from
+ * the kernel's map path to @dest plus its offset in the range. A claim
+ * takes precedence, so a daemon may map a range and then release its
+ * claim, and no request sees a moment where neither holds. Mapping a range
+ * again replaces the mapping of what it covers; requests that cross the
+ * edge of a mapped range are cut there. Returns once no I/O mapped before
+ * the call is still on its way to where it went before.
+ *
+ * Return: the number of mapped ranges after the change, of reads and
+ * writes together (ranges that continue each other, on the target and on
+ * the backing device, count as one); or a negative errno as dmu_claim(),
+ * with -EINVAL also for @dest not in whole blocks, -ERANGE also for
+ * @dest + @len past the end, -E2BIG for more mapped ranges than the
+ * table's max_claims, and -EPROTONOSUPPORT from a kernel before control
+ * interface version 9.
+ */
+int dmu_map(int fd, uint64_t offset, uint64_t len, uint64_t dest,
+	    unsigned int ops);
+/**
+ * dmu_unmap() - DM_USER_CMD_UNMAP: [@offset, @offset + @len) no longer
+ * mapped for @ops: its unclaimed I/O goes to its own sector again
+ *
+ * Return: as dmu_map().
+ */
+int dmu_unmap(int fd, uint64_t offset, uint64_t len, unsigned int ops);
 
 /** dmu_reset_counters() - DM_USER_CMD_RESET_COUNTERS */
 int dmu_reset_counters(int fd);

@@ -102,26 +102,41 @@ static inline uint64_t info_num(int fd, uint16_t tag)
 
 /* CLAIM or RELEASE of sectors [start, start + len): the ranges, or -errno. */
 /* CLAIM or RELEASE for @ops (DM_USER_CLAIM_*; 0: no RANGE_OPS at all). */
-static inline int claims_ops_cmd(int fd, uint16_t command, uint64_t start,
-				 uint64_t len, uint32_t ops)
+/*
+ * CLAIM, RELEASE, MAP or UNMAP of [@start, @start + @len) for @ops (0:
+ * leave the default), MAP to @dest: the claimed ranges after it (mapped
+ * ones for MAP and UNMAP), or -errno.
+ */
+static inline int range_cmd(int fd, uint16_t command, uint64_t start,
+			    uint64_t len, uint64_t dest, uint32_t ops)
 {
+	bool map = command == DM_USER_CMD_MAP || command == DM_USER_CMD_UNMAP;
 	struct ctl c;
 
 	ctl_init(&c, command);
-	c.hdr.version = 5;
+	c.hdr.version = map ? 9 : 5;
 	ctl_add(&c, DM_USER_ATTR_RANGE_START, DM_USER_TYPE_U64, start);
 	ctl_add(&c, DM_USER_ATTR_RANGE_LEN, DM_USER_TYPE_U64, len);
 	if (ops)
 		ctl_add(&c, DM_USER_ATTR_RANGE_OPS, DM_USER_TYPE_U32, ops);
+	if (command == DM_USER_CMD_MAP)
+		ctl_add(&c, DM_USER_ATTR_RANGE_DEST, DM_USER_TYPE_U64, dest);
 	if (ioctl(fd, DM_USER_IOCTL_CTL, &c))
 		return -errno;
-	return (int)ctl_num(&c, DM_USER_ATTR_CLAIM_RANGES);
+	return (int)ctl_num(&c, map ? DM_USER_ATTR_MAP_RANGES :
+			    DM_USER_ATTR_CLAIM_RANGES);
+}
+
+static inline int claims_ops_cmd(int fd, uint16_t command, uint64_t start,
+				 uint64_t len, uint32_t ops)
+{
+	return range_cmd(fd, command, start, len, 0, ops);
 }
 
 static inline int claims_cmd(int fd, uint16_t command, uint64_t start,
 			     uint64_t len)
 {
-	return claims_ops_cmd(fd, command, start, len, 0);
+	return range_cmd(fd, command, start, len, 0, 0);
 }
 
 /*

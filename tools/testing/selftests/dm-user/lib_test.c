@@ -753,6 +753,25 @@ TEST(remap_through_the_library)
 	EXPECT_EQ(3, dmu_claim_ops(ch, 8192, 4096, DM_USER_CLAIM_WRITES));
 	EXPECT_EQ(3, dmu_release_ops(ch, 8192, 4096, DM_USER_CLAIM_READS));
 	EXPECT_EQ(2, dmu_release_ops(ch, 8192, 4096, DM_USER_CLAIM_WRITES));
+	/* Mapped: reads of 64 KiB there come from 128 KiB, no daemon. */
+	EXPECT_EQ(-EINVAL, dmu_map(ch, 65536, 8192, 100, DM_USER_CLAIM_READS));
+	EXPECT_EQ(-EINVAL, dmu_map(ch, 65536, 8192, 131072, 0));
+	EXPECT_EQ(-ERANGE, dmu_map(ch, 65536, 8192, SECTORS * 512, DM_USER_CLAIM_ALL));
+	EXPECT_EQ(1, dmu_map(ch, 65536, 8192, 131072, DM_USER_CLAIM_READS));
+	ASSERT_EQ(8192, pread(bdev, buf, 8192, 65536));
+	EXPECT_EQ(0, memcmp(buf, ram + 131072, 8192));
+	ASSERT_EQ(0, dmu_get_info(ch, &info));
+	EXPECT_EQ(1, info.map_ranges);
+	EXPECT_EQ(2, info.claim_ranges);
+	/* A program built before 1.6 has a struct that ends at reloads. */
+	info.map_ranges = 12345;
+	info.claim_ranges = 0;
+	ASSERT_EQ(0, (dmu_get_info)(ch, &info));
+	EXPECT_EQ(2, info.claim_ranges);
+	EXPECT_EQ(12345, info.map_ranges);
+	EXPECT_EQ(0, dmu_unmap(ch, 0, MIB, DM_USER_CLAIM_ALL));
+	ASSERT_EQ(8192, pread(bdev, buf, 8192, 65536));
+	EXPECT_EQ(0, memcmp(buf, ram + 65536, 8192));
 
 	/*
 	 * Write notifications: a write in the released part reaches

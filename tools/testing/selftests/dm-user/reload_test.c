@@ -413,4 +413,74 @@ TEST_F(reload, claims_and_notifications_fitted)
 	EXPECT_EQ(5, info_num(self->ch, DM_USER_ATTR_RELOADS));
 }
 
+/* Reads 4 KiB of @mapper at @sector into @buf: 0, or -1. */
+static int read_at(const char *mapper, void *buf, uint64_t sector)
+{
+	int fd = open(mapper, O_RDONLY | O_DIRECT);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = pread(fd, buf, 4096, sector * 512);
+	close(fd);
+	return n == 4096 ? 0 : -1;
+}
+
+/*
+ * Mapped ranges stay across a reload, cut where they or their destination
+ * pass a shorter table's end, and the I/O of what was cut away goes to its
+ * own sector again.
+ */
+TEST_F(reload, mapped_ranges_fitted)
+{
+	char ram[128], features[256];
+	char *want = self->data;
+	int fd;
+
+	if (dmu_ram_disk(ram, sizeof(ram)))
+		SKIP(return, "no RAM disk");
+	/* The RAM disk's 1 MiB from RAM_START, then the mapper's view. */
+	dmu_fill(want, 1 << 20, 60);
+	fd = open(ram, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(1 << 20, pwrite(fd, want, 1 << 20, RAM_START * 512));
+	ASSERT_EQ(1 << 20, pwrite(fd, want, 1 << 20,
+				  (RAM_START + SECTORS - 1024) * 512));
+	close(fd);
+	snprintf(features, sizeof(features), "4 backing %s %d passthrough",
+		 ram, RAM_START);
+	ASSERT_EQ(0, load(self->dev, self->dev, 2 * SECTORS, features));
+	ASSERT_EQ(0, dmu_run("dmsetup resume %s", self->dev));
+	/* Destination past the shorter end; one across it; a source across. */
+	ASSERT_EQ(1, range_cmd(self->ch, DM_USER_CMD_MAP, 0, 8, SECTORS + 8,
+			       DM_USER_CLAIM_READS));
+	ASSERT_EQ(2, range_cmd(self->ch, DM_USER_CMD_MAP, 16, 16, SECTORS - 8,
+			       DM_USER_CLAIM_READS));
+	ASSERT_EQ(3, range_cmd(self->ch, DM_USER_CMD_MAP, SECTORS - 8, 16, 0,
+			       DM_USER_CLAIM_READS));
+	/* Sector 16 reads SECTORS - 8: 1016 sectors into the second copy. */
+	ASSERT_EQ(0, read_at(self->mapper, self->buf, 16));
+	EXPECT_EQ(0, memcmp(self->buf, want + 1016 * 512, 4096));
+
+	snprintf(features, sizeof(features), "4 backing %s %d passthrough",
+		 ram, RAM_START);
+	ASSERT_EQ(0, load(self->dev, self->dev, SECTORS, features));
+	ASSERT_EQ(0, dmu_run("dmsetup resume %s", self->dev));
+	EXPECT_EQ(2, info_num(self->ch, DM_USER_ATTR_MAP_RANGES));
+	/* [0, 8) lost its mapping: its own sector. */
+	ASSERT_EQ(0, read_at(self->mapper, self->buf, 0));
+	EXPECT_EQ(0, memcmp(self->buf, want, 4096));
+	/* [16, 24) kept it; [24, 32) went past the end there and lost it. */
+	ASSERT_EQ(0, read_at(self->mapper, self->buf, 16));
+	EXPECT_EQ(0, memcmp(self->buf, want + 1016 * 512, 4096));
+	ASSERT_EQ(0, read_at(self->mapper, self->buf, 24));
+	EXPECT_EQ(0, memcmp(self->buf, want + 24 * 512, 4096));
+	/* [SECTORS - 8, SECTORS) kept its own: to 0. */
+	ASSERT_EQ(0, read_at(self->mapper, self->buf, SECTORS - 8));
+	EXPECT_EQ(0, memcmp(self->buf, want, 4096));
+	EXPECT_EQ(0, range_cmd(self->ch, DM_USER_CMD_UNMAP, 0, SECTORS, 0, 0));
+	ASSERT_EQ(0, read_at(self->mapper, self->buf, 16));
+	EXPECT_EQ(0, memcmp(self->buf, want + 16 * 512, 4096));
+}
+
 TEST_HARNESS_MAIN

@@ -1385,6 +1385,253 @@ TEST_F(claims, claims_per_operation)
 	EXPECT_EQ(0, status_num(self->dev, "claims"));
 }
 
+static int map(int fd, uint64_t start, uint64_t len, uint64_t dest,
+	       uint32_t ops)
+{
+	return range_cmd(fd, DM_USER_CMD_MAP, start, len, dest, ops);
+}
+
+static int unmap(int fd, uint64_t start, uint64_t len, uint32_t ops)
+{
+	return range_cmd(fd, DM_USER_CMD_UNMAP, start, len, 0, ops);
+}
+
+/* Whether @len bytes of the RAM disk at target sector @sector equal @want. */
+static bool ram_holds(void *scratch, const void *want, size_t len,
+		      uint64_t sector)
+{
+	return !ram_io(false, scratch, len, RAM_START + sector) &&
+	       !memcmp(scratch, want, len);
+}
+
+/*
+ * Mapped ranges (control version 9): reads of [0, 64) go to sector 256
+ * with no daemon, a read across the edge is cut there and each part read
+ * from its own place, writes follow their own mapping, a claim takes
+ * precedence, a notified write let through lands where its mapping sends
+ * it, and unmapping sends I/O to its own sector again.
+ */
+TEST_F(claims, mapped_ranges_route_io)
+{
+	NEED_RAM();
+	const char *ram_bytes = self->ram;
+	void *scratch = (char *)self->data + (512 << 10);
+	struct dm_user_message req;
+
+	ASSERT_EQ(1, map(self->ch, 0, 64, 256, DM_USER_CLAIM_READS));
+	EXPECT_EQ(1, info_num(self->ch, DM_USER_ATTR_MAP_RANGES));
+	EXPECT_EQ(1, status_num(self->dev, "maps"));
+	/* Whole, and across the end of the range: 4 KiB from each place. */
+	ASSERT_EQ(32768, pread(self->bdev, self->buf, 32768, 0));
+	EXPECT_EQ(0, memcmp(self->buf, ram_bytes + 256 * 512, 32768));
+	ASSERT_EQ(8192, pread(self->bdev, self->buf, 8192, 56 * 512));
+	EXPECT_EQ(0, memcmp(self->buf, ram_bytes + 312 * 512, 4096));
+	EXPECT_EQ(0, memcmp((char *)self->buf + 4096, ram_bytes + 64 * 512,
+			    4096));
+	/* Writes are not mapped: they land on their own sector. */
+	dmu_fill(self->buf, 4096, 140);
+	ASSERT_EQ(4096, pwrite(self->bdev, self->buf, 4096, 8 * 512));
+	EXPECT_TRUE(ram_holds(scratch, self->buf, 4096, 8));
+	EXPECT_FALSE(ram_holds(scratch, self->buf, 4096, 264));
+
+	/* Writes of [0, 64) to 512: one more range, of the other class. */
+	ASSERT_EQ(2, map(self->ch, 0, 64, 512, DM_USER_CLAIM_WRITES));
+	dmu_fill(self->buf, 8192, 141);
+	ASSERT_EQ(8192, pwrite(self->bdev, self->buf, 8192, 56 * 512));
+	EXPECT_TRUE(ram_holds(scratch, self->buf, 4096, 568));
+	EXPECT_TRUE(ram_holds(scratch, (char *)self->buf + 4096, 4096, 64));
+	/* Reads still follow their own mapping, not the writes'. */
+	ASSERT_EQ(0, ram_io(false, self->ram, 1 << 20, RAM_START));
+	ASSERT_EQ(4096, pread(self->bdev, self->buf, 4096, 56 * 512));
+	EXPECT_EQ(0, memcmp(self->buf, ram_bytes + 312 * 512, 4096));
+
+	/* A claim takes precedence: the daemon gets the read. */
+	ASSERT_EQ(1, claims_ops_cmd(self->ch, DM_USER_CMD_CLAIM, 0, 8,
+				    DM_USER_CLAIM_READS));
+	EXPECT_EQ(0, op_io(self->bdev, self->ch, self->buf, self->data,
+			   self->ram, false, 0, 4096, OP_DAEMON));
+	ASSERT_EQ(0, release(self->ch, 0, 8));
+	ASSERT_EQ(4096, pread(self->bdev, self->buf, 4096, 0));
+	EXPECT_EQ(0, memcmp(self->buf, ram_bytes + 256 * 512, 4096));
+
+	/* A notified write, let through, goes where its mapping sends it. */
+	ASSERT_EQ(0, set_notify(self->ch, 1));
+	{
+		struct dmu_io io = { .fd = self->bdev, .kind = DMU_PWRITE,
+				     .buf = self->buf, .len = 4096,
+				     .off = 16 * 512 };
+
+		dmu_fill(self->buf, 4096, 142);
+		ASSERT_EQ(0, dmu_io_start(&io));
+		ASSERT_EQ(0, dmu_read_msg(self->ch, &req, NULL, 0, WAIT_MS));
+		EXPECT_EQ(DM_USER_REQ_NOTIFY | DM_USER_REQ_MAP_WRITE,
+			  req.type);
+		/* The daemon sees the target's sector, not the mapped one. */
+		EXPECT_EQ(16, req.sector);
+		ASSERT_EQ(DMU_HDR, dmu_answer(self->ch, &req,
+					      DM_USER_RESP_SUCCESS, NULL, 0));
+		ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+		EXPECT_EQ(4096, io.ret);
+		EXPECT_TRUE(ram_holds(scratch, self->buf, 4096, 528));
+		EXPECT_FALSE(ram_holds(scratch, self->buf, 4096, 16));
+	}
+	ASSERT_EQ(0, set_notify(self->ch, 0));
+
+	/* Unmapped reads go to their own sector again; writes still not. */
+	ASSERT_EQ(0, ram_io(false, self->ram, 1 << 20, RAM_START));
+	ASSERT_EQ(1, unmap(self->ch, 0, 64, DM_USER_CLAIM_READS));
+	ASSERT_EQ(4096, pread(self->bdev, self->buf, 4096, 0));
+	EXPECT_EQ(0, memcmp(self->buf, ram_bytes, 4096));
+	dmu_fill(self->buf, 4096, 143);
+	ASSERT_EQ(4096, pwrite(self->bdev, self->buf, 4096, 0));
+	EXPECT_TRUE(ram_holds(scratch, self->buf, 4096, 512));
+	ASSERT_EQ(0, unmap(self->ch, 0, 8192, 0));
+	EXPECT_EQ(0, status_num(self->dev, "maps"));
+	/* The one read the daemon served is the claimed one. */
+	EXPECT_EQ(1, info_num(self->ch, DM_USER_ATTR_READ_REQUESTS));
+	EXPECT_EQ(0, fsync(self->bdev));
+}
+
+/*
+ * Mapped ranges merge where one goes on from the other on both sides, cut
+ * in two where part is unmapped or mapped elsewhere, count against
+ * max_claims apart from claims, and bad input is refused with the
+ * attribute named and nothing changed.
+ */
+TEST_F(claims, mapped_range_rules)
+{
+	NEED_RAM();
+	struct side_dev d;
+	struct ctl c;
+	int ro;
+
+	/* Each class counts: [0, 32) to 1024 for reads and for writes. */
+	EXPECT_EQ(2, map(self->ch, 0, 24, 1024, 0));
+	EXPECT_EQ(2, map(self->ch, 24, 8, 1048, 0));	/* goes on from it */
+	EXPECT_EQ(-EINVAL, map(self->ch, 8, 8, 2052, DM_USER_CLAIM_READS));
+	/* Reads [0, 8) to 2048, [8, 32) to 1032; writes as they were. */
+	EXPECT_EQ(3, map(self->ch, 0, 8, 2048, DM_USER_CLAIM_READS));
+	EXPECT_EQ(4, map(self->ch, 4096, 8, 0, DM_USER_CLAIM_WRITES));
+	/* One range cut in three, or in two, is more than max_claims. */
+	EXPECT_EQ(-E2BIG, map(self->ch, 16, 8, 3000, DM_USER_CLAIM_READS));
+	EXPECT_EQ(-E2BIG, unmap(self->ch, 16, 8, DM_USER_CLAIM_READS));
+	/* Replacing what is there adds no range: taken at max_claims. */
+	EXPECT_EQ(4, map(self->ch, 0, 8, 16, DM_USER_CLAIM_READS));
+	EXPECT_EQ(3, unmap(self->ch, 4096, 8, DM_USER_CLAIM_WRITES));
+	EXPECT_EQ(3, info_num(self->ch, DM_USER_ATTR_MAP_RANGES));
+	/* Claims are bounded on their own: four still fit. */
+	EXPECT_EQ(1, claim(self->ch, 0, 8));
+	EXPECT_EQ(2, claim(self->ch, 16, 8));
+	EXPECT_EQ(3, claim(self->ch, 32, 8));
+	EXPECT_EQ(4, claim(self->ch, 48, 8));
+	EXPECT_EQ(0, release(self->ch, 0, 8192));
+
+	/* Refusals, each naming its attribute. */
+	EXPECT_EQ(-EINVAL, map(self->ch, 0, 8, 4, 0));
+	ctl_init(&c, DM_USER_CMD_MAP);
+	c.hdr.version = 9;
+	ctl_add(&c, DM_USER_ATTR_RANGE_START, DM_USER_TYPE_U64, 0);
+	ctl_add(&c, DM_USER_ATTR_RANGE_LEN, DM_USER_TYPE_U64, 8);
+	EXPECT_EQ(-1, ioctl(self->ch, DM_USER_IOCTL_CTL, &c));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(DM_USER_ATTR_RANGE_DEST, c.hdr.error_tag);
+	EXPECT_STREQ("range_dest required",
+		     ctl_str(&c, DM_USER_ATTR_ERROR_REASON));
+	ctl_init(&c, DM_USER_CMD_MAP);
+	c.hdr.version = 9;
+	ctl_add(&c, DM_USER_ATTR_RANGE_START, DM_USER_TYPE_U64, 0);
+	ctl_add(&c, DM_USER_ATTR_RANGE_LEN, DM_USER_TYPE_U64, 16);
+	ctl_add(&c, DM_USER_ATTR_RANGE_DEST, DM_USER_TYPE_U64,
+		DEV_SECTORS - 8);
+	EXPECT_EQ(-1, ioctl(self->ch, DM_USER_IOCTL_CTL, &c));
+	EXPECT_EQ(ERANGE, errno);
+	EXPECT_EQ(DM_USER_ATTR_RANGE_DEST, c.hdr.error_tag);
+	EXPECT_EQ(-ERANGE, map(self->ch, DEV_SECTORS - 8, 16, 0, 0));
+	EXPECT_EQ(-ERANGE, map(self->ch, 0, 8, UINT64_MAX - 7, 0));
+	EXPECT_EQ(-EINVAL, map(self->ch, 0, 8, 0, 4));
+	EXPECT_EQ(-EINVAL, unmap(self->ch, 0, 4, 0));
+	EXPECT_EQ(3, info_num(self->ch, DM_USER_ATTR_MAP_RANGES));
+	ro = open(self->chan, O_RDONLY);
+	ASSERT_LE(0, ro);
+	EXPECT_EQ(-EBADF, map(ro, 0, 8, 0, 0));
+	close(ro);
+	/* dmsetup message reaches the same commands. */
+	EXPECT_EQ(0, dmu_run("dmsetup message %s 0 unmap range_start=0 range_len=8192",
+			     self->dev));
+	EXPECT_EQ(0, status_num(self->dev, "maps"));
+	EXPECT_EQ(0, dmu_run("dmsetup message %s 0 map range_start=0 range_len=64 range_dest=128 range_ops=0x1",
+			     self->dev));
+	EXPECT_EQ(1, status_num(self->dev, "maps"));
+	EXPECT_NE(0, dmu_run("dmsetup message %s 0 map range_start=0 range_len=64 >/dev/null 2>&1",
+			     self->dev));
+	EXPECT_TRUE(dmu_kmsg_has("range_dest required"));
+	EXPECT_EQ(1, status_num(self->dev, "maps"));
+	/* Without a backing device there is nothing to map to. */
+	ASSERT_EQ(0, side_create(&d, self->dev, "nb", "%s", ""));
+	EXPECT_EQ(-EOPNOTSUPP, map(d.ch, 0, 8, 8, 0));
+	EXPECT_EQ(0, side_remove(&d));
+}
+
+/*
+ * Notifications queued when the mapping of writes changes: one wholly
+ * inside a mapped range goes where the range sends it when let through;
+ * one that a new edge falls inside, which the map path can no longer cut,
+ * becomes a write the daemon serves, with its data, marked PARTLY_CLAIMED.
+ */
+TEST_F(claims, map_changes_take_queued_notifications)
+{
+	NEED_RAM();
+	void *scratch = (char *)self->data + (512 << 10);
+	struct dmu_io a = { .fd = self->bdev, .kind = DMU_PWRITE,
+			    .buf = self->buf, .len = 4096, .off = 16 * 512 };
+	struct dmu_io b = { .fd = self->bdev, .kind = DMU_PWRITE,
+			    .buf = (char *)self->buf + 65536, .len = 8192,
+			    .off = 24 * 512 };
+	struct dm_user_message req;
+	int waited;
+
+	ASSERT_EQ(0, set_notify(self->ch, 1));
+	dmu_fill(a.buf, a.len, 150);
+	dmu_fill(b.buf, b.len, 151);
+	ASSERT_EQ(0, dmu_io_start(&a));
+	ASSERT_EQ(0, dmu_wait_readable(self->ch, WAIT_MS));
+	ASSERT_EQ(0, dmu_io_start(&b));
+	for (waited = 0; waited < WAIT_MS &&
+	     info_num(self->ch, DM_USER_ATTR_QUEUED) < 2; waited += 10)
+		usleep(10000);
+	/* Both queued, neither read: [16, 24) to 600, an edge at 32. */
+	ASSERT_EQ(1, map(self->ch, 16, 8, 600, DM_USER_CLAIM_WRITES));
+	ASSERT_EQ(2, map(self->ch, 32, 8, 704, DM_USER_CLAIM_WRITES));
+	ASSERT_EQ(0, dmu_read_msg(self->ch, &req, self->data, 512 << 10,
+				  WAIT_MS));
+	EXPECT_EQ(DM_USER_REQ_NOTIFY | DM_USER_REQ_MAP_WRITE, req.type);
+	EXPECT_EQ(16, req.sector);
+	ASSERT_EQ(DMU_HDR, dmu_answer(self->ch, &req, DM_USER_RESP_SUCCESS,
+				      NULL, 0));
+	ASSERT_EQ(0, dmu_io_wait(&a, WAIT_MS));
+	EXPECT_EQ(4096, a.ret);
+	EXPECT_TRUE(ram_holds(scratch, a.buf, 4096, 600));
+	EXPECT_FALSE(ram_holds(scratch, a.buf, 4096, 16));
+	ASSERT_EQ(0, dmu_read_msg(self->ch, &req, self->data, 512 << 10,
+				  WAIT_MS));
+	EXPECT_EQ(DM_USER_REQ_MAP_WRITE, req.type);
+	EXPECT_EQ(24, req.sector);
+	EXPECT_EQ(8192, req.len);
+	EXPECT_TRUE(req.flags & DM_USER_REQ_MAP_FLAG_PARTLY_CLAIMED);
+	EXPECT_EQ(0, memcmp(self->data, b.buf, 8192));
+	/* The daemon keeps it: nothing reaches the disk. */
+	ASSERT_EQ(DMU_HDR, dmu_answer(self->ch, &req, DM_USER_RESP_SUCCESS,
+				      NULL, 0));
+	ASSERT_EQ(0, dmu_io_wait(&b, WAIT_MS));
+	EXPECT_EQ(8192, b.ret);
+	EXPECT_FALSE(ram_holds(scratch, b.buf, 4096, 24));
+	EXPECT_FALSE(ram_holds(scratch, (char *)b.buf + 4096, 4096, 704));
+	ASSERT_EQ(0, set_notify(self->ch, 0));
+	/* Mapped to itself is not mapped: no range. */
+	EXPECT_EQ(2, map(self->ch, 64, 8, 64, DM_USER_CLAIM_ALL));
+	EXPECT_EQ(1, map(self->ch, 16, 8, 16, DM_USER_CLAIM_WRITES));
+}
+
 /*
  * With no daemon and no_daemon_timeout 0, claimed I/O fails at once and
  * the rest keeps flowing; the claims outlive the channel that made them.
@@ -1614,14 +1861,6 @@ static ssize_t answer_len(int ch, const struct dm_user_message *req,
 	ans.type = type;
 	ans.len = len;
 	return write(ch, &ans, sizeof(ans));
-}
-
-/* Whether @len bytes of the RAM disk at target sector @sector equal @want. */
-static bool ram_holds(void *scratch, const void *want, size_t len,
-		      uint64_t sector)
-{
-	return !ram_io(false, scratch, len, RAM_START + sector) &&
-	       !memcmp(scratch, want, len);
 }
 
 /*
@@ -2119,6 +2358,7 @@ struct claim_call {
 	pthread_t thread;
 	int fd;
 	bool notify;
+	bool unmap;
 	int ret;
 	int done;
 };
@@ -2127,7 +2367,9 @@ static void *claim_thread(void *arg)
 {
 	struct claim_call *c = arg;
 
-	c->ret = c->notify ? set_notify(c->fd, 1) : claim(c->fd, 0, 8);
+	c->ret = c->notify ? set_notify(c->fd, 1) :
+		 c->unmap ? unmap(c->fd, 0, DEV_SECTORS, 0) :
+		 claim(c->fd, 0, 8);
 	__atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -2212,6 +2454,41 @@ TEST_F(stacked, claim_waits_for_io_on_its_way)
 	EXPECT_EQ(DM_USER_REQ_MAP_WRITE, low.type);
 	ASSERT_EQ(DMU_HDR, dmu_answer(self->up_ch, &low, DM_USER_RESP_SUCCESS,
 				      NULL, 0));
+	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
+	EXPECT_EQ(4096, io.ret);
+}
+
+/*
+ * A notification let through goes where the mapped ranges send it when it
+ * is answered, and an unmap returns only once it has left the backing
+ * device: here held by the lower dm-user device's channel.
+ */
+TEST_F(stacked, unmap_waits_for_notifications_let_through)
+{
+	struct dm_user_message up, low;
+	struct dmu_io io = { .fd = self->bdev, .kind = DMU_PWRITE,
+			     .buf = self->buf, .len = 4096, .off = 0 };
+	struct claim_call c = { .fd = self->up_ch, .unmap = true };
+
+	ASSERT_EQ(0, release(self->up_ch, 0, DEV_SECTORS));
+	ASSERT_EQ(0, set_notify(self->up_ch, 1));
+	ASSERT_EQ(0, dmu_io_start(&io));
+	ASSERT_EQ(0, dmu_read_msg(self->up_ch, &up, NULL, 0, WAIT_MS));
+	EXPECT_EQ(DM_USER_REQ_NOTIFY | DM_USER_REQ_MAP_WRITE, up.type);
+	/* Mapped while the daemon holds it: the answer goes by the map. */
+	ASSERT_EQ(1, map(self->up_ch, 0, 8, 64, DM_USER_CLAIM_WRITES));
+	ASSERT_EQ(DMU_HDR, dmu_answer(self->up_ch, &up, DM_USER_RESP_SUCCESS,
+				      NULL, 0));
+	ASSERT_EQ(0, dmu_read_msg(self->low_ch, &low, self->data, 1 << 20,
+				  WAIT_MS));
+	EXPECT_EQ(DEV_SECTORS + 64, low.sector);
+	ASSERT_EQ(0, pthread_create(&c.thread, NULL, claim_thread, &c));
+	usleep(500000);
+	EXPECT_EQ(0, __atomic_load_n(&c.done, __ATOMIC_ACQUIRE));
+	ASSERT_EQ(DMU_HDR, dmu_answer(self->low_ch, &low, DM_USER_RESP_SUCCESS,
+				      NULL, 0));
+	ASSERT_EQ(0, pthread_join(c.thread, NULL));
+	EXPECT_EQ(0, c.ret);
 	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
 	EXPECT_EQ(4096, io.ret);
 }
@@ -2335,6 +2612,78 @@ TEST_F(stacked, write_claims_take_every_write_operation)
 		     info_num(self->up_ch, DM_USER_ATTR_WRITE_ZEROES_REQUESTS) +
 		     info_num(self->up_ch, DM_USER_ATTR_SECURE_ERASE_REQUESTS));
 	EXPECT_EQ(0, info_num(self->up_ch, DM_USER_ATTR_READ_REQUESTS));
+}
+
+/*
+ * Every operation that changes data, across the start of a range whose
+ * writes are mapped, is cut there: the part before reaches the lower
+ * device at its own sector, the part after at the mapped one, each with
+ * its type and a write with its own part of the data; the upper daemon
+ * sees none of it.
+ */
+TEST_F(stacked, mapped_ranges_cut_every_write_operation)
+{
+	const struct write_op *ops = write_ops;
+	struct dm_user_message low;
+	unsigned int i;
+
+	ASSERT_EQ(0, release(self->up_ch, 0, DEV_SECTORS));
+	for (i = 0; i < ARRAY_SIZE(write_ops); i++) {
+		struct dmu_io io = { .fd = self->bdev, .kind = ops[i].kind,
+				     .ioctl_req = ops[i].ioctl_req,
+				     .buf = self->buf, .len = ops[i].len,
+				     .off = ops[i].off };
+		uint64_t sector = ops[i].off / 512, n = ops[i].len / 512;
+		/* Mapped from halfway (in whole blocks), or all of it. */
+		uint64_t mid = sector + (n >= 16 ? n / 2 / 8 * 8 : 0);
+		uint64_t rlen = sector + n - mid, dest = DEV_SECTORS - rlen;
+		uint64_t got_before = 0, got_after = 0;
+		int waited;
+
+		ASSERT_EQ(1, map(self->up_ch, mid, rlen, dest,
+				 DM_USER_CLAIM_WRITES)) TH_LOG("op %u", i);
+		dmu_fill(self->buf, ops[i].len, 200 + i);
+		ASSERT_EQ(0, dmu_io_start(&io));
+		for (waited = 0; waited < WAIT_MS &&
+		     !__atomic_load_n(&io.done, __ATOMIC_ACQUIRE);
+		     waited += 10) {
+			const char *want;
+			uint64_t at;
+
+			if (dmu_wait_readable(self->low_ch, 10))
+				continue;
+			ASSERT_EQ(0, dmu_read_msg(self->low_ch, &low,
+						  self->data, 1 << 20,
+						  WAIT_MS));
+			EXPECT_EQ(ops[i].type, low.type) TH_LOG("op %u", i);
+			if (low.sector >= DEV_SECTORS + dest) {
+				at = low.sector - DEV_SECTORS - dest;
+				EXPECT_LE(at * 512 + low.len, rlen * 512);
+				want = (char *)self->buf +
+				       (mid - sector + at) * 512;
+				got_after += low.len;
+			} else {
+				at = low.sector - DEV_SECTORS - sector;
+				EXPECT_LE(at * 512 + low.len,
+					  (mid - sector) * 512)
+					TH_LOG("op %u: sector %llu", i,
+					       (unsigned long long)low.sector);
+				want = (char *)self->buf + at * 512;
+				got_before += low.len;
+			}
+			if (ops[i].type == DM_USER_REQ_MAP_WRITE)
+				EXPECT_EQ(0, memcmp(self->data, want, low.len));
+			ASSERT_EQ(DMU_HDR, dmu_answer(self->low_ch, &low,
+						      DM_USER_RESP_SUCCESS,
+						      NULL, 0));
+		}
+		ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS)) TH_LOG("op %u", i);
+		EXPECT_EQ(0, io.err) TH_LOG("op %u: %s", i, strerror(io.err));
+		EXPECT_EQ((mid - sector) * 512, got_before) TH_LOG("op %u", i);
+		EXPECT_EQ(rlen * 512, got_after) TH_LOG("op %u", i);
+		EXPECT_EQ(-ETIMEDOUT, dmu_wait_readable(self->up_ch, 0));
+		ASSERT_EQ(0, unmap(self->up_ch, 0, DEV_SECTORS, 0));
+	}
 }
 
 /*

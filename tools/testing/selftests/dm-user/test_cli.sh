@@ -53,10 +53,10 @@ r=$(jq -c .ops /tmp/$n.json)
 DEVS="${n}_up $n"
 mm=$(dmsetup info -c --noheadings -o major,minor "$n" | tr -d ' ')
 "$DMUSER" info --json "${n}_up" > /tmp/$n.json || _fail "dmuser info --json ${n}_up"
-r=$(jq -c '[.backing, .backing_offset, .remapped, .claim_ranges, .passed]' /tmp/$n.json)
-[ "$r" = "[\"$mm\",2048,0,1,0]" ] || _fail "info --json ${n}_up: $r"
+r=$(jq -c '[.backing, .backing_offset, .remapped, .claim_ranges, .map_ranges, .passed]' /tmp/$n.json)
+[ "$r" = "[\"$mm\",2048,0,1,0,0]" ] || _fail "info --json ${n}_up: $r"
 "$DMUSER" info "${n}_up" > /tmp/$n.info || _fail "dmuser info ${n}_up"
-grep -Eq "^  backing +$mm from sector 2048, 1 claimed range, 0 passed straight, 0 notified\$" /tmp/$n.info ||
+grep -Eq "^  backing +$mm from sector 2048, 1 claimed range, 0 mapped, 0 passed straight, 0 notified\$" /tmp/$n.info ||
 	_fail "info ${n}_up: $(cat /tmp/$n.info)"
 grep -Eq "notify_writes 0 \(default\)" /tmp/$n.info ||
 	_fail "info ${n}_up lacks notify_writes: $(cat /tmp/$n.info)"
