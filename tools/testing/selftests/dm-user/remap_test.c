@@ -2375,6 +2375,35 @@ static void *claim_thread(void *arg)
 }
 
 /*
+ * Runs @c's change in a thread while the lower channel @low_ch holds @low,
+ * the write @io waits for: the change must still be waiting after half a
+ * second, and return @want once @low is answered, and @io then end with
+ * its 4096 bytes. 0, or the line of the first check that failed.
+ */
+static int change_waits_for(struct claim_call *c, int low_ch,
+			    struct dm_user_message *low, struct dmu_io *io,
+			    int want)
+{
+	int line = 0;
+
+	if (pthread_create(&c->thread, NULL, claim_thread, c))
+		return __LINE__;
+	usleep(500000);
+	if (__atomic_load_n(&c->done, __ATOMIC_ACQUIRE))
+		line = __LINE__;
+	if (dmu_answer(low_ch, low, DM_USER_RESP_SUCCESS, NULL, 0) != DMU_HDR &&
+	    !line)
+		line = __LINE__;
+	if (pthread_join(c->thread, NULL) && !line)
+		line = __LINE__;
+	if (c->ret != want && !line)
+		line = __LINE__;
+	if ((dmu_io_wait(io, WAIT_MS) || io->ret != 4096) && !line)
+		line = __LINE__;
+	return line;
+}
+
+/*
  * A claim killed while it waits for that I/O is made; the next change
  * finishes the wait before it changes anything.
  */
@@ -2409,15 +2438,7 @@ TEST_F(stacked, killed_claim_still_drains)
 
 	/* This one waits for the write all the same. */
 	c.fd = self->up_ch;
-	ASSERT_EQ(0, pthread_create(&c.thread, NULL, claim_thread, &c));
-	usleep(500000);
-	EXPECT_EQ(0, __atomic_load_n(&c.done, __ATOMIC_ACQUIRE));
-	ASSERT_EQ(DMU_HDR, dmu_answer(self->low_ch, &low, DM_USER_RESP_SUCCESS,
-				      NULL, 0));
-	ASSERT_EQ(0, pthread_join(c.thread, NULL));
-	EXPECT_EQ(2, c.ret);
-	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
-	EXPECT_EQ(4096, io.ret);
+	EXPECT_EQ(0, change_waits_for(&c, self->low_ch, &low, &io, 2));
 }
 
 /*
@@ -2437,15 +2458,7 @@ TEST_F(stacked, claim_waits_for_io_on_its_way)
 	ASSERT_EQ(0, dmu_read_msg(self->low_ch, &low, self->data, 1 << 20,
 				  WAIT_MS));
 	EXPECT_EQ(DEV_SECTORS, low.sector);
-	ASSERT_EQ(0, pthread_create(&c.thread, NULL, claim_thread, &c));
-	usleep(500000);
-	EXPECT_EQ(0, __atomic_load_n(&c.done, __ATOMIC_ACQUIRE));
-	ASSERT_EQ(DMU_HDR, dmu_answer(self->low_ch, &low, DM_USER_RESP_SUCCESS,
-				      NULL, 0));
-	ASSERT_EQ(0, pthread_join(c.thread, NULL));
-	EXPECT_EQ(1, c.ret);
-	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
-	EXPECT_EQ(4096, io.ret);
+	EXPECT_EQ(0, change_waits_for(&c, self->low_ch, &low, &io, 1));
 	/* Claimed now: the next write is the upper daemon's. */
 	io.off = 0;
 	ASSERT_EQ(0, dmu_io_start(&io));
@@ -2482,15 +2495,7 @@ TEST_F(stacked, unmap_waits_for_notifications_let_through)
 	ASSERT_EQ(0, dmu_read_msg(self->low_ch, &low, self->data, 1 << 20,
 				  WAIT_MS));
 	EXPECT_EQ(DEV_SECTORS + 64, low.sector);
-	ASSERT_EQ(0, pthread_create(&c.thread, NULL, claim_thread, &c));
-	usleep(500000);
-	EXPECT_EQ(0, __atomic_load_n(&c.done, __ATOMIC_ACQUIRE));
-	ASSERT_EQ(DMU_HDR, dmu_answer(self->low_ch, &low, DM_USER_RESP_SUCCESS,
-				      NULL, 0));
-	ASSERT_EQ(0, pthread_join(c.thread, NULL));
-	EXPECT_EQ(0, c.ret);
-	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
-	EXPECT_EQ(4096, io.ret);
+	EXPECT_EQ(0, change_waits_for(&c, self->low_ch, &low, &io, 0));
 }
 
 /* Every operation that changes data, as the stacked tests submit it. */
@@ -2701,15 +2706,7 @@ TEST_F(stacked, notify_on_waits_for_io_on_its_way)
 	ASSERT_EQ(0, dmu_io_start(&io));
 	ASSERT_EQ(0, dmu_read_msg(self->low_ch, &low, self->data, 1 << 20,
 				  WAIT_MS));
-	ASSERT_EQ(0, pthread_create(&c.thread, NULL, claim_thread, &c));
-	usleep(500000);
-	EXPECT_EQ(0, __atomic_load_n(&c.done, __ATOMIC_ACQUIRE));
-	ASSERT_EQ(DMU_HDR, dmu_answer(self->low_ch, &low, DM_USER_RESP_SUCCESS,
-				      NULL, 0));
-	ASSERT_EQ(0, pthread_join(c.thread, NULL));
-	EXPECT_EQ(0, c.ret);
-	ASSERT_EQ(0, dmu_io_wait(&io, WAIT_MS));
-	EXPECT_EQ(4096, io.ret);
+	EXPECT_EQ(0, change_waits_for(&c, self->low_ch, &low, &io, 0));
 	/* On now: the next write is notified first. */
 	ASSERT_EQ(0, dmu_io_start(&io));
 	ASSERT_EQ(0, dmu_read_msg(self->up_ch, &low, NULL, 0, WAIT_MS));
