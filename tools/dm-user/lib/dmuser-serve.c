@@ -14,6 +14,19 @@
  * The channels are non-blocking: a thread waits in epoll with a timeout,
  * so that it notices *opts->stop, or a failed sibling, without a signal.
  * Nothing here prints, except the per-request log of opts->verbose.
+ *
+ * With opts->max_pending, a callback may leave its request pending and
+ * answer it later from any thread (dmu_complete()). Such a request lives
+ * in a slot of its channel until then: its header, and on read()/write()
+ * channels a receive buffer of its own (on a ring, its data stays in the
+ * ring's data area, whose mapping the slot keeps alive). dmu_complete()
+ * pushes the slot on the channel's done list, a lock-free stack, and
+ * wakes the channel through an eventfd; only the channel's own thread
+ * (or the caller of dmu_server_serve()) takes slots off that list, answers
+ * them and frees them, so everything else of a channel has one owner and
+ * needs no lock. The channel's epoll set holds the eventfd and, while the
+ * channel can take a request, the channel itself: it is the descriptor
+ * dmu_server_fd() gives an event loop.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE	/* program_invocation_short_name, strerror_r */
@@ -24,13 +37,16 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -74,6 +90,14 @@
 #define OUT_IOV		64
 /* How often a thread waiting for requests looks at the stop flags. */
 #define POLL_MS		200
+/*
+ * Rounds one dmu_server_serve() call makes at most while requests keep
+ * coming, so that an event loop's other work is not starved: what is left
+ * keeps the channel readable.
+ */
+#define SERVE_ROUNDS	16
+/* Not a DM_USER_RESP_*: the callback returned DMU_PENDING. */
+#define RESP_PENDING	(-1)
 
 _Static_assert(sizeof(struct dm_user_message) == 40,
 	       "the wire header is 40 bytes on every architecture");
@@ -98,6 +122,31 @@ struct request {
 };
 
 struct server;
+struct chan;
+
+/* A ring's shared memory, freed when neither its channel nor a slot uses it. */
+struct ring_map {
+	void *addr;
+	size_t size;
+	unsigned int users;	/* the channel while it is open, and slots */
+};
+
+/*
+ * A request a callback may leave pending (opts->max_pending), from the
+ * moment it is read until it is answered or dropped.
+ */
+struct slot {
+	struct dmu_req req;	/* what the callback was given */
+	struct dm_user_message msg;	/* the request's header */
+	struct chan *ch;
+	struct slot *next;	/* on the free list, the done list or unsent */
+	unsigned char *buf;	/* read()/write(): BUF_SIZE, allocated once */
+	struct ring_map *map;	/* ring: the mapping its data is in */
+	uint32_t ring_slot;	/* ring: the kernel's slot */
+	unsigned char *ring_data;	/* ring: its place in the data area */
+	uint64_t gen;		/* ch->gen when it was read */
+	int rc;			/* what dmu_complete() was given */
+};
 
 struct chan {
 	struct server *srv;
@@ -121,7 +170,6 @@ struct chan {
 	unsigned long resets;	/* times the kernel reset the channel */
 	/* The ring, when the channel is one (DM_USER_EXT_RING). */
 	struct dm_user_ring *ring;	/* the mapping's head; NULL if none */
-	size_t ring_size;
 	struct dm_user_ring_sqe *sq;
 	struct dm_user_ring_cqe *cq;
 	struct dm_user_message *desc;
@@ -129,6 +177,22 @@ struct chan {
 	uint32_t depth, data_size;
 	uint32_t sq_head, cq_tail;	/* our queue positions */
 	uint64_t reload_checked;	/* ms, CLOCK_MONOTONIC: see check_reload() */
+	struct ring_map *map;	/* the ring's mapping; NULL if none */
+	/*
+	 * With max_pending. @done is written by dmu_complete() from any
+	 * thread; the rest belongs to the channel's thread.
+	 */
+	struct slot *slots;	/* max_pending of them */
+	struct slot *free_slots;
+	struct slot *unsent;	/* answered, in out_iov until sent */
+	_Atomic(struct slot *) done;	/* completed, newest first */
+	unsigned int pending;	/* slots handed to a callback, not freed */
+	int evfd;		/* dmu_complete() makes it readable */
+	atomic_uint completers;	/* dmu_complete() calls not yet returned */
+	uint64_t gen;		/* opens of the fd: a reset starts a new one */
+	bool watching;		/* fd is in epfd */
+	/* Takes no more requests: why (CHAN_STOP, _GONE, _FATAL), or CHAN_OK. */
+	enum chan_status end;
 };
 
 struct server {
@@ -154,6 +218,9 @@ struct server {
 	uint64_t reloads;
 	pthread_mutex_t reload_lock;
 	atomic_bool abort;	/* a channel failed: every thread stops */
+	atomic_int first_err;	/* the first failed channel's errno */
+	unsigned int max_pending;
+	void (*ready)(void *ctx);
 	struct chan *chans;
 };
 
@@ -282,10 +349,17 @@ static void check_reload(struct chan *ch, bool force)
 
 /* ---- Receiving ------------------------------------------------------- */
 
+/* What an event of a channel's epoll set is about. */
+enum {
+	EV_CHAN,	/* the channel: a request, or its end */
+	EV_DONE,	/* the eventfd: dmu_complete() was called */
+};
+
 /*
  * Waits for the channel to become readable. @can_stop: between messages,
- * where a stop request ends the wait; inside one the rest is always
- * coming, and a message is never abandoned halfway.
+ * where a stop request ends the wait, and so does a completion (CHAN_EMPTY:
+ * the caller answers it); inside one the rest is always coming, and a
+ * message is never abandoned halfway.
  */
 static enum chan_status wait_readable(struct chan *ch, bool can_stop)
 {
@@ -295,11 +369,20 @@ static enum chan_status wait_readable(struct chan *ch, bool can_stop)
 
 		if (can_stop && stopping(ch->srv))
 			return CHAN_STOP;
-		n = epoll_wait(ch->epfd, &ev, 1, POLL_MS);
+		if (can_stop) {
+			n = epoll_wait(ch->epfd, &ev, 1, POLL_MS);
+		} else {
+			struct pollfd p = { .fd = ch->fd, .events = POLLIN };
+
+			n = poll(&p, 1, POLL_MS);
+			ev.data.u32 = EV_CHAN;
+		}
 		if (n < 0 && errno != EINTR)
 			return chan_fail(ch, errno);
 		if (!n)
 			check_reload(ch, false);
+		if (n > 0 && ev.data.u32 == EV_DONE)
+			return CHAN_EMPTY;
 		/* Readable, or an error or hang-up that read() will name. */
 		if (n > 0)
 			return CHAN_OK;
@@ -468,13 +551,14 @@ static enum chan_status recv_header_first(struct chan *ch, unsigned char *base,
 }
 
 /*
- * One read() into receive buffer @b: one message without READ_BATCH, as
- * many whole ones as fit with it. Whatever it ends with that is not whole
- * is completed by more reads.
+ * One read() into the receive buffer at @buf (BUF_SIZE bytes): one message
+ * without READ_BATCH, as many whole ones as fit with it. Whatever it ends
+ * with that is not whole is completed by more reads.
  */
-static enum chan_status recv_buffer(struct chan *ch, unsigned int b, bool wait)
+static enum chan_status recv_buffer(struct chan *ch, unsigned char *buf,
+				    bool wait)
 {
-	unsigned char *base = ch->bufs[b] + BUF_LEAD;
+	unsigned char *base = buf + BUF_LEAD;
 	size_t pos = 0, got;
 	enum chan_status st;
 
@@ -499,11 +583,11 @@ static enum chan_status recv_buffer(struct chan *ch, unsigned int b, bool wait)
 }
 
 /*
- * Reads up to opts->batch requests: the first waiting, the others only if
- * already queued. Each read() has a buffer of its own, as the requests
- * stay there until answered.
+ * Reads up to opts->batch requests: with @wait the first waiting, the
+ * others only if already queued. Each read() has a buffer of its own, as
+ * the requests stay there until answered.
  */
-static enum chan_status collect(struct chan *ch)
+static enum chan_status collect(struct chan *ch, bool wait)
 {
 	struct server *srv = ch->srv;
 	enum chan_status st = CHAN_OK;
@@ -513,7 +597,7 @@ static enum chan_status collect(struct chan *ch)
 	for (b = 0; b < srv->batch && ch->nreq < srv->batch; b++) {
 		if (b > 0 && stopping(srv))
 			break;
-		st = recv_buffer(ch, b, b == 0);
+		st = recv_buffer(ch, ch->bufs[b], wait && b == 0);
 		if (st != CHAN_OK)
 			break;
 	}
@@ -549,11 +633,52 @@ static op_fn *op_callback(const struct dmu_ops *ops, uint64_t type)
 }
 
 /*
- * Runs the callback; returns the DM_USER_RESP_* code, its result in @rc,
- * and in @req what it was given (a READ's data is at req->data after it).
+ * The DM_USER_RESP_* answer to @m for a callback's result @rc, which is
+ * changed to why where the result is refused (for the log).
+ */
+static int resp_of(const struct chan *ch, const struct dm_user_message *m,
+		   const struct dmu_req *req, int *rc)
+{
+	if (*rc == DMU_REMAP) {
+		const struct server *srv = ch->srv;
+
+		/*
+		 * Not asked for, or a place the kernel would refuse: the
+		 * callback's bug, answered as an error rather than sent to
+		 * be refused, which would fail the channel.
+		 */
+		uint64_t size = atomic_load(&srv->size);
+
+		if (!srv->remap || req->remap_offset % srv->block_size ||
+		    req->remap_offset > size ||
+		    (m->type != DM_USER_REQ_MAP_FLUSH &&
+		     m->len > size - req->remap_offset)) {
+			*rc = -EINVAL;
+			return DM_USER_RESP_ERROR;
+		}
+		return DM_USER_RESP_REMAP;
+	}
+	/* Pending where nothing may be, or completed as pending again. */
+	if (*rc == DMU_PENDING || *rc > 0)
+		*rc = -EINVAL;
+	/* A read answered from nowhere is the callback's bug: not stale data. */
+	if (*rc == 0 && m->type == DM_USER_REQ_MAP_READ && !req->data)
+		*rc = -EFAULT;
+	if (*rc == 0)
+		return DM_USER_RESP_SUCCESS;
+	return *rc == -EOPNOTSUPP ? DM_USER_RESP_UNSUPPORTED
+				  : DM_USER_RESP_ERROR;
+}
+
+/*
+ * Runs the callback; returns the DM_USER_RESP_* code, or RESP_PENDING
+ * where the callback left a request in a slot (@may_pend) pending; its
+ * result in @rc, and in @req what it was given (a READ's data is at
+ * req->data after it).
  */
 static int serve_request(struct chan *ch, const struct request *rq,
-			 void *rbuf, struct dmu_req *req, int *rc)
+			 void *rbuf, struct dmu_req *req, int *rc,
+			 bool may_pend)
 {
 	const struct dm_user_message *m = rq->msg;
 	op_fn *fn = op_callback(ch->srv->ops, m->type);
@@ -585,32 +710,9 @@ static int serve_request(struct chan *ch, const struct request *rq,
 		req->data = rq->data ? rq->data : (void *)m->buf;
 	req->remap_offset = req->offset;
 	*rc = fn(ch->srv->ctx, req);
-	if (*rc == DMU_REMAP) {
-		const struct server *srv = ch->srv;
-
-		/*
-		 * Not asked for, or a place the kernel would refuse: the
-		 * callback's bug, answered as an error rather than sent to
-		 * be refused, which would fail the channel.
-		 */
-		uint64_t size = atomic_load(&srv->size);
-
-		if (!srv->remap || req->remap_offset % srv->block_size ||
-		    req->remap_offset > size ||
-		    (m->type != DM_USER_REQ_MAP_FLUSH &&
-		     m->len > size - req->remap_offset)) {
-			*rc = -EINVAL;
-			return DM_USER_RESP_ERROR;
-		}
-		return DM_USER_RESP_REMAP;
-	}
-	/* A read answered from nowhere is the callback's bug: not stale data. */
-	if (*rc == 0 && m->type == DM_USER_REQ_MAP_READ && !req->data)
-		*rc = -EFAULT;
-	if (*rc == 0)
-		return DM_USER_RESP_SUCCESS;
-	return *rc == -EOPNOTSUPP ? DM_USER_RESP_UNSUPPORTED
-				  : DM_USER_RESP_ERROR;
+	if (*rc == DMU_PENDING && may_pend)
+		return RESP_PENDING;
+	return resp_of(ch, m, req, rc);
 }
 
 /*
@@ -670,17 +772,53 @@ static enum chan_status send_answer(struct chan *ch, struct iovec *iov,
 	}
 }
 
-/* Sends the answers gathered by queue_answer(), in one call if it can. */
+static void free_slot(struct chan *ch, struct slot *s);
+
+/*
+ * Sends the answers gathered by queue_resp(), in one call if it can, and
+ * frees the slots whose data they were, sent or not.
+ */
 static enum chan_status flush_answers(struct chan *ch)
 {
-	enum chan_status st;
+	enum chan_status st = CHAN_OK;
 
-	if (!ch->nout)
-		return CHAN_OK;
-	st = send_answer(ch, ch->out_iov, ch->nout);
+	if (ch->nout)
+		st = send_answer(ch, ch->out_iov, ch->nout);
 	ch->nout = 0;
 	ch->out_data = 0;
+	while (ch->unsent) {
+		struct slot *s = ch->unsent;
+
+		ch->unsent = s->next;
+		free_slot(ch, s);
+	}
 	return st;
+}
+
+/*
+ * Adds the answer @resp to @m to those waiting to be sent; the caller
+ * made room for it. A READ's data goes from @req->data.
+ */
+static void queue_resp(struct chan *ch, const struct dm_user_message *m,
+		       const struct dmu_req *req, int resp, int rc)
+{
+	struct dm_user_message *hdr = &ch->out_hdr[ch->nout / 2];
+	size_t data = resp == DM_USER_RESP_SUCCESS &&
+		      m->type == DM_USER_REQ_MAP_READ ? m->len : 0;
+
+	if (ch->srv->verbose && resp != DM_USER_RESP_SUCCESS)
+		log_answer(ch, m, resp, rc);
+	*hdr = (struct dm_user_message){
+		.seq = m->seq, .type = resp, .flags = m->flags,
+		.sector = resp == DM_USER_RESP_REMAP ? req->remap_offset / 512 :
+						       m->sector,
+		.len = m->len,
+	};
+	ch->out_iov[ch->nout++] = (struct iovec){ hdr, HDR_SIZE };
+	/* Always a pair, so that headers and pieces stay in step. */
+	ch->out_iov[ch->nout++] = (struct iovec){ req->data, data };
+	if (data && req->data == ch->rdata + ch->out_data)
+		ch->out_data += data;
 }
 
 /*
@@ -692,11 +830,9 @@ static enum chan_status flush_answers(struct chan *ch)
 static enum chan_status queue_answer(struct chan *ch, const struct request *rq)
 {
 	const struct dm_user_message *m = rq->msg;
-	struct dm_user_message *hdr;
 	enum chan_status st;
 	struct dmu_req req;
 	int rc, resp;
-	size_t data;
 
 	if (ch->nout + 2 > OUT_IOV ||
 	    (m->type == DM_USER_REQ_MAP_READ &&
@@ -705,23 +841,9 @@ static enum chan_status queue_answer(struct chan *ch, const struct request *rq)
 		if (st != CHAN_OK)
 			return st;
 	}
-	resp = serve_request(ch, rq, ch->rdata + ch->out_data, &req, &rc);
-	data = resp == DM_USER_RESP_SUCCESS &&
-	       m->type == DM_USER_REQ_MAP_READ ? m->len : 0;
-	if (ch->srv->verbose && resp != DM_USER_RESP_SUCCESS)
-		log_answer(ch, m, resp, rc);
-	hdr = &ch->out_hdr[ch->nout / 2];
-	*hdr = (struct dm_user_message){
-		.seq = m->seq, .type = resp, .flags = m->flags,
-		.sector = resp == DM_USER_RESP_REMAP ? req.remap_offset / 512 :
-						       m->sector,
-		.len = m->len,
-	};
-	ch->out_iov[ch->nout++] = (struct iovec){ hdr, HDR_SIZE };
-	/* Always a pair, so that headers and pieces stay in step. */
-	ch->out_iov[ch->nout++] = (struct iovec){ req.data, data };
-	if (data && req.data == ch->rdata + ch->out_data)
-		ch->out_data += data;
+	resp = serve_request(ch, rq, ch->rdata + ch->out_data, &req, &rc,
+			     false);
+	queue_resp(ch, m, &req, resp, rc);
 	return CHAN_OK;
 }
 
@@ -774,6 +896,238 @@ static enum chan_status serve_collected(struct chan *ch)
 	return flush_answers(ch);
 }
 
+/*
+ * read() and write() without pending requests: reads a batch, then
+ * answers it. What was read is answered even if a later read failed,
+ * unless the channel was reset: then all of it is void.
+ */
+static enum chan_status rw_step(struct chan *ch, bool wait, unsigned int *took)
+{
+	enum chan_status st = collect(ch, wait), ast;
+
+	*took = ch->nreq;
+	if (st == CHAN_EMPTY)
+		st = CHAN_OK;
+	ast = st == CHAN_RESET ? st : serve_collected(ch);
+	if (st == CHAN_OK || st == CHAN_STOP)
+		st = ast;
+	check_reload(ch, false);
+	return st;
+}
+
+/* ---- Pending requests (opts->max_pending) ---------------------------- */
+
+/*
+ * A ring's mapping holds its file, and the kernel gives the requests of a
+ * reset channel back to the queue only when the file is released: while
+ * pending slots keep the old mapping, their requests would wait for the
+ * daemon's late completions (or their own timeout). So the mapping is
+ * swapped, at the same address, for private memory with a copy of it:
+ * what the daemon still reads there (a write's data) is as it was, what
+ * it writes there goes nowhere, and the file is let go. If that fails,
+ * the mapping stays, which is only slower.
+ */
+static void detach_map(struct ring_map *map)
+{
+	void *copy = mmap(NULL, map->size, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (copy == MAP_FAILED)
+		return;
+	memcpy(copy, map->addr, map->size);
+	if (mremap(copy, map->size, map->size, MREMAP_MAYMOVE | MREMAP_FIXED,
+		   map->addr) == MAP_FAILED)
+		munmap(copy, map->size);
+}
+
+static void put_map(struct ring_map *map)
+{
+	if (map && !--map->users) {
+		munmap(map->addr, map->size);
+		free(map);
+	}
+}
+
+static struct slot *take_slot(struct chan *ch)
+{
+	struct slot *s = ch->free_slots;
+
+	ch->free_slots = s->next;
+	s->next = NULL;
+	s->gen = ch->gen;
+	ch->pending++;
+	return s;
+}
+
+static void free_slot(struct chan *ch, struct slot *s)
+{
+	put_map(s->map);
+	s->map = NULL;
+	s->next = ch->free_slots;
+	ch->free_slots = s;
+	ch->pending--;
+}
+
+static void ring_complete(struct chan *ch, uint32_t slot, uint64_t seq,
+			  uint32_t resp, const void *from, uint64_t sector);
+
+/*
+ * Adds the answer to a slot's request to those waiting to be sent (its
+ * data is in the slot), and frees the slot once they are sent.
+ */
+static enum chan_status queue_slot_answer(struct chan *ch, struct slot *s,
+					  int resp, int rc)
+{
+	enum chan_status st = CHAN_OK;
+
+	if (ch->nout + 2 > OUT_IOV)
+		st = flush_answers(ch);
+	queue_resp(ch, &s->msg, &s->req, resp, rc);
+	s->next = ch->unsent;
+	ch->unsent = s;
+	if (st == CHAN_OK && !ch->write_batch)
+		st = flush_answers(ch);
+	return st;
+}
+
+/*
+ * Answers a completed slot: on a ring, a completion the next enter hands
+ * in (and the slot is free at once, its data being the kernel's to copy
+ * at that enter); otherwise an answer in out_iov, and the slot is freed
+ * once that is sent.
+ */
+static enum chan_status answer_slot(struct chan *ch, struct slot *s)
+{
+	int rc = s->rc;
+	int resp = resp_of(ch, &s->msg, &s->req, &rc);
+
+	if (ch->ring) {
+		if (ch->srv->verbose && resp != DM_USER_RESP_SUCCESS)
+			log_answer(ch, &s->msg, resp, rc);
+		ring_complete(ch, s->ring_slot, s->msg.seq, resp,
+			      resp == DM_USER_RESP_SUCCESS &&
+			      s->msg.type == DM_USER_REQ_MAP_READ &&
+			      s->req.data != s->ring_data ? s->req.data : NULL,
+			      s->req.remap_offset / 512);
+		free_slot(ch, s);
+		return CHAN_OK;
+	}
+	return queue_slot_answer(ch, s, resp, rc);
+}
+
+/*
+ * Takes the slots dmu_complete() gave back since the last look and
+ * answers them in the order they were completed; those of a channel the
+ * kernel reset since they were read, or of one that ended other than by a
+ * stop, are dropped.
+ */
+static enum chan_status take_done(struct chan *ch)
+{
+	enum chan_status st = CHAN_OK;
+	struct slot *s, *next, *fifo = NULL;
+	uint64_t count;
+
+	if (!ch->pending)
+		return CHAN_OK;
+	/* First: a completion after it finds the eventfd readable again. */
+	if (read(ch->evfd, &count, sizeof(count)) < 0 && errno != EAGAIN &&
+	    errno != EINTR)
+		return chan_fail(ch, errno);
+	s = atomic_exchange_explicit(&ch->done, NULL, memory_order_acquire);
+	for (; s; s = next) {
+		next = s->next;
+		s->next = fifo;
+		fifo = s;
+	}
+	for (s = fifo; s; s = next) {
+		next = s->next;
+		if (st == CHAN_OK && s->gen == ch->gen &&
+		    (ch->end == CHAN_OK || ch->end == CHAN_STOP))
+			st = answer_slot(ch, s);
+		else
+			free_slot(ch, s);
+	}
+	return st;
+}
+
+void dmu_complete(struct dmu_req *req, int rc)
+{
+	static const uint64_t one = 1;
+	struct slot *s = (struct slot *)((char *)req -
+					 offsetof(struct slot, req));
+	struct chan *ch = s->ch;
+	struct slot *head;
+
+	/* The channel is not freed until this call has left it. */
+	atomic_fetch_add(&ch->completers, 1);
+	s->rc = rc;
+	head = atomic_load_explicit(&ch->done, memory_order_relaxed);
+	do {
+		s->next = head;
+	} while (!atomic_compare_exchange_weak_explicit(&ch->done, &head, s,
+							memory_order_release,
+							memory_order_relaxed));
+	/*
+	 * The first of a run wakes the channel; the others find it awake.
+	 * An eventfd write fails only when its counter is full, when it is
+	 * readable already.
+	 */
+	if (!head)
+		while (write(ch->evfd, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+	atomic_fetch_sub(&ch->completers, 1);
+}
+
+/*
+ * read() and write() with pending requests: each request is read into a
+ * slot's buffer, where it stays, with a READ's answer after it, until it
+ * is answered. At most max_pending at once: at the limit the channel
+ * leaves the rest in the kernel.
+ */
+static enum chan_status rw_async_step(struct chan *ch, bool wait,
+				      unsigned int *took)
+{
+	enum chan_status st = take_done(ch), fst;
+
+	while (st == CHAN_OK && ch->free_slots && !ch->end) {
+		struct slot *s = ch->free_slots;
+		struct request *rq;
+		int rc, resp;
+
+		if (!s->buf) {
+			s->buf = aligned_alloc(BUF_ALIGN, BUF_SIZE);
+			if (!s->buf) {
+				st = chan_fail(ch, ENOMEM);
+				break;
+			}
+		}
+		ch->nreq = 0;
+		st = recv_buffer(ch, s->buf, wait && !*took);
+		if (st != CHAN_OK)
+			break;
+		rq = &ch->reqs[0];
+		/* As serve_collected(): nothing is applied on a reset channel. */
+		if (modifies(rq->msg) && chan_was_reset(ch)) {
+			st = CHAN_RESET;
+			break;
+		}
+		take_slot(ch);
+		(*took)++;
+		s->msg = *rq->msg;
+		resp = serve_request(ch, rq, s->buf + BUF_ALIGN, &s->req, &rc,
+				     true);
+		if (resp != RESP_PENDING)
+			st = queue_slot_answer(ch, s, resp, rc);
+	}
+	if (st == CHAN_EMPTY)
+		st = CHAN_OK;
+	fst = flush_answers(ch);
+	if (st == CHAN_OK)
+		st = fst;
+	check_reload(ch, false);
+	return st;
+}
+
 /* ---- The ring ------------------------------------------------------- */
 
 /*
@@ -819,26 +1173,32 @@ static void ring_complete(struct chan *ch, uint32_t slot, uint64_t seq,
 }
 
 /*
- * Serves the requests the kernel posted since the last call, each from and
+ * Serves the requests the kernel posted and not served yet, each from and
  * into its data: a WRITE's data is there, and a READ's answer goes there,
  * unless the callback pointed req.data at its own memory: the kernel then
  * copies from there, one copy instead of two. That memory stays as it is
  * until the next enter, as the API asks ("until the answer is sent").
+ * With max_pending, each takes a slot, and the requests beyond the limit
+ * wait in the submission queue for a slot to free.
  */
-static enum chan_status ring_serve(struct chan *ch)
+static enum chan_status ring_serve(struct chan *ch, unsigned int *took)
 {
 	uint32_t tail = __atomic_load_n(&ch->ring->sq_tail, __ATOMIC_ACQUIRE);
 	uint32_t mask = ch->depth - 1;
+	bool may_pend = ch->srv->max_pending;
 
 	for (; ch->sq_head != tail; ch->sq_head++) {
 		struct dm_user_ring_sqe sqe = ch->sq[ch->sq_head & mask];
 		uint32_t slot = sqe.slot;
 		struct request rq = { 0 };
 		struct dm_user_message m;
+		struct dmu_req req, *r = &req;
+		struct slot *s = NULL;
 		unsigned char *data;
-		struct dmu_req req;
 		int rc, resp;
 
+		if (may_pend && !ch->free_slots)
+			break;
 		if (slot >= ch->depth)
 			return chan_fail(ch, EPROTO);
 		/* Ours until completed, but copied: the memory is shared. */
@@ -856,95 +1216,200 @@ static enum chan_status ring_serve(struct chan *ch)
 						     __ATOMIC_ACQUIRE) &
 				     DM_USER_RING_RESET))
 			return CHAN_RESET;
+		if (may_pend) {
+			s = take_slot(ch);
+			s->msg = m;
+			s->ring_slot = slot;
+			s->ring_data = data;
+			s->map = ch->map;
+			s->map->users++;
+			r = &s->req;
+		}
+		(*took)++;
 		rq.msg = &m;
 		if (m.type == DM_USER_REQ_MAP_WRITE)
 			rq.data = data;
-		resp = serve_request(ch, &rq, data, &req, &rc);
+		resp = serve_request(ch, &rq, data, r, &rc, may_pend);
+		if (resp == RESP_PENDING)
+			continue;
 		if (ch->srv->verbose && resp != DM_USER_RESP_SUCCESS)
 			log_answer(ch, &m, resp, rc);
 		ring_complete(ch, slot, m.seq, resp,
 			      resp == DM_USER_RESP_SUCCESS &&
 			      m.type == DM_USER_REQ_MAP_READ &&
-			      req.data != data ? req.data : NULL,
-			      req.remap_offset / 512);
+			      r->data != data ? r->data : NULL,
+			      r->remap_offset / 512);
+		if (s)
+			free_slot(ch, s);
 	}
 	return CHAN_OK;
 }
 
-/*
- * Serves a ring channel until it fails, is reset, or the server stops.
- * One call a round: it hands in the last round's answers and takes the
- * next round's requests.
- */
-static enum chan_status ring_main(struct chan *ch)
+/* Whether completions are posted that no enter has handed in yet. */
+static bool ring_unhanded(const struct chan *ch)
 {
-	enum chan_status st = CHAN_OK;
+	return ch->ring && ch->cq_tail != __atomic_load_n(&ch->ring->cq_head,
+							  __ATOMIC_ACQUIRE);
+}
+
+/*
+ * One round on a ring: the completed requests posted, then one enter that
+ * hands in every completion and takes new requests (waiting up to
+ * @wait_ms for one), which are served. A channel that has ended only
+ * hands in what a stop leaves to answer.
+ */
+static enum chan_status ring_step(struct chan *ch, unsigned int wait_ms,
+				  unsigned int *took)
+{
+	enum chan_status st = take_done(ch);
 	unsigned int posted;
 
-	while (st == CHAN_OK && !stopping(ch->srv)) {
-		st = ring_enter(ch, POLL_MS, &posted);
-		check_reload(ch, false);
-		if (st == CHAN_OK && posted)
-			st = ring_serve(ch);
+	if (st != CHAN_OK)
+		return st;
+	if (ch->end) {
+		if (ch->end == CHAN_STOP && ring_unhanded(ch))
+			st = ring_enter(ch, DM_USER_RING_COMPLETE_ONLY, &posted);
+		return st;
 	}
-	/* Answers not handed in yet, without taking new requests. */
-	if ((st == CHAN_OK || st == CHAN_STOP) &&
-	    ch->cq_tail != __atomic_load_n(&ch->ring->cq_head,
-					   __ATOMIC_ACQUIRE))
-		st = ring_enter(ch, DM_USER_RING_COMPLETE_ONLY, &posted);
-	return st == CHAN_OK ? CHAN_STOP : st;
+	st = ring_enter(ch, wait_ms, &posted);
+	check_reload(ch, false);
+	if (st == CHAN_OK)
+		st = ring_serve(ch, took);
+	return st;
 }
+
+/* ---- A channel's life ------------------------------------------------ */
 
 static int open_fd(struct server *srv, struct chan *ch);
 static void close_fd(struct chan *ch);
+static int chan_watch(struct chan *ch, bool on);
+
+/* One round of whichever way the channel serves. */
+static enum chan_status chan_step(struct chan *ch, unsigned int wait_ms,
+				  unsigned int *took)
+{
+	*took = 0;
+	if (ch->ring)
+		return ring_step(ch, wait_ms, took);
+	if (ch->end) {
+		enum chan_status st = take_done(ch), fst = flush_answers(ch);
+
+		return st == CHAN_OK ? fst : st;
+	}
+	if (ch->srv->max_pending)
+		return rw_async_step(ch, wait_ms, took);
+	return rw_step(ch, wait_ms, took);
+}
+
+/*
+ * Waits up to POLL_MS for the channel's epoll set: a request (while the
+ * channel can take one), a completion, or the channel's end.
+ */
+static enum chan_status wait_event(struct chan *ch)
+{
+	struct epoll_event ev[2];
+	int n = epoll_wait(ch->epfd, ev, 2, POLL_MS);
+
+	if (n < 0 && errno != EINTR)
+		return chan_fail(ch, errno);
+	if (n == 0 && !ch->end)
+		check_reload(ch, false);
+	return CHAN_OK;
+}
+
+/*
+ * The kernel took back a request this channel had read (its
+ * request_timeout): what is left of it is void. A new channel starts
+ * clean; pending requests of the old one are dropped when completed.
+ */
+static enum chan_status reopen(struct chan *ch)
+{
+	struct server *srv = ch->srv;
+	int rc;
+
+	ch->resets++;
+	if (srv->verbose)
+		fprintf(stderr, "%s: [%u] channel reset by the kernel: reopening\n",
+			program_invocation_short_name, ch->id);
+	close_fd(ch);
+	rc = open_fd(srv, ch);
+	return rc == -ENOTBLK || rc == -ENOENT ? CHAN_GONE :
+	       rc < 0 ? chan_fail(ch, rc) : CHAN_OK;
+}
+
+/*
+ * Serves @ch for a while: with @block, one wait of up to POLL_MS for
+ * something to do and what it brings (a serving thread); without, what
+ * is ready now (dmu_server_serve()). A channel that takes requests and
+ * holds none pending waits where they come (in RING_ENTER, or in epoll
+ * for the channel alone), as nothing else can come; otherwise in its
+ * epoll set, which a completion wakes too.
+ *
+ * Return: 0 to be called again; once the channel has ended and holds
+ * nothing pending, 1, or a negative errno if a channel failed.
+ */
+static int chan_run(struct chan *ch, bool block)
+{
+	struct server *srv = ch->srv;
+	enum chan_status st = CHAN_OK;
+	unsigned int took, round;
+	bool hand_in;
+
+	if (!ch->end && stopping(srv))
+		ch->end = CHAN_STOP;
+	hand_in = ring_unhanded(ch) && (!ch->end || ch->end == CHAN_STOP);
+	if (block && !ch->end && !ch->pending) {
+		st = chan_step(ch, POLL_MS, &took);
+	} else {
+		if (block && !hand_in && (!ch->end || ch->pending))
+			st = wait_event(ch);
+		for (round = 0; st == CHAN_OK && round < SERVE_ROUNDS; round++) {
+			st = chan_step(ch, 0, &took);
+			if (!took)
+				break;
+		}
+		/* Nothing left unanswered while the caller waits. */
+		if (st == CHAN_OK && ring_unhanded(ch) &&
+		    (!ch->end || ch->end == CHAN_STOP))
+			st = ring_enter(ch, DM_USER_RING_COMPLETE_ONLY, &round);
+	}
+	/* An ended channel is not reopened: its pending requests are void. */
+	if (st == CHAN_RESET && ch->end)
+		ch->gen++;
+	else if (st == CHAN_RESET)
+		st = reopen(ch);
+	if ((st == CHAN_GONE || st == CHAN_FATAL) && ch->end != CHAN_FATAL)
+		ch->end = st;
+	else if (st == CHAN_STOP && !ch->end)
+		ch->end = CHAN_STOP;
+	if (!ch->end && stopping(srv))
+		ch->end = CHAN_STOP;
+	if (ch->end == CHAN_FATAL) {
+		int none = 0;
+
+		atomic_compare_exchange_strong(&srv->first_err, &none,
+					       ch->err);
+		atomic_store(&srv->abort, true);
+	}
+	/* Full, or ended: only a completion is waited for. */
+	if (chan_watch(ch, !ch->end && (!srv->max_pending || ch->free_slots)))
+		atomic_store(&srv->abort, true);
+	if (!ch->end || ch->pending)
+		return 0;
+	if (ch->end == CHAN_GONE && srv->verbose)
+		fprintf(stderr, "%s: [%u] target removed\n",
+			program_invocation_short_name, ch->id);
+	if (ch->end == CHAN_FATAL)
+		return ch->err;
+	return srv->first_err ? srv->first_err : 1;
+}
 
 static void *chan_main(void *arg)
 {
 	struct chan *ch = arg;
-	struct server *srv = ch->srv;
-	enum chan_status st = CHAN_OK;
 
-	while (st == CHAN_OK && !stopping(srv)) {
-		enum chan_status ast;
-		int rc;
-
-		if (ch->ring) {
-			st = ring_main(ch);
-		} else {
-			st = collect(ch);
-			/*
-			 * What was read is answered even if a later read
-			 * failed, unless the channel was reset: then all of
-			 * it is void.
-			 */
-			ast = st == CHAN_RESET ? st : serve_collected(ch);
-			if (st == CHAN_OK || st == CHAN_STOP)
-				st = ast;
-			check_reload(ch, false);
-		}
-		if (st != CHAN_RESET)
-			continue;
-		/*
-		 * The kernel took back a request this channel had read (its
-		 * request_timeout): what is left of it is void. A new channel
-		 * starts clean.
-		 */
-		ch->resets++;
-		if (srv->verbose)
-			fprintf(stderr, "%s: [%u] channel reset by the kernel: reopening\n",
-				program_invocation_short_name, ch->id);
-		close_fd(ch);
-		rc = open_fd(srv, ch);
-		st = rc == -ENOTBLK || rc == -ENOENT ? CHAN_GONE :
-		     rc < 0 ? chan_fail(ch, rc) : CHAN_OK;
-	}
-	if (st == CHAN_GONE && srv->verbose)
-		fprintf(stderr, "%s: [%u] target removed\n",
-			program_invocation_short_name, ch->id);
-	if (st == CHAN_FATAL)
-		atomic_store(&srv->abort, true);
-	else
-		ch->err = 0;	/* only a failed channel fails dmu_serve() */
+	while (!chan_run(ch, true))
+		;
 	return NULL;
 }
 
@@ -1010,8 +1475,13 @@ static int open_ring(struct server *srv, struct chan *ch)
 			((volatile unsigned char *)map)[off] =
 				((unsigned char *)map)[off];
 	}
+	ch->map = malloc(sizeof(*ch->map));
+	if (!ch->map) {
+		munmap(map, rp.size);
+		return -ENOMEM;
+	}
+	*ch->map = (struct ring_map){ .addr = map, .size = rp.size, .users = 1 };
 	ch->ring = map;
-	ch->ring_size = rp.size;
 	ch->depth = rp.depth;
 	ch->data_size = rp.data;
 	ch->sq = (void *)((char *)map + h->sq_offset);
@@ -1032,50 +1502,69 @@ static bool wants_ring(const struct server *srv, const struct chan *ch)
 	       !srv->split && !ch->read_batch && !ch->want_write_batch;
 }
 
-/* Unmaps the ring, closes the fd and its epoll set. */
-static void close_fd(struct chan *ch)
-{
-	if (ch->ring)
-		munmap(ch->ring, ch->ring_size);
-	ch->ring = NULL;
-	if (ch->epfd >= 0)
-		close(ch->epfd);
-	if (ch->fd >= 0)
-		close(ch->fd);
-	ch->fd = ch->epfd = -1;
-}
-
 /*
- * Opens the channel's fd and its epoll set, a ring if @try_ring and the
- * options want one; both -1 on failure.
+ * Puts the channel in its epoll set or takes it out. All channels of a
+ * target wait on one queue. Exclusive: a new request wakes one idle
+ * thread, not all of them, as a blocking read() would (Linux 4.5; older
+ * kernels wake all).
  */
-static int open_fd_how(struct server *srv, struct chan *ch, bool try_ring)
+static int chan_watch(struct chan *ch, bool on)
 {
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
-	int rc;
+	struct epoll_event ev = {
+		.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u32 = EV_CHAN,
+	};
 
-	ch->epfd = -1;
-	ch->fd = open(srv->path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
-	if (ch->fd < 0)
-		return -errno;
-	/*
-	 * All channels of a target wait on one queue. Exclusive: a new
-	 * request wakes one idle thread, not all of them, as a blocking
-	 * read() would (Linux 4.5; older kernels wake all).
-	 */
-	ch->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (ch->epfd < 0) {
-		rc = -errno;
-		goto fail;
+	if (ch->fd < 0 || on == ch->watching)
+		return 0;
+	if (!on) {
+		ch->watching = false;
+		return epoll_ctl(ch->epfd, EPOLL_CTL_DEL, ch->fd, NULL) ?
+		       -errno : 0;
 	}
 	if (epoll_ctl(ch->epfd, EPOLL_CTL_ADD, ch->fd, &ev)) {
 		ev.events = EPOLLIN;
 		if (errno != EINVAL ||
-		    epoll_ctl(ch->epfd, EPOLL_CTL_ADD, ch->fd, &ev)) {
-			rc = -errno;
-			goto fail;
-		}
+		    epoll_ctl(ch->epfd, EPOLL_CTL_ADD, ch->fd, &ev))
+			return -errno;
 	}
+	ch->watching = true;
+	return 0;
+}
+
+/*
+ * Takes the fd out of the epoll set (the ring's mapping may keep its file
+ * open after close()), drops the channel's hold on the ring's mapping and
+ * closes the fd.
+ */
+static void close_fd(struct chan *ch)
+{
+	if (ch->fd < 0)
+		return;
+	if (chan_watch(ch, false))
+		atomic_store(&ch->srv->abort, true);
+	if (ch->map && ch->map->users > 1)
+		detach_map(ch->map);
+	put_map(ch->map);
+	ch->map = NULL;
+	ch->ring = NULL;
+	close(ch->fd);
+	ch->fd = -1;
+}
+
+/*
+ * Opens the channel's fd and puts it in the epoll set, a ring if
+ * @try_ring and the options want one; -1 on failure.
+ */
+static int open_fd_how(struct server *srv, struct chan *ch, bool try_ring)
+{
+	int rc;
+
+	ch->fd = open(srv->path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	if (ch->fd < 0)
+		return -errno;
+	rc = chan_watch(ch, true);
+	if (rc)
+		goto fail;
 	ch->write_batch = false;
 	if (try_ring && wants_ring(srv, ch)) {
 		rc = open_ring(srv, ch);
@@ -1128,34 +1617,55 @@ static int open_fd(struct server *srv, struct chan *ch)
 {
 	int rc = open_fd_how(srv, ch, true);
 
+	/* Slots read on an earlier open are answered nowhere. */
+	ch->gen++;
 	if (!rc)
 		check_reload(ch, true);
 	return rc;
 }
 
+/*
+ * The channel's epoll set, with the eventfd of its completions, its
+ * buffers and slots, then its fd. Pending requests bring their own
+ * receive buffers, so a channel with max_pending has none of the batch's.
+ */
 static int open_chan(struct server *srv, struct chan *ch, bool read_batch,
 		     bool write_batch)
 {
-	unsigned int b;
-	int rc;
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = EV_DONE };
+	unsigned int b, nbufs = srv->max_pending ? 0 : srv->batch;
 
 	ch->read_batch = read_batch;
 	ch->want_write_batch = write_batch;
-	rc = open_fd(srv, ch);
-	if (rc < 0)
-		return rc;
-	ch->bufs = calloc(srv->batch, sizeof(*ch->bufs));
+	ch->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (ch->epfd < 0)
+		return -errno;
+	if (srv->max_pending) {
+		ch->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (ch->evfd < 0 ||
+		    epoll_ctl(ch->epfd, EPOLL_CTL_ADD, ch->evfd, &ev))
+			return -errno;
+		ch->slots = calloc(srv->max_pending, sizeof(*ch->slots));
+		if (!ch->slots)
+			return -ENOMEM;
+		for (b = srv->max_pending; b-- > 0;) {
+			ch->slots[b].ch = ch;
+			ch->slots[b].next = ch->free_slots;
+			ch->free_slots = &ch->slots[b];
+		}
+	}
+	ch->bufs = calloc(nbufs ? nbufs : 1, sizeof(*ch->bufs));
 	ch->reqcap = srv->batch;
 	ch->reqs = calloc(ch->reqcap, sizeof(*ch->reqs));
 	ch->rdata = aligned_alloc(BUF_ALIGN, MAX_IO);
 	if (!ch->bufs || !ch->reqs || !ch->rdata)
 		return -ENOMEM;
-	for (b = 0; b < srv->batch; b++) {
+	for (b = 0; b < nbufs; b++) {
 		ch->bufs[b] = aligned_alloc(BUF_ALIGN, BUF_SIZE);
 		if (!ch->bufs[b])
 			return -ENOMEM;
 	}
-	return 0;
+	return open_fd(srv, ch);
 }
 
 /*
@@ -1198,99 +1708,202 @@ static void close_chan(struct server *srv, struct chan *ch)
 	unsigned int b;
 
 	close_fd(ch);
+	/* A dmu_complete() that pushed the last slot may not have left yet. */
+	while (atomic_load(&ch->completers))
+		sched_yield();
+	if (ch->epfd >= 0)
+		close(ch->epfd);
+	if (ch->evfd >= 0)
+		close(ch->evfd);
 	for (b = 0; ch->bufs && b < srv->batch; b++)
 		free(ch->bufs[b]);
 	free(ch->bufs);
 	free(ch->reqs);
 	free(ch->rdata);
+	for (b = 0; ch->slots && b < srv->max_pending; b++)
+		free(ch->slots[b].buf);
+	free(ch->slots);
 }
 
-int dmu_serve(const char *name, const struct dmu_ops *ops, void *ctx,
-	      const struct dmu_serve_opts *opts)
-{
-	static const struct dmu_serve_opts defaults;
-	struct server srv = { .ops = ops, .ctx = ctx };
+/* What the event-loop form hands out; dmu_serve() has one too. */
+struct dmu_server {
+	struct server srv;
 	char path[PATH_MAX];
-	unsigned int i, started = 0;
-	bool rw_opts, ring_opts;
-	int err = 0, rc;
+	unsigned int nchans;	/* opened or tried: closed by server_free() */
+};
 
-	if (!name || !*name || !ops)
+static void server_free(struct dmu_server *d)
+{
+	unsigned int i;
+
+	for (i = 0; i < d->nchans; i++)
+		close_chan(&d->srv, &d->srv.chans[i]);
+	free(d->srv.chans);
+	pthread_mutex_destroy(&d->srv.reload_lock);
+	free(d);
+}
+
+int dmu_server_open_size(struct dmu_server **out, const char *name,
+			 const struct dmu_ops *ops, void *ctx,
+			 const struct dmu_serve_opts *user_opts,
+			 size_t opts_size)
+{
+	struct dmu_serve_opts opts = { 0 };
+	struct dmu_server *d;
+	struct server *srv;
+	bool rw_opts, ring_opts;
+	unsigned int i;
+	int rc;
+
+	if (!out || !name || !*name || !ops)
 		return -EINVAL;
-	if (!opts)
-		opts = &defaults;
-	if (strchr(name, '/')) {
-		srv.path = name;
-	} else {
-		rc = snprintf(path, sizeof(path), "/dev/dm-user/%s", name);
-		if (rc < 0 || (size_t)rc >= sizeof(path))
-			return -ENAMETOOLONG;
-		srv.path = path;
-	}
-	srv.threads = opts->threads ? opts->threads : 1;
-	srv.batch = opts->batch ? opts->batch : 1;
-	srv.split = opts->split;
-	srv.verbose = opts->verbose;
-	srv.stop = opts->stop;
-	srv.transport = opts->transport;
-	srv.ring_depth = opts->ring_depth;
-	srv.ring_data = opts->ring_data;
-	srv.ring_busy_poll = opts->ring_busy_poll;
-	srv.remap = opts->remap;
-	if (srv.transport > DMU_TRANSPORT_RW)
+	*out = NULL;
+	/* The fields the caller's header had; the others stay 0. */
+	if (user_opts)
+		memcpy(&opts, user_opts,
+		       opts_size < sizeof(opts) ? opts_size : sizeof(opts));
+	if (opts.transport > DMU_TRANSPORT_RW ||
+	    opts.max_pending > DMU_MAX_PENDING ||
+	    (opts.max_pending && (opts.batch > 1 || opts.read_batch)))
 		return -EINVAL;
 	/* Options one transport would ignore while the other is in use. */
-	rw_opts = srv.batch > 1 || srv.split || opts->read_batch ||
-		  opts->write_batch;
-	ring_opts = srv.ring_depth || srv.ring_data || srv.ring_busy_poll;
-	if ((rw_opts && srv.transport == DMU_TRANSPORT_RING) ||
-	    (ring_opts && (srv.transport == DMU_TRANSPORT_RW || rw_opts)))
+	rw_opts = opts.batch > 1 || opts.split || opts.read_batch ||
+		  opts.write_batch;
+	ring_opts = opts.ring_depth || opts.ring_data || opts.ring_busy_poll;
+	if ((rw_opts && opts.transport == DMU_TRANSPORT_RING) ||
+	    (ring_opts && (opts.transport == DMU_TRANSPORT_RW || rw_opts)))
 		return -EINVAL;
-	rc = learn_target(&srv);
-	if (rc)
-		return rc;
-	atomic_init(&srv.abort, false);
-	rc = pthread_mutex_init(&srv.reload_lock, NULL);
-	if (rc)
-		return -rc;
 
-	srv.chans = calloc(srv.threads, sizeof(*srv.chans));
-	if (!srv.chans) {
-		pthread_mutex_destroy(&srv.reload_lock);
+	d = calloc(1, sizeof(*d));
+	if (!d)
 		return -ENOMEM;
+	srv = &d->srv;
+	if (strchr(name, '/')) {
+		rc = snprintf(d->path, sizeof(d->path), "%s", name);
+	} else {
+		rc = snprintf(d->path, sizeof(d->path), "/dev/dm-user/%s", name);
 	}
-	for (i = 0; i < srv.threads; i++) {
-		srv.chans[i].srv = &srv;
-		srv.chans[i].id = i;
-		srv.chans[i].fd = -1;
-		srv.chans[i].epfd = -1;
+	if (rc < 0 || (size_t)rc >= sizeof(d->path)) {
+		free(d);
+		return -ENAMETOOLONG;
 	}
-	for (i = 0; i < srv.threads && !err; i++)
-		err = open_chan(&srv, &srv.chans[i], opts->read_batch,
-				opts->write_batch);
+	srv->path = d->path;
+	srv->ops = ops;
+	srv->ctx = ctx;
+	srv->threads = opts.threads ? opts.threads : 1;
+	srv->batch = opts.batch ? opts.batch : 1;
+	srv->split = opts.split;
+	srv->verbose = opts.verbose;
+	srv->stop = opts.stop;
+	srv->ready = opts.ready;
+	srv->transport = opts.transport;
+	srv->ring_depth = opts.ring_depth;
+	srv->ring_data = opts.ring_data;
+	srv->ring_busy_poll = opts.ring_busy_poll;
+	srv->remap = opts.remap;
+	srv->max_pending = opts.max_pending;
+	atomic_init(&srv->abort, false);
+	atomic_init(&srv->first_err, 0);
+	rc = pthread_mutex_init(&srv->reload_lock, NULL);
+	if (rc) {
+		free(d);
+		return -rc;
+	}
+	srv->chans = calloc(srv->threads, sizeof(*srv->chans));
+	rc = srv->chans ? learn_target(srv) : -ENOMEM;
+	for (i = 0; !rc && i < srv->threads; i++) {
+		struct chan *ch = &srv->chans[i];
 
-	for (i = 0; i < srv.threads && !err; i++) {
-		rc = pthread_create(&srv.chans[i].thread, NULL, chan_main,
-				    &srv.chans[i]);
+		ch->srv = srv;
+		ch->id = i;
+		ch->fd = ch->epfd = ch->evfd = -1;
+		atomic_init(&ch->done, NULL);
+		atomic_init(&ch->completers, 0);
+		d->nchans++;
+		rc = open_chan(srv, ch, opts.read_batch, opts.write_batch);
+	}
+	if (rc) {
+		server_free(d);
+		return rc;
+	}
+	*out = d;
+	return 0;
+}
+
+int dmu_server_fd(const struct dmu_server *d, unsigned int channel)
+{
+	if (!d || channel >= d->srv.threads)
+		return -EINVAL;
+	return d->srv.chans[channel].epfd;
+}
+
+int dmu_server_serve(struct dmu_server *d, unsigned int channel)
+{
+	if (!d || channel >= d->srv.threads)
+		return -EINVAL;
+	return chan_run(&d->srv.chans[channel], false);
+}
+
+unsigned int dmu_server_pending(const struct dmu_server *d,
+				unsigned int channel)
+{
+	if (!d || channel >= d->srv.threads)
+		return 0;
+	return d->srv.chans[channel].pending;
+}
+
+int dmu_server_close(struct dmu_server *d)
+{
+	unsigned int i;
+
+	if (!d)
+		return 0;
+	for (i = 0; i < d->srv.threads; i++)
+		if (d->srv.chans[i].pending)
+			return -EBUSY;
+	server_free(d);
+	return 0;
+}
+
+int dmu_serve_size(const char *name, const struct dmu_ops *ops, void *ctx,
+		   const struct dmu_serve_opts *opts, size_t opts_size)
+{
+	struct dmu_server *d;
+	struct server *srv;
+	unsigned int i, started = 0;
+	int err, rc;
+
+	err = dmu_server_open_size(&d, name, ops, ctx, opts, opts_size);
+	if (err)
+		return err;
+	srv = &d->srv;
+	for (i = 0; i < srv->threads; i++) {
+		rc = pthread_create(&srv->chans[i].thread, NULL, chan_main,
+				    &srv->chans[i]);
 		if (rc) {
 			err = -rc;
-			atomic_store(&srv.abort, true);
+			atomic_store(&srv->abort, true);
 			break;
 		}
 		started++;
 	}
-	if (!err && opts->ready)
-		opts->ready(ctx);
+	if (!err && srv->ready)
+		srv->ready(ctx);
 	for (i = 0; i < started; i++)
-		pthread_join(srv.chans[i].thread, NULL);
-	for (i = 0; i < started && !err; i++)
-		err = srv.chans[i].err;
-
-	for (i = 0; i < srv.threads; i++)
-		close_chan(&srv, &srv.chans[i]);
-	free(srv.chans);
-	pthread_mutex_destroy(&srv.reload_lock);
+		pthread_join(srv->chans[i].thread, NULL);
+	if (!err)
+		err = atomic_load(&srv->first_err);
+	server_free(d);
 	return err;
+}
+
+/* For programs built before libdmuser 1.7: their struct ends at remap. */
+#undef dmu_serve
+int dmu_serve(const char *name, const struct dmu_ops *ops, void *ctx,
+	      const struct dmu_serve_opts *opts)
+{
+	return dmu_serve_size(name, ops, ctx, opts,
+			      offsetof(struct dmu_serve_opts, max_pending));
 }
 
 /*

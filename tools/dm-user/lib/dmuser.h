@@ -11,7 +11,9 @@
  *    ioctl, each sending the interface version that introduced its command;
  *  - serving: a loop that reads requests on one or more channels, calls one
  *    callback per operation and sends the answers, hiding split messages,
- *    out-of-order answers and poll.
+ *    out-of-order answers and poll; callbacks may leave requests pending
+ *    and complete them later from any thread, and the daemon may drive the
+ *    channels from its own event loop instead of the library's threads.
  *
  * Every function returns 0 or a negative errno; none exits or prints,
  * except that failures of libdevmapper are reported by libdevmapper itself
@@ -470,6 +472,10 @@ struct dmu_req {
 	 * before the channel takes more requests, so memory reused from one
 	 * request to the next (a scratch buffer) must be the library's, not
 	 * the callback's. A NULL @data on success is answered as an error.
+	 * A request left pending (DMU_PENDING) keeps @data, the library's
+	 * buffer or the callback's memory, until dmu_complete(); memory of
+	 * the callback's must then stay as it is until the answer is sent,
+	 * some time after that call.
 	 * WRITE: the @len bytes of data, in a buffer of the library (the
 	 * data area) or where ->write_buffer asked for them. Page aligned in
 	 * the data area, as O_DIRECT wants.
@@ -518,11 +524,39 @@ static inline bool dmu_req_is_notify(const struct dmu_req *req)
 #define DMU_REMAP	1
 
 /*
+ * What a callback returns to answer its request later, from any thread,
+ * with dmu_complete(): the request, @req and a READ's @data stay the
+ * callback's until then. Only with dmu_serve_opts.max_pending; elsewhere
+ * the request is answered as an error. Since libdmuser 1.7.
+ */
+#define DMU_PENDING	2
+/* The largest dmu_serve_opts.max_pending. */
+#define DMU_MAX_PENDING	4096
+
+/**
+ * dmu_complete() - answer a request whose callback returned DMU_PENDING
+ * @req: the request, as the callback was given it
+ * @rc: what the callback would have returned: 0, -EOPNOTSUPP, DMU_REMAP
+ *	(with @req->remap_offset set) or another negative errno
+ *
+ * May be called from any thread, once per pending request, also from
+ * inside a callback. The answer goes out on the request's channel when
+ * its serving thread (or dmu_server_serve()) next runs, which this call
+ * wakes; requests are answered in the order they are completed. After
+ * the call, @req and its @data are the library's again. A request whose
+ * channel the kernel reset meanwhile, or whose target went away, is not
+ * answered: the kernel has given it to another channel or failed it, and
+ * the late answer is dropped. Since libdmuser 1.7.
+ */
+void dmu_complete(struct dmu_req *req, int rc);
+
+/*
  * One callback per operation. Each returns 0 for success, -EOPNOTSUPP to
  * answer UNSUPPORTED, DMU_REMAP to send the request to the backing device,
- * or another negative errno to answer ERROR. A NULL callback answers
- * UNSUPPORTED. Callbacks run on the serving threads, one
- * per channel, concurrently.
+ * DMU_PENDING to answer later with dmu_complete(), or another negative
+ * errno to answer ERROR. A NULL callback answers UNSUPPORTED. Callbacks
+ * run on the serving threads, one per channel, concurrently (or on the
+ * thread that calls dmu_server_serve() for the channel).
  */
 struct dmu_ops {
 	int (*read)(void *ctx, struct dmu_req *req);
@@ -637,27 +671,132 @@ struct dmu_serve_opts {
 	 * an older header must be rebuilt.
 	 */
 	bool remap;
+	/*
+	 * The most requests each channel holds pending: handed to a
+	 * callback that returned DMU_PENDING, and not answered yet. At the
+	 * limit a channel takes no more requests until one is completed;
+	 * they wait in the kernel (up to the table's max_queued, then in
+	 * the block layer). 0: callbacks answer before they return. On
+	 * read() and write() channels each pending request has a receive
+	 * buffer of its own, up to 1 MiB and 4 KiB of address space
+	 * (touched as far as its data goes); on a ring, its data stays in
+	 * the ring's data area and the ring's depth bounds it too. Refused
+	 * (-EINVAL) with batch > 1 or read_batch, whose batches are
+	 * answered together. Since libdmuser 1.7; read from callers built
+	 * with a 1.7 header or newer (see dmu_serve()).
+	 */
+	unsigned int max_pending;
 };
 
 /**
- * dmu_serve() - serve /dev/dm-user/@name until its target is removed
+ * dmu_serve_size() - serve /dev/dm-user/@name until its target is removed
  * @name: the target's name, or a path to its node
  * @opts: NULL for the defaults
+ * @opts_size: sizeof(struct dmu_serve_opts) as the caller was built with
  *
  * A channel the kernel resets (ECONNRESET, after request_timeout took a
  * request it held) is closed and opened again; the requests read on it are
  * dropped unanswered, and a batch that changes data is not applied once the
  * channel reports the reset.
  *
+ * With @opts->max_pending, returns only once every pending request was
+ * completed (dmu_complete()), answered or, on a channel that ended,
+ * dropped: a daemon that gives up on a request completes it with an error.
+ *
  * Return: 0 when the target was removed (every channel saw ENOTBLK) or
  * *stop was set, a negative errno when a channel failed; -EINVAL before
  * anything is opened for options of the two transports at once (see
- * enum dmu_transport); -EOPNOTSUPP for @opts->remap on a target the
- * kernel grants no remap on (it has no backing device, or the kernel is
- * older than control interface version 4).
+ * enum dmu_transport) or max_pending with batch > 1 or read_batch;
+ * -EOPNOTSUPP for @opts->remap on a target the kernel grants no remap on
+ * (it has no backing device, or the kernel is older than control
+ * interface version 4).
+ */
+int dmu_serve_size(const char *name, const struct dmu_ops *ops, void *ctx,
+		   const struct dmu_serve_opts *opts, size_t opts_size);
+/**
+ * dmu_serve() - dmu_serve_size() with the caller's struct dmu_serve_opts
+ *
+ * A macro since libdmuser 1.7. The function of this name stays for
+ * programs built before, and reads the struct as 1.6 laid it out, up to
+ * @remap.
  */
 int dmu_serve(const char *name, const struct dmu_ops *ops, void *ctx,
 	      const struct dmu_serve_opts *opts);
+#define dmu_serve(name, ops, ctx, opts) \
+	dmu_serve_size((name), (ops), (ctx), (opts), \
+		       sizeof(struct dmu_serve_opts))
+
+/*
+ * The event-loop form of dmu_serve(): the daemon waits for the channels
+ * itself (epoll, io_uring, another library's loop) and the library does
+ * the protocol. Since libdmuser 1.7.
+ */
+struct dmu_server;
+
+/**
+ * dmu_server_open_size() - open @opts->threads channels of /dev/dm-user/@name
+ * for dmu_server_serve(), and start no thread
+ * @srv: set to the server, to be freed with dmu_server_close()
+ * @opts_size: as for dmu_serve_size(); use dmu_server_open()
+ *
+ * @opts as for dmu_serve(), where threads counts the channels; ready is
+ * not called.
+ *
+ * Return: 0, or a negative errno as dmu_serve() before it serves, or of
+ * the channel that could not be opened.
+ */
+int dmu_server_open_size(struct dmu_server **srv, const char *name,
+			 const struct dmu_ops *ops, void *ctx,
+			 const struct dmu_serve_opts *opts, size_t opts_size);
+#define dmu_server_open(srv, name, ops, ctx, opts) \
+	dmu_server_open_size((srv), (name), (ops), (ctx), (opts), \
+			     sizeof(struct dmu_serve_opts))
+
+/**
+ * dmu_server_fd() - the file descriptor to wait on for @channel
+ * @channel: 0 to @opts->threads - 1
+ *
+ * Readable (EPOLLIN) when dmu_server_serve() has something to do for the
+ * channel: a request, a completion, or the channel's end. It stays the
+ * same descriptor across the channel's reopening after a reset; never read
+ * it or close it.
+ *
+ * Return: the descriptor, or -EINVAL for a channel that does not exist.
+ */
+int dmu_server_fd(const struct dmu_server *srv, unsigned int channel);
+
+/**
+ * dmu_server_serve() - do what @channel has to do, without waiting
+ *
+ * Answers the requests completed since the last call, reads the requests
+ * waiting and hands them to the callbacks, which run on this thread;
+ * follows reloads as dmu_serve() does. One thread at a time per channel;
+ * dmu_complete() may run anywhere meanwhile. On a channel with nothing to
+ * do for a while, ->reload is heard at the next call: call it every so
+ * often (every 200 ms, say) where that matters, and after setting
+ * @opts->stop.
+ *
+ * Return: 0 while the channel serves: call again when dmu_server_fd() is
+ * readable. Once the channel has ended and holds no pending request: 1
+ * when its target was removed or *@opts->stop was set, a negative errno
+ * when it (or another channel of @srv) failed; then do not call it again.
+ */
+int dmu_server_serve(struct dmu_server *srv, unsigned int channel);
+
+/**
+ * dmu_server_pending() - requests @channel holds pending, 0 for a
+ * channel that does not exist
+ */
+unsigned int dmu_server_pending(const struct dmu_server *srv,
+				unsigned int channel);
+
+/**
+ * dmu_server_close() - close the channels and free @srv
+ *
+ * Return: 0; or -EBUSY, and nothing is freed, while a request is pending
+ * (complete it, and call dmu_server_serve() until it returns non-zero).
+ */
+int dmu_server_close(struct dmu_server *srv);
 
 /**
  * dmu_prepare_daemon() - what a daemon in the I/O path should do first:
