@@ -11,7 +11,8 @@ set -eu
 # linux-perf profiles it (make bench-profile); dkms builds the module in
 # make check's host test of dkms.conf; debhelper, dh-dkms and lintian build
 # and check the Debian packages (make deb); scdoc makes the man pages, and
-# man-db and bsdextrautils (col) check them.
+# man-db and bsdextrautils (col) check them. libnbd-dev builds serve --nbd;
+# nbdkit and qemu-utils (qemu-nbd) are the NBD servers its tests use.
 # The 6.12 kernel comes from bookworm's security/updates archive as a
 # meta-package that follows the newest 6.12 build.
 pkgs="build-essential make gcc gcc-multilib libc6-dev-i386 bc kmod
@@ -23,7 +24,7 @@ pkgs="build-essential make gcc gcc-multilib libc6-dev-i386 bc kmod
  pkg-config jq
  systemd
  fio e2fsprogs sparse linux-perf
- nbdkit nbd-client
+ nbdkit nbd-client libnbd-dev qemu-utils
  flex bison libelf-dev
  dkms debhelper dh-dkms lintian scdoc man-db bsdextrautils gnuplot-nox
  autoconf automake libtool g++"

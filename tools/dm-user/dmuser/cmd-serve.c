@@ -3,7 +3,8 @@
  * dmuser serve, the reference daemon: every request of one target served
  * from a store (store.h) through libdmuser's serving loop, one thread per
  * channel; or, with --remap, every request sent on to the target's
- * backing device.
+ * backing device; or, with --nbd, every request sent to an NBD server
+ * (serve-nbd.c).
  */
 #define _FILE_OFFSET_BITS 64
 
@@ -20,6 +21,7 @@
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
 
+#include "serve.h"
 #include "store.h"
 #include "tool.h"
 
@@ -29,6 +31,8 @@
 
 #define MAX_THREADS	64
 #define MAX_BATCH	128
+/* --queue-depth's default: NBD requests in flight per connection. */
+#define NBD_QUEUE_DEPTH	64
 
 /* ---- Serving: the store as libdmuser callbacks ------------------------ */
 
@@ -61,11 +65,13 @@ static struct serve_options {
 	unsigned int threads, batch;
 	size_t split;
 	bool read_batch, write_batch, verbose, copy, remap, notify;
+	const char *nbd_uri;
+	unsigned int queue_depth;
 	enum dmu_transport transport;
 	unsigned int ring_depth;
 	unsigned int ring_data;
 	unsigned int ring_busy_poll;
-} sopt = { .threads = 1, .batch = 1 };
+} sopt = { .threads = 1, .batch = 1, .queue_depth = NBD_QUEUE_DEPTH };
 
 /* [off, off + len) lies in the store. */
 static bool range_ok(uint64_t off, uint64_t len, uint64_t size)
@@ -73,17 +79,45 @@ static bool range_ok(uint64_t off, uint64_t len, uint64_t size)
 	return len <= size && off <= size - len;
 }
 
-static int serve_op(struct store *s, struct dmu_req *r, enum counter c)
+/* The counter of each request type. */
+static const enum counter by_type[] = {
+	[DM_USER_REQ_MAP_READ] = C_READS,
+	[DM_USER_REQ_MAP_WRITE] = C_WRITES,
+	[DM_USER_REQ_MAP_FLUSH] = C_FLUSHES,
+	[DM_USER_REQ_MAP_DISCARD] = C_DISCARDS,
+	[DM_USER_REQ_MAP_SECURE_ERASE] = C_SECURE_ERASES,
+	[DM_USER_REQ_MAP_WRITE_ZEROES] = C_WRITE_ZEROES,
+};
+
+void serve_count_request(const struct dmu_req *r)
+{
+	if (r->flags & DM_USER_REQ_MAP_FLAG_FUA)
+		count(C_FUA, 1);
+	if (r->flags & DM_USER_REQ_MAP_FLAG_PREFLUSH)
+		count(C_PREFLUSH, 1);
+	count(by_type[r->type], 1);
+}
+
+int serve_count_result(const struct dmu_req *r, int rc)
+{
+	if (!rc && r->type == DM_USER_REQ_MAP_READ)
+		count(C_BYTES_READ, r->len);
+	if (!rc && r->type == DM_USER_REQ_MAP_WRITE)
+		count(C_BYTES_WRITTEN, r->len);
+	if (rc == -EOPNOTSUPP)
+		count(C_UNSUPPORTED, 1);
+	else if (rc)
+		count(C_ERRORS, 1);
+	return rc;
+}
+
+static int serve_op(struct store *s, struct dmu_req *r)
 {
 	bool fua = r->flags & DM_USER_REQ_MAP_FLAG_FUA;
 	bool preflush = r->flags & DM_USER_REQ_MAP_FLAG_PREFLUSH;
 	int rc = 0;
 
-	if (fua)
-		count(C_FUA, 1);
-	if (preflush)
-		count(C_PREFLUSH, 1);
-	count(c, 1);
+	serve_count_request(r);
 
 	/* An empty flush has no range, whatever its sector says. */
 	if (r->type == DM_USER_REQ_MAP_FLUSH) {
@@ -111,31 +145,13 @@ static int serve_op(struct store *s, struct dmu_req *r, enum counter c)
 			rc = s->ops->flush(s);
 	}
 
-	if (!rc && r->type == DM_USER_REQ_MAP_READ)
-		count(C_BYTES_READ, r->len);
-	if (!rc && r->type == DM_USER_REQ_MAP_WRITE)
-		count(C_BYTES_WRITTEN, r->len);
-	if (rc == -EOPNOTSUPP)
-		count(C_UNSUPPORTED, 1);
-	else if (rc)
-		count(C_ERRORS, 1);
-	return rc;
+	return serve_count_result(r, rc);
 }
-
-/* The counter of each request type. */
-static const enum counter by_type[] = {
-	[DM_USER_REQ_MAP_READ] = C_READS,
-	[DM_USER_REQ_MAP_WRITE] = C_WRITES,
-	[DM_USER_REQ_MAP_FLUSH] = C_FLUSHES,
-	[DM_USER_REQ_MAP_DISCARD] = C_DISCARDS,
-	[DM_USER_REQ_MAP_SECURE_ERASE] = C_SECURE_ERASES,
-	[DM_USER_REQ_MAP_WRITE_ZEROES] = C_WRITE_ZEROES,
-};
 
 /* Every operation goes through serve_op(); its counter follows the type. */
 static int cb_serve(void *ctx, struct dmu_req *r)
 {
-	return serve_op(ctx, r, by_type[r->type]);
+	return serve_op(ctx, r);
 }
 
 /*
@@ -287,6 +303,16 @@ static void stop_handler(int sig)
 	stop_flag = 1;
 }
 
+bool serve_stopping(void)
+{
+	return stop_flag;
+}
+
+void serve_request_stop(void)
+{
+	stop_flag = 1;
+}
+
 static int setup_signals(void)
 {
 	/* No SA_RESTART: a thread waiting in poll() looks at the flag now. */
@@ -295,6 +321,12 @@ static int setup_signals(void)
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGTERM, &sa, NULL) || sigaction(SIGINT, &sa, NULL)) {
 		report(errno, "sigaction");
+		return -1;
+	}
+	/* A server that goes away is an error of its connection, not ours. */
+	sa.sa_handler = SIG_IGN;
+	if (sigaction(SIGPIPE, &sa, NULL)) {
+		report(errno, "sigaction SIGPIPE");
 		return -1;
 	}
 	return 0;
@@ -358,9 +390,18 @@ void serve_usage(FILE *f)
 		     "target's backing device by a remap answer, its\n"
 		     "data never through the daemon (a pass-through\n"
 		     "daemon, for testing and measuring filters)");
+	print_option(f, false, 'u', "nbd", "<uri>",
+		     "serve from an NBD server: nbd://host[:port]/export,\n"
+		     "nbd+unix:///export?socket=<path> (libnbd's URIs);\n"
+		     "the export at least as large as the target; a lost\n"
+		     "connection gives its requests back and reconnects");
+	print_option(f, true, 'Q', "queue-depth", "<n>",
+		     "requests in flight per connection (default 64,\n"
+		     "max 4096)");
 	fprintf(f,
 "Options:\n"
-"  -t, --threads <n>     open <n> channels, one thread each (default 1, max %d)\n"
+"  -t, --threads <n>     open <n> channels, one thread each (default 1, max %d);\n"
+"                        with --nbd, one connection each\n"
 "  -q, --batch <n>       read up to <n> requests, then answer them in reverse\n"
 "                        order (default 1, max %d)\n"
 "  -B, --read-batch      negotiate DM_USER_EXT_READ_BATCH: many requests per\n"
@@ -400,6 +441,8 @@ void serve_usage(FILE *f)
 /* The options every store shares; the stores' own come from store_types[]. */
 static const struct option serve_longopts[] = {
 	{ "remap", no_argument, NULL, 'm' },
+	{ "nbd", required_argument, NULL, 'u' },
+	{ "queue-depth", required_argument, NULL, 'Q' },
 	{ "threads", required_argument, NULL, 't' },
 	{ "batch", required_argument, NULL, 'q' },
 	{ "read-batch", no_argument, NULL, 'B' },
@@ -416,7 +459,7 @@ static const struct option serve_longopts[] = {
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 };
-#define SERVE_SHORTOPTS ":mt:q:BWcT:R:D:P:s:S:p:Nvh"
+#define SERVE_SHORTOPTS ":mu:Q:t:q:BWcT:R:D:P:s:S:p:Nvh"
 
 /* The most stores and flags the option table has room for. */
 #define MAX_STORE_OPTS 32
@@ -471,7 +514,7 @@ static void store_options(struct option *longopts, char *shortopts,
 	longopts[n] = (struct option){ NULL, 0, NULL, 0 };
 }
 
-/* "--ram, --file, --null and --remap". */
+/* "--ram, --file, --null, --remap and --nbd". */
 static const char *mode_options(char *buf, size_t len)
 {
 	const struct store_type *const *t;
@@ -481,7 +524,7 @@ static const char *mode_options(char *buf, size_t len)
 		pos += snprintf(buf + pos, len - pos, "--%s, ", (*t)->name);
 	if (pos >= 2)
 		pos -= 2;
-	snprintf(buf + pos, len - pos, " and --remap");
+	snprintf(buf + pos, len - pos, ", --remap and --nbd");
 	return buf;
 }
 
@@ -526,6 +569,7 @@ static void serve_parse(int argc, char **argv)
 	struct store_opt by_letter[128] = { 0 };
 	const struct store_type *flag_of = NULL;
 	const char *ring_opt, *rw_opt, *flag_name = NULL;
+	bool queue_depth_given = false;
 	char modes[256];
 	int c;
 
@@ -534,6 +578,15 @@ static void serve_parse(int argc, char **argv)
 		switch (c) {
 		case 'm':
 			sopt.remap = true;
+			break;
+		case 'u':
+			sopt.nbd_uri = optarg;
+			break;
+		case 'Q':
+			sopt.queue_depth = (unsigned int)parse_number(
+				"--queue-depth", optarg, false, 1,
+				DMU_MAX_PENDING);
+			queue_depth_given = true;
 			break;
 		case 't':
 			sopt.threads = (unsigned int)parse_number("--threads",
@@ -607,11 +660,18 @@ static void serve_parse(int argc, char **argv)
 				bad_option(c, argv);
 		}
 	}
-	if (!sopt.store == !sopt.remap)
+	if (!!sopt.store + sopt.remap + !!sopt.nbd_uri != 1)
 		bad_usage("exactly one of %s is required",
 			  mode_options(modes, sizeof(modes)));
 	if (sopt.remap && sopt.copy)
 		bad_usage("--copy does not apply to --remap, which moves no data");
+	if (queue_depth_given && !sopt.nbd_uri)
+		bad_usage("--queue-depth applies to --nbd only");
+	/* Requests stay pending: answered one by one, as they complete. */
+	if (sopt.nbd_uri && (sopt.copy || sopt.batch > 1 || sopt.read_batch))
+		bad_usage("%s does not apply to --nbd, whose requests are answered as the server answers them",
+			  sopt.copy ? "--copy" : sopt.batch > 1 ? "--batch" :
+			  "--read-batch");
 	if (flag_of && flag_of != sopt.store)
 		bad_usage("--%s applies to --%s only", flag_name, flag_of->name);
 	/* As dmu_serve() refuses them, with the options named. */
@@ -653,7 +713,9 @@ int cmd_serve(int argc, char **argv)
 	 * is per thread and inherited, and the store is allocated locked.
 	 */
 	prepare_daemon();
-	if (sopt.remap) {
+	if (sopt.nbd_uri) {
+		/* Filled in by serve_nbd(). */
+	} else if (sopt.remap) {
 		ops = remap_dmu_ops;
 		opts.remap = true;
 	} else {
@@ -682,7 +744,20 @@ int cmd_serve(int argc, char **argv)
 	opts.verbose = sopt.verbose;
 	opts.stop = &stop_flag;
 	opts.ready = serve_ready;
-	rc = dmu_serve(sopt.channel, &ops, store, &opts);
+	if (sopt.nbd_uri) {
+		struct nbd_options nopt = {
+			.uri = sopt.nbd_uri, .channel = sopt.channel,
+			.queue_depth = sopt.queue_depth,
+			.verbose = sopt.verbose,
+		};
+
+		/* It reports its failures itself, with what they were about. */
+		rc = 0;
+		if (serve_nbd(&nopt, &opts))
+			status = 1;
+	} else {
+		rc = dmu_serve(sopt.channel, &ops, store, &opts);
+	}
 	/* The answers in flight are sent: what is left is to close. */
 	if (stop_signal && notify_manager("STOPPING=1"))
 		status = 1;

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # make bench, inside the guest: fio against dm-user (the reference daemon
-# with its null, RAM and file stores), ublk (null and loop, when make bench
+# with its null, RAM and file stores, its NBD back end over the nbdkit that
+# the kernel's nbd client serves too), ublk (null and loop, when make bench
 # could build ublksrv) and the in-kernel and userspace peers, all in this one
 # boot so that the ratios compare like with like. Each figure is the median
 # of $RUNS runs, taken in rounds that visit every device once, with the
@@ -77,6 +78,9 @@ user_dev bench_null_rbwb -n ${SIZE_MB}M -B -W
 user_dev bench_ram -r ${SIZE_MB}M
 truncate -s ${SIZE_MB}M /tmp/user.img || fail "truncate /tmp/user.img"
 user_dev bench_file -f /tmp/user.img
+# The nbdkit memory server that the kernel's nbd client serves as
+# nbd/nbdkit, behind dm-user's NBD back end instead: one connection each.
+user_dev bench_nbd --nbd "nbd+unix:///?socket=/tmp/nbd.sock"
 # Over the brd that dm-linear/brd maps: everything claimed and remapped by
 # a daemon that changes nothing (no data through it), and nothing claimed
 # with no daemon at all (the map path straight to the backing device).
@@ -145,7 +149,7 @@ else
 fi
 DEVICES="$DEVICES dm-user/RAM:/dev/mapper/bench_ram dm-user/file:/dev/mapper/bench_file"
 [ -z "$UBLK" ] || DEVICES="$DEVICES ublk/loop:/dev/ublkb1"
-DEVICES="$DEVICES loop:$loopdev brd:/dev/ram0 null_blk:/dev/nullb0 dm-linear/brd:/dev/mapper/bench_linear dm-user/remap:/dev/mapper/bench_remap dm-user/remap+poll:/dev/mapper/bench_remap_poll dm-user/mapped:/dev/mapper/bench_mapped dm-user/pass:/dev/mapper/bench_pass dm-user/cow:/dev/mapper/bench_cow dm-user/cow-remap:/dev/mapper/bench_cow_remap dm-user/cow-copy:/dev/mapper/bench_cow_copy nbd/nbdkit:/dev/nbd0"
+DEVICES="$DEVICES loop:$loopdev brd:/dev/ram0 null_blk:/dev/nullb0 dm-linear/brd:/dev/mapper/bench_linear dm-user/remap:/dev/mapper/bench_remap dm-user/remap+poll:/dev/mapper/bench_remap_poll dm-user/mapped:/dev/mapper/bench_mapped dm-user/pass:/dev/mapper/bench_pass dm-user/cow:/dev/mapper/bench_cow dm-user/cow-remap:/dev/mapper/bench_cow_remap dm-user/cow-copy:/dev/mapper/bench_cow_copy nbd/nbdkit:/dev/nbd0 dm-user/nbd:/dev/mapper/bench_nbd"
 
 # ONLY="<device> ...": the rows of those devices alone (names as in the
 # table), for a quicker look at some of them; the ratios need both sides.
@@ -382,6 +386,10 @@ END {
     show(tests[i], "dm-user/cow-remap", "dm-user/cow-copy", 1.0)
   for (i = 1; i <= nt; i++)
     show(tests[i], "dm-user/cow", "dm-linear/brd", 0.95)
+  show("rr4k-qd16", "dm-user/nbd", "nbd/nbdkit", 1.0)
+  show("rw4k-qd16", "dm-user/nbd", "nbd/nbdkit", 1.0)
+  show("sr128k-qd4", "dm-user/nbd", "nbd/nbdkit", 1.0)
+  show("sw128k-qd4", "dm-user/nbd", "nbd/nbdkit", 1.0)
   q = iops["rr4k-qd1", "nbd/nbdkit"]
   if (q > 0)
     printf "  %-14s %-18s / %-14s %6.2f  [>= 2.0] %s\n", "rr4k-qd1",

@@ -124,6 +124,13 @@ struct request {
 struct server;
 struct chan;
 
+/* How a channel's fd is in its epoll set. */
+enum watch {
+	WATCH_NONE,	/* not: the channel has ended, or is closed */
+	WATCH_ERRORS,	/* for a reset or the target's end only: it is full */
+	WATCH_ALL,	/* for requests too */
+};
+
 /* A ring's shared memory, freed when neither its channel nor a slot uses it. */
 struct ring_map {
 	void *addr;
@@ -190,7 +197,7 @@ struct chan {
 	int evfd;		/* dmu_complete() makes it readable */
 	atomic_uint completers;	/* dmu_complete() calls not yet returned */
 	uint64_t gen;		/* opens of the fd: a reset starts a new one */
-	bool watching;		/* fd is in epfd */
+	enum watch watching;	/* how fd is in epfd */
 	/* Takes no more requests: why (CHAN_STOP, _GONE, _FATAL), or CHAN_OK. */
 	enum chan_status end;
 };
@@ -868,6 +875,18 @@ static bool chan_was_reset(struct chan *ch)
 	       !(p.revents & POLLHUP);
 }
 
+/* CHAN_RESET, CHAN_GONE, or CHAN_OK, as poll() says now. */
+static enum chan_status chan_error(struct chan *ch)
+{
+	struct pollfd p = { .fd = ch->fd, .events = POLLIN };
+
+	if (poll(&p, 1, 0) != 1)
+		return CHAN_OK;
+	if (p.revents & POLLHUP)
+		return CHAN_GONE;
+	return p.revents & POLLERR ? CHAN_RESET : CHAN_OK;
+}
+
 static enum chan_status serve_collected(struct chan *ch)
 {
 	struct server *srv = ch->srv;
@@ -1027,9 +1046,15 @@ static enum chan_status take_done(struct chan *ch)
 	struct slot *s, *next, *fifo = NULL;
 	uint64_t count;
 
-	if (!ch->pending)
+	if (ch->evfd < 0)
 		return CHAN_OK;
-	/* First: a completion after it finds the eventfd readable again. */
+	/*
+	 * First, and always: a completion after it finds the eventfd
+	 * readable again, and one whose write() came after its slot was
+	 * taken (and the channel's last pending request answered) leaves it
+	 * readable with nothing to take, which must not wake the channel for
+	 * ever.
+	 */
 	if (read(ch->evfd, &count, sizeof(count)) < 0 && errno != EAGAIN &&
 	    errno != EINTR)
 		return chan_fail(ch, errno);
@@ -1089,17 +1114,21 @@ static enum chan_status rw_async_step(struct chan *ch, bool wait,
 {
 	enum chan_status st = take_done(ch), fst;
 
+	/* Full: woken by EPOLLERR or EPOLLHUP, which read() would name. */
+	if (st == CHAN_OK && !ch->free_slots)
+		st = chan_error(ch);
 	while (st == CHAN_OK && ch->free_slots && !ch->end) {
 		struct slot *s = ch->free_slots;
 		struct request *rq;
 		int rc, resp;
 
+		/* Without memory, wait for a completion to free a buffer. */
 		if (!s->buf) {
 			s->buf = aligned_alloc(BUF_ALIGN, BUF_SIZE);
-			if (!s->buf) {
+			if (!s->buf && !ch->pending)
 				st = chan_fail(ch, ENOMEM);
+			if (!s->buf)
 				break;
-			}
 		}
 		ch->nreq = 0;
 		st = recv_buffer(ch, s->buf, wait && !*took);
@@ -1271,7 +1300,14 @@ static enum chan_status ring_step(struct chan *ch, unsigned int wait_ms,
 			st = ring_enter(ch, DM_USER_RING_COMPLETE_ONLY, &posted);
 		return st;
 	}
-	st = ring_enter(ch, wait_ms, &posted);
+	/*
+	 * Full: completions handed in, nothing taken, so that what the
+	 * channel cannot serve stays in the kernel for the others.
+	 */
+	if (ch->srv->max_pending && !ch->free_slots)
+		st = ring_enter(ch, DM_USER_RING_COMPLETE_ONLY, &posted);
+	else
+		st = ring_enter(ch, wait_ms, &posted);
 	check_reload(ch, false);
 	if (st == CHAN_OK)
 		st = ring_serve(ch, took);
@@ -1282,13 +1318,16 @@ static enum chan_status ring_step(struct chan *ch, unsigned int wait_ms,
 
 static int open_fd(struct server *srv, struct chan *ch);
 static void close_fd(struct chan *ch);
-static int chan_watch(struct chan *ch, bool on);
+static int chan_watch(struct chan *ch, enum watch how);
 
 /* One round of whichever way the channel serves. */
 static enum chan_status chan_step(struct chan *ch, unsigned int wait_ms,
 				  unsigned int *took)
 {
 	*took = 0;
+	/* Closed by dmu_server_close_channel(): what comes back is dropped. */
+	if (ch->fd < 0)
+		return take_done(ch);
 	if (ch->ring)
 		return ring_step(ch, wait_ms, took);
 	if (ch->end) {
@@ -1353,37 +1392,59 @@ static int chan_run(struct chan *ch, bool block)
 	struct server *srv = ch->srv;
 	enum chan_status st = CHAN_OK;
 	unsigned int took, round;
-	bool hand_in;
+	enum watch how;
+	int rc;
 
 	if (!ch->end && stopping(srv))
 		ch->end = CHAN_STOP;
-	hand_in = ring_unhanded(ch) && (!ch->end || ch->end == CHAN_STOP);
 	if (block && !ch->end && !ch->pending) {
+		/* The next enter hands in what this one's answers post. */
 		st = chan_step(ch, POLL_MS, &took);
 	} else {
-		if (block && !hand_in && (!ch->end || ch->pending))
+		if (block && (!ch->end || ch->pending) &&
+		    !(ring_unhanded(ch) && (!ch->end || ch->end == CHAN_STOP)))
 			st = wait_event(ch);
 		for (round = 0; st == CHAN_OK && round < SERVE_ROUNDS; round++) {
 			st = chan_step(ch, 0, &took);
 			if (!took)
 				break;
 		}
-		/* Nothing left unanswered while the caller waits. */
-		if (st == CHAN_OK && ring_unhanded(ch) &&
-		    (!ch->end || ch->end == CHAN_STOP))
-			st = ring_enter(ch, DM_USER_RING_COMPLETE_ONLY, &round);
 	}
-	/* An ended channel is not reopened: its pending requests are void. */
-	if (st == CHAN_RESET && ch->end)
+	if (st == CHAN_OK && !ch->end && stopping(srv))
+		ch->end = CHAN_STOP;
+	/*
+	 * Nothing left unanswered while the caller waits for an event, or
+	 * once the channel stops (the kernel would give the requests back
+	 * at the close, their work lost).
+	 */
+	if (st == CHAN_OK && ring_unhanded(ch) &&
+	    (!ch->end || ch->end == CHAN_STOP) &&
+	    (!block || ch->end || ch->pending))
+		st = ring_enter(ch, DM_USER_RING_COMPLETE_ONLY, &round);
+	/*
+	 * An ended channel is not reopened but closed: its pending requests
+	 * are void, and the kernel takes back what the reset left it.
+	 */
+	if (st == CHAN_RESET && ch->end) {
+		close_fd(ch);
 		ch->gen++;
-	else if (st == CHAN_RESET)
+	} else if (st == CHAN_RESET) {
 		st = reopen(ch);
+	}
 	if ((st == CHAN_GONE || st == CHAN_FATAL) && ch->end != CHAN_FATAL)
 		ch->end = st;
 	else if (st == CHAN_STOP && !ch->end)
 		ch->end = CHAN_STOP;
 	if (!ch->end && stopping(srv))
 		ch->end = CHAN_STOP;
+	/* Full, or ended: only a completion (or a reset) is waited for. */
+	how = ch->end ? WATCH_NONE :
+	      srv->max_pending && !ch->free_slots ? WATCH_ERRORS : WATCH_ALL;
+	rc = chan_watch(ch, how);
+	if (rc) {
+		chan_fail(ch, rc);
+		ch->end = CHAN_FATAL;
+	}
 	if (ch->end == CHAN_FATAL) {
 		int none = 0;
 
@@ -1391,9 +1452,6 @@ static int chan_run(struct chan *ch, bool block)
 					       ch->err);
 		atomic_store(&srv->abort, true);
 	}
-	/* Full, or ended: only a completion is waited for. */
-	if (chan_watch(ch, !ch->end && (!srv->max_pending || ch->free_slots)))
-		atomic_store(&srv->abort, true);
 	if (!ch->end || ch->pending)
 		return 0;
 	if (ch->end == CHAN_GONE && srv->verbose)
@@ -1424,6 +1482,18 @@ static int open_ring(struct server *srv, struct chan *ch)
 	struct dmu_ring_params rp = {
 		.depth = srv->ring_depth, .data = srv->ring_data,
 	};
+
+	/*
+	 * With max_pending, a ring no deeper than needed: what the kernel
+	 * posts beyond the limit would wait in this channel, not for the
+	 * others.
+	 */
+	if (!rp.depth && srv->max_pending) {
+		rp.depth = 1;
+		while (rp.depth < srv->max_pending &&
+		       rp.depth < DM_USER_RING_MAX_DEPTH)
+			rp.depth *= 2;
+	}
 	uint32_t busy_poll = srv->ring_busy_poll;
 	const struct dm_user_ring *h;
 	uint64_t granted;
@@ -1503,31 +1573,34 @@ static bool wants_ring(const struct server *srv, const struct chan *ch)
 }
 
 /*
- * Puts the channel in its epoll set or takes it out. All channels of a
+ * Puts the channel in its epoll set as @how says. All channels of a
  * target wait on one queue. Exclusive: a new request wakes one idle
  * thread, not all of them, as a blocking read() would (Linux 4.5; older
- * kernels wake all).
+ * kernels wake all). A full channel waits for a reset or the target's end
+ * alone (EPOLLERR and EPOLLHUP, which epoll always reports); epoll cannot
+ * change an exclusive entry, so every change is a removal and an addition.
  */
-static int chan_watch(struct chan *ch, bool on)
+static int chan_watch(struct chan *ch, enum watch how)
 {
-	struct epoll_event ev = {
-		.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u32 = EV_CHAN,
-	};
+	struct epoll_event ev = { .data.u32 = EV_CHAN };
 
-	if (ch->fd < 0 || on == ch->watching)
+	if (ch->fd < 0 || how == ch->watching)
 		return 0;
-	if (!on) {
-		ch->watching = false;
-		return epoll_ctl(ch->epfd, EPOLL_CTL_DEL, ch->fd, NULL) ?
-		       -errno : 0;
+	if (ch->watching != WATCH_NONE) {
+		ch->watching = WATCH_NONE;
+		if (epoll_ctl(ch->epfd, EPOLL_CTL_DEL, ch->fd, NULL))
+			return -errno;
 	}
+	if (how == WATCH_NONE)
+		return 0;
+	ev.events = how == WATCH_ALL ? EPOLLIN | EPOLLEXCLUSIVE : 0;
 	if (epoll_ctl(ch->epfd, EPOLL_CTL_ADD, ch->fd, &ev)) {
-		ev.events = EPOLLIN;
-		if (errno != EINVAL ||
+		ev.events &= ~(uint32_t)EPOLLEXCLUSIVE;
+		if (errno != EINVAL || how != WATCH_ALL ||
 		    epoll_ctl(ch->epfd, EPOLL_CTL_ADD, ch->fd, &ev))
 			return -errno;
 	}
-	ch->watching = true;
+	ch->watching = how;
 	return 0;
 }
 
@@ -1540,8 +1613,14 @@ static void close_fd(struct chan *ch)
 {
 	if (ch->fd < 0)
 		return;
-	if (chan_watch(ch, false))
+	/* Left in the set, it could wake the channel for good: fatal. */
+	if (chan_watch(ch, WATCH_NONE)) {
+		int none = 0;
+
+		atomic_compare_exchange_strong(&ch->srv->first_err, &none,
+					       -errno);
 		atomic_store(&ch->srv->abort, true);
+	}
 	if (ch->map && ch->map->users > 1)
 		detach_map(ch->map);
 	put_map(ch->map);
@@ -1562,7 +1641,7 @@ static int open_fd_how(struct server *srv, struct chan *ch, bool try_ring)
 	ch->fd = open(srv->path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
 	if (ch->fd < 0)
 		return -errno;
-	rc = chan_watch(ch, true);
+	rc = chan_watch(ch, WATCH_ALL);
 	if (rc)
 		goto fail;
 	ch->write_batch = false;
@@ -1842,6 +1921,33 @@ int dmu_server_serve(struct dmu_server *d, unsigned int channel)
 	if (!d || channel >= d->srv.threads)
 		return -EINVAL;
 	return chan_run(&d->srv.chans[channel], false);
+}
+
+int dmu_server_close_channel(struct dmu_server *d, unsigned int channel)
+{
+	struct chan *ch;
+
+	if (!d || channel >= d->srv.threads)
+		return -EINVAL;
+	ch = &d->srv.chans[channel];
+	close_fd(ch);
+	/* What it holds pending is the kernel's again: dropped when completed. */
+	ch->gen++;
+	return 0;
+}
+
+int dmu_server_open_channel(struct dmu_server *d, unsigned int channel)
+{
+	struct chan *ch;
+
+	if (!d || channel >= d->srv.threads)
+		return -EINVAL;
+	ch = &d->srv.chans[channel];
+	if (ch->end)
+		return ch->end == CHAN_GONE ? -ENOTBLK : -ESHUTDOWN;
+	if (ch->fd >= 0)
+		return 0;
+	return open_fd(&d->srv, ch);
 }
 
 unsigned int dmu_server_pending(const struct dmu_server *d,

@@ -539,14 +539,18 @@ static inline bool dmu_req_is_notify(const struct dmu_req *req)
  * @rc: what the callback would have returned: 0, -EOPNOTSUPP, DMU_REMAP
  *	(with @req->remap_offset set) or another negative errno
  *
- * May be called from any thread, once per pending request, also from
- * inside a callback. The answer goes out on the request's channel when
+ * May be called from any thread, once per pending request, also before
+ * its callback has returned (from inside it, or from a thread it handed
+ * the request to), which must then return DMU_PENDING. Only for requests
+ * of a server with max_pending: elsewhere @req is not the library's to
+ * keep, and the call is undefined. The answer goes out on the request's channel when
  * its serving thread (or dmu_server_serve()) next runs, which this call
  * wakes; requests are answered in the order they are completed. After
  * the call, @req and its @data are the library's again. A request whose
  * channel the kernel reset meanwhile, or whose target went away, is not
  * answered: the kernel has given it to another channel or failed it, and
- * the late answer is dropped. Since libdmuser 1.7.
+ * the late answer is dropped; until then it keeps its place, and counts
+ * against max_pending. Since libdmuser 1.7.
  */
 void dmu_complete(struct dmu_req *req, int rc);
 
@@ -680,7 +684,9 @@ struct dmu_serve_opts {
 	 * read() and write() channels each pending request has a receive
 	 * buffer of its own, up to 1 MiB and 4 KiB of address space
 	 * (touched as far as its data goes); on a ring, its data stays in
-	 * the ring's data area and the ring's depth bounds it too. Refused
+	 * the ring's data area, and the ring is max_pending deep (rounded up
+	 * to a power of two, up to DM_USER_RING_MAX_DEPTH) unless ring_depth
+	 * says otherwise, which then bounds it too. Refused
 	 * (-EINVAL) with batch > 1 or read_batch, whose batches are
 	 * answered together. Since libdmuser 1.7; read from callers built
 	 * with a 1.7 header or newer (see dmu_serve()).
@@ -706,7 +712,8 @@ struct dmu_serve_opts {
  * Return: 0 when the target was removed (every channel saw ENOTBLK) or
  * *stop was set, a negative errno when a channel failed; -EINVAL before
  * anything is opened for options of the two transports at once (see
- * enum dmu_transport) or max_pending with batch > 1 or read_batch;
+ * enum dmu_transport), max_pending past DMU_MAX_PENDING or with batch > 1
+ * or read_batch;
  * -EOPNOTSUPP for @opts->remap on a target the kernel grants no remap on
  * (it has no backing device, or the kernel is older than control
  * interface version 4).
@@ -757,9 +764,10 @@ int dmu_server_open_size(struct dmu_server **srv, const char *name,
  * @channel: 0 to @opts->threads - 1
  *
  * Readable (EPOLLIN) when dmu_server_serve() has something to do for the
- * channel: a request, a completion, or the channel's end. It stays the
- * same descriptor across the channel's reopening after a reset; never read
- * it or close it.
+ * channel: a request (while the channel holds fewer than max_pending), a
+ * completion, a reset or the target's end. It stays the same descriptor
+ * across the channel's reopening after a reset; never read it or close
+ * it.
  *
  * Return: the descriptor, or -EINVAL for a channel that does not exist.
  */
@@ -769,7 +777,9 @@ int dmu_server_fd(const struct dmu_server *srv, unsigned int channel);
  * dmu_server_serve() - do what @channel has to do, without waiting
  *
  * Answers the requests completed since the last call, reads the requests
- * waiting and hands them to the callbacks, which run on this thread;
+ * waiting and hands them to the callbacks, which run on this thread,
+ * without waiting for a request or a completion (only for the rest of a
+ * message the kernel is sending);
  * follows reloads as dmu_serve() does. One thread at a time per channel;
  * dmu_complete() may run anywhere meanwhile. On a channel with nothing to
  * do for a while, ->reload is heard at the next call: call it every so
@@ -784,6 +794,34 @@ int dmu_server_fd(const struct dmu_server *srv, unsigned int channel);
 int dmu_server_serve(struct dmu_server *srv, unsigned int channel);
 
 /**
+ * dmu_server_close_channel() - give back what @channel holds, and take
+ * nothing more
+ *
+ * Closes the channel: the kernel gives every request it holds, read or
+ * not, back to the target's queue, whole, for another channel (or this
+ * one, reopened) to take, as when a daemon dies. Its pending requests are
+ * dropped when they are completed. What a daemon does when it loses its
+ * own back end (a server connection) for a while, so that no request
+ * fails for it. dmu_server_serve() goes on taking completions; the
+ * descriptor stays the same. With every channel of the target closed, the
+ * kernel's no-daemon timeout runs (see the table's no_daemon_timeout).
+ *
+ * Return: 0, or -EINVAL for a channel that does not exist.
+ */
+int dmu_server_close_channel(struct dmu_server *srv, unsigned int channel);
+
+/**
+ * dmu_server_open_channel() - serve @channel again after
+ * dmu_server_close_channel()
+ *
+ * Return: 0 (also for a channel that is open); -ENOTBLK once the target
+ * was removed, -ESHUTDOWN once the channel has ended otherwise (a stop or
+ * a failure); -EINVAL for a channel that does not exist; or why the node
+ * could not be opened.
+ */
+int dmu_server_open_channel(struct dmu_server *srv, unsigned int channel);
+
+/**
  * dmu_server_pending() - requests @channel holds pending, 0 for a
  * channel that does not exist
  */
@@ -794,7 +832,8 @@ unsigned int dmu_server_pending(const struct dmu_server *srv,
  * dmu_server_close() - close the channels and free @srv
  *
  * Return: 0; or -EBUSY, and nothing is freed, while a request is pending
- * (complete it, and call dmu_server_serve() until it returns non-zero).
+ * (complete it, and call dmu_server_serve() for its channel, until
+ * dmu_server_pending() is 0).
  */
 int dmu_server_close(struct dmu_server *srv);
 

@@ -77,15 +77,24 @@ done
 # util-linux's blkdiscard has options (-z, -s) busybox's lacks; optional.
 if p=$(command -v blkdiscard) && [ ! -L "$p" ]; then copy_with_libs "$p"; fi
 
-plugdir=/usr/lib/x86_64-linux-gnu/nbdkit/plugins
-plug=$(dpkg -L nbdkit 2>/dev/null | grep '/nbdkit-memory-plugin\.so$' | head -n 1) ||
-	true
-copy_with_libs "${plug:-$plugdir/nbdkit-memory-plugin.so}"
+# nbdkit's plugins and filters that the benchmark and test_nbd.sh use.
+nbddir=/usr/lib/x86_64-linux-gnu/nbdkit
+for m in plugins/nbdkit-memory-plugin plugins/nbdkit-file-plugin \
+	filters/nbdkit-error-filter filters/nbdkit-delay-filter \
+	filters/nbdkit-nozero-filter filters/nbdkit-fua-filter; do
+	found=$(dpkg -L nbdkit 2>/dev/null | grep "/${m#*/}\.so\$" | head -n 1) ||
+		true
+	copy_with_libs "${found:-$nbddir/$m.so}"
+done
+# qemu-nbd serves a qcow2 image in test_nbd.sh; optional (qemu-utils).
+for b in qemu-nbd qemu-img; do
+	if p=$(command -v "$b"); then copy_with_libs "$p"; fi
+done
 
 # Test programs are linked on the host against these; ship them with their
 # dependencies so they run in the guest.
 for l in libdevmapper.so.1.02.1 libsystemd.so.0 libjson-c.so.5 liburing.so.2 \
-	libaio.so.1; do
+	libaio.so.1 libnbd.so.0; do
 	copy_with_libs "/lib/x86_64-linux-gnu/$l"
 done
 [ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$root/etc/"

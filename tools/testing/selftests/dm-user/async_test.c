@@ -5,8 +5,8 @@
  * the ring and on read()/write() channels (with and without WRITE_BATCH):
  * completion out of order, the in-flight limit, a late completion after
  * the kernel reset the channel, a stop with requests pending, the
- * event-loop form (dmu_server_*), and what a synchronous server does with
- * DMU_PENDING. Every test checks the data the block device returns.
+ * event-loop form (dmu_server_*), a channel closed and opened again while
+ * it holds requests, and what a synchronous server does with DMU_PENDING. Every test checks the data the block device returns.
  */
 #include <libaio.h>
 #include <sys/epoll.h>
@@ -481,6 +481,7 @@ TEST_F(async, late_completion_after_reset_is_dropped)
 	for (i = 0; i < 8; i++)
 		dmu_fill(self->store.mem + (size_t)i * BLK, BLK, 900 + i);
 	self->run.opts.threads = 1;
+	/* Room for the old copies, which keep their slots until completed. */
 	self->run.opts.max_pending = 16;
 	self->store.hold = true;
 	self->store.victim = 0;
@@ -756,6 +757,293 @@ TEST_F(async, event_loop)
 	EXPECT_EQ(1, l.ret[0]);
 	EXPECT_EQ(1, l.ret[1]);
 	EXPECT_EQ(0, dmu_server_close(l.srv));
+}
+
+/*
+ * A daemon that loses its back end closes the channel: the kernel takes
+ * back what the channel held, pending or not, and gives it again once the
+ * channel is open; the late completions of the old copies are dropped.
+ */
+struct one_loop {
+	struct dmu_server *srv;
+	int cmd;		/* 1: close the channel, 2: open it; then 0 */
+	int cmd_ret;
+	int ret;
+	int done;
+};
+
+static void *one_loop_main(void *arg)
+{
+	struct one_loop *l = arg;
+	struct pollfd p = { .fd = dmu_server_fd(l->srv, 0), .events = POLLIN };
+
+	for (;;) {
+		int cmd = __atomic_load_n(&l->cmd, __ATOMIC_ACQUIRE);
+
+		if (cmd) {
+			l->cmd_ret = cmd == 1 ?
+				     dmu_server_close_channel(l->srv, 0) :
+				     dmu_server_open_channel(l->srv, 0);
+			__atomic_store_n(&l->cmd, 0, __ATOMIC_RELEASE);
+		}
+		if (poll(&p, 1, 50) < 0 && errno != EINTR)
+			break;
+		l->ret = dmu_server_serve(l->srv, 0);
+		if (l->ret)
+			break;
+	}
+	__atomic_store_n(&l->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static int loop_cmd(struct one_loop *l, int cmd)
+{
+	__atomic_store_n(&l->cmd, cmd, __ATOMIC_RELEASE);
+	while (__atomic_load_n(&l->cmd, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	return l->cmd_ret;
+}
+
+TEST_F(async, closed_channel_gives_requests_back)
+{
+	struct dmu_serve_opts o = {
+		.threads = 1, .max_pending = 16,
+		.transport = variant->transport,
+		.write_batch = variant->write_batch,
+	};
+	struct one_loop l = { 0 };
+	struct dmu_req *old[MAXHELD];
+	struct io_event ev[4];
+	struct timespec zero = { 0 };
+	unsigned int i, nold;
+	pthread_t th;
+	int errors;
+
+	ASSERT_EQ(0, create_dev(_metadata, self, NULL));
+	for (i = 0; i < 4; i++)
+		dmu_fill(self->store.mem + (size_t)i * BLK, BLK, 60 + i);
+	o.stop = &self->store.stop;
+	ASSERT_EQ(0, dmu_server_open(&l.srv, self->dev, &a_ops, &self->store,
+				     &o));
+	ASSERT_EQ(0, pthread_create(&th, NULL, one_loop_main, &l));
+	self->bfd = open(self->mapper, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, self->bfd);
+
+	self->store.hold = true;
+	ASSERT_EQ(4, aio_blocks(self->bfd, self->aio, false, 4, 0, BLK,
+				self->bufs, 0));
+	ASSERT_EQ(4, a_wait_held(&self->store, 4, WAIT_MS));
+	pthread_mutex_lock(&self->store.lock);
+	nold = self->store.nheld;
+	memcpy(old, self->store.held, nold * sizeof(*old));
+	self->store.nheld = 0;
+	pthread_mutex_unlock(&self->store.lock);
+
+	/* Closed: nothing comes, nothing fails. */
+	EXPECT_EQ(0, loop_cmd(&l, 1));
+	EXPECT_EQ(0, loop_cmd(&l, 1));
+	usleep(300 * 1000);
+	EXPECT_EQ(4, self->store.handed);
+	EXPECT_EQ(0, io_getevents(self->aio, 0, 4, ev, &zero));
+	EXPECT_EQ(4, dmu_server_pending(l.srv, 0));
+
+	/* Open again: the same four come again, and are served. */
+	a_set_hold(&self->store, false);
+	EXPECT_EQ(0, loop_cmd(&l, 2));
+	EXPECT_EQ(0, loop_cmd(&l, 2));
+	EXPECT_EQ(4, aio_reap(self->aio, 4, BLK, WAIT_MS, &errors));
+	EXPECT_EQ(0, errors);
+	EXPECT_EQ(8, self->store.handed);
+	for (i = 0; i < nold; i++) {
+		memset(old[i]->data, 0xee, old[i]->len);
+		dmu_complete(old[i], 0);
+	}
+	usleep(200 * 1000);
+	for (i = 0; i < 4; i++)
+		EXPECT_EQ(0, memcmp(self->bufs[i],
+				    self->store.mem + (size_t)i * BLK, BLK));
+	EXPECT_EQ(0, dmu_server_pending(l.srv, 0));
+	EXPECT_EQ(-EINVAL, dmu_server_close_channel(l.srv, 1));
+	EXPECT_EQ(-EINVAL, dmu_server_open_channel(l.srv, 1));
+
+	self->store.stop = 1;
+	ASSERT_TRUE(wait_flag(&l.done, WAIT_MS));
+	pthread_join(th, NULL);
+	EXPECT_EQ(1, l.ret);
+	EXPECT_EQ(-ESHUTDOWN, dmu_server_open_channel(l.srv, 0));
+	EXPECT_EQ(0, dmu_server_close(l.srv));
+}
+
+/*
+ * A full channel leaves what it cannot serve to the other channels: on a
+ * ring the kernel must not post more to it than it may hold. The requests
+ * are queued before any channel opens, so that the first to look could
+ * take them all.
+ */
+TEST_F(async, full_channel_leaves_requests_to_the_others)
+{
+	int errors;
+
+	ASSERT_EQ(0, create_dev(_metadata, self, NULL));
+	self->bfd = open(self->mapper, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, self->bfd);
+	ASSERT_EQ(8, aio_blocks(self->bfd, self->aio, false, 8, 0, BLK,
+				self->bufs, 0));
+	self->run.opts.threads = 2;
+	self->run.opts.max_pending = 4;
+	self->store.hold = true;
+	ASSERT_EQ(0, pthread_create(&self->run.thread, NULL, serve_main,
+				    &self->run));
+	self->serving = true;
+	/* Four to each channel, none held back where no callback sees it. */
+	EXPECT_EQ(8, a_wait_held(&self->store, 8, WAIT_MS));
+	EXPECT_EQ(8, self->store.handed);
+	a_set_hold(&self->store, false);
+	EXPECT_EQ(8, aio_reap(self->aio, 8, BLK, WAIT_MS, &errors));
+	EXPECT_EQ(0, errors);
+}
+
+/*
+ * A callback that answers and then sees the stop: its answer reaches the
+ * kernel before dmu_serve() returns, rather than being given back to the
+ * queue at the close. With no_daemon_timeout 0, a request given back
+ * would fail at once.
+ */
+static int answer_then_stop(void *ctx, struct dmu_req *r)
+{
+	struct astore *s = ctx;
+
+	memcpy(r->data, s->mem + r->offset, r->len);
+	s->stop = 1;
+	return 0;
+}
+
+static const struct dmu_ops stop_ops = { .read = answer_then_stop };
+
+struct stop_run {
+	struct astore *store;
+	struct dmu_serve_opts opts;
+	const char *name;
+	int ret, done;
+};
+
+static void *stop_main(void *arg)
+{
+	struct stop_run *r = arg;
+
+	r->ret = dmu_serve(r->name, &stop_ops, r->store, &r->opts);
+	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+TEST_F(async, stop_sends_what_was_answered)
+{
+	struct stop_run r = { .store = &self->store, .name = self->dev };
+	pthread_t th;
+	int fd;
+
+	ASSERT_EQ(0, create_dev(_metadata, self, "no_daemon_timeout 0"));
+	dmu_fill(self->store.mem, BLK, 77);
+	r.opts.transport = variant->transport;
+	r.opts.write_batch = variant->write_batch;
+	r.opts.stop = &self->store.stop;
+	r.opts.ready = a_ready;
+	ASSERT_EQ(0, pthread_create(&th, NULL, stop_main, &r));
+	/* With no daemon, the read would fail at once. */
+	ASSERT_TRUE(wait_flag(&self->store.ready, WAIT_MS));
+	fd = open(self->mapper, O_RDONLY | O_DIRECT);
+	ASSERT_LE(0, fd);
+	EXPECT_EQ(BLK, pread(fd, self->bufs[0], BLK, 0));
+	EXPECT_EQ(0, memcmp(self->bufs[0], self->store.mem, BLK));
+	close(fd);
+	ASSERT_TRUE(wait_flag(&r.done, WAIT_MS));
+	pthread_join(th, NULL);
+	EXPECT_EQ(0, r.ret);
+}
+
+/*
+ * dmu_complete() pushes its slot, then writes the eventfd. If the channel
+ * takes the slot and answers it in between, the write lands on a channel
+ * with nothing pending: the eventfd must still be drained, or the
+ * channel's descriptor stays readable for ever (an event loop that spins).
+ * The write is delayed here (the library is linked with --wrap=write) to
+ * make that order certain.
+ */
+static int delay_eventfd_ms;
+static int delayed_eventfd_writes;
+ssize_t __real_write(int fd, const void *buf, size_t len);
+ssize_t __wrap_write(int fd, const void *buf, size_t len);
+
+ssize_t __wrap_write(int fd, const void *buf, size_t len)
+{
+	int ms = __atomic_load_n(&delay_eventfd_ms, __ATOMIC_ACQUIRE);
+
+	if (ms && len == sizeof(uint64_t)) {
+		char link[64], target[64];
+		ssize_t n;
+
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n > 0) {
+			target[n] = 0;
+			if (strstr(target, "eventfd")) {
+				__atomic_add_fetch(&delayed_eventfd_writes, 1,
+						   __ATOMIC_RELAXED);
+				usleep(ms * 1000);
+			}
+		}
+	}
+	return __real_write(fd, buf, len);
+}
+
+TEST_F(async, late_wakeup_leaves_no_event)
+{
+	struct dmu_serve_opts o = {
+		.threads = 1, .max_pending = 4,
+		.transport = variant->transport,
+		.write_batch = variant->write_batch,
+	};
+	struct dmu_server *srv;
+	struct pollfd p;
+	int i, rc = 0;
+
+	ASSERT_EQ(0, create_dev(_metadata, self, NULL));
+	dmu_fill(self->store.mem, BLK, 5);
+	ASSERT_EQ(0, dmu_server_open(&srv, self->dev, &a_ops, &self->store,
+				     &o));
+	p = (struct pollfd){ .fd = dmu_server_fd(srv, 0), .events = POLLIN };
+	self->bfd = open(self->mapper, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, self->bfd);
+	__atomic_store_n(&delay_eventfd_ms, 300, __ATOMIC_RELEASE);
+	ASSERT_EQ(1, aio_blocks(self->bfd, self->aio, false, 1, 0, BLK,
+				self->bufs, 0));
+	/* Served every 20 ms, not only when the descriptor says so. */
+	for (i = 0; i < 100 && !rc; i++) {
+		struct io_event ev;
+		struct timespec zero = { 0 };
+
+		rc = dmu_server_serve(srv, 0);
+		if (io_getevents(self->aio, 0, 1, &ev, &zero) == 1) {
+			EXPECT_EQ(BLK, ev.res);
+			break;
+		}
+		usleep(20 * 1000);
+	}
+	ASSERT_GT(100, i);
+	EXPECT_EQ(0, memcmp(self->bufs[0], self->store.mem, BLK));
+	/* The delayed write lands now, on a channel with nothing pending. */
+	usleep(500 * 1000);
+	__atomic_store_n(&delay_eventfd_ms, 0, __ATOMIC_RELEASE);
+	if (!__atomic_load_n(&delayed_eventfd_writes, __ATOMIC_ACQUIRE)) {
+		dmu_server_close(srv);
+		SKIP(return, "libdmuser is shared: its write() is not ours to delay");
+	}
+	EXPECT_EQ(0, dmu_server_pending(srv, 0));
+	EXPECT_EQ(0, dmu_server_serve(srv, 0));
+	/* One call took it: nothing left to wake an event loop. */
+	EXPECT_EQ(0, poll(&p, 1, 100));
+	self->store.stop = 1;
+	EXPECT_EQ(0, dmu_server_close(srv));
 }
 
 TEST_HARNESS_MAIN
