@@ -31,6 +31,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,8 +62,6 @@ struct nbd_req {
 	uint64_t done;		/* bytes of the main command sent */
 	uint32_t flags;		/* LIBNBD_CMD_FLAG_* of the main command */
 	bool pre_flush, post_flush;	/* flushes still to send */
-	bool in_flight;		/* a command of libnbd has it */
-	bool lost;		/* its command failed with the connection */
 	int err;		/* the first error, positive */
 };
 
@@ -74,11 +73,16 @@ struct conn {
 	struct nbd_req *reqs;	/* be->queue_depth of them */
 	struct nbd_req *free_reqs;
 	struct nbd_req *cont;	/* ready for their next command */
-	unsigned int active;	/* taken from the free list */
+	/*
+	 * A command failed with the connection (or the server is shutting
+	 * down): the connection is given up at the loop's next look, and
+	 * its requests go back to the queue.
+	 */
+	bool broken;
 	unsigned int backoff_ms;
 	uint64_t retry_at;	/* ms, CLOCK_MONOTONIC, while down */
+	uint64_t up_since;	/* ms, when it last connected */
 	uint64_t stop_seen;	/* ms, when the stop was first seen; 0 */
-	bool was_up;		/* has been connected once */
 	int ret;		/* the thread's result: 0 or a negative errno */
 };
 
@@ -91,6 +95,8 @@ struct nbd_backend {
 	int64_t export_size;
 	bool can_flush, can_fua, can_trim, can_zero, multi_conn, read_only;
 	uint64_t max_piece;	/* the server's largest read or write */
+	uint64_t target_bytes;	/* the target's size when serving began */
+	uint32_t block_size;	/* the target's block size, bytes */
 	atomic_uint up;		/* connections serving */
 };
 
@@ -117,7 +123,6 @@ static void put_req(struct conn *c, struct nbd_req *nr)
 	nr->req = NULL;
 	nr->next = c->free_reqs;
 	c->free_reqs = nr;
-	c->active--;
 }
 
 /* The request's answer, and its nbd_req back on the free list. */
@@ -155,10 +160,9 @@ static int command_done(void *user_data, int *error)
 	struct nbd_req *nr = user_data;
 	struct conn *c = nr->c;
 
-	nr->in_flight = false;
 	if (*error && connection_error(*error)) {
-		/* Given back with the channel: see lose_connection(). */
-		nr->lost = true;
+		/* Given back with the channel: see give_back(). */
+		c->broken = true;
 		return 1;
 	}
 	if (*error) {
@@ -227,9 +231,11 @@ static int send_next(struct nbd_req *nr)
 	if (cookie < 0) {
 		int err = nbd_get_errno();
 
+		/* libnbd refuses commands on a dead handle with EINVAL. */
+		if (nbd_aio_is_dead(c->h) || nbd_aio_is_closed(c->h))
+			return ENOTCONN;
 		return err ? err : EIO;
 	}
-	nr->in_flight = true;
 	return 0;
 }
 
@@ -243,7 +249,7 @@ static void send_continued(struct conn *c)
 		c->cont = nr->next;
 		err = send_next(nr);
 		if (err && connection_error(err))
-			nr->lost = true;
+			c->broken = true;
 		else if (err)
 			finish(nr, err);
 	}
@@ -291,7 +297,6 @@ static int nbd_submit(void *ctx, struct dmu_req *r)
 	if (!c->h || !nr)
 		return serve_count_result(r, -EIO);
 	c->free_reqs = nr->next;
-	c->active++;
 	*nr = (struct nbd_req){ .req = r, .c = c };
 	/*
 	 * A flush is sent where the server has a cache to flush; without
@@ -313,7 +318,8 @@ static int nbd_submit(void *ctx, struct dmu_req *r)
 	}
 	err = send_next(nr);
 	if (err && connection_error(err)) {
-		nr->lost = true;
+		/* Pending until the connection is given up: then given back. */
+		c->broken = true;
 	} else if (err) {
 		put_req(c, nr);
 		return serve_count_result(r, -err);
@@ -379,7 +385,11 @@ static struct nbd_handle *nbd_open(struct nbd_backend *be, bool quiet)
 
 		if (nbd_aio_is_dead(h) || nbd_aio_is_closed(h) || p.fd < 0)
 			goto fail;
-		if (serve_stopping() || now_ms() >= deadline) {
+		if (serve_stopping()) {
+			nbd_close(h);
+			return NULL;
+		}
+		if (now_ms() >= deadline) {
 			if (!quiet || be->opt->verbose)
 				report(ETIMEDOUT, "connect to %s", be->opt->uri);
 			nbd_close(h);
@@ -422,6 +432,7 @@ static void give_back(struct conn *c)
 	nbd_close(c->h);
 	c->h = NULL;
 	c->cont = NULL;
+	c->broken = false;
 	for (i = 0; i < be->opt->queue_depth; i++)
 		if (c->reqs[i].req)
 			drop(&c->reqs[i]);
@@ -430,12 +441,18 @@ static void give_back(struct conn *c)
 
 static void lose_connection(struct conn *c, const char *why)
 {
-	report(0, "connection %u to %s lost (%s): its requests go back to the queue; reconnecting",
-	       c->id, c->be->opt->uri, why);
+	report(0, "connection %u to %s lost (%s): its requests go back to the queue%s",
+	       c->id, c->be->opt->uri, why,
+	       serve_stopping() ? "" : "; reconnecting");
 	give_back(c);
 	if (!atomic_load(&c->be->up))
 		report(0, "no connection left: I/O waits in the target's queue, up to its no_daemon_timeout");
-	c->backoff_ms = BACKOFF_MIN_MS;
+	/* A server that drops every connection at once is tried less often. */
+	if (now_ms() - c->up_since < BACKOFF_MAX_MS)
+		c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ?
+				BACKOFF_MAX_MS : c->backoff_ms * 2;
+	else
+		c->backoff_ms = BACKOFF_MIN_MS;
 	c->retry_at = now_ms() + c->backoff_ms;
 }
 
@@ -472,14 +489,62 @@ static void check_stop(struct conn *c)
 	give_back(c);
 }
 
+/*
+ * Why the export of a new connection cannot stand in for the first one's,
+ * or NULL: smaller than the target, or what the first promised (flush and
+ * FUA, as the durability of writes rests on them; writes at all; one
+ * view across connections; block sizes) no longer holds.
+ */
+static const char *unlike_export(const struct nbd_backend *be,
+				 struct nbd_handle *h)
+{
+	int64_t size = nbd_get_size(h);
+	int64_t min = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
+	int64_t max = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
+
+	if (size < 0 || (uint64_t)size < be->target_bytes)
+		return "smaller than the target";
+	if ((nbd_can_flush(h) == 1) != be->can_flush ||
+	    (nbd_can_fua(h) == 1) != be->can_fua)
+		return "flush or FUA changed";
+	if ((nbd_is_read_only(h) == 1) != be->read_only)
+		return "read-only changed";
+	if (be->nconns > 1 && nbd_can_multi_conn(h) != 1)
+		return "no multi-conn, with several connections";
+	if ((min > 0 && (uint64_t)min > be->block_size) ||
+	    (max > 0 && (uint64_t)max < be->max_piece))
+		return "block sizes changed";
+	return NULL;
+}
+
+/* The target's node, as the channel names it. */
+static bool node_exists(const char *channel)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (strchr(channel, '/'))
+		snprintf(path, sizeof(path), "%s", channel);
+	else
+		snprintf(path, sizeof(path), "/dev/dm-user/%s", channel);
+	return stat(path, &st) == 0 || errno != ENOENT;
+}
+
 /* A down connection's next attempt, when it is due. */
 static void try_reconnect(struct conn *c)
 {
 	struct nbd_backend *be = c->be;
+	const char *why;
 	int rc;
 
 	if (now_ms() < c->retry_at)
 		return;
+	/* Removed while the server was away: the channel ends. */
+	if (!node_exists(be->opt->channel)) {
+		dmu_server_open_channel(be->srv, c->id);
+		c->retry_at = now_ms() + BACKOFF_MAX_MS;
+		return;
+	}
 	c->h = nbd_open(be, true);
 	if (!c->h) {
 		c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ?
@@ -487,10 +552,9 @@ static void try_reconnect(struct conn *c)
 		c->retry_at = now_ms() + c->backoff_ms;
 		return;
 	}
-	/* The same export, or nothing: a smaller one would lose data. */
-	if (nbd_get_size(c->h) != be->export_size) {
-		report(0, "%s came back with %" PRId64 " bytes, not %" PRId64 ": not serving it",
-		       be->opt->uri, nbd_get_size(c->h), be->export_size);
+	why = unlike_export(be, c->h);
+	if (why) {
+		report(0, "%s came back %s: not serving it", be->opt->uri, why);
 		nbd_close(c->h);
 		c->h = NULL;
 		c->retry_at = now_ms() + BACKOFF_MAX_MS;
@@ -507,6 +571,7 @@ static void try_reconnect(struct conn *c)
 		return;
 	}
 	atomic_fetch_add(&be->up, 1);
+	c->up_since = now_ms();
 	report(0, "connection %u to %s is back", c->id, be->opt->uri);
 }
 
@@ -541,9 +606,10 @@ static void *conn_main(void *arg)
 		if (c->h && n > 0 && p[1].revents &&
 		    nbd_notify(c->h, p[1].revents) < 0)
 			snprintf(why, sizeof(why), "%s", nbd_why());
-		if (c->h)
+		if (c->h && !nbd_aio_is_dead(c->h))
 			send_continued(c);
-		if (c->h && (nbd_aio_is_dead(c->h) || nbd_aio_is_closed(c->h))) {
+		if (c->h && (c->broken || nbd_aio_is_dead(c->h) ||
+			     nbd_aio_is_closed(c->h))) {
 			lose_connection(c, why[0] ? why :
 					"the server closed the connection");
 			why[0] = 0;
@@ -564,9 +630,8 @@ static void *conn_main(void *arg)
 			break;
 		}
 	}
+	/* Nothing is pending. Not nbd_shutdown(): it waits for the server. */
 	if (c->h) {
-		/* Nothing is pending: the server gets a clean goodbye. */
-		nbd_shutdown(c->h, 0);
 		nbd_close(c->h);
 		c->h = NULL;
 	}
@@ -580,7 +645,7 @@ static int learn_export(struct nbd_backend *be, struct nbd_handle *h,
 			uint64_t target_bytes)
 {
 	char a[32], b[32];
-	int64_t max;
+	int64_t max, min;
 
 	be->export_size = nbd_get_size(h);
 	if (be->export_size < 0) {
@@ -602,6 +667,12 @@ static int learn_export(struct nbd_backend *be, struct nbd_handle *h,
 	/* libnbd refuses larger reads and writes than the server said. */
 	max = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
 	be->max_piece = max > 0 ? (uint64_t)max : 32U << 20;
+	min = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
+	if (min > 0 && (uint64_t)min > be->block_size) {
+		report(0, "%s takes I/O in blocks of %" PRId64 " bytes, the target's are %u: give the table block_size %" PRId64,
+		       be->opt->uri, min, be->block_size, min);
+		return -1;
+	}
 	if (be->opt->verbose)
 		report(0, "%s: %s, flush %s, fua %s, trim %s, zero %s, multi-conn %s",
 		       be->opt->uri, human_bytes(be->export_size, a, sizeof(a)),
@@ -609,7 +680,7 @@ static int learn_export(struct nbd_backend *be, struct nbd_handle *h,
 		       be->can_trim ? "yes" : "no", be->can_zero ? "yes" : "no",
 		       be->multi_conn ? "yes" : "no");
 	if (be->read_only)
-		report(0, "note: %s is read-only: writes are answered EROFS (make the table read-only too)",
+		report(0, "note: %s is read-only: writes are answered as errors (make the table read-only too)",
 		       be->opt->uri);
 	if (!be->can_trim)
 		report(0, "note: %s cannot trim: discards are answered UNSUPPORTED (the table feature no_discard turns them off)",
@@ -620,8 +691,8 @@ static int learn_export(struct nbd_backend *be, struct nbd_handle *h,
 	return 0;
 }
 
-/* The target's size in bytes, from GET_INFO; 0 after reporting why not. */
-static uint64_t target_bytes(const char *channel)
+/* The target's size and block size, from GET_INFO; -1 after reporting why not. */
+static int learn_target(struct nbd_backend *be, const char *channel)
 {
 	char what[PATH_MAX];
 	struct dmu_info info;
@@ -629,32 +700,32 @@ static uint64_t target_bytes(const char *channel)
 
 	if (fd < 0) {
 		report_hint(fd, HINT_NODE, NULL, channel, "open %s", what);
-		return 0;
+		return -1;
 	}
 	rc = dmu_get_info(fd, &info);
 	close(fd);
 	if (rc) {
 		report(rc, "GET_INFO on %s", what);
-		return 0;
+		return -1;
 	}
-	return info.size * SECTOR_SIZE;
+	be->target_bytes = info.size * SECTOR_SIZE;
+	be->block_size = info.block_size ? info.block_size : SECTOR_SIZE;
+	return 0;
 }
 
 int serve_nbd(const struct nbd_options *opt, struct dmu_serve_opts *opts)
 {
 	struct nbd_backend be = { .opt = opt };
 	struct nbd_handle *first;
-	uint64_t bytes;
 	unsigned int i, started = 0;
 	int rc, ret = 0;
 
-	bytes = target_bytes(opt->channel);
-	if (!bytes)
+	if (learn_target(&be, opt->channel))
 		return -1;
 	first = nbd_open(&be, false);
 	if (!first)
 		return -1;
-	if (learn_export(&be, first, bytes)) {
+	if (learn_export(&be, first, be.target_bytes)) {
 		nbd_close(first);
 		return -1;
 	}
@@ -688,6 +759,8 @@ int serve_nbd(const struct nbd_options *opt, struct dmu_serve_opts *opts)
 
 		c->be = &be;
 		c->id = i;
+		c->up_since = now_ms();
+		c->backoff_ms = BACKOFF_MIN_MS;
 		c->reqs = calloc(opt->queue_depth, sizeof(*c->reqs));
 		if (!c->reqs) {
 			report(ENOMEM, "requests of connection %u", i);
@@ -702,6 +775,12 @@ int serve_nbd(const struct nbd_options *opt, struct dmu_serve_opts *opts)
 		if (i)
 			c->h = nbd_open(&be, false);
 		if (!c->h) {
+			ret = -1;
+			break;
+		}
+		if (i && unlike_export(&be, c->h)) {
+			report(0, "%s: connection %u %s", opt->uri, i,
+			       unlike_export(&be, c->h));
 			ret = -1;
 			break;
 		}

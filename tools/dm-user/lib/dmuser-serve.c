@@ -198,6 +198,8 @@ struct chan {
 	atomic_uint completers;	/* dmu_complete() calls not yet returned */
 	uint64_t gen;		/* opens of the fd: a reset starts a new one */
 	enum watch watching;	/* how fd is in epfd */
+	/* A slot buffer could not be allocated: wait for a completion. */
+	bool no_memory;
 	/* Takes no more requests: why (CHAN_STOP, _GONE, _FATAL), or CHAN_OK. */
 	enum chan_status end;
 };
@@ -980,6 +982,7 @@ static struct slot *take_slot(struct chan *ch)
 
 static void free_slot(struct chan *ch, struct slot *s)
 {
+	ch->no_memory = false;
 	put_map(s->map);
 	s->map = NULL;
 	s->next = ch->free_slots;
@@ -1115,7 +1118,7 @@ static enum chan_status rw_async_step(struct chan *ch, bool wait,
 	enum chan_status st = take_done(ch), fst;
 
 	/* Full: woken by EPOLLERR or EPOLLHUP, which read() would name. */
-	if (st == CHAN_OK && !ch->free_slots)
+	if (st == CHAN_OK && (!ch->free_slots || ch->no_memory))
 		st = chan_error(ch);
 	while (st == CHAN_OK && ch->free_slots && !ch->end) {
 		struct slot *s = ch->free_slots;
@@ -1127,8 +1130,10 @@ static enum chan_status rw_async_step(struct chan *ch, bool wait,
 			s->buf = aligned_alloc(BUF_ALIGN, BUF_SIZE);
 			if (!s->buf && !ch->pending)
 				st = chan_fail(ch, ENOMEM);
-			if (!s->buf)
+			if (!s->buf) {
+				ch->no_memory = true;
 				break;
+			}
 		}
 		ch->nreq = 0;
 		st = recv_buffer(ch, s->buf, wait && !*took);
@@ -1439,7 +1444,8 @@ static int chan_run(struct chan *ch, bool block)
 		ch->end = CHAN_STOP;
 	/* Full, or ended: only a completion (or a reset) is waited for. */
 	how = ch->end ? WATCH_NONE :
-	      srv->max_pending && !ch->free_slots ? WATCH_ERRORS : WATCH_ALL;
+	      srv->max_pending && (!ch->free_slots || ch->no_memory) ?
+	      WATCH_ERRORS : WATCH_ALL;
 	rc = chan_watch(ch, how);
 	if (rc) {
 		chan_fail(ch, rc);
@@ -1939,6 +1945,7 @@ int dmu_server_close_channel(struct dmu_server *d, unsigned int channel)
 int dmu_server_open_channel(struct dmu_server *d, unsigned int channel)
 {
 	struct chan *ch;
+	int rc;
 
 	if (!d || channel >= d->srv.threads)
 		return -EINVAL;
@@ -1947,7 +1954,13 @@ int dmu_server_open_channel(struct dmu_server *d, unsigned int channel)
 		return ch->end == CHAN_GONE ? -ENOTBLK : -ESHUTDOWN;
 	if (ch->fd >= 0)
 		return 0;
-	return open_fd(&d->srv, ch);
+	rc = open_fd(&d->srv, ch);
+	/* The node is gone: the target was removed while the channel was closed. */
+	if (rc == -ENOENT || rc == -ENXIO || rc == -ENODEV || rc == -ENOTBLK) {
+		ch->end = CHAN_GONE;
+		return -ENOTBLK;
+	}
+	return rc;
 }
 
 unsigned int dmu_server_pending(const struct dmu_server *d,

@@ -118,7 +118,7 @@ echo "$v" | grep -Eqx 'dmuserd [0-9]+\.[0-9]+\.[0-9]+' || _fail "dmuserd -V prin
 	_fail "info on a missing device: $(cat /tmp/$n.err)"
 "$DMUSER" serve -r 1M -n 1M "$n" >/dev/null 2>/tmp/$n.err
 [ $? = 2 ] || _fail "serve with two stores did not exit 2"
-grep -q "exactly one of --ram, --file, --null and --remap" /tmp/$n.err ||
+grep -q "exactly one of --ram, --file, --null, --remap and --nbd" /tmp/$n.err ||
 	_fail "serve with two stores: $(cat /tmp/$n.err)"
 for bad in "--transport pipe:--transport must be auto, ring or rw" \
 	   "--ring-depth 3:--ring-depth must be a power of two" \

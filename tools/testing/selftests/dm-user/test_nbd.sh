@@ -224,6 +224,26 @@ _stop_daemon "$DAEMON_PID"
 _log "error filter: read failed, then served; delay filter: 8 reads of 1 s in $took s"
 nbdkit_stop
 
+# ESHUTDOWN from the server is a server going down: the request goes back
+# to the queue (it neither fails nor hangs) and is served once the server
+# serves again.
+nbdkit_start -U "$sock" --filter=error memory 32M \
+	error=ESHUTDOWN error-rate=100% error-file="/tmp/$n.trigger"
+serve "nbd+unix:///?socket=$sock"
+"$DMU_IO" write "$dev" 0 65536 14 direct || _fail "write before ESHUTDOWN"
+touch "/tmp/$n.trigger"
+"$DMU_IO" verify "$dev" 0 65536 14 direct &
+VERIFY_PID=$!
+sleep 2
+kill -0 "$VERIFY_PID" 2>/dev/null || _fail "a read the server shut down on ended"
+rm -f "/tmp/$n.trigger"
+wait "$VERIFY_PID" || _fail "the read given back after ESHUTDOWN failed or differs"
+grep -q "lost" "/tmp/$n.log" || { cat "/tmp/$n.log"; _fail "ESHUTDOWN not taken as a lost connection"; }
+_stop_daemon "$DAEMON_PID"
+[ "$(_stat "/tmp/$n.stats" errors)" = 0 ] || _fail "ESHUTDOWN answered as an error"
+_log "ESHUTDOWN: the read went back to the queue and was served later"
+nbdkit_stop
+
 # ---- A server without write-zeroes: answered UNSUPPORTED, zeroes all the same.
 rm -f "$sock"
 nbdkit_start -U "$sock" --filter=nozero memory 32M zeromode=none
