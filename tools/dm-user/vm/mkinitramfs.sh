@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Build the base busybox initramfs for one guest kernel release:
-#   mkinitramfs.sh <release> <out.cpio.gz>
+#   mkinitramfs.sh <release> <out.cpio.gz> [<extras.cpio.gz>]
 # It holds busybox, the host tools the tests and benchmarks use (with their
 # shared libraries), the block/dm kernel modules and the module indexes. It has
 # no /init: run-guest.sh adds that, the modules under test and the payload as
@@ -10,14 +10,18 @@
 # With DMUSER_KERNEL_ROOT set, the kernel's modules are looked up under that
 # root instead of /; such a kernel (the debug kernel) builds in what the tests
 # need, and modules it lacks (those of the benchmark's peers) are left out.
+# <extras.cpio.gz> gets the large optional tools (qemu-nbd and qemu-img, with
+# the libraries the base lacks), which run-guest.sh adds only for guests with
+# the memory to unpack them: a 320 MiB guest cannot.
 set -eu
 
-if [ $# -ne 2 ]; then
-	echo "usage: mkinitramfs.sh <release> <out.cpio.gz>" >&2
+if [ $# -ne 2 ] && [ $# -ne 3 ]; then
+	echo "usage: mkinitramfs.sh <release> <out.cpio.gz> [<extras.cpio.gz>]" >&2
 	exit 2
 fi
 rel=$1
 out=$2
+extras=${3:-}
 kroot=${DMUSER_KERNEL_ROOT:-}
 moddir=$kroot/lib/modules/$rel
 die() { echo "mkinitramfs: $*" >&2; exit 1; }
@@ -32,7 +36,8 @@ for t in busybox cpio gzip ldd depmod modprobe xz; do
 done
 
 root=$(mktemp -d "${TMPDIR:-/tmp}/dmuser-initramfs.XXXXXX")
-trap 'rm -rf "$root"' EXIT
+xroot=$(mktemp -d "${TMPDIR:-/tmp}/dmuser-extras.XXXXXX")
+trap 'rm -rf "$root" "$xroot"' EXIT
 
 # Same merged-/usr layout as the Debian host, so binaries (and test programs
 # the other scripts build on the host) find their loader and libraries at the
@@ -85,10 +90,6 @@ for m in plugins/nbdkit-memory-plugin plugins/nbdkit-file-plugin \
 	found=$(dpkg -L nbdkit 2>/dev/null | grep "/${m#*/}\.so\$" | head -n 1) ||
 		true
 	copy_with_libs "${found:-$nbddir/$m.so}"
-done
-# qemu-nbd serves a qcow2 image in test_nbd.sh; optional (qemu-utils).
-for b in qemu-nbd qemu-img; do
-	if p=$(command -v "$b"); then copy_with_libs "$p"; fi
 done
 
 # Test programs are linked on the host against these; ship them with their
@@ -158,3 +159,25 @@ mkdir -p "$(dirname "$out")"
 	cpio --quiet -o -H newc -R 0:0 | gzip -1) >"$out.tmp" ||
 	die "writing $out failed"
 mv "$out.tmp" "$out"
+
+# The extras: qemu-nbd serves a qcow2 image in test_nbd.sh (qemu-utils,
+# optional). What the base has already is left out.
+[ -n "$extras" ] || exit 0
+base_root=$root
+root=$xroot
+# Through usr/ as in the base, whose bin, sbin, lib and lib64 links the
+# archive must not replace: the links go before it is written.
+mkdir -p "$root"/usr/bin "$root"/usr/sbin "$root"/usr/lib "$root"/usr/lib64
+for d in bin sbin lib lib64; do ln -s "usr/$d" "$root/$d"; done
+for b in qemu-nbd qemu-img; do
+	if p=$(command -v "$b"); then copy_with_libs "$p"; fi
+done
+for d in bin sbin lib lib64; do rm "$root/$d"; done
+(cd "$xroot" && find . -type f | while read -r f; do
+	if [ -e "$base_root/${f#./}" ]; then rm -f "$f"; fi
+done
+find . -mindepth 1 -type d -empty -delete)
+(cd "$xroot" && find . -mindepth 1 | LC_ALL=C sort |
+	cpio --quiet -o -H newc -R 0:0 | gzip -1) >"$extras.tmp" ||
+	die "writing $extras failed"
+mv "$extras.tmp" "$extras"

@@ -70,12 +70,13 @@ fi
 # kernel's module index and mkinitramfs.sh itself.
 cache=${DMUSER_BUILD:-$repo/build}/vm/$rel
 base=$cache/base.cpio.gz
+extras=$cache/extras.cpio.gz
 stamp="$(sha256sum <"$here/mkinitramfs.sh" | cut -d' ' -f1) $rel $(stat -c %Y "$kroot/lib/modules/$rel/modules.order" 2>/dev/null)"
 if [ ! -f "$base" ] || [ "$(cat "$cache/base.stamp" 2>/dev/null)" != "$stamp" ]; then
 	echo "run-guest: building base initramfs for $rel in $cache" >&2
 	mkdir -p "$cache"
 	rm -f "$cache/base.stamp"
-	"$here/mkinitramfs.sh" "$rel" "$base" ||
+	"$here/mkinitramfs.sh" "$rel" "$base" "$extras" ||
 		die "building the base initramfs for $rel failed"
 	echo "$stamp" >"$cache/base.stamp"
 fi
@@ -198,7 +199,13 @@ chmod 755 "$st/init"
 (cd "$st" && find . -mindepth 1 | LC_ALL=C sort |
 	cpio --quiet -o -H newc -R 0:0 | gzip -1) >"$work/payload.cpio.gz" ||
 	die "building the payload archive failed"
-cat "$base" "$work/payload.cpio.gz" >"$work/initrd"
+# The extras (qemu-nbd) only where they fit: a guest of 1 GiB or more.
+case $mem in
+*G | [1-9][0-9][0-9][0-9]M) with_extras=$extras ;;
+*) with_extras="" ;;
+esac
+# shellcheck disable=SC2086 # a path, or nothing
+cat "$base" $with_extras "$work/payload.cpio.gz" >"$work/initrd"
 
 accel=(-accel tcg,thread=multi)
 if [ "${DMUSER_KVM:-0}" = 1 ]; then
